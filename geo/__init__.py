@@ -1,0 +1,7 @@
+"""H3 and geometry for routecast: the route catalogue, corridors as H3 cells, cell boundaries as GeoJSON.
+
+- ``geo.catalogue``: the routes (``geo/routes/*.geojson``) as validated, frozen dataclasses;
+- ``geo.cells``: corridor polygons, corridor cells, the cell → segment table, cell polygons as GeoJSON.
+
+Importing this package does no work; the catalogue is read when a loader is called.
+"""
