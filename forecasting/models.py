@@ -1,0 +1,225 @@
+"""Forecasting models that follow :class:`forecasting.protocol.Forecaster`.
+
+Every model here is plain pandas/numpy in and out and picklable, so Spark can ship it to executors.
+Heavy optional dependencies (Prophet) are imported on first use, never at import of this module.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecasting.protocol import (
+    LEVELS,
+    Forecaster,
+    NotFittedError,
+    check_horizon,
+    check_levels,
+    check_training_series,
+    forecast_frame,
+    future_dates,
+)
+
+__all__ = ["ProphetForecaster", "SeasonalNaive", "describe_failure", "fit_with_fallback"]
+
+
+def _normal_quantile(level: int) -> float:
+    """z such that a central ``level``% normal interval is mean ± z·σ."""
+    return NormalDist().inv_cdf(0.5 + level / 200.0)
+
+
+class SeasonalNaive:
+    """Forecast = the last full season repeated; normal intervals from in-sample seasonal residuals.
+
+    Residuals are e_t = y_t - y_{t-s}; σ is their root mean square. For step h the standard error grows
+    as σ_h = σ·sqrt(k + 1) with k = floor((h - 1) / s) (Hyndman & Athanasopoulos, fpp3 §5.5).
+    Needs at least ``season_length + 1`` observations: one full season to repeat plus at least one
+    residual to estimate σ.
+    """
+
+    alias = "seasonal_naive"
+
+    def __init__(self, season_length: int = 7) -> None:
+        if season_length < 1:
+            raise ValueError(f"season_length={season_length} must be >= 1")
+        self.season_length = season_length
+
+    def fit(self, y: pd.Series) -> SeasonalNaive:
+        y = check_training_series(y, self.alias)
+        s = self.season_length
+        if len(y) < s + 1:
+            raise ValueError(
+                f"{self.alias}: needs at least season_length + 1 = {s + 1} observations "
+                f"(a full season and one residual), got {len(y)}"
+            )
+        values = y.to_numpy()
+        residuals = values[s:] - values[:-s]
+        self.last_season_ = values[-s:].copy()
+        self.sigma_ = float(np.sqrt(np.mean(residuals**2)))
+        self.last_ds_ = y.index[-1]
+        return self
+
+    def predict(self, h: int, levels: Sequence[int] = LEVELS) -> pd.DataFrame:
+        if not hasattr(self, "last_season_"):
+            raise NotFittedError(f"{self.alias}: call fit(y) before predict(h)")
+        h = check_horizon(h)
+        s = self.season_length
+        steps = np.arange(h)  # step index i = h_step - 1
+        mean = self.last_season_[steps % s]
+        sigma_h = self.sigma_ * np.sqrt(steps // s + 1)
+        bounds = {}
+        for level in check_levels(levels):
+            z = _normal_quantile(level)
+            bounds[level] = (mean - z * sigma_h, mean + z * sigma_h)
+        return forecast_frame(future_dates(self.last_ds_, h), mean, bounds)
+
+
+# Prophet decides "auto" yearly seasonality on the span of history; it enables it from two years on.
+_PROPHET_AUTO_YEARLY_DAYS = 730
+_cmdstanpy_silenced = False
+
+
+_PROPHET_PLOTTING_NOTICES = frozenset(
+    {
+        "Importing matplotlib failed. Plotting will not work.",
+        "Importing plotly failed. Interactive plots will not work.",
+    }
+)
+
+
+class _DropPlottingImportNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in _PROPHET_PLOTTING_NOTICES
+
+
+def _import_prophet() -> Any:
+    """Import Prophet on first use and silence cmdstanpy, which logs every optimisation at INFO."""
+    global _cmdstanpy_silenced
+    # Forecasting never plots; Prophet's ERROR-level notice about missing plotting libraries would
+    # otherwise be printed once by every Spark Python worker.
+    plot_logger = logging.getLogger("prophet.plot")
+    plot_notice = _DropPlottingImportNotice()
+    plot_logger.addFilter(plot_notice)
+    try:
+        from prophet import Prophet
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "ProphetForecaster needs the 'prophet' package: pip install 'prophet>=1.1.5' "
+            "(or install routecast with its dependencies)"
+        ) from exc
+    finally:
+        plot_logger.removeFilter(plot_notice)
+    if not _cmdstanpy_silenced:
+        # cmdstanpy attaches its own stream handler unless the logger already has one, and that handler
+        # would print a line per series on every executor.
+        cmdstanpy_logger = logging.getLogger("cmdstanpy")
+        cmdstanpy_logger.addHandler(logging.NullHandler())
+        cmdstanpy_logger.propagate = False
+        _cmdstanpy_silenced = True
+    return Prophet
+
+
+class ProphetForecaster:
+    """Prophet on log1p(y), intervals from one draw of posterior predictive samples.
+
+    Why log1p: counts are non-negative and their variance grows with the level; on the log scale
+    Prophet's Gaussian noise is closer to right and the back-transformed bounds can never go below 0.
+    ``mean`` is expm1 of Prophet's yhat on the log scale, i.e. (approximately) the predictive *median*
+    of the counts, not their expectation, which would sit higher. Interval bounds are quantiles of
+    expm1(samples); one set of samples serves every level.
+
+    Deterministic: the optimiser gets ``seed`` and the sampling runs under numpy's global RNG (which
+    Prophet uses) seeded with ``seed``; the caller's global RNG state is restored afterwards.
+    """
+
+    alias = "prophet"
+
+    def __init__(
+        self, weekly: bool = True, yearly: bool | str = "auto", seed: int = 0, uncertainty_samples: int = 500
+    ) -> None:
+        if yearly not in (True, False, "auto"):
+            raise ValueError(f"yearly={yearly!r} must be True, False or 'auto'")
+        if uncertainty_samples < 1:
+            raise ValueError("uncertainty_samples must be >= 1: intervals are taken from the samples")
+        self.weekly = weekly
+        self.yearly = yearly
+        self.seed = seed
+        self.uncertainty_samples = uncertainty_samples
+
+    def fit(self, y: pd.Series) -> ProphetForecaster:
+        y = check_training_series(y, self.alias)
+        if (y < 0).any():
+            raise ValueError(f"{self.alias}: y must be non-negative counts (fitted on log1p(y))")
+        if len(y) < 2:
+            raise ValueError(f"{self.alias}: needs at least 2 observations, got {len(y)}")
+        Prophet = _import_prophet()
+        yearly = self.yearly
+        if yearly == "auto":
+            # Resolved here rather than by Prophet so it does not log its "Disabling ..." notice per series.
+            yearly = (y.index[-1] - y.index[0]).days >= _PROPHET_AUTO_YEARLY_DAYS
+        model = Prophet(
+            weekly_seasonality=self.weekly,
+            yearly_seasonality=yearly,
+            daily_seasonality=False,
+            uncertainty_samples=self.uncertainty_samples,
+        )
+        history = pd.DataFrame({"ds": y.index, "y": np.log1p(y.to_numpy())})
+        model.fit(history, seed=self.seed)
+        self.model_ = model
+        self.last_ds_ = y.index[-1]
+        return self
+
+    def predict(self, h: int, levels: Sequence[int] = LEVELS) -> pd.DataFrame:
+        if not hasattr(self, "model_"):
+            raise NotFittedError(f"{self.alias}: call fit(y) before predict(h)")
+        h = check_horizon(h)
+        levels = check_levels(levels)
+        future = pd.DataFrame({"ds": future_dates(self.last_ds_, h)})
+
+        # The point forecast needs no sampling; switching it off avoids drawing a second, unused set.
+        samples_setting = self.model_.uncertainty_samples
+        self.model_.uncertainty_samples = 0
+        try:
+            yhat_log = self.model_.predict(future)["yhat"].to_numpy()
+        finally:
+            self.model_.uncertainty_samples = samples_setting
+
+        rng_state = np.random.get_state()
+        np.random.seed(self.seed)
+        try:
+            samples_log = self.model_.predictive_samples(future)["yhat"]  # shape (h, n_samples)
+        finally:
+            np.random.set_state(rng_state)
+
+        samples = np.expm1(samples_log)
+        bounds = {}
+        for level in levels:
+            tail = (100 - level) / 200.0
+            lo, hi = np.quantile(samples, [tail, 1.0 - tail], axis=1)
+            bounds[level] = (lo, hi)
+        return forecast_frame(future["ds"], np.expm1(yhat_log), bounds)
+
+
+def fit_with_fallback(model: Forecaster, fallback: Forecaster, y: pd.Series) -> tuple[Forecaster, str | None]:
+    """Fit ``model`` on ``y``; if that raises, fit ``fallback`` instead.
+
+    Returns the fitted forecaster and ``None``, or the fitted fallback and the reason the model failed
+    (``"<alias>: <ExceptionType>: <message>"``) so the caller can record it. If the fallback fails
+    too, its exception propagates.
+    """
+    try:
+        return model.fit(y), None
+    except Exception as exc:  # any model failure is recorded and the fallback takes over
+        reason = describe_failure(model.alias, exc)
+    return fallback.fit(y), reason
+
+
+def describe_failure(alias: str, exc: BaseException) -> str:
+    """Name the model, the exception type and its full message, for metrics tables and run logs."""
+    message = str(exc).strip()
+    return f"{alias}: {type(exc).__name__}: {message}" if message else f"{alias}: {type(exc).__name__}"

@@ -1,0 +1,355 @@
+"""Per-series model selection: score candidates on a holdout, refit the champion, forecast.
+
+``select_and_forecast`` is what Spark fans out with ``groupBy("series_id").applyInPandas``: one
+series' rows in, (forecast, metrics) out, plain pandas and picklable. The pyarrow schemas below are the
+single declaration of the two output tables' columns and types.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from forecasting.metrics import coverage, mae, mase, rmse
+from forecasting.models import ProphetForecaster, SeasonalNaive, describe_failure
+from forecasting.protocol import LEVELS, Forecaster
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "FORECAST_COLUMNS",
+    "METRICS_COLUMNS",
+    "MODEL_FACTORIES",
+    "ModelFactory",
+    "SelectionConfig",
+    "UnknownModelError",
+    "as_arrow_table",
+    "forecast_schema",
+    "make_model",
+    "metrics_schema",
+    "select_and_forecast",
+]
+
+FORECAST_COLUMNS = ["series_id", "ds", "yhat", "lo80", "hi80", "lo95", "hi95", "model"]
+METRICS_COLUMNS = [
+    "series_id",
+    "model",
+    "mase",
+    "mae",
+    "rmse",
+    "coverage80",
+    "coverage95",
+    "error",
+    "chosen",
+]
+SERIES_COLUMNS = ("series_id", "ds", "y")
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """How candidates are compared and how far the champion forecasts (all in days)."""
+
+    holdout: int = 14
+    horizon: int = 28
+    season_length: int = 7
+    candidates: tuple[str, ...] = ("seasonal_naive", "prophet")
+
+    def __post_init__(self) -> None:
+        for name in ("holdout", "horizon", "season_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"SelectionConfig.{name}={value!r} must be a positive integer")
+        if isinstance(self.candidates, str) or not self.candidates:
+            raise ValueError("SelectionConfig.candidates must be a non-empty tuple of model aliases")
+        if len(set(self.candidates)) != len(self.candidates):
+            raise ValueError(f"SelectionConfig.candidates has duplicates: {self.candidates}")
+
+    @property
+    def min_length(self) -> int:
+        """Shortest series that can be scored: the holdout plus two seasons of training data."""
+        return self.holdout + 2 * self.season_length
+
+
+DEFAULT_CONFIG = SelectionConfig()
+
+ModelFactory = Callable[[SelectionConfig], Forecaster]
+
+
+def _seasonal_naive(cfg: SelectionConfig) -> Forecaster:
+    return SeasonalNaive(season_length=cfg.season_length)
+
+
+def _prophet(cfg: SelectionConfig) -> Forecaster:
+    return ProphetForecaster()
+
+
+class _ReadOnlyMapping(Mapping[str, ModelFactory]):
+    # MappingProxyType would do, but it cannot be pickled and Spark pickles what the UDF closes over.
+    def __init__(self, items: Mapping[str, ModelFactory]) -> None:
+        self._items = dict(items)
+
+    def __getitem__(self, alias: str) -> ModelFactory:
+        return self._items[alias]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._items!r})"
+
+
+# Read-only so no caller can change what every other series is fitted with; tests and experiments
+# extend it by passing their own mapping (e.g. {**MODEL_FACTORIES, "mine": factory}). Factories are
+# module-level functions so the mapping pickles.
+MODEL_FACTORIES: Mapping[str, ModelFactory] = _ReadOnlyMapping({"seasonal_naive": _seasonal_naive, "prophet": _prophet})
+
+
+class UnknownModelError(KeyError):
+    """A model alias that no factory is registered for."""
+
+    def __init__(self, alias: str, known: list[str]) -> None:
+        super().__init__(alias)
+        self.alias = alias
+        self.known = known
+
+    def __str__(self) -> str:  # KeyError would repr-quote the whole message
+        return f"unknown model alias {self.alias!r}; known: {', '.join(self.known)}"
+
+
+def make_model(
+    alias: str, cfg: SelectionConfig = DEFAULT_CONFIG, factories: Mapping[str, ModelFactory] = MODEL_FACTORIES
+) -> Forecaster:
+    """A fresh, unfitted forecaster for ``alias``; UnknownModelError (a KeyError) names the known ones."""
+    try:
+        factory = factories[alias]
+    except KeyError:
+        raise UnknownModelError(alias, sorted(factories)) from None
+    return factory(cfg)
+
+
+def forecast_schema() -> pa.Schema:
+    """Arrow schema of the forecast table returned by :func:`select_and_forecast`."""
+    return pa.schema(
+        [
+            pa.field("series_id", pa.string(), nullable=False),
+            pa.field("ds", pa.date32(), nullable=False),
+            pa.field("yhat", pa.float64(), nullable=False),
+            pa.field("lo80", pa.float64(), nullable=False),
+            pa.field("hi80", pa.float64(), nullable=False),
+            pa.field("lo95", pa.float64(), nullable=False),
+            pa.field("hi95", pa.float64(), nullable=False),
+            pa.field("model", pa.string(), nullable=False),
+        ]
+    )
+
+
+def metrics_schema() -> pa.Schema:
+    """Arrow schema of the per-candidate metrics table; scores are null for a candidate that failed.
+
+    ``model`` is nullable so a caller can record a series refused before any model ran (too short,
+    gaps) as one row with its error and no model.
+    """
+    return pa.schema(
+        [
+            pa.field("series_id", pa.string(), nullable=False),
+            pa.field("model", pa.string()),
+            pa.field("mase", pa.float64()),
+            pa.field("mae", pa.float64()),
+            pa.field("rmse", pa.float64()),
+            pa.field("coverage80", pa.float64()),
+            pa.field("coverage95", pa.float64()),
+            pa.field("error", pa.string()),
+            pa.field("chosen", pa.bool_(), nullable=False),
+        ]
+    )
+
+
+def as_arrow_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """``frame`` as an Arrow table with exactly ``schema`` (columns selected and ordered by it).
+
+    Datetime columns become date32 where the schema says so; NaN in float columns becomes null.
+    """
+    missing = [name for name in schema.names if name not in frame.columns]
+    if missing:
+        raise ValueError(f"frame is missing columns {missing}; expected {schema.names}")
+    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+
+
+def select_and_forecast(
+    series: pd.DataFrame,
+    cfg: SelectionConfig = DEFAULT_CONFIG,
+    factories: Mapping[str, ModelFactory] = MODEL_FACTORIES,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pick the best candidate for one series on a holdout, refit it on everything, forecast.
+
+    ``series``: one series' rows with columns series_id, ds, y (other columns are ignored). Days must be
+    contiguous (a missing day is a ValueError naming the series and the first gap; nothing is filled)
+    and there must be at least ``cfg.holdout + 2 * cfg.season_length`` of them.
+
+    Each candidate is fitted on all but the last ``cfg.holdout`` days and scored there (MASE scaled on
+    the training part). A candidate that raises scores MASE = inf and its error is recorded. The
+    champion is the lowest MASE (ties: first in ``cfg.candidates``); it is refitted on the whole series
+    and forecasts ``cfg.horizon`` days. If that refit fails, the next-ranked candidate is used and the
+    failure is recorded on the champion's row. If no candidate can be fitted at all, the forecast is
+    empty and no metrics row is marked chosen.
+
+    Returns ``(forecast, metrics)``: forecast has FORECAST_COLUMNS, one row per day; metrics has
+    METRICS_COLUMNS, one row per candidate.
+    """
+    unknown = [alias for alias in cfg.candidates if alias not in factories]
+    if unknown:
+        raise UnknownModelError(unknown[0], sorted(factories))
+    series_id, y = _daily_series(series)
+    if len(y) < cfg.min_length:
+        raise ValueError(
+            f"series {series_id!r}: {len(y)} days is too short; selection needs at least "
+            f"holdout + 2 * season_length = {cfg.min_length}"
+        )
+
+    train, test = y.iloc[: -cfg.holdout], y.iloc[-cfg.holdout :]
+    rows = [_score_candidate(series_id, alias, train, test, cfg, factories) for alias in cfg.candidates]
+
+    # Stable sort on (MASE, position): ties go to the earlier candidate; failed ones are never refitted.
+    ranked = sorted(
+        (i for i, row in enumerate(rows) if row["error"] is None),
+        key=lambda i: (rows[i]["mase"], i),
+    )
+    forecast = _empty_forecast()
+    for i in ranked:
+        alias = rows[i]["model"]
+        try:
+            model = make_model(alias, cfg, factories).fit(y)
+            prediction = _checked_prediction(model, cfg.horizon)
+        except Exception as exc:  # recorded on the candidate's row; the next-ranked one takes over
+            rows[i]["error"] = "refit: " + describe_failure(alias, exc)
+            continue
+        rows[i]["chosen"] = True
+        forecast = _forecast_rows(series_id, alias, prediction)
+        break
+
+    scores = ("mase", "mae", "rmse", "coverage80", "coverage95")
+    metrics = pd.DataFrame(rows, columns=METRICS_COLUMNS).astype({**dict.fromkeys(scores, "float64"), "chosen": "bool"})
+    return forecast, metrics
+
+
+def _daily_series(series: pd.DataFrame) -> tuple[str, pd.Series]:
+    """Validate one series' rows and return ``(series_id, y)`` with y on a daily DatetimeIndex.
+
+    Refused with ValueError: missing columns, no rows, several series ids, ds with a time of day,
+    duplicate days, missing y, missing days (the first gap is named; nothing is filled).
+    """
+    missing = [name for name in SERIES_COLUMNS if name not in series.columns]
+    if missing:
+        raise ValueError(f"series frame: columns {missing} missing; expected {', '.join(SERIES_COLUMNS)}")
+    if series.empty:
+        raise ValueError("series frame has no rows")
+    ids = pd.unique(series["series_id"])
+    if len(ids) != 1:
+        raise ValueError(f"series frame holds {len(ids)} series ids ({list(ids[:5])}...); pass one series")
+    series_id = str(ids[0])
+
+    frame = pd.DataFrame(
+        {"ds": pd.to_datetime(series["ds"].to_numpy()), "y": pd.to_numeric(series["y"].to_numpy())}
+    ).sort_values("ds", kind="stable")
+    ds = pd.DatetimeIndex(frame["ds"])
+    if ds.tz is not None or (ds != ds.normalize()).any():
+        raise ValueError(f"series {series_id!r}: ds must be calendar days (no time of day, no time zone)")
+    if ds.has_duplicates:
+        raise ValueError(f"series {series_id!r}: day {ds[ds.duplicated()][0].date()} appears more than once")
+    if frame["y"].isna().any():
+        first = ds[frame["y"].isna().to_numpy()][0]
+        raise ValueError(f"series {series_id!r}: y is missing on {first.date()}")
+    grid = pd.date_range(ds[0], ds[-1], freq="D")
+    gaps = grid.difference(ds)
+    if len(gaps):
+        raise ValueError(
+            f"series {series_id!r}: {len(gaps)} missing day(s), first gap at {gaps[0].date()}; "
+            "fill the gaps upstream (e.g. explicit zeros) before forecasting"
+        )
+    return series_id, pd.Series(frame["y"].to_numpy(dtype="float64"), index=grid, name="y")
+
+
+def _score_candidate(
+    series_id: str,
+    alias: str,
+    train: pd.Series,
+    test: pd.Series,
+    cfg: SelectionConfig,
+    factories: Mapping[str, ModelFactory],
+) -> dict[str, object]:
+    row: dict[str, object] = {
+        "series_id": series_id,
+        "model": alias,
+        "mase": math.inf,
+        "mae": math.nan,
+        "rmse": math.nan,
+        "coverage80": math.nan,
+        "coverage95": math.nan,
+        "error": None,
+        "chosen": False,
+    }
+    try:
+        model = make_model(alias, cfg, factories).fit(train)
+        prediction = _checked_prediction(model, len(test))
+        actual = test.to_numpy()
+        scores = {
+            "mase": mase(actual, prediction["mean"], train.to_numpy(), cfg.season_length),
+            "mae": mae(actual, prediction["mean"]),
+            "rmse": rmse(actual, prediction["mean"]),
+            "coverage80": coverage(actual, prediction["lo-80"], prediction["hi-80"]),
+            "coverage95": coverage(actual, prediction["lo-95"], prediction["hi-95"]),
+        }
+    except Exception as exc:  # a failing candidate is scored inf and its error kept, never raised
+        row["error"] = "holdout: " + describe_failure(alias, exc)
+        return row
+    row.update(scores)
+    return row
+
+
+def _checked_prediction(model: Forecaster, h: int) -> pd.DataFrame:
+    """predict(h) with the columns selection relies on, refusing wrong lengths and NaN."""
+    prediction = model.predict(h, LEVELS)
+    needed = ["mean", "lo-80", "hi-80", "lo-95", "hi-95"]
+    missing = [name for name in ["ds", *needed] if name not in prediction.columns]
+    if missing:
+        raise ValueError(f"predict returned no {missing} columns")
+    if len(prediction) != h:
+        raise ValueError(f"predict({h}) returned {len(prediction)} rows")
+    if not np.isfinite(prediction[needed].to_numpy(dtype="float64")).all():
+        raise ValueError("predict returned NaN or infinite values")
+    return prediction
+
+
+def _forecast_rows(series_id: str, alias: str, prediction: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "series_id": series_id,
+            "ds": pd.to_datetime(prediction["ds"].to_numpy()).astype("datetime64[ns]"),
+            "yhat": prediction["mean"].to_numpy(dtype="float64"),
+            "lo80": prediction["lo-80"].to_numpy(dtype="float64"),
+            "hi80": prediction["hi-80"].to_numpy(dtype="float64"),
+            "lo95": prediction["lo-95"].to_numpy(dtype="float64"),
+            "hi95": prediction["hi-95"].to_numpy(dtype="float64"),
+            "model": alias,
+        },
+        columns=FORECAST_COLUMNS,
+    )
+
+
+def _empty_forecast() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "series_id": pd.Series(dtype="object"),
+            "ds": pd.Series(dtype="datetime64[ns]"),
+            **{name: pd.Series(dtype="float64") for name in ("yhat", "lo80", "hi80", "lo95", "hi95")},
+            "model": pd.Series(dtype="object"),
+        },
+        columns=FORECAST_COLUMNS,
+    )

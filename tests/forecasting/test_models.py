@@ -1,0 +1,101 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecasting.models import ProphetForecaster, SeasonalNaive, fit_with_fallback
+from forecasting.protocol import Forecaster, NotFittedError
+from tests.forecasting.fakes import AlwaysFails, daily
+
+Z80 = 1.2815515655446004  # standard normal 90% quantile: central 80% interval
+Z95 = 1.959963984540054  # 97.5% quantile: central 95% interval
+
+# Three weeks; the last one differs so "the last full season" is observable.
+WEEK_1 = [10, 20, 30, 40, 50, 60, 70]
+WEEK_2 = [12, 22, 32, 42, 52, 62, 72]
+WEEK_3 = [15, 25, 35, 45, 55, 65, 75]
+
+# Small counts with zeros, eight weeks, weekly shape: quiet weekends.
+SMALL_COUNTS = [0, 2, 3, 1, 4, 0, 0, 1, 3, 2, 2, 5, 1, 0, 0, 2, 4, 3, 3, 0, 0] * 2 + [1, 2, 2, 3, 5, 0, 1] * 2
+
+
+def test_seasonal_naive_repeats_the_last_week():
+    forecast = SeasonalNaive(season_length=7).fit(daily(WEEK_1 + WEEK_2 + WEEK_3)).predict(10)
+    assert forecast["mean"].tolist() == WEEK_3 + WEEK_3[:3]
+    expected_days = pd.date_range("2025-01-27", periods=10)  # the day after the last fitted day (Sun 26th)
+    pd.testing.assert_index_equal(pd.DatetimeIndex(forecast["ds"]), expected_days, check_names=False)
+    assert list(forecast.columns) == ["ds", "mean", "lo-80", "hi-80", "lo-95", "hi-95"]
+
+
+def test_seasonal_naive_interval_for_the_second_week_is_sqrt2_wider():
+    forecast = SeasonalNaive(season_length=7).fit(daily(WEEK_1 + WEEK_2 + WEEK_3)).predict(14)
+    half_width = forecast["hi-95"] - forecast["mean"]
+    assert half_width[7] == pytest.approx(math.sqrt(2) * half_width[0])  # step 8 vs step 1
+    assert half_width[13] == pytest.approx(half_width[7])  # k = floor((h-1)/s) is 1 for steps 8..14
+
+
+def test_seasonal_naive_sigma_and_bounds_by_hand():
+    # s=2, y = 0 0 3 4 3 4: residuals y_t - y_{t-2} = 3, 4, 0, 0 -> sigma = sqrt((9+16)/4) = 2.5
+    model = SeasonalNaive(season_length=2).fit(daily([0, 0, 3, 4, 3, 4]))
+    assert model.sigma_ == 2.5
+    forecast = model.predict(3)
+    assert forecast["mean"].tolist() == [3, 4, 3]
+    assert forecast["hi-80"].tolist() == pytest.approx([3 + Z80 * 2.5, 4 + Z80 * 2.5, 3 + Z80 * 2.5 * math.sqrt(2)])
+    assert forecast["hi-95"][0] == pytest.approx(3 + Z95 * 2.5)
+    assert forecast["lo-80"][1] == pytest.approx(4 - Z80 * 2.5)  # 0.796...
+    # 3 - 1.28 * 2.5 = -0.20 and 3 - 1.96 * 2.5 = -1.9: counts are clipped at zero
+    assert forecast["lo-80"][0] == 0.0 and forecast["lo-95"][0] == 0.0
+
+
+def test_seasonal_naive_needs_a_season_and_one_residual():
+    with pytest.raises(ValueError, match="at least season_length \\+ 1 = 8 observations.*got 7"):
+        SeasonalNaive(season_length=7).fit(daily(WEEK_1))
+
+
+@pytest.mark.parametrize("model", [SeasonalNaive(), ProphetForecaster()], ids=lambda m: m.alias)
+def test_predict_before_fit_is_refused(model: Forecaster):
+    assert isinstance(model, Forecaster)
+    with pytest.raises(NotFittedError, match="call fit"):
+        model.predict(3)
+
+
+def test_prophet_intervals_are_ordered_and_non_negative_on_small_counts():
+    forecast = ProphetForecaster().fit(daily(SMALL_COUNTS)).predict(28)
+    assert len(forecast) == 28
+    columns = ["lo-95", "lo-80", "mean", "hi-80", "hi-95"]
+    values = forecast[columns].to_numpy()
+    assert (values >= 0).all()
+    assert (np.diff(values, axis=1) >= 0).all(), "expected lo95 <= lo80 <= mean <= hi80 <= hi95"
+    # Not degenerate: the 95% band is wider than the 80% band somewhere.
+    assert (forecast["hi-95"] - forecast["lo-95"] > forecast["hi-80"] - forecast["lo-80"]).any()
+
+
+def test_prophet_is_deterministic_and_leaves_the_global_rng_alone():
+    y = daily(SMALL_COUNTS)
+    np.random.seed(123)
+    expected_next_draw = np.random.rand()
+    np.random.seed(123)
+    first = ProphetForecaster(seed=7).fit(y).predict(14)
+    assert np.random.rand() == expected_next_draw
+    second = ProphetForecaster(seed=7).fit(y).predict(14)
+    pd.testing.assert_frame_equal(first, second, check_exact=True)
+
+
+def test_prophet_refuses_negative_values():
+    with pytest.raises(ValueError, match="non-negative"):
+        ProphetForecaster().fit(daily([1, 2, -1, 3, 4, 5, 6, 7]))
+
+
+def test_fit_with_fallback_records_why_the_model_was_replaced():
+    y = daily(WEEK_1 + WEEK_2)
+    fitted, reason = fit_with_fallback(AlwaysFails(), SeasonalNaive(), y)
+    assert isinstance(fitted, SeasonalNaive)
+    assert fitted.predict(7)["mean"].tolist() == WEEK_2
+    assert reason == "always_fails: RuntimeError: solver diverged"
+
+
+def test_fit_with_fallback_keeps_a_model_that_fits():
+    model = SeasonalNaive()
+    fitted, reason = fit_with_fallback(model, AlwaysFails(), daily(WEEK_1 + WEEK_2))
+    assert fitted is model and reason is None

@@ -1,0 +1,167 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from forecasting.selection import (
+    FORECAST_COLUMNS,
+    METRICS_COLUMNS,
+    MODEL_FACTORIES,
+    SelectionConfig,
+    UnknownModelError,
+    as_arrow_table,
+    forecast_schema,
+    make_model,
+    metrics_schema,
+    select_and_forecast,
+)
+from tests.forecasting.fakes import AlwaysFails, Flat, series_frame
+
+WEEK = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0]
+BUMPS = [0.0, 5.0, 10.0, 20.0, 15.0, -5.0, -10.0]
+FAKES = {**MODEL_FACTORIES, "always_fails": lambda cfg: AlwaysFails(), "flat": lambda cfg: Flat()}
+
+
+def weekly(n_days: int) -> list[float]:
+    return (WEEK * (n_days // 7 + 1))[:n_days]
+
+
+def test_a_pure_weekly_pattern_picks_seasonal_naive_and_continues_it():
+    rows = series_frame("route:a", weekly(56)).assign(level="route")  # extra columns are ignored
+    rows = rows.sample(frac=1.0, random_state=0)  # and row order does not matter
+    forecast, metrics = select_and_forecast(rows)
+
+    assert list(forecast.columns) == FORECAST_COLUMNS and list(metrics.columns) == METRICS_COLUMNS
+    # 56 days = 8 full weeks starting Monday: the forecast starts on a Monday again.
+    assert forecast["yhat"].tolist() == WEEK * 4
+    assert forecast["ds"].iloc[0] == pd.Timestamp("2025-03-03") and len(forecast) == 28
+    assert (forecast["model"] == "seasonal_naive").all() and (forecast["series_id"] == "route:a").all()
+    # No seasonal residuals at all: sigma is 0, so the intervals collapse onto the forecast.
+    assert (forecast["lo95"] == forecast["yhat"]).all() and (forecast["hi95"] == forecast["yhat"]).all()
+
+    naive = metrics.set_index("model").loc["seasonal_naive"]
+    assert naive["mase"] == 0.0 and naive["mae"] == 0.0 and naive["chosen"]
+    assert metrics["chosen"].sum() == 1
+
+
+def test_a_trend_with_weekly_bumps_picks_prophet():
+    t = np.arange(90)
+    values = 100 + 3 * t + np.array(BUMPS * 13)[:90]
+    forecast, metrics = select_and_forecast(series_frame("route:b", values))
+    scores = metrics.set_index("model")
+
+    # Seasonal naive misses the trend by 3/day * 7 days per season: errors 21 for holdout days 1-7 and 42
+    # for days 8-14 -> MAE 31.5; the in-sample seasonal differences are all 21 -> MASE 1.5.
+    assert scores.loc["seasonal_naive", "mae"] == pytest.approx(31.5)
+    assert scores.loc["seasonal_naive", "mase"] == pytest.approx(1.5)
+    assert scores.loc["prophet", "mase"] < 1.0
+    assert scores.loc["prophet", "chosen"] and not scores.loc["seasonal_naive", "chosen"]
+    assert (forecast["model"] == "prophet").all() and len(forecast) == 28
+    # The forecast continues upward from the last observed week (about 100 + 3 * 89 = 367).
+    assert forecast["yhat"].iloc[-7:].mean() > values[-7:].mean()
+
+
+def test_a_failing_candidate_is_recorded_and_never_chosen():
+    cfg = SelectionConfig(candidates=("always_fails", "seasonal_naive"))
+    forecast, metrics = select_and_forecast(series_frame("cell:1", weekly(35)), cfg, FAKES)
+    failed = metrics.set_index("model").loc["always_fails"]
+    assert failed["error"] == "holdout: always_fails: RuntimeError: solver diverged"
+    assert failed["mase"] == math.inf and math.isnan(failed["mae"]) and not failed["chosen"]
+    assert (forecast["model"] == "seasonal_naive").all()
+    assert metrics.set_index("model").loc["seasonal_naive", "error"] is None
+
+
+def test_ties_go_to_the_first_candidate():
+    # A constant series: both flat and seasonal naive are perfect on the holdout (MASE 0).
+    constant = [5.0] * 35
+    for candidates in [("flat", "seasonal_naive"), ("seasonal_naive", "flat")]:
+        cfg = SelectionConfig(candidates=candidates)
+        forecast, metrics = select_and_forecast(series_frame("s", constant), cfg, FAKES)
+        assert metrics["mase"].tolist() == [0.0, 0.0]
+        assert forecast["model"].iloc[0] == candidates[0]
+
+
+def test_a_champion_that_fails_the_refit_hands_over_to_the_runner_up():
+    # Flat fits the 21 training days, wins the tie, then refuses the full 35 days.
+    factories = {**FAKES, "flat": lambda cfg: Flat(max_length=21)}
+    cfg = SelectionConfig(candidates=("flat", "seasonal_naive"))
+    forecast, metrics = select_and_forecast(series_frame("s", [5.0] * 35), cfg, factories)
+    flat = metrics.set_index("model").loc["flat"]
+    assert flat["mase"] == 0.0 and not flat["chosen"]
+    assert flat["error"] == "refit: flat: MemoryError: 35 days is more than this model can hold"
+    assert (forecast["model"] == "seasonal_naive").all() and forecast["yhat"].tolist() == [5.0] * 28
+
+
+def test_when_every_candidate_fails_the_forecast_is_empty_and_nothing_is_chosen():
+    cfg = SelectionConfig(candidates=("always_fails",))
+    forecast, metrics = select_and_forecast(series_frame("s", weekly(35)), cfg, FAKES)
+    assert forecast.empty and list(forecast.columns) == FORECAST_COLUMNS
+    assert not metrics["chosen"].any() and metrics["error"].notna().all()
+
+
+def test_a_missing_day_is_refused_naming_the_series_and_the_first_gap():
+    rows = series_frame("segment:x/y", weekly(40))
+    rows = rows.drop(index=[10, 11, 30])  # 2025-01-16, 2025-01-17 and 2025-02-05
+    with pytest.raises(ValueError, match="'segment:x/y': 3 missing day\\(s\\), first gap at 2025-01-16"):
+        select_and_forecast(rows)
+
+
+def test_days_may_arrive_as_python_dates_as_spark_hands_date_columns_to_pandas():
+    rows = series_frame("s", weekly(35))
+    rows["ds"] = [d.date() for d in rows["ds"]]
+    forecast, _ = select_and_forecast(rows, FAST)
+    assert forecast["ds"].iloc[0] == pd.Timestamp("2025-02-10") and forecast["yhat"].tolist() == WEEK * 2
+
+
+def test_a_repeated_day_is_refused():
+    rows = series_frame("s", weekly(35))
+    rows = pd.concat([rows, rows.iloc[[3]]])
+    with pytest.raises(ValueError, match="'s': day 2025-01-09 appears more than once"):
+        select_and_forecast(rows)
+
+
+def test_a_short_series_is_refused_naming_the_series_and_its_length():
+    with pytest.raises(ValueError, match="'cell:9': 27 days is too short.*at least.* 28"):
+        select_and_forecast(series_frame("cell:9", weekly(27)))
+
+
+def test_unknown_aliases_are_a_key_error_listing_the_known_ones():
+    with pytest.raises(UnknownModelError, match="unknown model alias 'arima'; known: prophet, seasonal_naive"):
+        make_model("arima", SelectionConfig())
+    assert issubclass(UnknownModelError, KeyError)
+    with pytest.raises(KeyError):
+        select_and_forecast(series_frame("s", weekly(35)), SelectionConfig(candidates=("arima",)))
+
+
+def test_outputs_match_the_declared_arrow_schemas():
+    cfg = SelectionConfig(candidates=("always_fails", "seasonal_naive"))
+    forecast, metrics = select_and_forecast(series_frame("s", weekly(35)), cfg, FAKES)
+    forecast_table = as_arrow_table(forecast, forecast_schema())
+    metrics_table = as_arrow_table(metrics, metrics_schema())
+    assert forecast_table.schema.equals(forecast_schema()) and forecast_table.num_rows == 28
+    assert forecast_table.column("ds")[0].as_py().isoformat() == "2025-02-10"
+    # A failed candidate's scores become nulls, not NaN, in Arrow; its MASE stays inf.
+    failed = metrics_table.to_pylist()[0]
+    assert failed["mae"] is None and failed["mase"] == math.inf and failed["chosen"] is False
+
+
+FAST = SelectionConfig(holdout=7, horizon=14, season_length=7, candidates=("seasonal_naive",))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False),
+        min_size=FAST.min_length,
+        max_size=60,
+    )
+)
+def test_forecast_bounds_are_ordered_and_non_negative_for_any_counts(values):
+    forecast, _ = select_and_forecast(series_frame("s", values), FAST)
+    ordered = forecast[["lo95", "lo80", "yhat", "hi80", "hi95"]].to_numpy()
+    assert len(forecast) == FAST.horizon
+    assert (ordered[:, 0] >= 0).all()
+    assert (np.diff(ordered, axis=1) >= 0).all()
