@@ -1,0 +1,106 @@
+"""Forecast: Spark fans the gold series out to ``forecasting`` (pandas, one group per series), the driver
+logs the run to MLflow and registers the champion.
+
+A series whose forecast fails is never dropped silently: it comes back as a metric row with its error, is
+logged, and is counted in the result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType, DateType, DoubleType, StringType, StructField, StructType
+
+from forecasting.selection import FORECAST_COLUMNS, SelectionConfig, select_and_forecast
+from forecasting.tracking import RunInfo, log_forecast_run
+from jobs.lake import read_table
+from jobs.schemas import SERIES
+from jobs.series import DENSITY_SOURCE
+from jobs.settings import JobSettings
+
+METRIC_COLUMNS = ["series_id", "model", "mase", "mae", "rmse", "coverage80", "coverage95", "error", "chosen"]
+
+# What one series group returns: its forecast rows (kind=forecast) and its model-selection rows (kind=metric)
+# in one frame, because applyInPandas has a single output schema.
+GROUP_RESULT = StructType(
+    [
+        StructField("kind", StringType(), False),
+        StructField("series_id", StringType(), False),
+        StructField("ds", DateType(), True),
+        *[StructField(c, DoubleType(), True) for c in ("yhat", "lo80", "hi80", "lo95", "hi95")],
+        StructField("model", StringType(), True),
+        *[StructField(c, DoubleType(), True) for c in ("mase", "mae", "rmse", "coverage80", "coverage95")],
+        StructField("error", StringType(), True),
+        StructField("chosen", BooleanType(), True),
+    ]
+)
+
+
+def forecast_group(cfg: SelectionConfig) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """The per-series function Spark runs: select a model on the holdout, forecast, never raise."""
+    columns = GROUP_RESULT.fieldNames()
+
+    def _run(pdf: pd.DataFrame) -> pd.DataFrame:
+        sid = str(pdf["series_id"].iloc[0])
+        try:
+            forecast, metrics = select_and_forecast(pdf, cfg)
+        except ValueError as exc:  # unusable series (too short, gaps): reported, not dropped
+            row = {c: None for c in columns} | {"kind": "metric", "series_id": sid, "error": str(exc), "chosen": False}
+            return pd.DataFrame([row], columns=columns, dtype=object)
+        forecast = forecast.assign(kind="forecast", ds=pd.to_datetime(forecast["ds"]).dt.date)
+        metrics = metrics.assign(kind="metric")
+        return pd.concat([forecast, metrics], ignore_index=True).reindex(columns=columns)
+
+    return _run
+
+
+@dataclass(frozen=True)
+class ForecastResult:
+    forecasts: pd.DataFrame  # FORECAST_COLUMNS
+    metrics: pd.DataFrame  # METRIC_COLUMNS
+    failed: dict[str, str]  # series_id -> why no forecast
+    run: RunInfo
+
+
+def run(spark: SparkSession, settings: JobSettings, run_date: dt.date) -> ForecastResult:
+    """Forecast every density series from the data up to ``run_date``; log and register in MLflow."""
+    cfg = SelectionConfig(
+        holdout=settings.holdout_days, horizon=settings.horizon_days, season_length=settings.season_length
+    )
+    series = read_table(spark, settings.lake("gold", "series"), SERIES).where(
+        (F.col("source") == DENSITY_SOURCE) & (F.col("ds") <= F.lit(run_date))
+    )
+    out = (
+        series.select("series_id", "ds", "y")
+        .groupBy("series_id")
+        .applyInPandas(forecast_group(cfg), GROUP_RESULT)
+        .toPandas()
+    )
+    if out.empty:
+        raise ValueError(f"no density series up to {run_date}; run the series stage first")
+    forecasts = out.loc[out["kind"] == "forecast", FORECAST_COLUMNS].reset_index(drop=True)
+    metrics = out.loc[out["kind"] == "metric", METRIC_COLUMNS].reset_index(drop=True)
+    forecasts = forecasts.sort_values(["series_id", "ds"], ignore_index=True)
+    with_forecast = set(forecasts["series_id"])
+    failed = {r.series_id: str(r.error) for r in metrics.itertuples() if r.series_id not in with_forecast}
+    run_info = log_forecast_run(
+        tracking_uri=settings.tracking_uri,
+        experiment=settings.mlflow_experiment,
+        run_name=f"nightly-{run_date}",
+        params={
+            **asdict(cfg),
+            "run_date": str(run_date),
+            "h3_res": settings.h3_res,
+            "min_devices": settings.min_devices,
+            "n_failed_series": len(failed),
+        },
+        forecasts=forecasts,
+        metrics=metrics,
+        registered_model=settings.registered_model,
+    )
+    return ForecastResult(forecasts=forecasts, metrics=metrics, failed=failed, run=run_info)

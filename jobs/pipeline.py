@@ -1,0 +1,112 @@
+"""The nightly run: ingest → aggregate → series → forecast → publish for one date, each stage idempotent."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from pyspark.sql import SparkSession
+from rich.console import Console
+
+from geo.catalogue import Catalogue, load_catalogue
+from jobs import aggregate, forecast, ingest, publish, series
+from jobs.settings import JobSettings
+
+
+@dataclass
+class NightlyReport:
+    run_date: dt.date
+    ingest: ingest.IngestCounts | None = None
+    aggregate: aggregate.AggregateCounts | None = None
+    series_rows: int = 0
+    forecast: forecast.ForecastResult | None = None
+    release: publish.Release | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def _stage(name: str, report: NightlyReport, console: Console, describe: Callable[[], str]) -> Iterator[None]:
+    start = time.perf_counter()
+    with console.status(f"[bold]{name}[/] …"):
+        yield
+    report.seconds[name] = time.perf_counter() - start
+    console.print(f"[green]✓[/] {name:<9} {report.seconds[name]:6.1f} s  {describe()}")
+
+
+def nightly(
+    spark: SparkSession,
+    settings: JobSettings,
+    run_date: dt.date,
+    *,
+    raw_path: Path | None = None,
+    catalogue: Catalogue | None = None,
+    console: Console | None = None,
+) -> NightlyReport:
+    """Run every stage for ``run_date`` using the data up to that date; re-running gives the same release."""
+    console = console or Console(stderr=True)
+    catalogue = catalogue or load_catalogue()
+    report = NightlyReport(run_date)
+
+    with _stage("ingest", report, console, lambda: _describe_ingest(report.ingest)):
+        report.ingest = ingest.run(spark, settings, run_date, raw_path)
+    with _stage("aggregate", report, console, lambda: _describe_aggregate(report.aggregate, settings)):
+        report.aggregate = aggregate.run(spark, settings, run_date)
+    with _stage("series", report, console, lambda: f"{report.series_rows:,} series-days"):
+        report.series_rows = series.run(spark, settings, run_date, catalogue)
+    with _stage("forecast", report, console, lambda: _describe_forecast(report.forecast)):
+        report.forecast = forecast.run(spark, settings, run_date)
+    with _stage("publish", report, console, lambda: _describe_release(report.release)):
+        keys = pd.DataFrame(series.series_keys(catalogue), columns=["series_id", "level", "route_id", "segment_id"])
+        report.release = publish.publish(
+            settings.store_dir,
+            report.forecast.forecasts,
+            keys,
+            as_of=run_date,
+            run=report.forecast.run,
+            min_devices=settings.min_devices,
+            manifest_extra={
+                "h3_res": settings.h3_res,
+                "horizon_days": settings.horizon_days,
+                "holdout_days": settings.holdout_days,
+                "failed_series": report.forecast.failed,
+            },
+        )
+    for sid, why in (report.forecast.failed if report.forecast else {}).items():
+        console.print(f"[yellow]![/] no forecast for {sid}: {why}")
+    return report
+
+
+def _describe_ingest(c: ingest.IngestCounts | None) -> str:
+    if c is None:
+        return ""
+    return (
+        f"{c.rows_in:,} rows in = {c.accepted:,} accepted + {c.deferred:,} deferred + "
+        f"{c.quarantined:,} quarantined + {c.duplicates:,} duplicates"
+    )
+
+
+def _describe_aggregate(c: aggregate.AggregateCounts | None, settings: JobSettings) -> str:
+    if c is None:
+        return ""
+    return (
+        f"{c.aggregates:,} cell-days at res {settings.h3_res}: {c.published:,} published, "
+        f"{c.suppressed:,} suppressed (≤ {settings.min_devices} devices)"
+    )
+
+
+def _describe_forecast(r: forecast.ForecastResult | None) -> str:
+    if r is None:
+        return ""
+    chosen = r.metrics[r.metrics["chosen"].eq(True)]["model"].value_counts().to_dict()
+    return f"{r.forecasts['series_id'].nunique()} series, champions {chosen}, MLflow run {r.run.run_id[:8]}"
+
+
+def _describe_release(r: publish.Release | None) -> str:
+    if r is None:
+        return ""
+    return f"release {r.release_id}" + ("" if r.created else " (unchanged, re-pointed)")

@@ -1,0 +1,93 @@
+"""The data contracts of design.md, declared once and reused to read, to build test data and to check outputs."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.types import (
+    DateType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+# Input: one row per phone observation. device_id is pseudonymous and never leaves bronze.
+PINGS = StructType(
+    [
+        StructField("device_id", StringType(), True),
+        StructField("ts", TimestampType(), True),
+        StructField("lat", DoubleType(), True),
+        StructField("lon", DoubleType(), True),
+        StructField("accuracy_m", DoubleType(), True),
+        StructField("mcc", StringType(), True),
+    ]
+)
+
+# Bronze: accepted pings, partitioned by date.
+BRONZE_PINGS = StructType([*PINGS.fields, StructField("date", DateType(), False)])
+
+# Rejected input rows, with the first rule they broke.
+QUARANTINE_PINGS = StructType(
+    [*PINGS.fields, StructField("reason", StringType(), False), StructField("run_date", DateType(), False)]
+)
+
+# Silver: H3 cell x day density, suppressed before it is written.
+DENSITY = StructType(
+    [
+        StructField("cell", LongType(), False),
+        StructField("res", IntegerType(), False),
+        StructField("devices", LongType(), False),
+        StructField("pings", LongType(), False),
+        StructField("date", DateType(), False),
+    ]
+)
+
+# Gold: the one long table every model reads. route_id/segment_id say where a series sits in the hierarchy.
+SERIES = StructType(
+    [
+        StructField("series_id", StringType(), False),
+        StructField("level", StringType(), False),
+        StructField("route_id", StringType(), True),
+        StructField("segment_id", StringType(), True),
+        StructField("ds", DateType(), False),
+        StructField("y", DoubleType(), False),
+        StructField("source", StringType(), False),
+    ]
+)
+
+# Data-quality and row-accounting checks, stored as data (one row per check and run).
+QA_CHECKS = StructType(
+    [
+        StructField("run_date", DateType(), False),
+        StructField("stage", StringType(), False),
+        StructField("check", StringType(), False),
+        StructField("value", DoubleType(), False),
+    ]
+)
+
+
+def arrow_schema(schema: StructType) -> pa.Schema:
+    """The Arrow twin of a Spark schema, for writers that do not go through Spark (e.g. the generator)."""
+    # The lake is UTC throughout (spark.sql.session.timeZone=UTC in every profile).
+    return to_arrow_schema(schema, timezone="UTC")
+
+
+# Published (store/releases/<id>/forecasts.parquet): what serving reads. Only ever made from suppressed data.
+PUBLISHED_FORECAST = StructType(
+    [
+        StructField("series_id", StringType(), False),
+        StructField("level", StringType(), False),
+        StructField("route_id", StringType(), True),
+        StructField("segment_id", StringType(), True),
+        StructField("ds", DateType(), False),
+        *[StructField(c, DoubleType(), False) for c in ("yhat", "lo80", "hi80", "lo95", "hi95")],
+        StructField("model", StringType(), False),
+        StructField("run_id", StringType(), False),
+        StructField("model_version", StringType(), False),
+        StructField("release_id", StringType(), False),
+    ]
+)

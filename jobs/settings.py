@@ -1,0 +1,74 @@
+"""Settings of the batch deployable (the `routecast` CLI and its Spark jobs).
+
+One typed object, overridable by environment variables prefixed ``ROUTECAST_`` (for example
+``ROUTECAST_H3_RES=8`` or ``ROUTECAST_MIN_DEVICES=20``). Every path defaults under ``./var/``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The privacy floor from design.md: the threshold may be raised by configuration, never lowered below this.
+MIN_DEVICES_FLOOR = 10
+# spark-conf/ sits beside the packages in the repository (the editable install used by `make`).
+DEFAULT_SPARK_CONF_DIR = Path(__file__).resolve().parent.parent / "spark-conf"
+
+
+class JobSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ROUTECAST_", frozen=True)
+
+    var_dir: Path = Path("var")
+    spark_conf_dir: Path = DEFAULT_SPARK_CONF_DIR
+    spark_profile: str = "local"
+    spark_master: str | None = None  # overrides the profile's spark.master when set
+
+    h3_res: Annotated[int, Field(ge=0, le=15)] = 7
+    min_devices: int = Field(
+        default=15,
+        description="Aggregates backed by this many distinct devices or fewer are suppressed (design.md).",
+    )
+
+    holdout_days: Annotated[int, Field(ge=1)] = 14
+    horizon_days: Annotated[int, Field(ge=1, le=365)] = 28
+    season_length: Annotated[int, Field(ge=1)] = 7
+
+    mlflow_tracking_uri: str | None = None  # default: SQLite under var/mlflow
+    mlflow_experiment: str = "routecast-nightly"
+    registered_model: str = "routecast-forecaster"
+
+    @field_validator("min_devices")
+    @classmethod
+    def _not_below_floor(cls, v: int) -> int:
+        if v < MIN_DEVICES_FLOOR:
+            raise ValueError(
+                f"min_devices={v} is below the privacy floor of {MIN_DEVICES_FLOOR}; it may only be raised"
+            )
+        return v
+
+    @cached_property
+    def raw_dir(self) -> Path:
+        return self.var_dir / "raw"
+
+    @cached_property
+    def lake_dir(self) -> Path:
+        return self.var_dir / "lake"
+
+    @cached_property
+    def store_dir(self) -> Path:
+        return self.var_dir / "store"
+
+    @cached_property
+    def tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        db = (self.var_dir / "mlflow" / "mlflow.db").resolve()
+        return f"sqlite:///{db}"
+
+    def lake(self, layer: str, table: str) -> Path:
+        """Path of a lake table, e.g. ``lake("silver", "density")``."""
+        return self.lake_dir / layer / table

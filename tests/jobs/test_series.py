@@ -1,0 +1,64 @@
+import datetime as dt
+
+import pytest
+from pyspark.sql import functions as F
+
+from geo.catalogue import load_catalogue
+from geo.cells import cell_segment_table
+from jobs import series
+from jobs.lake import read_table, write_partitions
+from jobs.schemas import DENSITY, SERIES
+
+D1, D2, D3 = dt.date(2025, 3, 1), dt.date(2025, 3, 2), dt.date(2025, 3, 3)
+
+
+@pytest.fixture(scope="module")
+def two_routes():
+    cat = load_catalogue()
+    return cat.subset(cat.route_ids()[:2])
+
+
+def test_series_ids():
+    assert series.series_id("all") == "all"
+    assert series.series_id("route", "channel") == "route:channel"
+    assert series.series_id("segment", "channel", "calais_dover") == "segment:channel/calais_dover"
+    with pytest.raises(ValueError, match="unknown level"):
+        series.series_id("country", "x")
+
+
+def test_density_rolls_up_segment_route_all_with_zero_days(spark, settings, two_routes):
+    table = cell_segment_table(two_routes, settings.h3_res)
+    r1, r2 = two_routes.route_ids()
+    seg_a = two_routes.route(r1).segments[0].id
+    cell_a = int(table[(table.route_id == r1) & (table.segment_id == seg_a)].cell.iloc[0])
+    cell_b = int(table[table.route_id == r2].cell.iloc[0])
+    seg_b = table[table.cell == cell_b].segment_id.iloc[0]
+    outside = 1  # not an H3 cell of any corridor: ignored
+    rows = [
+        (cell_a, 7, 20, 40, D1),
+        (cell_a, 7, 30, 60, D3),
+        (cell_b, 7, 17, 20, D1),
+        (outside, 7, 99, 99, D1),
+    ]
+    write_partitions(spark.createDataFrame(rows, DENSITY), settings.lake("silver", "density"), ["date", "res"])
+
+    n = series.run(spark, settings, D3, two_routes)
+    gold = read_table(spark, settings.lake("gold", "series"), SERIES)
+    assert gold.count() == n
+    got = {(r.series_id, r.ds): r.y for r in gold.collect()}
+
+    assert got[(f"segment:{r1}/{seg_a}", D1)] == 20
+    assert got[(f"segment:{r1}/{seg_a}", D2)] == 0  # nothing published that day
+    assert got[(f"segment:{r1}/{seg_a}", D3)] == 30
+    assert got[(f"segment:{r2}/{seg_b}", D1)] == 17
+    assert got[(f"route:{r1}", D1)] == 20
+    assert got[(f"route:{r2}", D1)] == 17
+    assert got[("all", D1)] == 37 and got[("all", D3)] == 30
+    n_series = 1 + 2 + sum(len(r.segments) for r in two_routes)
+    assert n == n_series * 3
+    assert gold.where(F.col("source") != "density").count() == 0
+
+
+def test_no_density_is_a_clear_error(spark, settings, two_routes):
+    with pytest.raises(ValueError, match="no published density"):
+        series.run(spark, settings, D3, two_routes)
