@@ -1,0 +1,23 @@
+"""Liveness and readiness: open, no token needed."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from serving.models import Health, Ready
+from serving.state import StateDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Ready)
+async def readyz(state: StateDep, response: Response) -> Ready:
+    if state.release is None:
+        response.status_code = 503
+        return Ready(ready=False, release_id=None, detail=state.release_error)
+    return Ready(ready=True, release_id=state.release.release_id)
