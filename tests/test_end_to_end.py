@@ -1,0 +1,90 @@
+"""The whole path on a very small data set: generate → nightly → publish → API over real HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+from rich.console import Console
+
+from jobs.pipeline import nightly
+from jobs.synth import SynthConfig, generate_pings
+from serving.app import create_app
+from serving.settings import ServingSettings
+
+END = dt.date(2025, 6, 30)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def api_server():
+    servers = []
+
+    def start(settings: ServingSettings) -> str:
+        port = _free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("API server did not start")
+            time.sleep(0.05)
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_pipeline_end_to_end_and_api_over_http(spark, settings, catalogue, api_server):
+    routes = catalogue.subset(catalogue.route_ids()[:2])
+    cfg = SynthConfig(
+        start=END - dt.timedelta(days=41),
+        days=42,
+        background_per_hub=30,
+        migrants_per_hub=10,
+        pings_per_device=1.0,
+        spread_km=0.2,
+    )
+    raw = settings.raw_dir / "pings"
+    rows = generate_pings(routes, cfg, raw)
+    quiet = Console(quiet=True)
+
+    report = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=quiet)
+    assert report.ingest.rows_in == rows and report.ingest.balanced()
+    assert report.ingest.quarantined > 0 and report.ingest.duplicates > 0  # the generator's injected faults
+    assert report.aggregate.published > 0 and report.aggregate.suppressed > 0
+    assert report.forecast.failed == {}
+
+    # Idempotent: the same date again publishes the same forecasts (same release).
+    again = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=quiet)
+    assert again.release.release_id == report.release.release_id and not again.release.created
+
+    base = api_server(ServingSettings(var_dir=settings.var_dir))
+    with httpx.Client(base_url=base, timeout=10) as http:
+        assert http.get("/healthz").json() == {"status": "ok"}
+        listed = {r["id"]: r["has_forecast"] for r in http.get("/v1/routes").json()["routes"]}
+        for route_id in routes.route_ids():
+            assert listed[route_id] is True
+            r = http.get(f"/v1/routes/{route_id}/forecast", params={"horizon": 14})
+            assert r.status_code == 200, r.text
+            [s] = r.json()["series"]
+            assert len(s["forecast"]) == 14
+            assert s["forecast"][0]["ds"] == str(END + dt.timedelta(days=1))
+            assert s["run_id"] == report.forecast.run.run_id
+            assert all(0 <= p["lo95"] <= p["lo80"] <= p["yhat"] <= p["hi80"] <= p["hi95"] for p in s["forecast"])
+        assert http.get("/v1/routes/atlantis/forecast").status_code == 404
+        assert http.get(f"/v1/routes/{routes.route_ids()[0]}/forecast", params={"horizon": 500}).status_code == 422

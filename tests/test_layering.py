@@ -1,0 +1,57 @@
+"""The package rules of design.md, checked on the source: who may import whom, nothing heavy at import."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+OURS = {"geo", "forecasting", "jobs", "serving", "experiments"}
+FORBIDDEN = {
+    "geo": OURS - {"geo"} | {"pyspark"},
+    "forecasting": OURS - {"forecasting"} | {"pyspark"},
+    "serving": {"jobs", "forecasting", "experiments", "pyspark"},
+    "jobs": {"serving", "experiments"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_package_imports_only_what_it_may(package):
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(_imports(p) & FORBIDDEN[package]) for p in (ROOT / package).rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def _run(code: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    return out.stdout.strip()
+
+
+def test_importing_the_api_loads_neither_spark_nor_models():
+    code = "import sys, serving.app; print(sorted(m for m in ('pyspark', 'prophet', 'jobs') if m in sys.modules))"
+    assert _run(code) == "[]"
+
+
+def test_importing_the_jobs_starts_no_spark_and_no_model():
+    code = (
+        "import sys, jobs.cli, jobs.pipeline;"
+        "from pyspark import SparkContext;"
+        "print(SparkContext._active_spark_context is None, 'prophet' in sys.modules)"
+    )
+    assert _run(code) == "True False"
