@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 check-java:
-	@command -v java >/dev/null 2>&1 || { echo "routecast needs Java 17 for Spark: install it with 'sudo apt-get install -y openjdk-17-jre-headless' (or set JAVA_HOME) and run make again."; exit 1; }
+	@{ [ -n "$${JAVA_HOME:-}" ] && [ -x "$${JAVA_HOME}/bin/java" ]; } || command -v java >/dev/null 2>&1 || { echo "routecast needs Java 17 for Spark: install it with 'sudo apt-get install -y openjdk-17-jre-headless' (or set JAVA_HOME) and run make again."; exit 1; }
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { echo "routecast needs Python 3.11 or newer (found: $(PYTHON)); install python3.11 and python3.11-venv."; exit 1; }
