@@ -55,6 +55,7 @@ SERIES = StructType(
         StructField("segment_id", StringType(), True),
         StructField("ds", DateType(), False),
         StructField("y", DoubleType(), False),
+        StructField("freq", StringType(), False),  # D (daily) | W (weekly, Monday) | M (monthly, 1st)
         StructField("source", StringType(), False),
     ]
 )

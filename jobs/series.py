@@ -81,6 +81,7 @@ def build_series(segments: DataFrame, skeleton: DataFrame) -> DataFrame:
     return (
         skeleton.join(values, ["series_id", "ds"], "left")
         .withColumn("y", F.coalesce(F.col("y"), F.lit(0.0)))
+        .withColumn("freq", F.lit("D"))
         .withColumn("source", F.lit(DENSITY_SOURCE))
         .select(*SERIES.fieldNames())
     )

@@ -15,7 +15,7 @@ def _gold(spark, settings, series: dict[str, list[float]]):
     rows = []
     for sid, values in series.items():
         for i, y in enumerate(values):
-            rows.append((sid, "route", sid.split(":")[1], None, START + dt.timedelta(days=i), y, "density"))
+            rows.append((sid, "route", sid.split(":")[1], None, START + dt.timedelta(days=i), y, "D", "density"))
     write_partitions(spark.createDataFrame(rows, SERIES), settings.lake("gold", "series"), ["source"])
     return START + dt.timedelta(days=max(len(v) for v in series.values()) - 1)
 
