@@ -18,6 +18,7 @@ from forecasting.protocol import (
     LEVELS,
     Forecaster,
     NotFittedError,
+    check_freq,
     check_horizon,
     check_levels,
     check_training_series,
@@ -36,6 +37,9 @@ def _normal_quantile(level: int) -> float:
 class SeasonalNaive:
     """Forecast = the last full season repeated; normal intervals from in-sample seasonal residuals.
 
+    Works in periods of ``freq`` (D, W or M): ``season_length`` is a number of periods (7 days, 52 weeks,
+    12 months) and predict dates its rows on that grid.
+
     Residuals are e_t = y_t - y_{t-s}; σ is their root mean square. For step h the standard error grows
     as σ_h = σ·sqrt(k + 1) with k = floor((h - 1) / s) (Hyndman & Athanasopoulos, fpp3 §5.5).
     Needs at least ``season_length + 1`` observations: one full season to repeat plus at least one
@@ -44,10 +48,11 @@ class SeasonalNaive:
 
     alias = "seasonal_naive"
 
-    def __init__(self, season_length: int = 7) -> None:
+    def __init__(self, season_length: int = 7, freq: str = "D") -> None:
         if season_length < 1:
             raise ValueError(f"season_length={season_length} must be >= 1")
         self.season_length = season_length
+        self.freq = check_freq(freq)
 
     def fit(self, y: pd.Series) -> SeasonalNaive:
         y = check_training_series(y, self.alias)
@@ -76,11 +81,14 @@ class SeasonalNaive:
         for level in check_levels(levels):
             z = _normal_quantile(level)
             bounds[level] = (mean - z * sigma_h, mean + z * sigma_h)
-        return forecast_frame(future_dates(self.last_ds_, h), mean, bounds)
+        return forecast_frame(future_dates(self.last_ds_, h, self.freq), mean, bounds)
 
 
 # Prophet decides "auto" yearly seasonality on the span of history; it enables it from two years on.
 _PROPHET_AUTO_YEARLY_DAYS = 730
+# Fourier order of the yearly seasonality. Prophet's own default (10) suits daily and weekly data; monthly
+# data samples a year 12 times, so terms above order 5 would alias onto lower ones and only add noise.
+_YEARLY_FOURIER_ORDER = {"D": 10, "W": 10, "M": 5}
 _cmdstanpy_silenced = False
 
 
@@ -135,19 +143,32 @@ class ProphetForecaster:
 
     Deterministic: the optimiser gets ``seed`` and the sampling runs under numpy's global RNG (which
     Prophet uses) seeded with ``seed``; the caller's global RNG state is restored afterwards.
+
+    ``freq`` (D, W or M) sets the prediction grid and the seasonalities: weekly seasonality only exists
+    in daily data (``weekly=None`` turns it on for D only; ``weekly=True`` with W or M is refused), and
+    yearly seasonality (``"auto"``: on from two years of history) uses fewer Fourier terms for monthly data.
     """
 
     alias = "prophet"
 
     def __init__(
-        self, weekly: bool = True, yearly: bool | str = "auto", seed: int = 0, uncertainty_samples: int = 500
+        self,
+        weekly: bool | None = None,
+        yearly: bool | str = "auto",
+        seed: int = 0,
+        uncertainty_samples: int = 500,
+        freq: str = "D",
     ) -> None:
+        freq = check_freq(freq)
         if yearly not in (True, False, "auto"):
             raise ValueError(f"yearly={yearly!r} must be True, False or 'auto'")
+        if weekly and freq != "D":
+            raise ValueError(f"weekly seasonality needs daily data; freq={freq!r} has one value per period")
         if uncertainty_samples < 1:
             raise ValueError("uncertainty_samples must be >= 1: intervals are taken from the samples")
-        self.weekly = weekly
+        self.weekly = freq == "D" if weekly is None else weekly
         self.yearly = yearly
+        self.freq = freq
         self.seed = seed
         self.uncertainty_samples = uncertainty_samples
 
@@ -164,7 +185,7 @@ class ProphetForecaster:
             yearly = (y.index[-1] - y.index[0]).days >= _PROPHET_AUTO_YEARLY_DAYS
         model = Prophet(
             weekly_seasonality=self.weekly,
-            yearly_seasonality=yearly,
+            yearly_seasonality=_YEARLY_FOURIER_ORDER[self.freq] if yearly else False,
             daily_seasonality=False,
             uncertainty_samples=self.uncertainty_samples,
         )
@@ -179,7 +200,7 @@ class ProphetForecaster:
             raise NotFittedError(f"{self.alias}: call fit(y) before predict(h)")
         h = check_horizon(h)
         levels = check_levels(levels)
-        future = pd.DataFrame({"ds": future_dates(self.last_ds_, h)})
+        future = pd.DataFrame({"ds": future_dates(self.last_ds_, h, self.freq)})
 
         # The point forecast needs no sampling; switching it off avoids drawing a second, unused set.
         samples_setting = self.model_.uncertainty_samples

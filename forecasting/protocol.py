@@ -1,7 +1,11 @@
 """The forecaster protocol every model in routecast follows, and the helpers the models share.
 
-A forecaster is fitted on one series (float values on a regular daily DatetimeIndex) and predicts
-``h`` days ahead as a frame with ``ds``, ``mean`` and one ``lo-<level>``/``hi-<level>`` pair per level.
+A forecaster is fitted on one series (float values on a regular DatetimeIndex of one frequency) and
+predicts ``h`` periods ahead as a frame with ``ds``, ``mean`` and one ``lo-<level>``/``hi-<level>`` pair
+per level.
+
+Frequencies (the ``freq`` column of the gold series): ``D`` daily, ``W`` weekly dated on Mondays,
+``M`` monthly dated on the 1st. A series lives on that grid, one value per period.
 """
 
 from __future__ import annotations
@@ -13,6 +17,12 @@ import numpy as np
 import pandas as pd
 
 LEVELS: tuple[int, ...] = (80, 95)
+
+FREQS: tuple[str, ...] = ("D", "W", "M")
+PERIOD_NAMES: dict[str, str] = {"D": "day", "W": "week", "M": "month"}
+# The pandas spelling of each grid: days, weeks anchored on Monday, month starts.
+_PANDAS_FREQ = {"D": "D", "W": "W-MON", "M": "MS"}
+_GRID_RULE = {"D": "a calendar day", "W": "a Monday", "M": "the 1st of a month"}
 
 
 class NotFittedError(RuntimeError):
@@ -26,11 +36,11 @@ class Forecaster(Protocol):
     alias: str
 
     def fit(self, y: pd.Series) -> Forecaster:
-        """Fit on ``y``: float values indexed by a regular daily DatetimeIndex without gaps."""
+        """Fit on ``y``: float values indexed by a regular DatetimeIndex of the model's freq, without gaps."""
         ...
 
     def predict(self, h: int, levels: Sequence[int] = LEVELS) -> pd.DataFrame:
-        """``h`` rows starting the day after the last fitted ds.
+        """``h`` rows, one per period, starting the period after the last fitted ds.
 
         Columns: ds (datetime64), mean, then lo-<level>, hi-<level> for each level; all clipped at 0.
         """
@@ -52,6 +62,34 @@ def check_levels(levels: Sequence[int]) -> list[int]:
     return sorted(set(checked))
 
 
+def check_freq(freq: str) -> str:
+    """``freq`` if it is one of FREQS, else a ValueError listing them."""
+    if freq not in FREQS:
+        raise ValueError(f"freq={freq!r} must be one of D (daily), W (weekly, Mondays), M (monthly, 1st)")
+    return freq
+
+
+def grid_rule(freq: str) -> str:
+    """What a date on the grid of ``freq`` is, for error messages: 'a Monday', 'the 1st of a month'."""
+    return _GRID_RULE[check_freq(freq)]
+
+
+def on_grid(ds: pd.DatetimeIndex, freq: str) -> np.ndarray:
+    """Per date: is it on the grid of ``freq`` (midnight, and a Monday for W, the 1st for M)?"""
+    ds = pd.DatetimeIndex(ds)
+    ok = np.asarray(ds == ds.normalize())
+    if check_freq(freq) == "W":
+        ok &= np.asarray(ds.dayofweek == 0)
+    elif freq == "M":
+        ok &= np.asarray(ds.day == 1)
+    return ok
+
+
+def period_grid(first: pd.Timestamp, last: pd.Timestamp, freq: str) -> pd.DatetimeIndex:
+    """Every period of ``freq`` from ``first`` to ``last`` inclusive (both on the grid)."""
+    return pd.date_range(first, last, freq=_PANDAS_FREQ[check_freq(freq)])
+
+
 def check_horizon(h: int) -> int:
     if isinstance(h, bool) or not isinstance(h, int | np.integer) or h < 1:
         raise ValueError(f"horizon h={h!r} must be a positive integer")
@@ -61,11 +99,11 @@ def check_horizon(h: int) -> int:
 def check_training_series(y: pd.Series, alias: str) -> pd.Series:
     """Refuse input that breaks the fit contract; returns ``y`` as float64.
 
-    Regularity (daily, no gaps) is the caller's guarantee and is not re-checked here: the selection
+    Regularity (on the freq's grid, no gaps) is the caller's guarantee and is not re-checked here: the selection
     layer validates it once per series.
     """
     if not isinstance(y, pd.Series) or not isinstance(y.index, pd.DatetimeIndex):
-        raise TypeError(f"{alias}: fit expects a pandas Series indexed by a daily DatetimeIndex")
+        raise TypeError(f"{alias}: fit expects a pandas Series indexed by a DatetimeIndex")
     values = y.astype("float64")
     if values.isna().any():
         first = values.index[values.isna()][0]
@@ -73,9 +111,10 @@ def check_training_series(y: pd.Series, alias: str) -> pd.Series:
     return values
 
 
-def future_dates(last_ds: pd.Timestamp, h: int) -> pd.DatetimeIndex:
-    """The ``h`` days after ``last_ds``."""
-    return pd.date_range(last_ds + pd.Timedelta(days=1), periods=h, freq="D")
+def future_dates(last_ds: pd.Timestamp, h: int, freq: str = "D") -> pd.DatetimeIndex:
+    """The ``h`` periods of ``freq`` after ``last_ds`` (a date on that grid): days, Mondays or month starts."""
+    step = pd.offsets.MonthBegin(1) if check_freq(freq) == "M" else pd.Timedelta(days=7 if freq == "W" else 1)
+    return pd.date_range(pd.Timestamp(last_ds) + step, periods=h, freq=_PANDAS_FREQ[freq])
 
 
 def forecast_frame(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,13 +18,23 @@ import pyarrow as pa
 
 from forecasting.metrics import coverage, mae, mase, rmse
 from forecasting.models import ProphetForecaster, SeasonalNaive, describe_failure
-from forecasting.protocol import LEVELS, Forecaster
+from forecasting.protocol import (
+    LEVELS,
+    PERIOD_NAMES,
+    Forecaster,
+    check_freq,
+    future_dates,
+    grid_rule,
+    on_grid,
+    period_grid,
+)
 
 __all__ = [
     "DEFAULT_CONFIG",
     "FORECAST_COLUMNS",
     "METRICS_COLUMNS",
     "MODEL_FACTORIES",
+    "PERIOD_DEFAULTS",
     "ModelFactory",
     "SelectionConfig",
     "UnknownModelError",
@@ -48,17 +59,33 @@ METRICS_COLUMNS = [
 ]
 SERIES_COLUMNS = ("series_id", "ds", "y")
 
+# Per freq, (holdout, horizon, season_length) in periods of that freq: two weeks / four weeks / a week
+# of days; eight weeks / twelve weeks / a year of weeks; six months / six months / a year of months.
+PERIOD_DEFAULTS: Mapping[str, tuple[int, int, int]] = {"D": (14, 28, 7), "W": (8, 12, 52), "M": (6, 6, 12)}
+
 
 @dataclass(frozen=True)
 class SelectionConfig:
-    """How candidates are compared and how far the champion forecasts (all in days)."""
+    """How candidates are compared and how far the champion forecasts, in periods of ``freq``.
 
-    holdout: int = 14
-    horizon: int = 28
-    season_length: int = 7
+    ``freq`` is the series' grid: D (days), W (weeks, Mondays) or M (months, the 1st). ``holdout``,
+    ``horizon`` and ``season_length`` left as None take that freq's PERIOD_DEFAULTS, so
+    ``SelectionConfig.for_freq("M")`` (the same as ``SelectionConfig(freq="M")``) is holdout 6, horizon 6,
+    season 12; after construction they are always ints. To change the freq build a new config
+    (``dataclasses.replace`` would keep the resolved periods of the old one).
+    """
+
+    holdout: int | None = None
+    horizon: int | None = None
+    season_length: int | None = None
     candidates: tuple[str, ...] = ("seasonal_naive", "prophet")
+    freq: str = "D"
 
     def __post_init__(self) -> None:
+        check_freq(self.freq)
+        for name, default in zip(("holdout", "horizon", "season_length"), PERIOD_DEFAULTS[self.freq], strict=True):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)  # frozen: resolved once, here
         for name in ("holdout", "horizon", "season_length"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -68,9 +95,14 @@ class SelectionConfig:
         if len(set(self.candidates)) != len(self.candidates):
             raise ValueError(f"SelectionConfig.candidates has duplicates: {self.candidates}")
 
+    @classmethod
+    def for_freq(cls, freq: str, **overrides: Any) -> SelectionConfig:
+        """The config for series of ``freq`` (D, W, M): its PERIOD_DEFAULTS, with ``overrides`` applied."""
+        return cls(freq=freq, **overrides)
+
     @property
     def min_length(self) -> int:
-        """Shortest series that can be scored: the holdout plus two seasons of training data."""
+        """Shortest series (in periods) that can be scored: the holdout plus two seasons of training data."""
         return self.holdout + 2 * self.season_length
 
 
@@ -80,11 +112,11 @@ ModelFactory = Callable[[SelectionConfig], Forecaster]
 
 
 def _seasonal_naive(cfg: SelectionConfig) -> Forecaster:
-    return SeasonalNaive(season_length=cfg.season_length)
+    return SeasonalNaive(season_length=cfg.season_length, freq=cfg.freq)
 
 
 def _prophet(cfg: SelectionConfig) -> Forecaster:
-    return ProphetForecaster()
+    return ProphetForecaster(freq=cfg.freq)
 
 
 class _ReadOnlyMapping(Mapping[str, ModelFactory]):
@@ -189,27 +221,28 @@ def select_and_forecast(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Pick the best candidate for one series on a holdout, refit it on everything, forecast.
 
-    ``series``: one series' rows with columns series_id, ds, y (other columns are ignored). Days must be
-    contiguous (a missing day is a ValueError naming the series and the first gap; nothing is filled)
+    ``series``: one series' rows with columns series_id, ds, y (other columns are ignored), on the grid
+    of ``cfg.freq`` (every ds a day, a Monday for W, the 1st of a month for M). Periods must be
+    contiguous (a missing period is a ValueError naming the series and the first gap; nothing is filled)
     and there must be at least ``cfg.holdout + 2 * cfg.season_length`` of them.
 
-    Each candidate is fitted on all but the last ``cfg.holdout`` days and scored there (MASE scaled on
-    the training part). A candidate that raises scores MASE = inf and its error is recorded. The
+    Each candidate is fitted on all but the last ``cfg.holdout`` periods and scored there (MASE scaled
+    on the training part). A candidate that raises scores MASE = inf and its error is recorded. The
     champion is the lowest MASE (ties: first in ``cfg.candidates``); it is refitted on the whole series
-    and forecasts ``cfg.horizon`` days. If that refit fails, the next-ranked candidate is used and the
-    failure is recorded on the champion's row. If no candidate can be fitted at all, the forecast is
+    and forecasts ``cfg.horizon`` periods. If that refit fails, the next-ranked candidate is used and
+    the failure is recorded on the champion's row. If no candidate can be fitted at all, the forecast is
     empty and no metrics row is marked chosen.
 
-    Returns ``(forecast, metrics)``: forecast has FORECAST_COLUMNS, one row per day; metrics has
-    METRICS_COLUMNS, one row per candidate.
+    Returns ``(forecast, metrics)``: forecast has FORECAST_COLUMNS, one row per period after the last
+    ds; metrics has METRICS_COLUMNS, one row per candidate.
     """
     unknown = [alias for alias in cfg.candidates if alias not in factories]
     if unknown:
         raise UnknownModelError(unknown[0], sorted(factories))
-    series_id, y = _daily_series(series)
+    series_id, y = _regular_series(series, cfg.freq)
     if len(y) < cfg.min_length:
         raise ValueError(
-            f"series {series_id!r}: {len(y)} days is too short; selection needs at least "
+            f"series {series_id!r}: {len(y)} {PERIOD_NAMES[cfg.freq]}s is too short; selection needs at least "
             f"holdout + 2 * season_length = {cfg.min_length}"
         )
 
@@ -226,7 +259,7 @@ def select_and_forecast(
         alias = rows[i]["model"]
         try:
             model = make_model(alias, cfg, factories).fit(y)
-            prediction = _checked_prediction(model, cfg.horizon)
+            prediction = _checked_prediction(model, cfg.horizon, future_dates(y.index[-1], cfg.horizon, cfg.freq))
         except Exception as exc:  # recorded on the candidate's row; the next-ranked one takes over
             rows[i]["error"] = "refit: " + describe_failure(alias, exc)
             continue
@@ -239,11 +272,12 @@ def select_and_forecast(
     return forecast, metrics
 
 
-def _daily_series(series: pd.DataFrame) -> tuple[str, pd.Series]:
-    """Validate one series' rows and return ``(series_id, y)`` with y on a daily DatetimeIndex.
+def _regular_series(series: pd.DataFrame, freq: str) -> tuple[str, pd.Series]:
+    """Validate one series' rows and return ``(series_id, y)`` with y on the regular grid of ``freq``.
 
-    Refused with ValueError: missing columns, no rows, several series ids, ds with a time of day,
-    duplicate days, missing y, missing days (the first gap is named; nothing is filled).
+    Refused with ValueError: missing columns, no rows, several series ids, ds with a time of day or off
+    the grid (not a Monday for W, not the 1st for M), duplicate periods, missing y, missing periods (the
+    first gap is named; nothing is filled).
     """
     missing = [name for name in SERIES_COLUMNS if name not in series.columns]
     if missing:
@@ -259,18 +293,25 @@ def _daily_series(series: pd.DataFrame) -> tuple[str, pd.Series]:
         {"ds": pd.to_datetime(series["ds"].to_numpy()), "y": pd.to_numeric(series["y"].to_numpy())}
     ).sort_values("ds", kind="stable")
     ds = pd.DatetimeIndex(frame["ds"])
+    period = PERIOD_NAMES[freq]
     if ds.tz is not None or (ds != ds.normalize()).any():
         raise ValueError(f"series {series_id!r}: ds must be calendar days (no time of day, no time zone)")
+    off_grid = ds[~on_grid(ds, freq)]
+    if len(off_grid):
+        raise ValueError(
+            f"series {series_id!r}: ds {off_grid[0].date()} is not {grid_rule(freq)}; "
+            f"a freq {freq} series has one row per {period}, dated on {grid_rule(freq)}"
+        )
     if ds.has_duplicates:
-        raise ValueError(f"series {series_id!r}: day {ds[ds.duplicated()][0].date()} appears more than once")
+        raise ValueError(f"series {series_id!r}: {period} {ds[ds.duplicated()][0].date()} appears more than once")
     if frame["y"].isna().any():
         first = ds[frame["y"].isna().to_numpy()][0]
         raise ValueError(f"series {series_id!r}: y is missing on {first.date()}")
-    grid = pd.date_range(ds[0], ds[-1], freq="D")
+    grid = period_grid(ds[0], ds[-1], freq)
     gaps = grid.difference(ds)
     if len(gaps):
         raise ValueError(
-            f"series {series_id!r}: {len(gaps)} missing day(s), first gap at {gaps[0].date()}; "
+            f"series {series_id!r}: {len(gaps)} missing {period}(s), first gap at {gaps[0].date()}; "
             "fill the gaps upstream (e.g. explicit zeros) before forecasting"
         )
     return series_id, pd.Series(frame["y"].to_numpy(dtype="float64"), index=grid, name="y")
@@ -297,7 +338,7 @@ def _score_candidate(
     }
     try:
         model = make_model(alias, cfg, factories).fit(train)
-        prediction = _checked_prediction(model, len(test))
+        prediction = _checked_prediction(model, len(test), test.index)
         actual = test.to_numpy()
         scores = {
             "mase": mase(actual, prediction["mean"], train.to_numpy(), cfg.season_length),
@@ -313,8 +354,9 @@ def _score_candidate(
     return row
 
 
-def _checked_prediction(model: Forecaster, h: int) -> pd.DataFrame:
-    """predict(h) with the columns selection relies on, refusing wrong lengths and NaN."""
+def _checked_prediction(model: Forecaster, h: int, expected_ds: pd.DatetimeIndex) -> pd.DataFrame:
+    """predict(h) with the columns selection relies on, refusing wrong lengths, dates off the series'
+    grid (``expected_ds``: the next h periods) and NaN."""
     prediction = model.predict(h, LEVELS)
     needed = ["mean", "lo-80", "hi-80", "lo-95", "hi-95"]
     missing = [name for name in ["ds", *needed] if name not in prediction.columns]
@@ -322,6 +364,13 @@ def _checked_prediction(model: Forecaster, h: int) -> pd.DataFrame:
         raise ValueError(f"predict returned no {missing} columns")
     if len(prediction) != h:
         raise ValueError(f"predict({h}) returned {len(prediction)} rows")
+    ds = pd.DatetimeIndex(pd.to_datetime(prediction["ds"].to_numpy()))
+    off = np.flatnonzero(ds != pd.DatetimeIndex(expected_ds))
+    if len(off):
+        wrong = int(off[0])
+        raise ValueError(
+            f"predict dated step {wrong + 1} {ds[wrong].date()}; the series' next period is {expected_ds[wrong].date()}"
+        )
     if not np.isfinite(prediction[needed].to_numpy(dtype="float64")).all():
         raise ValueError("predict returned NaN or infinite values")
     return prediction

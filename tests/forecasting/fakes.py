@@ -10,6 +10,8 @@ import pandas as pd
 from forecasting.protocol import LEVELS, NotFittedError, forecast_frame, future_dates
 
 START = pd.Timestamp("2025-01-06")  # a Monday
+# The grids of D, W and M in pandas' spelling: days, Mondays, month starts.
+PANDAS_FREQ = {"D": "D", "W": "W-MON", "M": "MS"}
 
 
 def daily(values: Sequence[float], start: pd.Timestamp = START) -> pd.Series:
@@ -17,9 +19,18 @@ def daily(values: Sequence[float], start: pd.Timestamp = START) -> pd.Series:
     return pd.Series(np.asarray(values, dtype="float64"), index=pd.date_range(start, periods=len(values)))
 
 
-def series_frame(series_id: str, values: Sequence[float], start: pd.Timestamp = START) -> pd.DataFrame:
-    """The long-table rows (series_id, ds, y) of one series."""
-    y = daily(values, start)
+def periodic(values: Sequence[float], start: str | pd.Timestamp, freq: str) -> pd.Series:
+    """``values`` on consecutive periods of ``freq`` (D, W or M) from ``start`` (a date on that grid)."""
+    index = pd.date_range(start, periods=len(values), freq=PANDAS_FREQ[freq])
+    assert index[0] == pd.Timestamp(start), f"{start} is not on the {freq} grid"
+    return pd.Series(np.asarray(values, dtype="float64"), index=index)
+
+
+def series_frame(
+    series_id: str, values: Sequence[float], start: str | pd.Timestamp = START, freq: str = "D"
+) -> pd.DataFrame:
+    """The long-table rows (series_id, ds, y) of one series on the grid of ``freq``."""
+    y = periodic(values, start, freq)
     return pd.DataFrame({"series_id": series_id, "ds": y.index, "y": y.to_numpy()})
 
 

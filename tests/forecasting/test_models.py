@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from forecasting.models import ProphetForecaster, SeasonalNaive, fit_with_fallback
-from forecasting.protocol import Forecaster, NotFittedError
-from tests.forecasting.fakes import AlwaysFails, daily
+from forecasting.protocol import Forecaster, NotFittedError, future_dates
+from tests.forecasting.fakes import AlwaysFails, daily, periodic
 
 Z80 = 1.2815515655446004  # standard normal 90% quantile: central 80% interval
 Z95 = 1.959963984540054  # 97.5% quantile: central 95% interval
@@ -99,3 +99,58 @@ def test_fit_with_fallback_keeps_a_model_that_fits():
     model = SeasonalNaive()
     fitted, reason = fit_with_fallback(model, AlwaysFails(), daily(WEEK_1 + WEEK_2))
     assert fitted is model and reason is None
+
+
+# A year of months with a summer peak, as sea crossings have; the third year is 10% higher.
+YEAR = [10, 12, 20, 40, 80, 120, 150, 140, 90, 50, 20, 12]
+
+
+def test_seasonal_naive_repeats_the_last_year_on_month_starts():
+    y = periodic(YEAR + YEAR + [1.1 * v for v in YEAR], "2021-01-01", "M")
+    forecast = SeasonalNaive(season_length=12, freq="M").fit(y).predict(14)
+    assert forecast["mean"].tolist() == pytest.approx([1.1 * v for v in YEAR + YEAR[:2]])
+    # The months after Dec 2023, each dated on the 1st.
+    expected = pd.DatetimeIndex(["2024-01-01", "2024-02-01", "2024-03-01"])
+    pd.testing.assert_index_equal(pd.DatetimeIndex(forecast["ds"][:3]), expected, check_names=False)
+    assert (pd.DatetimeIndex(forecast["ds"]).day == 1).all() and forecast["ds"].iloc[-1] == pd.Timestamp("2025-02-01")
+
+
+def test_seasonal_naive_weekly_data_is_dated_on_the_following_mondays():
+    y = periodic([5, 7, 9, 5, 7, 9], "2025-01-06", "W")  # season of 3 weeks, Mondays from 6 Jan
+    forecast = SeasonalNaive(season_length=3, freq="W").fit(y).predict(4)
+    assert forecast["mean"].tolist() == [5, 7, 9, 5]
+    expected = pd.DatetimeIndex(["2025-02-17", "2025-02-24", "2025-03-03", "2025-03-10"])
+    pd.testing.assert_index_equal(pd.DatetimeIndex(forecast["ds"]), expected, check_names=False)
+
+
+@pytest.mark.parametrize(
+    ("last", "freq", "expected"),
+    [
+        ("2024-02-28", "D", ["2024-02-29", "2024-03-01"]),  # a leap day
+        ("2024-12-30", "W", ["2025-01-06", "2025-01-13"]),  # Mondays across the year end
+        ("2024-12-01", "M", ["2025-01-01", "2025-02-01"]),
+    ],
+)
+def test_future_dates_follow_the_grid_of_the_freq(last, freq, expected):
+    got = future_dates(pd.Timestamp(last), 2, freq)
+    pd.testing.assert_index_equal(got, pd.DatetimeIndex(expected), check_names=False, exact=False)
+
+
+def test_unknown_freq_and_weekly_seasonality_on_monthly_data_are_refused():
+    with pytest.raises(ValueError, match="freq='Q' must be one of D .*W .*M"):
+        SeasonalNaive(freq="Q")
+    with pytest.raises(ValueError, match="weekly seasonality needs daily data; freq='M'"):
+        ProphetForecaster(weekly=True, freq="M")
+    assert ProphetForecaster().weekly and not ProphetForecaster(freq="W").weekly
+
+
+def test_prophet_on_monthly_counts_forecasts_month_starts_with_ordered_bounds():
+    y = periodic(YEAR * 4, "2020-01-01", "M")
+    forecast = ProphetForecaster(freq="M").fit(y).predict(6)
+    pd.testing.assert_index_equal(
+        pd.DatetimeIndex(forecast["ds"]), pd.date_range("2024-01-01", periods=6, freq="MS"), check_names=False
+    )
+    values = forecast[["lo-95", "lo-80", "mean", "hi-80", "hi-95"]].to_numpy()
+    assert (values >= 0).all() and (np.diff(values, axis=1) >= 0).all()
+    # Yearly seasonality is on (four years of history): June is forecast well above January.
+    assert forecast["mean"].iloc[5] > 3 * forecast["mean"].iloc[0]

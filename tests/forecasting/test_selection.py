@@ -10,6 +10,7 @@ from forecasting.selection import (
     FORECAST_COLUMNS,
     METRICS_COLUMNS,
     MODEL_FACTORIES,
+    PERIOD_DEFAULTS,
     SelectionConfig,
     UnknownModelError,
     as_arrow_table,
@@ -18,6 +19,7 @@ from forecasting.selection import (
     metrics_schema,
     select_and_forecast,
 )
+from tests.conftest import SHARED_DATA
 from tests.forecasting.fakes import AlwaysFails, Flat, series_frame
 
 WEEK = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0]
@@ -165,3 +167,99 @@ def test_forecast_bounds_are_ordered_and_non_negative_for_any_counts(values):
     assert len(forecast) == FAST.horizon
     assert (ordered[:, 0] >= 0).all()
     assert (np.diff(ordered, axis=1) >= 0).all()
+
+
+# --- weekly and monthly series ------------------------------------------------------------------------------
+
+# A year of months with a summer peak, as sea crossings have.
+YEAR = [10.0, 12.0, 20.0, 40.0, 80.0, 120.0, 150.0, 140.0, 90.0, 50.0, 20.0, 12.0]
+MONTHLY = SelectionConfig.for_freq("M")
+FRONTEX_BY_ROUTE = SHARED_DATA / "frontex_ibc_monthly_by_route.csv"
+
+
+def test_periods_default_per_freq_and_can_be_overridden():
+    assert (MONTHLY.holdout, MONTHLY.horizon, MONTHLY.season_length, MONTHLY.freq) == (6, 6, 12, "M")
+    assert SelectionConfig(freq="M") == MONTHLY
+    assert PERIOD_DEFAULTS["W"][2] == 52 and SelectionConfig.for_freq("W").min_length == 8 + 2 * 52
+    assert SelectionConfig() == SelectionConfig.for_freq("D") == SelectionConfig(14, 28, 7)
+    assert SelectionConfig.for_freq("M", holdout=12, horizon=3).min_length == 12 + 2 * 12
+    with pytest.raises(ValueError, match="freq='Y' must be one of"):
+        SelectionConfig.for_freq("Y")
+
+
+def test_a_monthly_pattern_gets_its_seasonal_naive_forecast_on_month_starts():
+    # Four years from January 2020: the holdout (Jul-Dec 2023) is the pattern again, so seasonal naive is
+    # exact (MASE 0) and forecasts January to June 2024 as YEAR[:6].
+    forecast, metrics = select_and_forecast(series_frame("route:m", YEAR * 4, "2020-01-01", "M"), MONTHLY)
+    naive = metrics.set_index("model").loc["seasonal_naive"]
+    assert naive["mase"] == 0.0 and naive["chosen"]
+    assert forecast["yhat"].tolist() == YEAR[:6] and (forecast["model"] == "seasonal_naive").all()
+    expected = ["2024-01-01", "2024-02-01", "2024-03-01", "2024-04-01", "2024-05-01", "2024-06-01"]
+    assert forecast["ds"].dt.strftime("%Y-%m-%d").tolist() == expected
+
+
+def test_a_weekly_series_forecasts_the_following_mondays():
+    weeks = [float(w % 52) for w in range(2 * 52 + 8)]  # 112 Mondays from 6 Jan 2025, a 52-week ramp
+    cfg = SelectionConfig.for_freq("W", candidates=("seasonal_naive",))
+    forecast, _ = select_and_forecast(series_frame("route:w", weeks, "2025-01-06", "W"), cfg)
+    # The last of the 112 Mondays is 22 Feb 2027 (111 weeks after 6 Jan 2025); the forecast starts a week later.
+    assert forecast["ds"].iloc[0] == pd.Timestamp("2027-03-01")
+    assert (forecast["ds"].dt.dayofweek == 0).all() and len(forecast) == 12
+    assert forecast["yhat"].tolist() == [float(w) for w in range(8, 20)]  # week 112 is week 8 of the ramp
+
+
+def test_a_monthly_series_dated_off_the_first_is_refused():
+    rows = series_frame("frontex/route:x", YEAR * 3, "2020-01-01", "M")
+    rows.loc[5, "ds"] = pd.Timestamp("2020-06-15")
+    with pytest.raises(ValueError, match="'frontex/route:x': ds 2020-06-15 is not the 1st of a month"):
+        select_and_forecast(rows, MONTHLY)
+    # A daily series handed a monthly config is refused the same way, on its first day (Monday 6 January).
+    with pytest.raises(ValueError, match="'s': ds 2025-01-06 is not the 1st of a month"):
+        select_and_forecast(series_frame("s", weekly(60)), MONTHLY)
+
+
+def test_missing_months_are_refused_naming_the_first_gap():
+    rows = series_frame("iom-dtm/route:y", YEAR * 3, "2020-01-01", "M").drop(index=[7, 8])  # Aug, Sep 2020
+    with pytest.raises(ValueError, match="'iom-dtm/route:y': 2 missing month\\(s\\), first gap at 2020-08-01"):
+        select_and_forecast(rows, MONTHLY)
+
+
+def test_a_short_monthly_series_is_refused_in_months():
+    with pytest.raises(ValueError, match="'m': 29 months is too short.*= 30"):
+        select_and_forecast(series_frame("m", (YEAR * 3)[:29], "2020-01-01", "M"), MONTHLY)
+
+
+def test_a_candidate_that_dates_its_forecast_daily_on_a_monthly_series_is_recorded_as_failed():
+    cfg = SelectionConfig.for_freq("M", candidates=("flat", "seasonal_naive"))
+    forecast, metrics = select_and_forecast(series_frame("m", YEAR * 3, "2020-01-01", "M"), cfg, FAKES)
+    flat = metrics.set_index("model").loc["flat"]
+    # Training ends on 1 Jun 2022; flat dates its first step the next day instead of 1 Jul.
+    assert flat["error"] == (
+        "holdout: flat: ValueError: predict dated step 1 2022-06-02; the series' next period is 2022-07-01"
+    )
+    assert (forecast["model"] == "seasonal_naive").all()
+
+
+def _frontex_route(name: str) -> pd.DataFrame:
+    if not FRONTEX_BY_ROUTE.is_file():
+        pytest.skip(f"real data absent: {FRONTEX_BY_ROUTE} (the shared folder beside the repository)")
+    frame = pd.read_csv(FRONTEX_BY_ROUTE, dtype={"route": str, "count": "int64"}, parse_dates=["date"])
+    rows = frame[frame["route"] == name]
+    return pd.DataFrame({"series_id": f"frontex/{name}", "ds": rows["date"], "y": rows["count"].astype(float)})
+
+
+@pytest.mark.parametrize(
+    "route",
+    ["Central Mediterranean Route", "Western African Route", "Black Sea Route"],  # busy, bursty, mostly zeros
+)
+def test_frontex_monthly_detections_forecast_six_months_with_ordered_non_negative_intervals(route):
+    rows = _frontex_route(route)
+    assert len(rows) == 184  # January 2009 to April 2024
+    forecast, metrics = select_and_forecast(rows, MONTHLY)
+    assert metrics["error"].isna().all() and metrics["chosen"].sum() == 1
+    expected = ["2024-05-01", "2024-06-01", "2024-07-01", "2024-08-01", "2024-09-01", "2024-10-01"]
+    assert forecast["ds"].dt.strftime("%Y-%m-%d").tolist() == expected
+    ordered = forecast[["lo95", "lo80", "yhat", "hi80", "hi95"]].to_numpy()
+    assert (ordered >= 0).all() and (np.diff(ordered, axis=1) >= 0).all()
+    # Not degenerate: the 95% band is wider than the 80% band in some month.
+    assert (forecast["hi95"] - forecast["lo95"] > forecast["hi80"] - forecast["lo80"]).any()
