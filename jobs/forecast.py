@@ -20,7 +20,6 @@ from forecasting.selection import FORECAST_COLUMNS, SelectionConfig, select_and_
 from forecasting.tracking import RunInfo, log_forecast_run
 from jobs.lake import read_table
 from jobs.schemas import SERIES
-from jobs.series import DENSITY_SOURCE
 from jobs.settings import JobSettings
 
 METRIC_COLUMNS = ["series_id", "model", "mase", "mae", "rmse", "coverage80", "coverage95", "error", "chosen"]
@@ -41,14 +40,26 @@ GROUP_RESULT = StructType(
 )
 
 
-def forecast_group(cfg: SelectionConfig) -> Callable[[pd.DataFrame], pd.DataFrame]:
+KEY_COLUMNS = ["series_id", "level", "route_id", "segment_id", "freq", "source"]
+
+
+def selection_configs(settings: JobSettings) -> dict[str, SelectionConfig]:
+    """One selection config per frequency, with holdout and horizon from settings."""
+    configs = {}
+    for freq in ("D", "W", "M"):
+        holdout, horizon = settings.periods(freq)
+        configs[freq] = SelectionConfig.for_freq(freq, holdout=holdout, horizon=horizon)
+    return configs
+
+
+def forecast_group(configs: dict[str, SelectionConfig]) -> Callable[[pd.DataFrame], pd.DataFrame]:
     """The per-series function Spark runs: select a model on the holdout, forecast, never raise."""
     columns = GROUP_RESULT.fieldNames()
 
     def _run(pdf: pd.DataFrame) -> pd.DataFrame:
         sid = str(pdf["series_id"].iloc[0])
         try:
-            forecast, metrics = select_and_forecast(pdf, cfg)
+            forecast, metrics = select_and_forecast(pdf, configs[str(pdf["freq"].iloc[0])])
         except ValueError as exc:  # unusable series (too short, gaps): reported, not dropped
             row = {c: None for c in columns} | {"kind": "metric", "series_id": sid, "error": str(exc), "chosen": False}
             return pd.DataFrame([row], columns=columns, dtype=object)
@@ -63,44 +74,46 @@ def forecast_group(cfg: SelectionConfig) -> Callable[[pd.DataFrame], pd.DataFram
 class ForecastResult:
     forecasts: pd.DataFrame  # FORECAST_COLUMNS
     metrics: pd.DataFrame  # METRIC_COLUMNS
+    keys: pd.DataFrame  # KEY_COLUMNS of every series read: where each sits in the hierarchy
     failed: dict[str, str]  # series_id -> why no forecast
     run: RunInfo
 
 
 def run(spark: SparkSession, settings: JobSettings, run_date: dt.date) -> ForecastResult:
-    """Forecast every density series from the data up to ``run_date``; log and register in MLflow."""
-    cfg = SelectionConfig(
-        holdout=settings.holdout_days, horizon=settings.horizon_days, season_length=settings.season_length
-    )
-    series = read_table(spark, settings.lake("gold", "series"), SERIES).where(
-        (F.col("source") == DENSITY_SOURCE) & (F.col("ds") <= F.lit(run_date))
-    )
+    """Forecast every gold series (density and official counts) from the data up to ``run_date``;
+    log the run and register the forecasts in MLflow."""
+    configs = selection_configs(settings)
+    series = read_table(spark, settings.lake("gold", "series"), SERIES).where(F.col("ds") <= F.lit(run_date)).cache()
+    keys = series.select(*KEY_COLUMNS).distinct().toPandas().sort_values("series_id", ignore_index=True)
+    if keys.empty:
+        series.unpersist()
+        raise ValueError(f"no gold series up to {run_date}; run the series stage (or ingest-counts) first")
     out = (
-        series.select("series_id", "ds", "y")
+        series.select("series_id", "ds", "y", "freq")
         .groupBy("series_id")
-        .applyInPandas(forecast_group(cfg), GROUP_RESULT)
+        .applyInPandas(forecast_group(configs), GROUP_RESULT)
         .toPandas()
     )
-    if out.empty:
-        raise ValueError(f"no density series up to {run_date}; run the series stage first")
-    forecasts = out.loc[out["kind"] == "forecast", FORECAST_COLUMNS].reset_index(drop=True)
+    series.unpersist()
+    forecasts = out.loc[out["kind"] == "forecast", FORECAST_COLUMNS].sort_values(["series_id", "ds"], ignore_index=True)
     metrics = out.loc[out["kind"] == "metric", METRIC_COLUMNS].reset_index(drop=True)
-    forecasts = forecasts.sort_values(["series_id", "ds"], ignore_index=True)
     with_forecast = set(forecasts["series_id"])
     failed = {r.series_id: str(r.error) for r in metrics.itertuples() if r.series_id not in with_forecast}
+    params = {
+        "run_date": str(run_date),
+        "h3_res": settings.h3_res,
+        "min_devices": settings.min_devices,
+        "n_failed_series": len(failed),
+        "sources": ",".join(sorted(keys["source"].unique())),
+        **{f"{freq}.{k}": v for freq, cfg in configs.items() for k, v in asdict(cfg).items() if k != "freq"},
+    }
     run_info = log_forecast_run(
         tracking_uri=settings.tracking_uri,
         experiment=settings.mlflow_experiment,
         run_name=f"nightly-{run_date}",
-        params={
-            **asdict(cfg),
-            "run_date": str(run_date),
-            "h3_res": settings.h3_res,
-            "min_devices": settings.min_devices,
-            "n_failed_series": len(failed),
-        },
+        params=params,
         forecasts=forecasts,
         metrics=metrics,
         registered_model=settings.registered_model,
     )
-    return ForecastResult(forecasts=forecasts, metrics=metrics, failed=failed, run=run_info)
+    return ForecastResult(forecasts=forecasts, metrics=metrics, keys=keys, failed=failed, run=run_info)

@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 from pyspark.sql import SparkSession
 from rich.console import Console
 
@@ -61,18 +60,16 @@ def nightly(
     with _stage("forecast", report, console, lambda: _describe_forecast(report.forecast)):
         report.forecast = forecast.run(spark, settings, run_date)
     with _stage("publish", report, console, lambda: _describe_release(report.release)):
-        keys = pd.DataFrame(series.series_keys(catalogue), columns=["series_id", "level", "route_id", "segment_id"])
         report.release = publish.publish(
             settings.store_dir,
             report.forecast.forecasts,
-            keys,
+            report.forecast.keys,
             as_of=run_date,
             run=report.forecast.run,
             min_devices=settings.min_devices,
             manifest_extra={
                 "h3_res": settings.h3_res,
-                "horizon_days": settings.horizon_days,
-                "holdout_days": settings.holdout_days,
+                "periods": {f: dict(zip(("holdout", "horizon"), settings.periods(f), strict=True)) for f in "DWM"},
                 "failed_series": report.forecast.failed,
             },
         )

@@ -35,6 +35,17 @@ QUARANTINE_PINGS = StructType(
     [*PINGS.fields, StructField("reason", StringType(), False), StructField("run_date", DateType(), False)]
 )
 
+# Official counts rejected by ingest-counts, one row per offending line of the file.
+QUARANTINE_COUNTS = StructType(
+    [
+        StructField("file", StringType(), False),
+        StructField("line", IntegerType(), False),  # 1-based line in the file; the header is line 1
+        StructField("raw", StringType(), False),  # the line as it is in the file
+        StructField("reason", StringType(), False),
+        StructField("source", StringType(), False),
+    ]
+)
+
 # Silver: H3 cell x day density, suppressed before it is written.
 DENSITY = StructType(
     [
@@ -84,6 +95,8 @@ PUBLISHED_FORECAST = StructType(
         StructField("level", StringType(), False),
         StructField("route_id", StringType(), True),
         StructField("segment_id", StringType(), True),
+        StructField("freq", StringType(), False),
+        StructField("source", StringType(), False),
         StructField("ds", DateType(), False),
         *[StructField(c, DoubleType(), False) for c in ("yhat", "lo80", "hi80", "lo95", "hi95")],
         StructField("model", StringType(), False),

@@ -22,15 +22,20 @@ from jobs.settings import JobSettings
 DENSITY_SOURCE = "density"
 
 
-def series_id(level: str, route_id: str | None = None, segment_id: str | None = None) -> str:
-    """Stable ids: ``all``, ``route:<route>``, ``segment:<route>/<segment>``."""
+def series_id(
+    level: str, route_id: str | None = None, segment_id: str | None = None, source: str = DENSITY_SOURCE
+) -> str:
+    """Ids unique across the whole gold table: ``all``, ``route:<route>``, ``segment:<route>/<segment>``
+    for density; other sources are prefixed, e.g. ``frontex/route:central_mediterranean``."""
     if level == "all":
-        return "all"
-    if level == "route":
-        return f"route:{route_id}"
-    if level == "segment":
-        return f"segment:{route_id}/{segment_id}"
-    raise ValueError(f"unknown level {level!r}; expected all|route|segment")
+        key = "all"
+    elif level == "route":
+        key = f"route:{route_id}"
+    elif level == "segment":
+        key = f"segment:{route_id}/{segment_id}"
+    else:
+        raise ValueError(f"unknown level {level!r}; expected all|route|segment")
+    return key if source == DENSITY_SOURCE else f"{source}/{key}"
 
 
 def segment_density(density: DataFrame, cell_segments: DataFrame) -> DataFrame:

@@ -33,9 +33,13 @@ class JobSettings(BaseSettings):
         description="Aggregates backed by this many distinct devices or fewer are suppressed (design.md).",
     )
 
+    # Holdout (model selection) and horizon, in periods of each series' frequency.
     holdout_days: Annotated[int, Field(ge=1)] = 14
     horizon_days: Annotated[int, Field(ge=1, le=365)] = 28
-    season_length: Annotated[int, Field(ge=1)] = 7
+    holdout_weeks: Annotated[int, Field(ge=1)] = 8
+    horizon_weeks: Annotated[int, Field(ge=1, le=104)] = 12
+    holdout_months: Annotated[int, Field(ge=1)] = 12
+    horizon_months: Annotated[int, Field(ge=1, le=36)] = 6
 
     mlflow_tracking_uri: str | None = None  # default: SQLite under var/mlflow
     mlflow_experiment: str = "routecast-nightly"
@@ -49,6 +53,17 @@ class JobSettings(BaseSettings):
                 f"min_devices={v} is below the privacy floor of {MIN_DEVICES_FLOOR}; it may only be raised"
             )
         return v
+
+    def periods(self, freq: str) -> tuple[int, int]:
+        """(holdout, horizon) in periods of ``freq`` (D, W or M)."""
+        table = {
+            "D": (self.holdout_days, self.horizon_days),
+            "W": (self.holdout_weeks, self.horizon_weeks),
+            "M": (self.holdout_months, self.horizon_months),
+        }
+        if freq not in table:
+            raise ValueError(f"unknown frequency {freq!r}; expected D, W or M")
+        return table[freq]
 
     @cached_property
     def raw_dir(self) -> Path:

@@ -31,7 +31,10 @@ class RouteOut(BaseModel):
     name: str
     segments: list[SegmentOut]
     crossing_points: list[CrossingPointOut]
-    has_forecast: bool = Field(description="Whether the current release has forecasts for this route.")
+    has_forecast: bool = Field(description="Whether the current release has density forecasts for this route.")
+    sources: list[str] = Field(
+        description="Sources with forecasts for this route: density, and official counts such as frontex."
+    )
 
 
 class RoutesOut(BaseModel):
@@ -51,6 +54,8 @@ class ForecastPoint(BaseModel):
 class SeriesForecast(BaseModel):
     series_id: str = Field(examples=["route:central_mediterranean"])
     level: Level
+    source: str
+    freq: Literal["D", "W", "M"] = Field(description="D: daily, W: weekly (Mondays), M: monthly (1st).")
     route_id: str
     segment_id: str | None
     model: str = Field(description="The model chosen for this series on the holdout.")
@@ -63,7 +68,8 @@ class SeriesForecast(BaseModel):
 class RouteForecastOut(BaseModel):
     route_id: str
     level: Level
-    horizon: int
+    source: str
+    horizon: int = Field(description="Periods ahead, in the series' frequency.")
     release_id: str
     as_of: str | None = Field(description="Last day of data the forecasts were made from.")
     series: list[SeriesForecast]

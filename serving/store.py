@@ -20,6 +20,8 @@ REQUIRED_COLUMNS = (
     "level",
     "route_id",
     "segment_id",
+    "freq",
+    "source",
     "ds",
     "yhat",
     "lo80",
@@ -51,12 +53,15 @@ class Release:
     manifest: dict
     forecasts: pd.DataFrame  # REQUIRED_COLUMNS, ds as datetime.date
 
-    @property
-    def horizon(self) -> int:
-        return int(self.forecasts.groupby("series_id").size().min()) if len(self.forecasts) else 0
+    def horizon(self, source: str) -> int:
+        """Periods ahead that every series of ``source`` covers (0 when the source is absent)."""
+        rows = self.forecasts[self.forecasts["source"] == source]
+        return int(rows.groupby("series_id").size().min()) if len(rows) else 0
 
-    def route_ids(self) -> set[str]:
-        return set(self.forecasts["route_id"].dropna())
+    def sources_by_route(self) -> dict[str, list[str]]:
+        """Route id → the sources with forecasts for it, sorted."""
+        pairs = self.forecasts[["route_id", "source"]].dropna().drop_duplicates()
+        return {r: sorted(g["source"]) for r, g in pairs.groupby("route_id")}
 
 
 def current_release_id(store_dir: Path) -> str:

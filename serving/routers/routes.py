@@ -23,9 +23,10 @@ router = APIRouter(prefix="/v1/routes", tags=["routes"])
 
 # The request bound; the release's own horizon (usually 28 days) is checked per request.
 MAX_HORIZON = 365
+DENSITY = "density"
 
 
-def _route_out(route: Route, has_forecast: bool) -> RouteOut:
+def _route_out(route: Route, sources: list[str]) -> RouteOut:
     return RouteOut(
         id=route.id,
         name=route.name,
@@ -34,16 +35,17 @@ def _route_out(route: Route, has_forecast: bool) -> RouteOut:
             CrossingPointOut(id=c.id, name=c.name, role=c.role, segment_id=c.segment_id, lat=c.lat, lon=c.lon)
             for c in route.crossing_points
         ],
-        has_forecast=has_forecast,
+        has_forecast=DENSITY in sources,
+        sources=sources,
     )
 
 
 @router.get("", response_model=RoutesOut, summary="The route catalogue")
 async def list_routes(state: StateDep) -> RoutesOut:
-    served = state.release.route_ids() if state.release else set()
+    sources = state.release.sources_by_route() if state.release else {}
     return RoutesOut(
         release_id=state.release.release_id if state.release else None,
-        routes=[_route_out(r, r.id in served) for r in state.catalogue],
+        routes=[_route_out(r, sources.get(r.id, [])) for r in state.catalogue],
     )
 
 
@@ -54,21 +56,26 @@ async def route_forecast(
     route_id: Annotated[str, Path(examples=["central_mediterranean"])],
     horizon: Annotated[int, Query(ge=1, le=MAX_HORIZON, description="Days ahead.")] = 14,
     level: Annotated[Level, Query(description="route: one series; segment: one per segment.")] = "route",
+    source: Annotated[
+        str, Query(description="density (default), or an official source such as frontex, uk-channel, iom-dtm.")
+    ] = DENSITY,
 ) -> RouteForecastOut:
     try:
         state.catalogue.route(route_id)
     except RouteNotFound:
         raise HTTPException(status_code=404, detail=f"unknown route {route_id!r}; see GET /v1/routes") from None
-    if horizon > release.horizon:
-        raise HTTPException(
-            status_code=422,
-            detail=f"horizon {horizon} is beyond release {release.release_id}'s {release.horizon} days",
-        )
     rows = release.forecasts
-    rows = rows[(rows["route_id"] == route_id) & (rows["level"] == level)]
+    rows = rows[(rows["route_id"] == route_id) & (rows["level"] == level) & (rows["source"] == source)]
     if rows.empty:
         raise HTTPException(
-            status_code=404, detail=f"no {level}-level forecast for route {route_id!r} in release {release.release_id}"
+            status_code=404,
+            detail=f"no {level}-level {source} forecast for route {route_id!r} in release {release.release_id}",
+        )
+    available = release.horizon(source)
+    if horizon > available:
+        raise HTTPException(
+            status_code=422,
+            detail=f"horizon {horizon} is beyond release {release.release_id}'s {available} periods for {source}",
         )
     series = []
     for sid, group in rows.groupby("series_id", sort=True):
@@ -78,6 +85,8 @@ async def route_forecast(
             SeriesForecast(
                 series_id=str(sid),
                 level=level,
+                source=source,
+                freq=first["freq"],
                 route_id=route_id,
                 segment_id=first["segment_id"] if isinstance(first["segment_id"], str) else None,
                 model=first["model"],
@@ -90,6 +99,7 @@ async def route_forecast(
     return RouteForecastOut(
         route_id=route_id,
         level=level,
+        source=source,
         horizon=horizon,
         release_id=release.release_id,
         as_of=release.manifest.get("as_of"),

@@ -10,8 +10,8 @@ from jobs import publish
 AS_OF = dt.date(2025, 3, 1)
 RUN = RunInfo(run_id="r1", model_version="3", experiment_id="1", tracking_uri="sqlite:///x.db")
 KEYS = pd.DataFrame(
-    [("route:a", "route", "a", None), ("segment:a/s1", "segment", "a", "s1")],
-    columns=["series_id", "level", "route_id", "segment_id"],
+    [("route:a", "route", "a", None, "D", "density"), ("segment:a/s1", "segment", "a", "s1", "D", "density")],
+    columns=["series_id", "level", "route_id", "segment_id", "freq", "source"],
 )
 
 

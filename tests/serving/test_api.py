@@ -22,6 +22,9 @@ def test_routes_lists_the_whole_catalogue(client, catalogue):
     assert [r["id"] for r in body["routes"]] == catalogue.route_ids()
     served = {r["id"] for r in body["routes"] if r["has_forecast"]}
     assert served == set(catalogue.route_ids()[:2])
+    sources = {r["id"]: r["sources"] for r in body["routes"]}
+    first, second, last = catalogue.route_ids()[0], catalogue.route_ids()[1], catalogue.route_ids()[-1]
+    assert (sources[first], sources[second], sources[last]) == (["density", "frontex"], ["density"], [])
     first = body["routes"][0]
     assert first["segments"] and first["crossing_points"]
 
@@ -57,7 +60,7 @@ def test_unknown_route_is_404_with_message(client):
 
 def test_route_without_forecast_is_404(client, catalogue):
     r = client.get(f"/v1/routes/{catalogue.route_ids()[-1]}/forecast")
-    assert r.status_code == 404 and "no route-level forecast" in r.json()["detail"]
+    assert r.status_code == 404 and "no route-level density forecast" in r.json()["detail"]
 
 
 @pytest.mark.parametrize("horizon", [0, -1, 29, 366, "x"])
@@ -78,3 +81,20 @@ def test_without_a_release_the_api_is_up_but_not_ready(tmp_path):
         r = c.get("/v1/routes/channel/forecast")
         assert r.status_code == 503 and "no forecasts available" in r.json()["detail"]
         assert c.get("/v1/routes").json()["release_id"] is None
+
+
+def test_official_source_forecast_is_monthly(client, catalogue):
+    route_id = catalogue.route_ids()[0]
+    r = client.get(f"/v1/routes/{route_id}/forecast", params={"source": "frontex", "horizon": 3})
+    assert r.status_code == 200, r.text
+    [series] = r.json()["series"]
+    assert (series["series_id"], series["freq"], series["source"]) == (f"frontex/route:{route_id}", "M", "frontex")
+    assert [p["ds"] for p in series["forecast"]] == ["2024-05-01", "2024-06-01", "2024-07-01"]
+    # The Frontex forecast covers 6 months, the density one 28 days: each source has its own bound.
+    assert client.get(f"/v1/routes/{route_id}/forecast", params={"source": "frontex", "horizon": 7}).status_code == 422
+    assert client.get(f"/v1/routes/{route_id}/forecast", params={"horizon": 28}).status_code == 200
+
+
+def test_source_without_forecast_for_route_is_404(client, catalogue):
+    r = client.get(f"/v1/routes/{catalogue.route_ids()[1]}/forecast", params={"source": "frontex"})
+    assert r.status_code == 404 and "no route-level frontex forecast" in r.json()["detail"]

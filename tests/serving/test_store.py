@@ -8,7 +8,7 @@ from serving.store import NoRelease, UnsuppressedRelease, current_release_id, lo
 def test_loads_the_current_release(published):
     rel = load_release(published.store_dir)
     assert rel.release_id == current_release_id(published.store_dir)
-    assert rel.horizon == 28
+    assert rel.horizon("density") == 28 and rel.horizon("frontex") == 6 and rel.horizon("iom-dtm") == 0
     assert rel.manifest["privacy"]["min_devices"] == 15
 
 
