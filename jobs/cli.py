@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,22 @@ from jobs.settings import JobSettings
 
 app = typer.Typer(help="routecast: migration-flow forecasts from anonymised mobility density.", no_args_is_help=True)
 console = Console(stderr=True)
+
+
+class CountsSource(StrEnum):
+    """The official sources ``ingest-counts`` reads (jobs.counts.SOURCES)."""
+
+    frontex = "frontex"
+    uk_channel = "uk-channel"
+    iom_dtm = "iom-dtm"
+    generic = "generic"
+
+
+class Freq(StrEnum):
+    D = "D"
+    W = "W"
+    M = "M"
+
 
 DateOpt = Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="Run date (UTC), YYYY-MM-DD.")]
 
@@ -62,6 +79,30 @@ def nightly(
     finally:
         spark.stop()
     _print_where(settings)
+
+
+@app.command("ingest-counts")
+def ingest_counts_cmd(
+    file: Annotated[Path, typer.Argument(help="The counts file (CSV).", exists=True, dir_okay=False)],
+    source: Annotated[CountsSource, typer.Option(help="Which official source the file comes from.")],
+    freq: Annotated[Freq | None, typer.Option(help="Frequency, for --source generic only (default D).")] = None,
+) -> None:
+    """Validate an official counts file into route-level gold series; bad rows go to quarantine."""
+    from jobs.counts import CountsFileError, ingest_counts
+    from jobs.spark import build_spark
+
+    settings = JobSettings()
+    try:
+        spark = build_spark(settings)
+        try:
+            report = ingest_counts(spark, settings, file, source.value, freq=freq.value if freq else None)
+        finally:
+            spark.stop()
+    except (CountsFileError, ValueError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(code=2) from None
+    for line in report.summary_lines():
+        console.print(line, highlight=False)
 
 
 @app.command()

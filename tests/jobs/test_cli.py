@@ -1,0 +1,62 @@
+"""The ``routecast`` command line: argument errors before any Spark starts, and one real run in a subprocess.
+
+The commands that run Spark build and stop their own session, so they run here as a user would run them
+(a subprocess), never inside the test process whose session-scoped SparkSession they would stop.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from jobs.cli import CountsSource, app
+from jobs.counts import SOURCES
+
+runner = CliRunner()
+
+
+def test_the_source_choices_are_the_sources_counts_reads():
+    assert tuple(s.value for s in CountsSource) == SOURCES
+
+
+def test_ingest_counts_refuses_a_missing_file_and_an_unknown_source(tmp_path):
+    missing = runner.invoke(app, ["ingest-counts", str(tmp_path / "nope.csv"), "--source", "frontex"])
+    assert missing.exit_code == 2
+    assert "does not exist" in missing.output
+
+    f = tmp_path / "c.csv"
+    f.write_text("date,route,count\n2025-01-01,channel,3\n")
+    bogus = runner.invoke(app, ["ingest-counts", str(f), "--source", "bogus"])
+    assert bogus.exit_code == 2
+    assert "bogus" in bogus.output
+
+
+@pytest.mark.slow
+def test_ingest_counts_writes_gold_and_quarantine_and_prints_the_accounting(tmp_path):
+    f = tmp_path / "weekly.csv"
+    f.write_text(
+        "date,route,count\n"
+        "2025-01-06,channel,10\n"
+        "2025-01-13,channel,12\n"
+        "2025-01-13,channel,12\n"  # a repeat: kept once, counted as a duplicate
+        "2025-01-20,nowhere,5\n"  # unknown route: quarantined
+        "2025-01-27,channel,-1\n"  # negative: quarantined
+    )
+    var = tmp_path / "var"
+    env = {**os.environ, "ROUTECAST_VAR_DIR": str(var)}
+    cmd = [sys.executable, "-m", "jobs.cli", "ingest-counts", str(f), "--source", "generic", "--freq", "W"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = " ".join(done.stderr.split())
+    assert "5 rows in = 2 accepted + 2 quarantined + 1 duplicates" in out
+
+    gold = pd.read_parquet(var / "lake" / "gold" / "series")
+    assert sorted(gold["y"].tolist()) == [10.0, 12.0]
+    assert set(gold["freq"]) == {"W"}
+    quarantine = pd.read_parquet(var / "lake" / "quarantine" / "counts")
+    assert sorted(quarantine["reason"]) == ["negative_count", "unknown_route"]
