@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from jobs.settings import JobSettings
 
@@ -39,28 +38,93 @@ def _yesterday() -> dt.date:
     return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
 
 
-def _generate(settings: JobSettings, end: dt.date, days: int, seed: int) -> Path:
-    from geo.catalogue import load_catalogue
-    from jobs.synth import SynthConfig, generate_pings
+class Scale(StrEnum):
+    """The simulator's size presets (jobs/simulator.toml, [scales.*])."""
 
-    cfg = SynthConfig(start=end - dt.timedelta(days=days - 1), days=days, seed=seed)
-    out = settings.raw_dir / "pings"
-    columns = (TextColumn("[bold]generate[/] pings"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("days", total=days)
-        rows = generate_pings(load_catalogue(), cfg, out, on_day=lambda _d: progress.advance(task))
-    console.print(f"[green]✓[/] generate  {rows:,} synthetic pings, {cfg.start} .. {cfg.end} → {out}")
-    return out
+    small = "small"
+    medium = "medium"
+    large = "large"
+
+
+def _load_sim_config(config: Path | None, scale: str):
+    """The simulator config, checked before any Spark starts; a bad file is one clear line and exit code 2."""
+    from jobs.simulate import SimulatorConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+        if scale not in cfg.scales:
+            raise SimulatorConfigError(f"{config}: no [scales.{scale}]; it has {', '.join(cfg.scales) or 'none'}")
+    except SimulatorConfigError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(code=2) from None
+    return cfg
+
+
+def _simulate(spark, settings: JobSettings, end: dt.date, scale: str, days: int | None, cfg):
+    from jobs.simulate import simulate
+
+    n_days = days or cfg.scales[scale].days
+    start = end - dt.timedelta(days=n_days - 1)
+    with console.status(f"[bold]simulate[/] {scale} scale, {start} .. {end} (Spark) …"):
+        report = simulate(spark, settings, start, n_days, scale, config=cfg)
+    console.print(
+        f"[green]✓[/] simulate  {report.seconds:5.1f} s  {report.pings:,} pings "
+        f"({report.migrant_pings:,} from migrants, {report.resident_pings:,} from {report.residents:,} residents), "
+        f"{report.journeys:,} journeys on {len(report.routes)} routes ({report.diverted:,} diverted), "
+        f"{start} .. {end}",
+        highlight=False,
+    )
+    console.print(f"          pings → {report.pings_path}   ground truth → {report.truth_path}", highlight=False)
+    return report
+
+
+ScaleOpt = Annotated[Scale, typer.Option(help="Size preset from the simulator config.")]
+EndOpt = Annotated[
+    dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last simulated day (default yesterday).")
+]
+SimDaysOpt = Annotated[int | None, typer.Option(min=1, help="Days to simulate (default: the scale's days).")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(exists=True, dir_okay=False, help="Simulator config (default: jobs/simulator.toml)."),
+]
 
 
 @app.command()
-def generate(
-    end: Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last day (default yesterday).")] = None,
-    days: Annotated[int, typer.Option(min=1, help="Number of days.")] = 90,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+def simulate(
+    scale: ScaleOpt = Scale.small,
+    end: EndOpt = None,
+    days: SimDaysOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
-    """Write a small synthetic ping data set under var/raw/pings (the simple generator)."""
-    _generate(JobSettings(), end.date() if end else _yesterday(), days, seed)
+    """Simulate phone pings along the routes (a Spark job) into var/raw/pings, and the ground truth into var/truth."""
+    from jobs.spark import build_spark
+
+    cfg = _load_sim_config(config, scale.value)
+    settings = JobSettings()
+    spark = build_spark(settings)
+    try:
+        _simulate(spark, settings, end.date() if end else _yesterday(), scale.value, days, cfg)
+    finally:
+        spark.stop()
+    console.print("next:  routecast nightly --date <the last simulated day>;  routecast truth --date <same>")
+
+
+@app.command()
+def truth(date: DateOpt) -> None:
+    """How well the published density tracks the simulated truth: Pearson r per route, up to DATE."""
+    from jobs.simulate import truth_correlation
+    from jobs.spark import build_spark
+
+    settings = JobSettings()
+    spark = build_spark(settings)
+    try:
+        table = truth_correlation(spark, settings, date.date())
+    finally:
+        spark.stop()
+    if table.empty:
+        console.print("[red]error:[/] no days with both density series and simulated truth; run simulate and nightly")
+        raise typer.Exit(code=1)
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 
 @app.command()
@@ -119,28 +183,32 @@ def serve(
 
 @app.command()
 def demo(
-    days: Annotated[int, typer.Option(min=42, help="Days of synthetic data.")] = 90,
-    end: Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last day (default yesterday).")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed of the generator.")] = 7,
+    scale: ScaleOpt = Scale.medium,
+    end: EndOpt = None,
     serve_api: Annotated[bool, typer.Option("--serve/--no-serve", help="Start the API afterwards.")] = True,
     host: Annotated[str, typer.Option(help="Interface for the API.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port for the API.")] = 8000,
 ) -> None:
-    """Generate synthetic pings, run the nightly pipeline on them, then serve the API."""
+    """Simulate pings, run the nightly pipeline on them, score density against the truth, then serve the API."""
     from jobs.pipeline import nightly as run_nightly
+    from jobs.simulate import truth_correlation
     from jobs.spark import build_spark
 
+    cfg = _load_sim_config(None, scale.value)
     settings = JobSettings()
     run_date = end.date() if end else _yesterday()
-    raw = _generate(settings, run_date, days, seed)
     with console.status("[bold]starting Spark[/] (local mode, spark-conf/local.conf) …"):
         spark = build_spark(settings)
     try:
-        report = run_nightly(spark, settings, run_date, raw_path=raw, console=console)
+        sim = _simulate(spark, settings, run_date, scale.value, None, cfg)
+        report = run_nightly(spark, settings, run_date, raw_path=sim.pings_path, console=console)
+        fit = truth_correlation(spark, settings, run_date)
     finally:
         spark.stop()
     total = sum(report.seconds.values())
     console.print(f"pipeline done in {total:.0f} s")
+    scores = ", ".join(f"{r.route_id} {r.pearson_r:.2f}" for r in fit.itertuples())
+    console.print(f"density excess vs simulated people on the route (Pearson r): {scores}", highlight=False)
     _print_where(settings)
     if serve_api:
         console.print(

@@ -60,3 +60,13 @@ def test_ingest_counts_writes_gold_and_quarantine_and_prints_the_accounting(tmp_
     assert set(gold["freq"]) == {"W"}
     quarantine = pd.read_parquet(var / "lake" / "quarantine" / "counts")
     assert sorted(quarantine["reason"]) == ["negative_count", "unknown_route"]
+
+
+def test_simulate_refuses_a_bad_config_before_starting_spark(tmp_path):
+    bad = tmp_path / "sim.toml"
+    bad.write_text("seed = 1\nsede = 2\n")
+    result = runner.invoke(app, ["simulate", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert "sim.toml" in result.output and "sede" in result.output
+    missing_scale = runner.invoke(app, ["simulate", "--scale", "huge"])
+    assert missing_scale.exit_code == 2
