@@ -1,11 +1,14 @@
 import datetime as dt
 
 import pandas as pd
+import pytest
 from mlflow import MlflowClient
 
 from jobs import forecast
-from jobs.lake import write_partitions
+from jobs.counts import ingest_counts
+from jobs.lake import read_table, write_partitions
 from jobs.schemas import SERIES
+from tests.conftest import SHARED_DATA
 
 START = dt.date(2025, 1, 6)  # a Monday
 WEEK = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0]
@@ -39,3 +42,35 @@ def test_weekly_series_gets_its_seasonal_naive_forecast_and_short_one_is_reporte
     assert champion.run_id == result.run.run_id
     run = client.get_run(result.run.run_id)
     assert run.data.params["run_date"] == str(last)
+
+
+@pytest.mark.slow
+def test_the_real_official_counts_are_forecast_at_their_own_frequency(spark, settings, catalogue):
+    """Every real counts file through ingest-counts, then the forecast stage: each series gets a forecast
+    of its own frequency starting the period after its last observation (the file's end is not the run date)."""
+    files = {
+        "frontex": "frontex_ibc_monthly_by_route.csv",
+        "uk-channel": "uk_small_boats_daily.csv",
+        "iom-dtm": "iom_dtm_med_arrivals.csv",
+    }
+    for source, name in files.items():
+        path = SHARED_DATA / name
+        if not path.exists():
+            pytest.skip(f"real data absent: {path} (the shared folder beside the repository)")
+        ingest_counts(spark, settings, path, source, catalogue)
+
+    run_date = dt.date(2026, 11, 22)
+    result = forecast.run(spark, settings, run_date)
+    assert result.failed == {}
+    keys = result.keys.set_index("series_id")
+    assert set(keys["source"]) == set(files)
+    gold = read_table(spark, settings.lake("gold", "series"), SERIES).toPandas()
+    last = gold.groupby("series_id")["ds"].max()
+    for sid, fc in result.forecasts.groupby("series_id"):
+        freq = keys.loc[sid, "freq"]
+        assert len(fc) == settings.periods(freq)[1], sid
+        first = pd.Timestamp(fc["ds"].min())
+        expected = pd.Timestamp(last[sid]) + {"D": pd.DateOffset(days=1), "M": pd.DateOffset(months=1)}[freq]
+        assert first == expected, sid
+        assert (fc["lo95"] <= fc["yhat"]).all() and (fc["yhat"] <= fc["hi95"]).all() and (fc["lo95"] >= 0).all()
+    assert set(result.forecasts["series_id"]) == set(keys.index)
