@@ -74,9 +74,17 @@ def forecast_group(configs: dict[str, SelectionConfig]) -> Callable[[pd.DataFram
 class ForecastResult:
     forecasts: pd.DataFrame  # FORECAST_COLUMNS
     metrics: pd.DataFrame  # METRIC_COLUMNS
-    keys: pd.DataFrame  # KEY_COLUMNS of every series read: where each sits in the hierarchy
+    keys: pd.DataFrame  # KEY_COLUMNS + last_observed of every series read: where it sits, how fresh it is
     failed: dict[str, str]  # series_id -> why no forecast
     run: RunInfo
+
+    def stale(self, run_date: dt.date, periods: int = 2) -> pd.DataFrame:
+        """Series whose last observation is more than ``periods`` of their frequency before ``run_date``: their
+        forecasts start after that observation, not after the run date (official files end where they end)."""
+        step = {"D": pd.DateOffset(days=1), "W": pd.DateOffset(weeks=1), "M": pd.DateOffset(months=1)}
+        limit = [pd.Timestamp(run_date) - periods * step[f] for f in self.keys["freq"]]
+        old = pd.to_datetime(self.keys["last_observed"]) < pd.Series(limit, index=self.keys.index)
+        return self.keys.loc[old, ["series_id", "source", "freq", "last_observed"]].reset_index(drop=True)
 
 
 def run(spark: SparkSession, settings: JobSettings, run_date: dt.date) -> ForecastResult:
@@ -84,7 +92,12 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date) -> Foreca
     log the run and register the forecasts in MLflow."""
     configs = selection_configs(settings)
     series = read_table(spark, settings.lake("gold", "series"), SERIES).where(F.col("ds") <= F.lit(run_date)).cache()
-    keys = series.select(*KEY_COLUMNS).distinct().toPandas().sort_values("series_id", ignore_index=True)
+    keys = (
+        series.groupBy(*KEY_COLUMNS)
+        .agg(F.max("ds").alias("last_observed"))
+        .toPandas()
+        .sort_values("series_id", ignore_index=True)
+    )
     if keys.empty:
         series.unpersist()
         raise ValueError(f"no gold series up to {run_date}; run the series stage (or ingest-counts) first")

@@ -59,6 +59,13 @@ def nightly(
         report.series_rows = series.run(spark, settings, run_date, catalogue)
     with _stage("forecast", report, console, lambda: _describe_forecast(report.forecast)):
         report.forecast = forecast.run(spark, settings, run_date)
+    stale = report.forecast.stale(run_date)
+    for source, rows in stale.groupby("source", sort=True):
+        last = ", ".join(f"{r.series_id.split(':')[-1]} {r.last_observed}" for r in rows.itertuples())
+        console.print(
+            f"[yellow]![/] {source}: data end before the run date, so forecasts start there — last observed: {last}",
+            highlight=False,
+        )
     with _stage("publish", report, console, lambda: _describe_release(report.release)):
         report.release = publish.publish(
             settings.store_dir,

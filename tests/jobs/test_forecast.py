@@ -74,3 +74,14 @@ def test_the_real_official_counts_are_forecast_at_their_own_frequency(spark, set
         assert first == expected, sid
         assert (fc["lo95"] <= fc["yhat"]).all() and (fc["yhat"] <= fc["hi95"]).all() and (fc["lo95"] >= 0).all()
     assert set(result.forecasts["series_id"]) == set(keys.index)
+
+
+def test_series_that_end_before_the_run_date_are_reported_stale(spark, settings):
+    last = _gold(spark, settings, {"route:weekly": WEEK * 8})
+    result = forecast.run(spark, settings, last + dt.timedelta(days=30))
+    stale = result.stale(last + dt.timedelta(days=30))
+    assert stale["series_id"].tolist() == ["route:weekly"]
+    assert stale["last_observed"].tolist() == [last]
+    assert result.stale(last + dt.timedelta(days=2)).empty  # two days late is not stale for a daily series
+    # The forecast starts after the last observation, not after the run date.
+    assert pd.Timestamp(result.forecasts["ds"].min()).date() == last + dt.timedelta(days=1)
