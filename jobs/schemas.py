@@ -105,3 +105,37 @@ PUBLISHED_FORECAST = StructType(
         StructField("release_id", StringType(), False),
     ]
 )
+
+
+# Ground truth written by the simulator (var/truth/<table>), to score density and forecasts against.
+TRUTH_SEGMENT_PEOPLE = StructType(
+    [
+        StructField("date", DateType(), False),
+        StructField("route_id", StringType(), False),
+        StructField("segment_id", StringType(), False),
+        StructField("people", LongType(), False),
+    ]
+)
+
+TRUTH_ARRIVALS = StructType(
+    [
+        StructField("date", DateType(), False),
+        StructField("route_id", StringType(), False),
+        StructField("crossing_point_id", StringType(), False),
+        StructField("arrivals", LongType(), False),
+    ]
+)
+
+# outcome: completed (reached the end of its path), diverted (left the route at a closed crossing),
+# in_transit (still travelling at the end of the run).
+TRUTH_JOURNEYS = StructType(
+    [
+        StructField("agent_id", LongType(), False),
+        StructField("journey", IntegerType(), False),
+        StructField("route_id", StringType(), False),
+        StructField("path", StringType(), False),  # segment ids in travel order, joined by '>'
+        StructField("departed", TimestampType(), False),
+        StructField("ended", TimestampType(), False),
+        StructField("outcome", StringType(), False),
+    ]
+)

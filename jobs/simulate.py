@@ -50,19 +50,17 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     BooleanType,
-    DateType,
     DoubleType,
     IntegerType,
     LongType,
     StringType,
     StructField,
     StructType,
-    TimestampType,
 )
 
 from geo.catalogue import Catalogue, Route, load_catalogue
 from jobs.lake import read_table
-from jobs.schemas import PINGS, SERIES
+from jobs.schemas import PINGS, SERIES, TRUTH_JOURNEYS, TRUTH_SEGMENT_PEOPLE
 from jobs.series import DENSITY_SOURCE
 from jobs.settings import JobSettings
 
@@ -70,40 +68,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().with_name("simulator.toml")
 SCALES = ("small", "medium", "large")
-
-# --- ground-truth schemas (declared once; used to write, read and check) ------------------------------------
-
-TRUTH_SEGMENT_PEOPLE = StructType(
-    [
-        StructField("date", DateType(), False),
-        StructField("route_id", StringType(), False),
-        StructField("segment_id", StringType(), False),
-        StructField("people", LongType(), False),
-    ]
-)
-
-TRUTH_ARRIVALS = StructType(
-    [
-        StructField("date", DateType(), False),
-        StructField("route_id", StringType(), False),
-        StructField("crossing_point_id", StringType(), False),
-        StructField("arrivals", LongType(), False),
-    ]
-)
-
-# outcome: completed (reached the end of its path), diverted (left the route at a closed crossing),
-# in_transit (still travelling at the end of the run).
-TRUTH_JOURNEYS = StructType(
-    [
-        StructField("agent_id", LongType(), False),
-        StructField("journey", IntegerType(), False),
-        StructField("route_id", StringType(), False),
-        StructField("path", StringType(), False),  # segment ids in travel order, joined by '>'
-        StructField("departed", TimestampType(), False),
-        StructField("ended", TimestampType(), False),
-        StructField("outcome", StringType(), False),
-    ]
-)
 
 # One row per agent, journey and leg (a leg is one segment, or part of one, travelled in one go).
 LEGS = StructType(

@@ -19,13 +19,10 @@ from pyspark.sql import functions as F
 
 from jobs import aggregate, ingest, series
 from jobs.lake import read_table
-from jobs.schemas import PINGS, SERIES
+from jobs.schemas import PINGS, SERIES, TRUTH_ARRIVALS, TRUTH_JOURNEYS, TRUTH_SEGMENT_PEOPLE
 from jobs.settings import JobSettings
 from jobs.simulate import (
     DEFAULT_CONFIG_PATH,
-    TRUTH_ARRIVALS,
-    TRUTH_JOURNEYS,
-    TRUTH_SEGMENT_PEOPLE,
     Closure,
     ScalePreset,
     SimulatorConfigError,
