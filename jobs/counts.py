@@ -23,7 +23,9 @@ Every data row is accounted for: ``rows_in = accepted + quarantined + duplicates
 quarantine (Parquet, partitioned by source) with its line number, its raw text and the first rule it broke,
 checked in this order: ``wrong_field_count``, ``bad_date``, ``missing_count``, ``non_integer_count``,
 ``negative_count``, ``off_grid_date`` (not a Monday for W, not the 1st for M), ``not_monthly`` (IOM
-annual totals stored in December would corrupt a monthly series), ``unknown_route``, and among the rows
+annual totals stored in December would corrupt a monthly series), ``total_of_mapped_parts`` (a country
+total such as IOM's ``ESP`` whose parts ``ESP-WMR`` and ``ESP-WAAR`` map to routes: counting it too would
+count those people twice), ``unknown_route``, and among the rows
 left, ``conflicting_duplicate``: rows with the same key (route and date, plus country for IOM, plus
 border type and nationality for the Frontex detail) and different counts are all quarantined, while
 repeats with the same count are kept once and counted as duplicates.
@@ -81,6 +83,7 @@ REASONS: tuple[str, ...] = (
     "negative_count",
     "off_grid_date",
     "not_monthly",
+    "total_of_mapped_parts",
     "unknown_route",
     "conflicting_duplicate",
 )
@@ -88,7 +91,6 @@ REASONS: tuple[str, ...] = (
 # for that route and period lacks them.
 _LOST_FROM_PERIOD = frozenset({"missing_count", "non_integer_count", "negative_count", "conflicting_duplicate"})
 
-# Rejected rows of an official-counts file. (Belongs beside the other contracts in jobs/schemas.py.)
 # The Home Office figures carry no route column: every row is the Channel crossing, named so in the catalogue.
 UK_HOME_OFFICE_NAME = "small boats"
 
@@ -471,6 +473,8 @@ def _checked_row(
         row.reason = "off_grid_date"
     elif layout.granularity and values[layout.granularity] != "month":
         row.reason = "not_monthly"
+    elif row.route_id is None and any(name.startswith(f"{row.route_name}-") for name in resolve):
+        row.reason = "total_of_mapped_parts"  # ESP = ESP-WMR + ESP-WAAR, which map to two routes
     elif row.route_id is None:
         row.reason = "unknown_route"
     return row

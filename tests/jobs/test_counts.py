@@ -105,19 +105,22 @@ def test_uk_small_boats_is_one_complete_daily_channel_series(catalogue):
 def test_iom_dtm_sums_countries_per_route_and_reports_the_months_a_country_is_missing(catalogue):
     batch = read_counts(real("iom_dtm_med_arrivals.csv"), "iom-dtm", catalogue)
     report = batch.report
-    # 839 rows: 73 annual totals + 1 "single_value_unclear" are not monthly; the monthly ESP-WAAR (78) and
-    # ESP-WMR (108) rows name no catalogue route (ESP, their sum, is mapped). 839 - 74 - 186 = 579 accepted.
-    assert (report.rows_in, report.accepted, report.quarantined, report.duplicates) == (839, 579, 260, 0)
-    assert report.reasons == {"not_monthly": 74, "unknown_route": 186}
-    assert report.unknown_routes == {"ESP-WAAR": 78, "ESP-WMR": 108}
+    # 839 rows: 73 annual totals + 1 "single_value_unclear" are not monthly; the 108 monthly ESP rows are the
+    # sum of ESP-WMR (western_mediterranean) and ESP-WAAR (western_african), so counting them would count
+    # those people twice. 839 - 74 - 108 = 657 accepted.
+    assert (report.rows_in, report.accepted, report.quarantined, report.duplicates) == (839, 657, 182, 0)
+    assert report.reasons == {"not_monthly": 74, "total_of_mapped_parts": 108}
+    assert report.unknown_routes == {}
     assert report.series == {
         "central_mediterranean": SeriesSpan(D(2014, 1, 1), D(2023, 12, 1), 120),  # ITA + MLT
         "eastern_mediterranean": SeriesSpan(D(2015, 1, 1), D(2023, 12, 1), 108),  # GRC + CYP + BGR
-        "western_mediterranean": SeriesSpan(D(2015, 1, 1), D(2023, 12, 1), 108),  # ESP
+        "western_african": SeriesSpan(D(2017, 1, 1), D(2023, 12, 1), 78),  # ESP-WAAR
+        "western_mediterranean": SeriesSpan(D(2015, 1, 1), D(2023, 12, 1), 108),  # ESP-WMR
     }
-    # ITA, GRC and ESP report every month, so no route has a gap; but MLT misses 45 months of its
-    # 2015-07 .. 2023-12 span, and CYP 13 and BGR 1 (2015-10): those route-months are partial sums.
-    assert report.gaps == {}
+    # IOM stores no ESP-WAAR row in 6 months (2017-03 ...): a gap, reported and not filled.
+    assert list(report.gaps) == ["western_african"] and len(report.gaps["western_african"]) == 6
+    # ITA, GRC and ESP-WMR report every month; MLT misses 45 months of its 2015-07 .. 2023-12 span, and CYP 13
+    # and BGR 1 (2015-10): those route-months are partial sums.
     assert {route: len(dates) for route, dates in report.partial.items()} == {
         "central_mediterranean": 45,
         "eastern_mediterranean": 14,
@@ -248,17 +251,19 @@ def test_iom_sums_countries_quarantines_annual_totals_and_flags_partial_months(t
         "2024-02-01,ITA,200,month\n"
         "2024-03-01,ITA,300,month\n"
         "2024-03-01,MLT,30,month\n"
-        "2024-03-01,ESP-WAAR,9,month\n"
+        "2024-03-01,ESP,9,month\n"
         "2024-04-01,ITA,400,month\n"
         "2024-04-01,MLT,40,month\n"
-        "2024-04-01,MLT,41,month\n",
+        "2024-04-01,MLT,41,month\n"
+        "2024-04-01,FRA,5,month\n",
     )
     batch = read_counts(path, "iom-dtm", catalogue)
     assert quarantined(batch) == [
         (2, "not_monthly"),
-        (8, "unknown_route"),
+        (8, "total_of_mapped_parts"),  # ESP = ESP-WMR + ESP-WAAR, both mapped
         (10, "conflicting_duplicate"),
         (11, "conflicting_duplicate"),
+        (12, "unknown_route"),
     ]
     # ITA + MLT = central_mediterranean; MLT has no February and two different Aprils.
     assert values(batch, "central_mediterranean") == {
