@@ -35,6 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import re
 import time
 import tomllib
 import zlib
@@ -59,6 +60,7 @@ from pyspark.sql.types import (
 )
 
 from geo.catalogue import Catalogue, Route, load_catalogue
+from geo.countries import country_codes
 from jobs.lake import read_table
 from jobs.schemas import PINGS, SERIES, TRUTH_JOURNEYS, TRUTH_SEGMENT_PEOPLE
 from jobs.series import DENSITY_SOURCE
@@ -202,7 +204,7 @@ class SimulatorConfig:
     travel_modes: dict[str, TravelMode] = field(hash=False)
     routes: dict[str, RouteParams] = field(hash=False)
     closures: tuple[Closure, ...]
-    local_mcc: dict[str, str] = field(hash=False)  # place name -> MCC
+    country_mcc: dict[str, str] = field(hash=False)  # Natural Earth country code (ADM0_A3) -> MCC
 
 
 class _Reader:
@@ -286,7 +288,7 @@ def load_config(path: Path | None = None) -> SimulatorConfig:
         "travel_modes",
         "routes",
         "closures",
-        "local_mcc",
+        "country_mcc",
     }
     unknown = sorted(set(raw) - top)
     if unknown:
@@ -449,14 +451,11 @@ def load_config(path: Path | None = None) -> SimulatorConfig:
             )
         )
 
-    local_mcc: dict[str, str] = {}
-    for mcc, places in r.table(raw, "local_mcc", "").items():
-        if not isinstance(places, list) or not all(isinstance(p, str) for p in places):
-            raise r.error(f"local_mcc.{mcc}", "must be a list of place names")
-        for place in places:
-            if place in local_mcc:
-                raise r.error(f"local_mcc.{mcc}", f"place {place!r} is already listed under {local_mcc[place]!r}")
-            local_mcc[place] = str(mcc)
+    country_mcc: dict[str, str] = {}
+    for country, mcc in r.table(raw, "country_mcc", "").items():
+        if not re.fullmatch(r"[A-Z]{3}", country) or not isinstance(mcc, str) or not re.fullmatch(r"\d{3}", mcc):
+            raise r.error(f"country_mcc.{country}", "expected a 3-letter country code = a 3-digit MCC string")
+        country_mcc[country] = mcc
 
     seed = r.integer(raw, "seed", "", lo=0)
     return SimulatorConfig(
@@ -470,7 +469,7 @@ def load_config(path: Path | None = None) -> SimulatorConfig:
         travel_modes=modes,
         routes=routes,
         closures=tuple(closures),
-        local_mcc=local_mcc,
+        country_mcc=country_mcc,
     )
 
 
@@ -584,10 +583,11 @@ class Place:
     mcc: str
 
 
-def catalogue_places(catalogue: Catalogue, local_mcc: dict[str, str]) -> list[Place]:
-    """Distinct places of the catalogue (vertices and crossing points), each with its local MCC.
+def catalogue_places(catalogue: Catalogue, country_mcc: dict[str, str]) -> list[Place]:
+    """Distinct places of the catalogue (vertices and crossing points), each with the MCC of its country.
 
-    A place not listed in ``local_mcc`` takes the code of the nearest listed place; none listed is an error.
+    The country comes from the Natural Earth outlines (``geo.countries``; a place at sea takes the nearest
+    country's); a country missing from ``country_mcc`` is an error naming the place.
     """
     found: dict[tuple[float, float], str] = {}
     for route in catalogue:
@@ -596,15 +596,16 @@ def catalogue_places(catalogue: Catalogue, local_mcc: dict[str, str]) -> list[Pl
                 found.setdefault((round(lon, 3), round(lat, 3)), name)
         for cp in route.crossing_points:
             found.setdefault((round(cp.lon, 3), round(cp.lat, 3)), cp.name)
-    listed = [(lon, lat, local_mcc[name]) for (lon, lat), name in found.items() if name in local_mcc]
-    if not listed:
-        raise SimulatorConfigError("local_mcc lists none of the catalogue's places; residents need a home network")
-    ll = np.array([(lon, lat) for lon, lat, _ in listed])
+    ordered = sorted(found.items(), key=lambda kv: kv[1])
+    countries = country_codes([lonlat for lonlat, _ in ordered])
     places = []
-    for (lon, lat), name in sorted(found.items(), key=lambda kv: kv[1]):
-        mcc = local_mcc.get(name) or listed[int(np.argmin(((ll - (lon, lat)) ** 2).sum(axis=1)))][2]
+    for ((lon, lat), name), country in zip(ordered, countries, strict=True):
+        if country not in country_mcc:
+            raise SimulatorConfigError(
+                f"no [country_mcc] entry for {country} (the country of place {name!r}); residents need a home network"
+            )
         key = zlib.crc32(f"{name}@{lat:.3f},{lon:.3f}".encode())
-        places.append(Place(key, name, lat, lon, mcc))
+        places.append(Place(key, name, lat, lon, country_mcc[country]))
     if len({p.key for p in places}) != len(places):
         raise SimulatorConfigError("two places hash to the same resident key; rename one of them")
     return places
@@ -1086,7 +1087,7 @@ def _build_model(cfg: SimulatorConfig, preset: ScalePreset, catalogue: Catalogue
         paths=paths,
         segments=segments,
         cohorts=cohorts[cohorts["n"] > 0].reset_index(drop=True),
-        places=catalogue_places(catalogue, cfg.local_mcc),
+        places=catalogue_places(catalogue, cfg.country_mcc),
         skipped_closures=tuple(skipped),
     )
 
