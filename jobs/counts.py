@@ -31,7 +31,10 @@ border type and nationality for the Frontex detail) and different counts are all
 repeats with the same count are kept once and counted as duplicates.
 
 Ingest writes what the file says and invents nothing (the Frontex detail's zeros are Frontex's own
-convention, written out). A period with no row is not written: it is
+convention, written out). One period is derived rather than read: where a
+mapped part (IOM ``ESP-WAAR``) has no row inside its own first..last month while its country total and the
+other parts do, its value is the total minus the other parts (reported as *derived*; IOM stores no row for a
+month without Atlantic arrivals). Any other period with no row is not written: it is
 reported as a *gap* (forecasting refuses a series with gaps, naming the first one, until it is filled
 upstream). A written period summed from incomplete inputs (a country of the route that reports every
 month has no row that month, or one of the period's rows was quarantined for its count) is reported as
@@ -46,7 +49,7 @@ import datetime as dt
 import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -181,6 +184,8 @@ class CountsReport:
     gaps: Mapping[str, tuple[dt.date, ...]]  # route id -> periods between its first and last with no value
     partial: Mapping[str, tuple[dt.date, ...]]  # route id -> periods written from incomplete inputs
     zero_filled: int = 0  # periods written as 0 because the source stores no row for zero
+    derived: Mapping[str, tuple[dt.date, ...]] = field(default_factory=dict)  # route id -> periods with a part
+    # that had no row, derived as its country total minus the other parts (IOM: ESP-WAAR = ESP - ESP-WMR)
 
     def balanced(self) -> bool:
         return self.rows_in == self.accepted + self.quarantined + self.duplicates
@@ -202,6 +207,7 @@ class CountsReport:
             "zero_filled": self.zero_filled,
             "gap_periods": sum(len(d) for d in self.gaps.values()),
             "partial_periods": sum(len(d) for d in self.partial.values()),
+            "derived_periods": sum(len(d) for d in self.derived.values()),
         }
 
     def summary_lines(self) -> list[str]:
@@ -220,6 +226,11 @@ class CountsReport:
         lines.append(f"written: {len(self.series)} route series, {self.periods_written} {unit}s{zeros}")
         for route_id, span in self.series.items():
             lines.append(f"  {route_id}: {span.first} .. {span.last}, {span.periods} {unit}s")
+        for route_id, dates in self.derived.items():
+            lines.append(
+                f"derived: {route_id} has {len(dates)} {unit}(s) whose part had no row, taken as its country total"
+                f" minus the other parts ({_some(dates)})"
+            )
         for route_id, dates in self.gaps.items():
             lines.append(
                 f"gap: {route_id} has no value for {len(dates)} {unit}(s) ({_some(dates)}); not filled, so "
@@ -282,6 +293,7 @@ def read_counts(path: Path, source: str, catalogue: Catalogue | None = None, fre
     for r in accepted:
         sums[r.route_id, r.ds] += r.y
     zero_filled = _fill_absent_zeros(sums, rows, set(resolve.values()), freq) if layout.zero_when_absent else 0
+    derived = _derive_missing_parts(sums, rows, resolve)
 
     by_route: dict[str, list[dt.date]] = defaultdict(list)
     for route_id, ds in sorted(sums):
@@ -289,6 +301,8 @@ def read_counts(path: Path, source: str, catalogue: Catalogue | None = None, fre
     spans = {rid: SeriesSpan(ds[0], ds[-1], len(ds)) for rid, ds in by_route.items()}
     gaps = {rid: missing for rid, ds in by_route.items() if (missing := _missing_periods(ds, freq))}
     partial = _partial_periods(rows, set(sums), freq, layout.key_reports_every_period)
+    partial = {rid: tuple(d for d in dates if d not in derived.get(rid, ())) for rid, dates in partial.items()}
+    partial = {rid: dates for rid, dates in partial.items() if dates}
 
     reasons = Counter(r.reason for r in rows if r.reason not in (None, _DUPLICATE))
     report = CountsReport(
@@ -305,6 +319,7 @@ def read_counts(path: Path, source: str, catalogue: Catalogue | None = None, fre
         gaps=gaps,
         partial=partial,
         zero_filled=zero_filled,
+        derived=derived,
     )
     series = pd.DataFrame(
         [
@@ -512,6 +527,41 @@ def _fill_absent_zeros(sums: dict[tuple[str, dt.date], int], rows: list[_Row], r
                 sums[route_id, stamp.date()] = 0
                 filled += 1
     return filled
+
+
+def _derive_missing_parts(
+    sums: dict[tuple[str, dt.date], int], rows: list[_Row], resolve: Mapping[str, str]
+) -> dict[str, tuple[dt.date, ...]]:
+    """Where a country total (quarantined as total_of_mapped_parts) has a row for a period and exactly one of
+    its mapped parts has none inside that part's own first..last monthly row, add ``total - the other parts``
+    to the part's route (when >= 0): IOM stores ESP and ESP-WMR but no ESP-WAAR row in months without Atlantic
+    arrivals. Outside a part's span nothing is derived: before 2017 IOM kept ESP-WAAR only as annual totals,
+    and ESP's monthly figures then lack it. Returns route id -> periods."""
+    parts_of: dict[str, list[str]] = defaultdict(list)
+    for name in resolve:
+        if "-" in name:
+            parts_of[name.split("-", 1)[0]].append(name)
+    present = {(r.route_name, r.ds): r.y for r in rows if r.reason is None}
+    span: dict[str, tuple[dt.date, dt.date]] = {}
+    for name, ds in present:
+        first, last = span.get(name, (ds, ds))
+        span[name] = (min(first, ds), max(last, ds))
+    derived: dict[str, list[dt.date]] = defaultdict(list)
+    for total in rows:
+        if total.reason != "total_of_mapped_parts" or total.ds is None or total.y is None:
+            continue
+        parts = parts_of.get(total.route_name, [])
+        missing = [p for p in parts if (p, total.ds) not in present]
+        if len(parts) < 2 or len(missing) != 1 or missing[0] not in span:
+            continue
+        if not span[missing[0]][0] <= total.ds <= span[missing[0]][1]:
+            continue
+        rest = total.y - sum(present[p, total.ds] for p in parts if p != missing[0])
+        route_id = resolve[missing[0]]
+        if rest >= 0 and total.ds not in derived[route_id]:
+            sums[route_id, total.ds] = sums.get((route_id, total.ds), 0) + rest
+            derived[route_id].append(total.ds)
+    return {rid: tuple(sorted(dates)) for rid, dates in sorted(derived.items()) if dates}
 
 
 def _missing_periods(dates: list[dt.date], freq: str) -> tuple[dt.date, ...]:

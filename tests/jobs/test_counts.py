@@ -114,11 +114,15 @@ def test_iom_dtm_sums_countries_per_route_and_reports_the_months_a_country_is_mi
     assert report.series == {
         "central_mediterranean": SeriesSpan(D(2014, 1, 1), D(2023, 12, 1), 120),  # ITA + MLT
         "eastern_mediterranean": SeriesSpan(D(2015, 1, 1), D(2023, 12, 1), 108),  # GRC + CYP + BGR
-        "western_african": SeriesSpan(D(2017, 1, 1), D(2023, 12, 1), 78),  # ESP-WAAR
+        "western_african": SeriesSpan(D(2017, 1, 1), D(2023, 12, 1), 84),  # ESP-WAAR (78 rows + 6 derived)
         "western_mediterranean": SeriesSpan(D(2015, 1, 1), D(2023, 12, 1), 108),  # ESP-WMR
     }
-    # IOM stores no ESP-WAAR row in 6 months (2017-03 ...): a gap, reported and not filled.
-    assert list(report.gaps) == ["western_african"] and len(report.gaps["western_african"]) == 6
+    # IOM stores no ESP-WAAR row in 6 months (2017-03 ...) where ESP equals ESP-WMR: derived as 0, not a gap.
+    assert report.derived == {
+        "western_african": (D(2017, 3, 1), D(2017, 5, 1), D(2017, 6, 1), D(2017, 7, 1), D(2018, 3, 1), D(2019, 7, 1))
+    }
+    assert all(values(batch, "western_african")[d] == 0 for d in report.derived["western_african"])
+    assert report.gaps == {}
     # ITA, GRC and ESP-WMR report every month; MLT misses 45 months of its 2015-07 .. 2023-12 span, and CYP 13
     # and BGR 1 (2015-10): those route-months are partial sums.
     assert {route: len(dates) for route, dates in report.partial.items()} == {
@@ -274,6 +278,33 @@ def test_iom_sums_countries_quarantines_annual_totals_and_flags_partial_months(t
     }
     assert batch.report.partial == {"central_mediterranean": (D(2024, 2, 1), D(2024, 4, 1))}
     assert batch.report.gaps == {}
+
+
+def test_a_part_without_a_row_is_its_country_total_minus_the_other_parts_inside_its_own_span(tmp_path, catalogue):
+    path = write(
+        tmp_path,
+        "iom.csv",
+        "date,country,arrivals,granularity\n"
+        "2024-01-01,ESP,100,month\n"  # before ESP-WAAR's first row: nothing derived
+        "2024-01-01,ESP-WMR,100,month\n"
+        "2024-02-01,ESP,150,month\n"
+        "2024-02-01,ESP-WMR,120,month\n"
+        "2024-02-01,ESP-WAAR,30,month\n"
+        "2024-03-01,ESP,90,month\n"  # ESP-WAAR has no row: 90 - 70 = 20
+        "2024-03-01,ESP-WMR,70,month\n"
+        "2024-04-01,ESP,50,month\n"  # the total is below the other part: no derivation, a gap
+        "2024-04-01,ESP-WMR,60,month\n"
+        "2024-05-01,ESP,45,month\n"
+        "2024-05-01,ESP-WMR,40,month\n"
+        "2024-05-01,ESP-WAAR,5,month\n",
+    )
+    batch = read_counts(path, "iom-dtm", catalogue)
+    assert batch.report.balanced()
+    assert values(batch, "western_african") == {D(2024, 2, 1): 30, D(2024, 3, 1): 20, D(2024, 5, 1): 5}
+    assert batch.report.derived == {"western_african": (D(2024, 3, 1),)}
+    assert batch.report.gaps == {"western_african": (D(2024, 4, 1),)}
+    assert batch.report.reasons == {"total_of_mapped_parts": 5}
+    assert any(line.startswith("derived: western_african has 1 month(s)") for line in batch.report.summary_lines())
 
 
 def test_frontex_detail_fills_months_without_rows_but_not_months_whose_rows_were_refused(tmp_path, catalogue):

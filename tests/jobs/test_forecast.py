@@ -61,9 +61,7 @@ def test_the_real_official_counts_are_forecast_at_their_own_frequency(spark, set
 
     run_date = dt.date(2026, 11, 22)
     result = forecast.run(spark, settings, run_date)
-    # IOM stores no Canaries (ESP-WAAR) row for 6 months: a gap that ingest reports and forecasting refuses.
-    assert list(result.failed) == ["iom-dtm/route:western_african"]
-    assert "gap" in result.failed["iom-dtm/route:western_african"]
+    assert result.failed == {}
     keys = result.keys.set_index("series_id")
     assert set(keys["source"]) == set(files)
     gold = read_table(spark, settings.lake("gold", "series"), SERIES).toPandas()
@@ -75,7 +73,7 @@ def test_the_real_official_counts_are_forecast_at_their_own_frequency(spark, set
         expected = pd.Timestamp(last[sid]) + {"D": pd.DateOffset(days=1), "M": pd.DateOffset(months=1)}[freq]
         assert first == expected, sid
         assert (fc["lo95"] <= fc["yhat"]).all() and (fc["yhat"] <= fc["hi95"]).all() and (fc["lo95"] >= 0).all()
-    assert set(result.forecasts["series_id"]) == set(keys.index) - set(result.failed)
+    assert set(result.forecasts["series_id"]) == set(keys.index)
 
 
 def test_series_that_end_before_the_run_date_are_reported_stale(spark, settings):
