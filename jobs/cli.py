@@ -48,12 +48,13 @@ class Scale(StrEnum):
 
 def _load_sim_config(config: Path | None, scale: str):
     """The simulator config, checked before any Spark starts; a bad file is one clear line and exit code 2."""
-    from jobs.simulate import SimulatorConfigError, load_config
+    from jobs.simulate import DEFAULT_CONFIG_PATH, SimulatorConfigError, load_config
 
     try:
         cfg = load_config(config)
         if scale not in cfg.scales:
-            raise SimulatorConfigError(f"{config}: no [scales.{scale}]; it has {', '.join(cfg.scales) or 'none'}")
+            name = (config or DEFAULT_CONFIG_PATH).name
+            raise SimulatorConfigError(f"{name}: no [scales.{scale}]; it has {', '.join(cfg.scales) or 'none'}")
     except SimulatorConfigError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(code=2) from None
@@ -101,21 +102,28 @@ def simulate(
 
     cfg = _load_sim_config(config, scale.value)
     settings = JobSettings()
+    last = end.date() if end else _yesterday()
     spark = build_spark(settings)
     try:
-        _simulate(spark, settings, end.date() if end else _yesterday(), scale.value, days, cfg)
+        _simulate(spark, settings, last, scale.value, days, cfg)
     finally:
         spark.stop()
-    console.print("next:  routecast nightly --date <the last simulated day>;  routecast truth --date <same>")
+    console.print(f"next:  routecast nightly --date {last}   then   routecast truth --date {last}", highlight=False)
 
 
 @app.command()
 def truth(date: DateOpt) -> None:
     """How well the published density tracks the simulated truth: Pearson r per route, up to DATE."""
-    from jobs.simulate import truth_correlation
+    from jobs.simulate import truth_correlation, truth_dir
     from jobs.spark import build_spark
 
     settings = JobSettings()
+    if not (truth_dir(settings) / "segment_people").exists() or not settings.lake("gold", "series").exists():
+        console.print(
+            f"[red]error:[/] no simulated truth under {truth_dir(settings)} or no gold series; "
+            "run routecast simulate, then routecast nightly"
+        )
+        raise typer.Exit(code=2)
     spark = build_spark(settings)
     try:
         table = truth_correlation(spark, settings, date.date())

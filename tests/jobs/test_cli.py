@@ -70,3 +70,10 @@ def test_simulate_refuses_a_bad_config_before_starting_spark(tmp_path):
     assert "sim.toml" in result.output and "sede" in result.output
     missing_scale = runner.invoke(app, ["simulate", "--scale", "huge"])
     assert missing_scale.exit_code == 2
+
+
+def test_truth_without_a_simulation_says_what_to_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROUTECAST_VAR_DIR", str(tmp_path / "var"))
+    result = runner.invoke(app, ["truth", "--date", "2026-07-30"])
+    assert result.exit_code == 2
+    assert "routecast simulate" in " ".join(result.output.split())
