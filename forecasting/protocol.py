@@ -10,6 +10,7 @@ Frequencies (the ``freq`` column of the gold series): ``D`` daily, ``W`` weekly 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -23,6 +24,12 @@ PERIOD_NAMES: dict[str, str] = {"D": "day", "W": "week", "M": "month"}
 # The pandas spelling of each grid: days, weeks anchored on Monday, month starts.
 _PANDAS_FREQ = {"D": "D", "W": "W-MON", "M": "MS"}
 _GRID_RULE = {"D": "a calendar day", "W": "a Monday", "M": "the 1st of a month"}
+# One period of each frequency, as a step from a date on its grid to the next one.
+PERIOD_OFFSETS: dict[str, pd.DateOffset] = {
+    "D": pd.DateOffset(days=1),
+    "W": pd.DateOffset(weeks=1),
+    "M": pd.DateOffset(months=1),
+}
 
 
 class NotFittedError(RuntimeError):
@@ -85,6 +92,12 @@ def on_grid(ds: pd.DatetimeIndex, freq: str) -> np.ndarray:
     return ok
 
 
+def is_on_grid(date: dt.date, freq: str) -> bool:
+    """One calendar date: is it a period of ``freq`` (any day; a Monday; the 1st)? The scalar ``on_grid``."""
+    freq = check_freq(freq)
+    return freq == "D" or (freq == "W" and date.weekday() == 0) or (freq == "M" and date.day == 1)
+
+
 def period_grid(first: pd.Timestamp, last: pd.Timestamp, freq: str) -> pd.DatetimeIndex:
     """Every period of ``freq`` from ``first`` to ``last`` inclusive (both on the grid)."""
     return pd.date_range(first, last, freq=_PANDAS_FREQ[check_freq(freq)])
@@ -113,8 +126,7 @@ def check_training_series(y: pd.Series, alias: str) -> pd.Series:
 
 def future_dates(last_ds: pd.Timestamp, h: int, freq: str = "D") -> pd.DatetimeIndex:
     """The ``h`` periods of ``freq`` after ``last_ds`` (a date on that grid): days, Mondays or month starts."""
-    step = pd.offsets.MonthBegin(1) if check_freq(freq) == "M" else pd.Timedelta(days=7 if freq == "W" else 1)
-    return pd.date_range(pd.Timestamp(last_ds) + step, periods=h, freq=_PANDAS_FREQ[freq])
+    return pd.date_range(pd.Timestamp(last_ds) + PERIOD_OFFSETS[check_freq(freq)], periods=h, freq=_PANDAS_FREQ[freq])
 
 
 def forecast_frame(

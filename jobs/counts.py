@@ -57,7 +57,7 @@ import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql.types import StructType
 
-from forecasting.protocol import PERIOD_NAMES, check_freq, period_grid
+from forecasting.protocol import PERIOD_NAMES, check_freq, is_on_grid, period_grid
 from geo.catalogue import Catalogue, load_catalogue
 from jobs.lake import write_checks, write_partitions
 from jobs.schemas import QUARANTINE_COUNTS, SERIES
@@ -448,11 +448,6 @@ def _parse_date(text: str) -> dt.date | None:
         return None
 
 
-def _on_grid(date: dt.date, freq: str) -> bool:
-    """Is ``date`` a period of ``freq`` (any day; a Monday; the 1st), as forecasting.protocol.on_grid says."""
-    return freq == "D" or (freq == "W" and date.weekday() == 0) or (freq == "M" and date.day == 1)
-
-
 def _parse_count(text: str) -> tuple[str | None, int | None]:
     """(reason, count): a whole number >= 0, or why not."""
     if not text:
@@ -478,7 +473,7 @@ def _checked_row(
     row.route_id = resolve.get(row.route_name)
     row.key = tuple(values[c] for c in layout.key)
     date = _parse_date(values["date"])
-    row.ds = date if date is not None and _on_grid(date, freq) else None
+    row.ds = date if date is not None and is_on_grid(date, freq) else None
     count_reason, row.y = _parse_count(values[layout.count])
     if date is None:
         row.reason = "bad_date"

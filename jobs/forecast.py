@@ -16,6 +16,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, DateType, DoubleType, StringType, StructField, StructType
 
+from forecasting.protocol import FREQS, PERIOD_OFFSETS
 from forecasting.selection import FORECAST_COLUMNS, SelectionConfig, select_and_forecast
 from forecasting.tracking import RunInfo, log_forecast_run
 from jobs.lake import read_table
@@ -46,7 +47,7 @@ KEY_COLUMNS = ["series_id", "level", "route_id", "segment_id", "freq", "source"]
 def selection_configs(settings: JobSettings) -> dict[str, SelectionConfig]:
     """One selection config per frequency, with holdout and horizon from settings."""
     configs = {}
-    for freq in ("D", "W", "M"):
+    for freq in FREQS:
         holdout, horizon = settings.periods(freq)
         configs[freq] = SelectionConfig.for_freq(freq, holdout=holdout, horizon=horizon)
     return configs
@@ -81,8 +82,7 @@ class ForecastResult:
     def stale(self, run_date: dt.date, periods: int = 2) -> pd.DataFrame:
         """Series whose last observation is more than ``periods`` of their frequency before ``run_date``: their
         forecasts start after that observation, not after the run date (official files end where they end)."""
-        step = {"D": pd.DateOffset(days=1), "W": pd.DateOffset(weeks=1), "M": pd.DateOffset(months=1)}
-        limit = [pd.Timestamp(run_date) - periods * step[f] for f in self.keys["freq"]]
+        limit = [pd.Timestamp(run_date) - periods * PERIOD_OFFSETS[f] for f in self.keys["freq"]]
         old = pd.to_datetime(self.keys["last_observed"]) < pd.Series(limit, index=self.keys.index)
         return self.keys.loc[old, ["series_id", "source", "freq", "last_observed"]].reset_index(drop=True)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from rich.console import Console
 
+from forecasting.protocol import FREQS
 from geo.catalogue import Catalogue, load_catalogue
 from jobs import aggregate, forecast, ingest, publish, series
 from jobs.settings import JobSettings
@@ -76,7 +77,7 @@ def nightly(
             min_devices=settings.min_devices,
             manifest_extra={
                 "h3_res": settings.h3_res,
-                "periods": {f: dict(zip(("holdout", "horizon"), settings.periods(f), strict=True)) for f in "DWM"},
+                "periods": {f: dict(zip(("holdout", "horizon"), settings.periods(f), strict=True)) for f in FREQS},
                 "failed_series": report.forecast.failed,
             },
         )
