@@ -35,6 +35,46 @@ QUARANTINE_PINGS = StructType(
     [*PINGS.fields, StructField("reason", StringType(), False), StructField("run_date", DateType(), False)]
 )
 
+# Alternative input: density tiles from providers that aggregate themselves (design.md). A tile is located
+# by an H3 cell id (hex string, any resolution) or by lat/lon; count is its number of distinct devices.
+TILES = StructType(
+    [
+        StructField("date", DateType(), True),
+        StructField("cell", StringType(), True),
+        StructField("lat", DoubleType(), True),
+        StructField("lon", DoubleType(), True),
+        StructField("count", LongType(), True),
+    ]
+)
+
+# Bronze tiles: validated, located as an H3 cell (int64) at cell_res (lat/lon tiles at the finest resolution).
+BRONZE_TILES = StructType(
+    [
+        StructField("cell", LongType(), False),
+        StructField("cell_res", IntegerType(), False),
+        StructField("count", LongType(), False),
+        StructField("date", DateType(), False),
+    ]
+)
+
+# Rejected tile rows, as they were in the file (text), with the first rule they broke.
+QUARANTINE_TILES = StructType(
+    [
+        *[StructField(f.name, StringType(), True) for f in TILES.fields],
+        StructField("reason", StringType(), False),
+        StructField("run_date", DateType(), False),
+    ]
+)
+
+# Input files ingest could not read (corrupt, not Parquet, wrong column types): reported by name, never read.
+QUARANTINE_FILES = StructType(
+    [
+        StructField("file", StringType(), False),
+        StructField("reason", StringType(), False),
+        StructField("run_date", DateType(), False),
+    ]
+)
+
 # Official counts rejected by ingest-counts, one row per offending line of the file.
 QUARANTINE_COUNTS = StructType(
     [
@@ -46,13 +86,55 @@ QUARANTINE_COUNTS = StructType(
     ]
 )
 
-# Silver: H3 cell x day density, suppressed before it is written.
+# Silver: H3 cell x day density, suppressed before it is written, with the same-weekday baseline
+# (jobs.aggregate): null baseline/excess/zscore while a cell has under three weeks of history.
+# pings is null for density that came as provider tiles (counts of devices only) and under differential privacy
+# (only noisy device counts are published then).
 DENSITY = StructType(
     [
         StructField("cell", LongType(), False),
         StructField("res", IntegerType(), False),
         StructField("devices", LongType(), False),
-        StructField("pings", LongType(), False),
+        StructField("pings", LongType(), True),
+        StructField("baseline", DoubleType(), True),
+        StructField("excess", DoubleType(), True),
+        StructField("zscore", DoubleType(), True),
+        StructField("date", DateType(), False),
+    ]
+)
+
+# Silver: H3 cell x hour density (hour 0-23, UTC), suppressed like the daily table.
+DENSITY_HOURLY = StructType(
+    [
+        StructField("cell", LongType(), False),
+        StructField("res", IntegerType(), False),
+        StructField("hour", IntegerType(), False),
+        StructField("devices", LongType(), False),
+        StructField("pings", LongType(), True),  # null under differential privacy (not published)
+        StructField("date", DateType(), False),
+    ]
+)
+
+# Silver: transitions between consecutive route segments within one device-day (the daily pseudonym),
+# counted as distinct devices and suppressed like density.
+FLOWS_SEGMENT = StructType(
+    [
+        StructField("from_route", StringType(), False),
+        StructField("from_segment", StringType(), False),
+        StructField("to_route", StringType(), False),
+        StructField("to_segment", StringType(), False),
+        StructField("devices", LongType(), False),
+        StructField("date", DateType(), False),
+    ]
+)
+
+# Silver: transitions between H3 cells at a coarse resolution (settings.flow_res), suppressed like density.
+FLOWS_CELL = StructType(
+    [
+        StructField("from_cell", LongType(), False),
+        StructField("to_cell", LongType(), False),
+        StructField("res", IntegerType(), False),
+        StructField("devices", LongType(), False),
         StructField("date", DateType(), False),
     ]
 )
@@ -137,5 +219,22 @@ TRUTH_JOURNEYS = StructType(
         StructField("departed", TimestampType(), False),
         StructField("ended", TimestampType(), False),
         StructField("outcome", StringType(), False),
+    ]
+)
+
+
+# The differential-privacy ledger (lake/privacy/ledger, partitioned by period; written by jobs.privacy): one row
+# per charge of a release's epsilon against its period's budget. Append-only: a charge is never rewritten.
+PRIVACY_LEDGER = StructType(
+    [
+        StructField("period", StringType(), False),  # YYYY-MM of data_date (settings.dp_period = month)
+        StructField("seq", IntegerType(), False),  # charge number within the period, from 1
+        StructField("release", StringType(), False),  # e.g. density/2025-03-10
+        StructField("data_date", DateType(), False),
+        StructField("mechanism", StringType(), False),  # laplace | gaussian
+        StructField("epsilon", DoubleType(), False),
+        StructField("delta", DoubleType(), False),  # 0 for laplace
+        StructField("fingerprint", StringType(), False),  # keyed hash of the unnoised (suppressed) input
+        StructField("charged_at", TimestampType(), False),
     ]
 )

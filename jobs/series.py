@@ -23,18 +23,28 @@ DENSITY_SOURCE = "density"
 
 
 def series_id(
-    level: str, route_id: str | None = None, segment_id: str | None = None, source: str = DENSITY_SOURCE
+    level: str,
+    route_id: str | None = None,
+    segment_id: str | None = None,
+    source: str = DENSITY_SOURCE,
+    *,
+    to_segment: str | None = None,
 ) -> str:
     """Ids unique across the whole gold table: ``all``, ``route:<route>``, ``segment:<route>/<segment>``
-    for density; other sources are prefixed, e.g. ``frontex/route:central_mediterranean``."""
+    for density, ``flow:<route>/<segment>><to_segment>`` for a segment → segment flow within a route; other
+    sources are prefixed, e.g. ``frontex/route:central_mediterranean``."""
     if level == "all":
         key = "all"
     elif level == "route":
         key = f"route:{route_id}"
     elif level == "segment":
         key = f"segment:{route_id}/{segment_id}"
+    elif level == "flow":
+        if to_segment is None:
+            raise ValueError("a flow series id needs to_segment (the segment the flow goes to)")
+        key = f"flow:{route_id}/{segment_id}>{to_segment}"
     else:
-        raise ValueError(f"unknown level {level!r}; expected all|route|segment")
+        raise ValueError(f"unknown level {level!r}; expected all|route|segment|flow")
     return key if source == DENSITY_SOURCE else f"{source}/{key}"
 
 

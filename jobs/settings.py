@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The privacy floor from design.md: the threshold may be raised by configuration, never lowered below this.
 MIN_DEVICES_FLOOR = 10
+# The H3 resolutions silver density may hold (res 5 ≈ 250 km², res 9 ≈ 0.1 km²).
+RES_MIN, RES_MAX = 5, 9
 # spark-conf/ sits beside the packages in the repository (the editable install used by `make`).
 DEFAULT_SPARK_CONF_DIR = Path(__file__).resolve().parent.parent / "spark-conf"
 
@@ -27,11 +29,28 @@ class JobSettings(BaseSettings):
     spark_profile: str = "local"
     spark_master: str | None = None  # overrides the profile's spark.master when set
 
-    h3_res: Annotated[int, Field(ge=0, le=15)] = 7
+    h3_res: Annotated[int, Field(ge=0, le=15)] = 7  # the resolution the route series are built from
+    resolutions: tuple[int, ...] = Field(
+        default=(5, 6, 7, 8, 9),
+        description="H3 resolutions of silver density (each 5..9); must include h3_res and flow_res.",
+    )
+    density_input: Literal["pings", "tiles"] = "pings"  # raw phone pings, or a provider's density tiles
+    hourly: bool = True  # also aggregate per (cell, hour)
+    flow_res: Annotated[int, Field(ge=0, le=15)] = 5  # the coarse resolution of cell -> cell flows
+    bronze_retention_days: Annotated[int, Field(ge=1)] = 30  # bronze (and quarantined pings) older than this go
     min_devices: int = Field(
         default=15,
         description="Aggregates backed by this many distinct devices or fewer are suppressed (design.md).",
     )
+
+    # Differential privacy on published counts (off by default; see README "Differential privacy").
+    dp_mechanism: Literal["none", "laplace", "gaussian"] = "none"
+    dp_epsilon: Annotated[float, Field(gt=0)] = 1.0  # spent by each release (one data date's published tables)
+    dp_delta: Annotated[float, Field(ge=0, lt=1)] = 1e-6  # gaussian only
+    dp_budget: Annotated[float, Field(gt=0)] = 31.0  # total epsilon allowed per period
+    dp_period: Literal["month"] = "month"  # budget period, by the data date of each release
+    dp_max_cells_per_device_day: Annotated[int, Field(ge=1)] = 8  # contribution bound (sensitivity)
+    dp_secret: SecretStr = SecretStr("change-me")  # seeds the noise; set ROUTECAST_DP_SECRET in production
 
     # Holdout (model selection) and horizon, in periods of each series' frequency.
     holdout_days: Annotated[int, Field(ge=1)] = 14
@@ -53,6 +72,25 @@ class JobSettings(BaseSettings):
                 f"min_devices={v} is below the privacy floor of {MIN_DEVICES_FLOOR}; it may only be raised"
             )
         return v
+
+    @field_validator("resolutions")
+    @classmethod
+    def _valid_resolutions(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v:
+            raise ValueError("resolutions must name at least one H3 resolution")
+        bad = [r for r in v if not RES_MIN <= r <= RES_MAX]
+        if bad:
+            raise ValueError(f"resolutions {bad} are outside {RES_MIN}..{RES_MAX}")
+        return tuple(sorted(set(v)))
+
+    @model_validator(mode="after")
+    def _series_and_flow_res_are_aggregated(self) -> JobSettings:
+        for name in ("h3_res", "flow_res"):
+            if getattr(self, name) not in self.resolutions:
+                raise ValueError(
+                    f"{name}={getattr(self, name)} is not in resolutions={list(self.resolutions)}; add it there"
+                )
+        return self
 
     def periods(self, freq: str) -> tuple[int, int]:
         """(holdout, horizon) in periods of ``freq`` (D, W or M)."""

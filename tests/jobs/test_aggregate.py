@@ -1,14 +1,21 @@
 import datetime as dt
+import os
+import shutil
+from pathlib import Path
 
 import h3
+import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
+from geo.points import cells_to_parents
 from jobs import aggregate
-from jobs.lake import read_checks, read_table
-from jobs.schemas import BRONZE_PINGS, DENSITY
+from jobs.lake import read_checks, read_table, write_partitions
+from jobs.schemas import BRONZE_PINGS, DENSITY, DENSITY_HOURLY
 
 DAY = dt.date(2025, 3, 10)
 T = dt.datetime(2025, 3, 10, 8, 0)
@@ -58,14 +65,196 @@ def test_nothing_at_or_below_the_threshold_is_ever_published(spark, sizes, k):
     assert got == sorted(n for n in sizes if n > k)
 
 
-def test_run_writes_only_suppressed_density_and_accounts(spark, settings):
-    from jobs.lake import write_partitions
-
+def test_run_writes_every_resolution_daily_and_hourly_suppressed_and_accounts(spark, settings):
     write_partitions(_bronze(spark, {AGADEZ: 16, SABHA: 15}), settings.lake("bronze", "pings"), ["date"])
     result = aggregate.run(spark, settings, DAY)
-    assert result == aggregate.AggregateCounts(pings_in=31, aggregates=2, published=1, suppressed=1)
-
+    n_res = len(settings.resolutions)
+    assert result == aggregate.AggregateCounts(
+        pings_in=31,
+        aggregates=2 * n_res,
+        published=n_res,
+        suppressed=n_res,
+        hourly_aggregates=2 * n_res,
+        hourly_published=n_res,
+    )
     silver = read_table(spark, settings.lake("silver", "density"), DENSITY).collect()
-    assert [(r.devices, r.res, r.date) for r in silver] == [(16, 7, DAY)]
+    assert sorted((r.res, r.devices, r.pings, r.date) for r in silver) == [
+        (r, 16, 16, DAY) for r in settings.resolutions
+    ]
+    assert {r.cell for r in silver if r.res == 7} == {h3.str_to_int(h3.latlng_to_cell(*AGADEZ, 7))}
+    hourly = read_table(spark, settings.lake("silver", "density_hourly"), DENSITY_HOURLY).collect()
+    assert sorted((r.res, r.hour, r.devices) for r in hourly) == [(r, 8, 16) for r in settings.resolutions]
     checks = read_checks(spark, settings.lake("qa", "checks"), DAY, "aggregate")
-    assert checks["suppressed"] == 1 and checks["min_devices"] == 15
+    assert checks["suppressed"] == n_res and checks["min_devices"] == 15 and checks["dates"] == 1
+
+
+def test_rerunning_a_date_replaces_it_even_when_everything_is_now_suppressed(spark, settings):
+    bronze = settings.lake("bronze", "pings")
+    write_partitions(_bronze(spark, {AGADEZ: 20}), bronze, ["date"])
+    aggregate.run(spark, settings, DAY)
+    assert read_table(spark, settings.lake("silver", "density"), DENSITY).count() == len(settings.resolutions)
+    # Late corrections removed devices: the day's aggregates are now all suppressed; the old rows must go.
+    write_partitions(_bronze(spark, {AGADEZ: 12}), bronze, ["date"])
+    aggregate.run(spark, settings, DAY)
+    assert read_table(spark, settings.lake("silver", "density"), DENSITY).count() == 0
+    assert read_table(spark, settings.lake("silver", "density_hourly"), DENSITY_HOURLY).count() == 0
+
+
+def _random_pings(spark, n_devices: int, seed: int, days: int = 1):
+    """Devices wandering around Sabha (a few km), several pings each, over ``days`` days."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for d in range(days):
+        for i in range(n_devices):
+            k = int(rng.integers(1, 6))
+            lat = SABHA[0] + rng.normal(0, 0.03, k)
+            lon = SABHA[1] + rng.normal(0, 0.03, k)
+            hours = rng.integers(0, 24, k)
+            for la, lo, h in zip(lat, lon, hours, strict=True):
+                ts = T.replace(hour=int(h)) + dt.timedelta(days=d)
+                rows.append((f"d{d}-{i}", ts, float(la), float(lo), None, None, ts.date()))
+    return spark.createDataFrame(rows, BRONZE_PINGS)
+
+
+def test_parents_hold_exactly_their_childrens_pings(spark):
+    counts = aggregate.count_by_cell(
+        aggregate.device_cells(_random_pings(spark, 300, seed=3), 9), (5, 6, 7, 8, 9), hourly=False
+    ).toPandas()
+    for res in range(5, 9):
+        children = counts[counts.res == res + 1].copy()
+        children["parent"] = cells_to_parents(children.cell.to_numpy(), res)
+        summed = children.groupby("parent").agg(
+            pings=("pings", "sum"), dev_sum=("devices", "sum"), dev_max=("devices", "max")
+        )
+        parents = counts[counts.res == res].set_index("cell")
+        assert set(parents.index) == set(summed.index)
+        joined = parents.join(summed, rsuffix="_children")
+        assert (joined.pings == joined.pings_children).all()
+        # A device seen in two children is one device in the parent.
+        assert ((joined.devices <= joined.dev_sum) & (joined.devices >= joined.dev_max)).all()
+    assert counts.groupby("res").pings.sum().nunique() == 1  # every resolution holds every ping
+
+
+def _density_rows(cell: int, values: dict[dt.date, int]):
+    return [(cell, 7, v, v, None, None, None, d) for d, v in values.items()]
+
+
+def test_baseline_is_the_same_weekday_mean_over_six_weeks_with_missing_days_as_zero(spark):
+    cell = h3.str_to_int(h3.latlng_to_cell(*SABHA, 7))
+    first = dt.date(2025, 1, 6)  # a Monday; the lake starts here
+    mondays = [first + dt.timedelta(weeks=w) for w in range(8)]
+    values = {mondays[0]: 99, mondays[1]: 20, mondays[2]: 30, mondays[4]: 40, mondays[5]: 20, mondays[6]: 26}
+    values[mondays[7]] = 50  # the day scored: previous six Mondays are weeks 1..6 (week 3 suppressed → 0)
+    values[mondays[7] + dt.timedelta(days=1)] = 77  # a Tuesday: other weekdays do not count
+    df = spark.createDataFrame(_density_rows(cell, values), DENSITY).drop("baseline", "excess", "zscore")
+    got = {r.date: r for r in aggregate.with_baseline(df, first).collect()}
+
+    lagged = np.array([20, 30, 0, 40, 20, 26], dtype=float)
+    scored = got[mondays[7]]
+    assert scored.baseline == pytest.approx(lagged.mean())
+    assert scored.excess == pytest.approx(50 - lagged.mean())
+    assert scored.zscore == pytest.approx((50 - lagged.mean()) / lagged.std(ddof=1))
+    # Week 3 has three Mondays of history before it (weeks 0..2): just enough.
+    assert got[mondays[3 + 1]].baseline == pytest.approx((99 + 20 + 30 + 0) / 4)
+    assert got[mondays[2]].baseline is None and got[mondays[2]].zscore is None  # two weeks: not enough
+    # Never published on a Tuesday before: baseline 0, and the z-score's floor is sqrt(1).
+    tuesday = got[mondays[7] + dt.timedelta(days=1)]
+    assert (tuesday.baseline, tuesday.excess, tuesday.zscore) == (0.0, 77.0, 77.0)
+
+
+def test_a_flat_cell_scores_against_the_poisson_floor(spark):
+    cell = h3.str_to_int(h3.latlng_to_cell(*SABHA, 7))
+    first = dt.date(2025, 1, 6)
+    values = {first + dt.timedelta(weeks=w): 25 for w in range(7)}
+    df = spark.createDataFrame(_density_rows(cell, values), DENSITY).drop("baseline", "excess", "zscore")
+    last = max(aggregate.with_baseline(df, first).collect(), key=lambda r: r.date)
+    assert last.excess == 0 and last.zscore == 0  # sd 0, floor sqrt(25) = 5: no division by zero
+
+
+def test_run_uses_silver_history_for_the_baseline_after_bronze_is_gone(spark, settings):
+    bronze = settings.lake("bronze", "pings")
+    monday = dt.date(2025, 3, 3)
+    for w in range(4):
+        day = monday + dt.timedelta(weeks=w)
+        rows = [(f"w{w}-{i}", dt.datetime.combine(day, dt.time(9)), *SABHA, None, None, day) for i in range(20 + w)]
+        write_partitions(spark.createDataFrame(rows, BRONZE_PINGS), bronze, ["date"], replace={"date": [day]})
+        aggregate.run(spark, settings, day, since=day)  # one day at a time, as nightly runs do
+    shutil.rmtree(bronze)
+    silver = read_table(spark, settings.lake("silver", "density"), DENSITY).where("res = 7").toPandas()
+    last = silver.sort_values("date").iloc[-1]
+    assert last.devices == 23 and last.baseline == pytest.approx(21.0) and last.excess == pytest.approx(2.0)
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def test_aggregation_of_a_fixed_input_matches_the_approved_files(spark, settings):
+    """Approved output for a small fixed input. After a deliberate change, regenerate with
+    ROUTECAST_UPDATE_GOLDEN=1 pytest tests/jobs/test_aggregate.py and review the diff before committing."""
+    write_partitions(_random_pings(spark, 120, seed=11, days=2), settings.lake("bronze", "pings"), ["date"])
+    aggregate.run(spark, settings, DAY + dt.timedelta(days=1))
+    for table, schema in (("density", DENSITY), ("density_hourly", DENSITY_HOURLY)):
+        got = read_table(spark, settings.lake("silver", table), schema).toPandas()
+        got = got.assign(cell=got.cell.map(h3.int_to_str), date=got.date.astype(str))
+        got = got.sort_values(list(got.columns)).reset_index(drop=True)
+        path = GOLDEN / f"aggregate_{table}.csv"
+        if os.environ.get("ROUTECAST_UPDATE_GOLDEN"):
+            path.parent.mkdir(exist_ok=True)
+            got.to_csv(path, index=False)
+        approved = pd.read_csv(path, dtype={"cell": str, "date": str})
+        assert len(got) > 0
+        pd.testing.assert_frame_equal(got, approved, check_dtype=False)
+
+
+@hsettings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=4),
+    k=st.integers(min_value=10, max_value=30),
+    seed=st.integers(0, 2**16),
+)
+def test_no_published_aggregate_at_any_resolution_or_hour_has_k_devices_or_fewer(
+    spark, tmp_path_factory, sizes, k, seed
+):
+    from jobs.settings import JobSettings
+
+    settings = JobSettings(var_dir=tmp_path_factory.mktemp("var"), min_devices=k)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, n in enumerate(sizes):  # places 1 degree apart, devices spread over a few km and hours
+        for j in range(n):
+            ts = T.replace(hour=int(rng.integers(0, 3)))
+            lat, lon = 10.0 + i + rng.normal(0, 0.01), 20.0 + rng.normal(0, 0.01)
+            rows.append((f"{i}-{j}", ts, float(lat), float(lon), None, None, DAY))
+    write_partitions(spark.createDataFrame(rows, BRONZE_PINGS), settings.lake("bronze", "pings"), ["date"])
+    result = aggregate.run(spark, settings, DAY)
+    for table, schema in (("density", DENSITY), ("density_hourly", DENSITY_HOURLY)):
+        devices = [r.devices for r in read_table(spark, settings.lake("silver", table), schema).collect()]
+        assert all(d > k for d in devices)
+    assert result.pings_in == len(rows)
+    assert result.published + result.suppressed == result.aggregates
+
+
+def test_differential_privacy_noises_published_devices_reproducibly_and_the_ledger_refuses_overspend(spark, settings):
+    from jobs import privacy
+
+    dp = settings.model_copy(
+        update={"dp_mechanism": "laplace", "dp_secret": SecretStr("a-long-test-secret-0123456789"), "dp_budget": 1.5}
+    )
+    write_partitions(_bronze(spark, {AGADEZ: 60, SABHA: 12}), dp.lake("bronze", "pings"), ["date"])
+    first = aggregate.run(spark, dp, DAY)
+    silver = read_table(spark, dp.lake("silver", "density"), DENSITY).orderBy("res").toPandas()
+    assert first.dp_refused == () and len(silver) == len(dp.resolutions)  # Sabha's 12 devices: suppressed
+    assert (silver.devices > dp.min_devices).all() and silver.pings.isna().all()
+    assert not (silver.devices == 60).all()  # noised (ε = 1 over 10 queries: a scale of ~80 devices)
+
+    again = aggregate.run(spark, dp, DAY)  # the same data again: the same release, charged once
+    assert again.dp_refused == ()
+    rerun = read_table(spark, dp.lake("silver", "density"), DENSITY).orderBy("res").toPandas()
+    pd.testing.assert_frame_equal(silver, rerun)
+    assert privacy.PrivacyLedger(dp).spent("2025-03") == 1.0
+
+    write_partitions(_bronze(spark, {AGADEZ: 61}), dp.lake("bronze", "pings"), ["date"])  # late data: a new release
+    late = aggregate.run(spark, dp, DAY)
+    assert late.dp_refused == (DAY,)  # 1.0 + 1.0 > 1.5: refused, and the published day is left as it was
+    kept = read_table(spark, dp.lake("silver", "density"), DENSITY).orderBy("res").toPandas()
+    pd.testing.assert_frame_equal(silver, kept)

@@ -35,10 +35,10 @@ def test_density_rolls_up_segment_route_all_with_zero_days(spark, settings, two_
     seg_b = table[table.cell == cell_b].segment_id.iloc[0]
     outside = 1  # not an H3 cell of any corridor: ignored
     rows = [
-        (cell_a, 7, 20, 40, D1),
-        (cell_a, 7, 30, 60, D3),
-        (cell_b, 7, 17, 20, D1),
-        (outside, 7, 99, 99, D1),
+        (cell_a, 7, 20, 40, None, None, None, D1),
+        (cell_a, 7, 30, 60, None, None, None, D3),
+        (cell_b, 7, 17, 20, None, None, None, D1),
+        (outside, 7, 99, 99, None, None, None, D1),
     ]
     write_partitions(spark.createDataFrame(rows, DENSITY), settings.lake("silver", "density"), ["date", "res"])
 
