@@ -108,7 +108,11 @@ def simulate(
         _simulate(spark, settings, last, scale.value, days, cfg)
     finally:
         spark.stop()
-    console.print(f"next:  routecast nightly --date {last}   then   routecast truth --date {last}", highlight=False)
+    first = last - dt.timedelta(days=(days or cfg.scales[scale.value].days) - 1)
+    console.print(
+        f"next:  routecast nightly --date {last} --since {first}   then   routecast truth --date {last}",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -135,10 +139,26 @@ def truth(date: DateOpt) -> None:
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 
+SinceOpt = Annotated[
+    dt.datetime | None,
+    typer.Option(
+        formats=["%Y-%m-%d"],
+        help="First date to (re)process (default: DATE minus the bronze retention, ROUTECAST_BRONZE_RETENTION_DAYS).",
+    ),
+]
+
+
 @app.command()
 def nightly(
     date: DateOpt,
-    raw: Annotated[Path | None, typer.Option(help="Folder of raw ping Parquet files (default var/raw/pings).")] = None,
+    raw: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of raw ping Parquet files (default var/raw/pings), or the tiles file when "
+            "ROUTECAST_DENSITY_INPUT=tiles."
+        ),
+    ] = None,
+    since: SinceOpt = None,
 ) -> None:
     """Run ingest → aggregate → series → forecast → publish for DATE, from the data up to DATE."""
     from jobs.pipeline import nightly as run_nightly
@@ -147,10 +167,30 @@ def nightly(
     settings = JobSettings()
     spark = build_spark(settings)
     try:
-        run_nightly(spark, settings, date.date(), raw_path=raw, console=console)
+        run_nightly(spark, settings, date.date(), raw_path=raw, since=since.date() if since else None, console=console)
     finally:
         spark.stop()
     _print_where(settings)
+
+
+@app.command("aggregate")
+def aggregate_cmd(date: DateOpt, since: SinceOpt = None) -> None:
+    """Aggregate bronze pings from SINCE to DATE into suppressed H3 density in silver (the Spark job alone).
+
+    Runs on the Spark profile of the settings, so it can be submitted to a cluster:
+    ROUTECAST_SPARK_PROFILE=cluster spark-submit --master spark://HOST:7077 jobs/cli.py aggregate --date D
+    """
+    from jobs import aggregate
+    from jobs.pipeline import describe_aggregate
+    from jobs.spark import build_spark
+
+    settings = JobSettings()
+    spark = build_spark(settings)
+    try:
+        counts = aggregate.run(spark, settings, date.date(), since=since.date() if since else None)
+    finally:
+        spark.stop()
+    console.print(f"[green]✓[/] aggregate  {describe_aggregate(counts, settings)}", highlight=False)
 
 
 @app.command("ingest-counts")
@@ -209,7 +249,8 @@ def demo(
         spark = build_spark(settings)
     try:
         sim = _simulate(spark, settings, run_date, scale.value, None, cfg)
-        report = run_nightly(spark, settings, run_date, raw_path=sim.pings_path, console=console)
+        first_day = run_date - dt.timedelta(days=cfg.scales[scale.value].days - 1)
+        report = run_nightly(spark, settings, run_date, raw_path=sim.pings_path, since=first_day, console=console)
         fit = truth_correlation(spark, settings, run_date)
     finally:
         spark.stop()

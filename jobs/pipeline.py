@@ -14,15 +14,16 @@ from rich.console import Console
 
 from forecasting.protocol import FREQS
 from geo.catalogue import Catalogue, load_catalogue
-from jobs import aggregate, forecast, ingest, publish, series
+from jobs import aggregate, forecast, ingest, publish, retention, series, tiles
 from jobs.settings import JobSettings
 
 
 @dataclass
 class NightlyReport:
     run_date: dt.date
-    ingest: ingest.IngestCounts | None = None
+    ingest: ingest.IngestCounts | tiles.TileCounts | None = None
     aggregate: aggregate.AggregateCounts | None = None
+    retention: retention.RetentionReport | None = None
     series_rows: int = 0
     forecast: forecast.ForecastResult | None = None
     release: publish.Release | None = None
@@ -44,18 +45,34 @@ def nightly(
     run_date: dt.date,
     *,
     raw_path: Path | None = None,
+    since: dt.date | None = None,
     catalogue: Catalogue | None = None,
     console: Console | None = None,
 ) -> NightlyReport:
-    """Run every stage for ``run_date`` using the data up to that date; re-running gives the same release."""
+    """Run every stage for ``run_date`` using the data up to that date; re-running gives the same release.
+
+    Pings dated ``since`` .. ``run_date`` are (re)processed; ``since`` defaults to the bronze retention window.
+    """
     console = console or Console(stderr=True)
     catalogue = catalogue or load_catalogue()
     report = NightlyReport(run_date)
 
-    with _stage("ingest", report, console, lambda: _describe_ingest(report.ingest)):
-        report.ingest = ingest.run(spark, settings, run_date, raw_path)
-    with _stage("aggregate", report, console, lambda: _describe_aggregate(report.aggregate, settings)):
-        report.aggregate = aggregate.run(spark, settings, run_date)
+    if settings.density_input == "tiles":
+        if raw_path is None:
+            raise ValueError("ROUTECAST_DENSITY_INPUT=tiles needs the tiles file: routecast nightly --raw FILE")
+        with _stage("ingest", report, console, lambda: _describe_ingest(report.ingest)):
+            report.ingest = tiles.run(spark, settings, run_date, raw_path, since=since)
+        with _stage("aggregate", report, console, lambda: describe_aggregate(report.aggregate, settings)):
+            report.aggregate = aggregate.run_tiles(spark, settings, run_date, since=since)
+    else:
+        with _stage("ingest", report, console, lambda: _describe_ingest(report.ingest)):
+            report.ingest = ingest.run(spark, settings, run_date, raw_path, since=since)
+        for path, why in report.ingest.rejected_files:
+            console.print(f"[yellow]![/] skipped unreadable input {path}: {why}", highlight=False)
+        with _stage("aggregate", report, console, lambda: describe_aggregate(report.aggregate, settings)):
+            report.aggregate = aggregate.run(spark, settings, run_date, since=since)
+    with _stage("retention", report, console, lambda: _describe_retention(report.retention)):
+        report.retention = retention.run(settings, run_date)
     with _stage("series", report, console, lambda: f"{report.series_rows:,} series-days"):
         report.series_rows = series.run(spark, settings, run_date, catalogue)
     with _stage("forecast", report, console, lambda: _describe_forecast(report.forecast)):
@@ -86,21 +103,34 @@ def nightly(
     return report
 
 
-def _describe_ingest(c: ingest.IngestCounts | None) -> str:
+def _describe_ingest(c: ingest.IngestCounts | tiles.TileCounts | None) -> str:
     if c is None:
         return ""
+    if isinstance(c, tiles.TileCounts):
+        return (
+            f"{c.rows_in:,} tiles in = {c.accepted:,} accepted + {c.deferred:,} deferred + {c.earlier:,} earlier + "
+            f"{c.quarantined:,} quarantined + {c.duplicates:,} duplicates"
+        )
     return (
-        f"{c.rows_in:,} rows in = {c.accepted:,} accepted + {c.deferred:,} deferred + "
-        f"{c.quarantined:,} quarantined + {c.duplicates:,} duplicates"
+        f"{c.rows_in:,} rows in = {c.accepted:,} accepted + {c.deferred:,} deferred + {c.earlier:,} earlier + "
+        f"{c.quarantined:,} quarantined + {c.duplicates:,} duplicates; "
+        f"{c.files_in - len(c.rejected_files):,}/{c.files_in:,} files read"
     )
 
 
-def _describe_aggregate(c: aggregate.AggregateCounts | None, settings: JobSettings) -> str:
+def _describe_retention(r: retention.RetentionReport | None) -> str:
+    if r is None:
+        return ""
+    return f"deleted {len(r.bronze_days)} bronze days and {len(r.quarantine_days)} quarantine days before {r.cutoff}"
+
+
+def describe_aggregate(c: aggregate.AggregateCounts | None, settings: JobSettings) -> str:
     if c is None:
         return ""
     return (
-        f"{c.aggregates:,} cell-days at res {settings.h3_res}: {c.published:,} published, "
-        f"{c.suppressed:,} suppressed (≤ {settings.min_devices} devices)"
+        f"{c.aggregates:,} cell-days at res {','.join(map(str, settings.resolutions))}: {c.published:,} published, "
+        f"{c.suppressed:,} suppressed (≤ {settings.min_devices} devices); "
+        f"{c.hourly_published:,} of {c.hourly_aggregates:,} cell-hours published"
     )
 
 

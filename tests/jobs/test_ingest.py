@@ -1,10 +1,17 @@
 import datetime as dt
+from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from pyspark.sql import functions as F
 
 from jobs import ingest
 from jobs.lake import read_checks, read_table
-from jobs.schemas import BRONZE_PINGS, PINGS, QUARANTINE_PINGS
+from jobs.schemas import BRONZE_PINGS, PINGS, QUARANTINE_FILES, QUARANTINE_PINGS, arrow_schema
 
 RUN = dt.date(2025, 3, 10)
 T = dt.datetime(2025, 3, 10, 12, 0)
@@ -31,7 +38,9 @@ def test_every_row_is_accounted_for(spark, settings):
     raw = _write_raw(spark, settings, rows)
     counts = ingest.run(spark, settings, RUN, raw)
 
-    assert counts == ingest.IngestCounts(rows_in=9, accepted=2, deferred=1, quarantined=5, duplicates=1)
+    assert counts == ingest.IngestCounts(
+        rows_in=9, accepted=2, deferred=1, quarantined=5, duplicates=1, earlier=0, files_in=counts.files_in
+    )
     assert counts.balanced()
 
     bronze = read_table(spark, settings.lake("bronze", "pings"), BRONZE_PINGS)
@@ -64,3 +73,98 @@ def test_missing_raw_folder_is_a_clear_error(spark, settings):
 
     with pytest.raises(FileNotFoundError, match="no raw pings"):
         ingest.run(spark, settings, RUN, settings.raw_dir / "absent")
+
+
+def _arrow_pings(n: int, day: dt.date = RUN) -> pa.Table:
+    rng = np.random.default_rng(0)
+    start = np.datetime64(dt.datetime.combine(day, dt.time(0)), "us")
+    return pa.table(
+        {
+            "device_id": [f"d{i % 50}" for i in range(n)],
+            "ts": pa.array(start + rng.integers(0, 86_400 * 10**6, n).astype("timedelta64[us]")).cast(
+                pa.timestamp("us", tz="UTC")
+            ),
+            "lat": rng.uniform(30, 35, n),
+            "lon": rng.uniform(10, 12, n),
+            "accuracy_m": rng.uniform(1, 10, n),
+            "mcc": ["605"] * n,
+        },
+        schema=arrow_schema(PINGS),
+    )
+
+
+def test_unreadable_files_are_reported_by_name_and_the_rest_is_ingested(spark, settings):
+    raw = settings.raw_dir / "pings"
+    raw.mkdir(parents=True)
+    good = _arrow_pings(20_000)
+    pq.write_table(good, raw / "good.parquet")
+    (raw / "junk.parquet").write_bytes(b"not parquet at all")
+    (raw / "notes.txt").write_text("a stray file")
+    pq.write_table(good.set_column(2, "lat", good["lat"].cast(pa.string())), raw / "lat_as_text.parquet")
+    pq.write_table(good.drop_columns(["lon"]), raw / "no_lon.parquet")
+    nanos = good.set_column(1, "ts", good["ts"].cast(pa.timestamp("ns", tz="UTC")))
+    pq.write_table(nanos, raw / "nanos.parquet", coerce_timestamps=None, version="2.6")
+    # A valid footer over garbage data pages: only found when Spark reads the pages.
+    pq.write_table(good, raw / "pages.parquet")
+    damaged = bytearray((raw / "pages.parquet").read_bytes())
+    damaged[200:40_000] = b"\xab" * (40_000 - 200)
+    (raw / "pages.parquet").write_bytes(bytes(damaged))
+    (raw / "_SUCCESS").write_text("")  # hidden: ignored like Spark does
+
+    counts = ingest.run(spark, settings, RUN, raw)
+
+    assert counts.rows_in == counts.accepted == 20_000 and counts.balanced()
+    reasons = {Path(f).name: why for f, why in counts.rejected_files}
+    assert set(reasons) == {
+        "junk.parquet",
+        "notes.txt",
+        "lat_as_text.parquet",
+        "no_lon.parquet",
+        "nanos.parquet",
+        "pages.parquet",
+    }
+    assert "not a readable Parquet file" in reasons["junk.parquet"]
+    assert reasons["lat_as_text.parquet"] == "column lat is string, expected double"
+    assert "missing columns ['lon']" in reasons["no_lon.parquet"]
+    assert "nanoseconds" in reasons["nanos.parquet"]
+    assert reasons["pages.parquet"].startswith("corrupt data")
+    assert counts.files_in == 7
+
+    table = read_table(spark, settings.lake("quarantine", "files"), QUARANTINE_FILES).collect()
+    assert {Path(r.file).name for r in table} == set(reasons) and {r.run_date for r in table} == {RUN}
+    checks = read_checks(spark, settings.lake("qa", "checks"), RUN, "ingest")
+    assert checks["files_rejected"] == 6 and checks["files_in"] == 7
+
+
+def test_rows_before_the_window_stay_in_raw_and_are_counted(spark, settings):
+    rows = [("a", T, 35.0, 12.0, None, None), ("b", T - dt.timedelta(days=40), 35.0, 12.0, None, None)]
+    counts = ingest.run(spark, settings, RUN, _write_raw(spark, settings, rows))
+    assert (counts.accepted, counts.earlier) == (1, 1) and counts.balanced()  # default window: 30 days
+    counts = ingest.run(spark, settings, RUN, settings.raw_dir / "pings", since=RUN - dt.timedelta(days=60))
+    assert (counts.accepted, counts.earlier) == (2, 0)
+
+
+@hsettings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "", None]),
+            st.one_of(st.none(), st.integers(-45, 3).map(lambda d: T + dt.timedelta(days=d))),
+            st.one_of(st.none(), st.sampled_from([35.0, 35.0, -91.0, 91.0, float("nan")])),
+            st.sampled_from([12.0, 12.0, 181.0, -200.0]),
+            st.sampled_from([None, 5.0, -1.0]),
+        ),
+        max_size=30,
+    )
+)
+def test_row_accounting_always_balances(spark, tmp_path_factory, rows):
+    from jobs.settings import JobSettings
+
+    settings = JobSettings(var_dir=tmp_path_factory.mktemp("var"))
+    raw = _write_raw(spark, settings, [(*r, None) for r in rows])
+    counts = ingest.run(spark, settings, RUN, raw)
+    assert counts.rows_in == len(rows)
+    assert counts.balanced()
+    bronze = read_table(spark, settings.lake("bronze", "pings"), BRONZE_PINGS).count()
+    quarantined = read_table(spark, settings.lake("quarantine", "pings"), QUARANTINE_PINGS).count()
+    assert (bronze, quarantined) == (counts.accepted, counts.quarantined)
