@@ -193,6 +193,23 @@ def aggregate_cmd(date: DateOpt, since: SinceOpt = None) -> None:
     console.print(f"[green]✓[/] aggregate  {describe_aggregate(counts, settings)}", highlight=False)
 
 
+@app.command("privacy-ledger")
+def privacy_ledger_cmd(
+    period: Annotated[str | None, typer.Option(help="One month, YYYY-MM: list its charges.")] = None,
+) -> None:
+    """The differential-privacy ledger: epsilon spent per month against the budget, or one month's charges."""
+    from jobs.privacy import ledger_entries, ledger_summary
+
+    settings = JobSettings()
+    table = ledger_entries(settings, period) if period else ledger_summary(settings)
+    if table.empty:
+        console.print(
+            f"no privacy charges{' in ' + period if period else ''} (ledger: {settings.lake('privacy', 'ledger')})"
+        )
+        return
+    typer.echo(table.to_string(index=False))
+
+
 @app.command("ingest-counts")
 def ingest_counts_cmd(
     file: Annotated[Path, typer.Argument(help="The counts file (CSV).", exists=True, dir_okay=False)],

@@ -77,3 +77,25 @@ def test_truth_without_a_simulation_says_what_to_run(tmp_path, monkeypatch):
     result = runner.invoke(app, ["truth", "--date", "2026-07-30"])
     assert result.exit_code == 2
     assert "routecast simulate" in " ".join(result.output.split())
+
+
+def test_privacy_ledger_lists_what_each_month_spent(tmp_path, monkeypatch):
+    import datetime as dt
+
+    from jobs.privacy import PrivacyLedger
+    from jobs.settings import JobSettings
+
+    monkeypatch.setenv("ROUTECAST_VAR_DIR", str(tmp_path))
+    assert "no privacy charges" in runner.invoke(app, ["privacy-ledger"]).output
+    dp = JobSettings(dp_mechanism="laplace", dp_secret="a-long-test-secret-0123456789", dp_budget=5.0)
+    ledger = PrivacyLedger(dp)
+    ledger.charge("density/2025-03-10", dt.date(2025, 3, 10), "fp-a")
+    ledger.charge("density/2025-03-11", dt.date(2025, 3, 11), "fp-b")
+    ledger.charge("density/2025-04-01", dt.date(2025, 4, 1), "fp-c")
+    summary = runner.invoke(app, ["privacy-ledger"], env={"ROUTECAST_DP_BUDGET": "5"})
+    assert summary.exit_code == 0
+    lines = summary.output.splitlines()
+    assert lines[0].split()[:4] == ["period", "releases", "charges", "epsilon_spent"]
+    assert lines[1].split()[:4] == ["2025-03", "2", "2", "2.0"] and lines[1].split()[-1] == "3.0"
+    month = runner.invoke(app, ["privacy-ledger", "--period", "2025-04"])
+    assert "density/2025-04-01" in month.output and "density/2025-03-10" not in month.output
