@@ -77,6 +77,17 @@ class SegmentNotFound(_LookupError):
     """No segment with this id in the route; the message lists the route's segment ids."""
 
 
+# Two legs are consecutive when the second starts within this distance of where the first ends.
+SUCCESSION_KM = 10.0
+
+
+def _ground_km(p: tuple[float, ...], q: tuple[float, ...]) -> float:
+    """Great-circle distance in km between two (lon, lat) points."""
+    lon1, lat1, lon2, lat2 = map(math.radians, (p[0], p[1], q[0], q[1]))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * 6371.0088 * math.asin(math.sqrt(h))
+
+
 @dataclass(frozen=True)
 class CrossingPoint:
     """A place where arrivals are counted: a departure coast, border post, landing site or hub."""
@@ -113,6 +124,18 @@ class Route:
     # Left out of the hash (a dict is unhashable) so that routes and catalogues can key caches.
     official_names: dict[str, tuple[str, ...]] = field(hash=False)
     sources: str
+
+    def successions(self, tolerance_km: float = SUCCESSION_KM) -> tuple[tuple[str, str], ...]:
+        """(a, b) pairs of this route's segments where b starts at a place on a after a's first (within
+        ``tolerance_km``): the consecutive legs a traveller takes, branches included (a hub can lead to
+        several next legs, and a coast leg to a crossing from any of its towns)."""
+        pairs = []
+        for a in self.segments:
+            places = a.line.coords[1:]
+            for b in self.segments:
+                if b is not a and any(_ground_km(p, b.line.coords[0]) <= tolerance_km for p in places):
+                    pairs.append((a.id, b.id))
+        return tuple(pairs)
 
     def segment(self, segment_id: str) -> Segment:
         """The segment with this id; raises SegmentNotFound."""

@@ -57,6 +57,12 @@ def parent_cell(cell: Column, res: int) -> Column:
     return cell.bitwiseAND(F.lit(keep)).bitwiseOR(F.lit(set_bits))
 
 
+def ping_cell(res: int, finest: int) -> Column:
+    """A ping's cell at ``res`` as every table of the lake sees it: the parent of its cell at ``finest``."""
+    cell = h3_cell(F.col("lat"), F.col("lon"), finest)
+    return cell if res == finest else parent_cell(cell, res)
+
+
 def device_cells(pings: DataFrame, finest: int) -> DataFrame:
     """One row per (device_id, date, hour, cell at ``finest``) with its ping count: what every table is made from."""
     return (

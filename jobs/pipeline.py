@@ -14,7 +14,7 @@ from rich.console import Console
 
 from forecasting.protocol import FREQS
 from geo.catalogue import Catalogue, load_catalogue
-from jobs import aggregate, forecast, ingest, publish, retention, series, tiles
+from jobs import aggregate, flows, forecast, ingest, publish, retention, series, tiles
 from jobs.settings import JobSettings
 
 
@@ -23,6 +23,7 @@ class NightlyReport:
     run_date: dt.date
     ingest: ingest.IngestCounts | tiles.TileCounts | None = None
     aggregate: aggregate.AggregateCounts | None = None
+    flows: flows.FlowCounts | None = None
     retention: retention.RetentionReport | None = None
     series_rows: int = 0
     forecast: forecast.ForecastResult | None = None
@@ -71,6 +72,11 @@ def nightly(
             console.print(f"[yellow]![/] skipped unreadable input {path}: {why}", highlight=False)
         with _stage("aggregate", report, console, lambda: describe_aggregate(report.aggregate, settings)):
             report.aggregate = aggregate.run(spark, settings, run_date, since=since)
+        if settings.dp_mechanism == "none":
+            with _stage("flows", report, console, lambda: _describe_flows(report.flows)):
+                report.flows = flows.run(spark, settings, run_date, since=since, catalogue=catalogue)
+        else:
+            console.print("[yellow]![/] flows skipped: their counts are not covered by differential privacy yet")
     with _stage("retention", report, console, lambda: _describe_retention(report.retention)):
         report.retention = retention.run(settings, run_date)
     with _stage("series", report, console, lambda: f"{report.series_rows:,} series-days"):
@@ -115,6 +121,16 @@ def _describe_ingest(c: ingest.IngestCounts | tiles.TileCounts | None) -> str:
         f"{c.rows_in:,} rows in = {c.accepted:,} accepted + {c.deferred:,} deferred + {c.earlier:,} earlier + "
         f"{c.quarantined:,} quarantined + {c.duplicates:,} duplicates; "
         f"{c.files_in - len(c.rejected_files):,}/{c.files_in:,} files read"
+    )
+
+
+def _describe_flows(c: flows.FlowCounts | None) -> str:
+    if c is None:
+        return ""
+    return (
+        f"segment → segment: {c.segment_published:,} published, {c.segment_suppressed:,} suppressed; "
+        f"cell → cell: {c.cell_published:,} published, {c.cell_suppressed:,} suppressed; "
+        f"{c.series_rows:,} flow series-days"
     )
 
 

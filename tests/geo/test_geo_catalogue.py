@@ -387,3 +387,16 @@ def test_empty_or_missing_directory_is_refused(tmp_path):
         load_catalogue(tmp_path)
     with pytest.raises(CatalogueError, match=r"routes directory .*nowhere: not a directory"):
         load_catalogue(tmp_path / "nowhere")
+
+
+def test_successions_are_the_legs_that_start_where_another_ends_or_passes(catalogue):
+    central = catalogue.route("central_mediterranean").successions()
+    assert ("agadez_sabha", "sabha_tripoli") in central and ("sabha_tripoli", "agadez_sabha") not in central
+    # A coast leg leads to the crossings that leave from its towns, not only from its last one.
+    assert set(catalogue.route("channel").successions()) == {
+        ("french_coast", "calais_dover"),
+        ("french_coast", "boulogne_dungeness"),
+    }
+    for route in catalogue:
+        ids = {s.id for s in route.segments}
+        assert all(a in ids and b in ids and a != b for a, b in route.successions())

@@ -1,0 +1,329 @@
+"""Flows: bronze trajectories → silver transitions between route segments and between coarse H3 cells, per day,
+suppressed like density; and gold segment → segment flow series.
+
+Trajectory
+    One device's pings of one date ordered by ``ts`` (the device id is a pseudonym that rotates daily, so a
+    trajectory never spans two dates). Pings with the same ``ts`` are ordered by ``lat``, then ``lon``, so the
+    result does not depend on how the input is partitioned or ordered.
+
+Transition
+    Each ping is mapped to a place (a route segment, or an H3 cell at ``settings.flow_res``); consecutive pings
+    at the same place collapse into one visit, and every change of place A → B is a transition. A flow is the
+    number of DISTINCT devices that made A → B on a day: a device going A → B twice that day counts once.
+
+Suppression
+    As for density (``jobs.aggregate.suppress_small_counts``): only flows backed by more than
+    ``settings.min_devices`` devices are written. Device ids stay in this job's memory; silver and gold hold
+    counts only.
+
+Gold
+    For every route, each segment → segment flow within the route that was ever published becomes a daily
+    series (level ``flow``, id ``flow:<route>/<from>><to>``, ``segment_id`` = the from segment), 0 on days
+    without a published row, from the first day of silver flows to the run date. It is built from silver, not
+    bronze, so it survives bronze retention.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import operator
+from dataclasses import asdict, dataclass
+
+import h3.api.basic_int as h3_int
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.functions import pandas_udf
+from pyspark.sql.window import WindowSpec
+
+from geo.catalogue import Catalogue, load_catalogue
+from geo.cells import cached_cell_segment_table, cell_segment_table
+from jobs.aggregate import ping_cell, suppress_small_counts
+from jobs.lake import read_table, write_checks, write_partitions
+from jobs.schemas import BRONZE_PINGS, FLOWS_CELL, FLOWS_SEGMENT, SERIES
+from jobs.series import series_id
+from jobs.settings import JobSettings
+
+FLOWS_SOURCE = "flows"
+FLOW_LEVEL = "flow"
+# The place columns a transition is between: from_<key> → to_<key>.
+SEGMENT_KEYS = ("seg",)  # a segment's number in segment_names()
+CELL_KEYS = ("cell",)
+
+
+def trajectory_order() -> WindowSpec:
+    """One device-day in time order; ties on ``ts`` broken by position, so the order is deterministic."""
+    return Window.partitionBy("device_id", "date").orderBy("ts", "lat", "lon")
+
+
+def locate_segments(pings: DataFrame, cell_segments: pd.DataFrame, finest: int | None = None) -> DataFrame:
+    """Pings with ``seg``, the row number in ``segment_names(cell_segments)`` of their segment; pings outside
+    every corridor are dropped.
+
+    ``cell_segments`` is geo's cell → segment table (``cell_segment_table``: cell, route_id, segment_id, one
+    row per cell, all at one resolution). The lookup is a binary search over the sorted cells, vectorised per
+    Arrow batch: the table travels with the function (a few MB at res 7) instead of being joined in Spark.
+    """
+    if cell_segments.empty:
+        raise ValueError("cell_segments is empty: the catalogue has no corridor cells to map pings to")
+    res = h3_int.get_resolution(int(cell_segments["cell"].iloc[0]))
+    names = segment_names(cell_segments)
+    seg = pd.MultiIndex.from_frame(cell_segments[["route_id", "segment_id"]]).map(
+        {name: i for i, name in enumerate(names)}
+    )
+    by_cell = np.argsort(cell_segments["cell"].to_numpy(), kind="stable")
+    cells = cell_segments["cell"].to_numpy(dtype=np.int64)[by_cell]
+    owner = np.asarray(seg, dtype=np.int32)[by_cell]
+
+    @pandas_udf("int")
+    def _segment_of(cell: pd.Series) -> pd.Series:
+        wanted = cell.to_numpy(dtype=np.int64)
+        at = np.minimum(np.searchsorted(cells, wanted), len(cells) - 1)
+        return pd.Series(np.where(cells[at] == wanted, owner[at], -1), dtype="int32")
+
+    cell = ping_cell(res, max(res, finest or res))
+    return pings.select("device_id", "date", "ts", "lat", "lon", _segment_of(cell).alias("seg")).where(
+        F.col("seg") >= 0
+    )
+
+
+def segment_names(cell_segments: pd.DataFrame) -> list[tuple[str, str]]:
+    """The distinct (route_id, segment_id) of a cell → segment table, sorted: what ``seg`` numbers."""
+    return sorted(
+        {(str(r), str(s)) for r, s in zip(cell_segments["route_id"], cell_segments["segment_id"], strict=True)}
+    )
+
+
+def locate_cells(pings: DataFrame, res: int, finest: int | None = None) -> DataFrame:
+    """Pings with their H3 ``cell`` (int64) at ``res``: the parent of their cell at ``finest`` (the aggregate
+    job's finest resolution), so flows and density put a ping in the same cell."""
+    cell = ping_cell(res, max(res, finest or res))
+    return pings.select("device_id", "date", "ts", "lat", "lon", cell.alias("cell"))
+
+
+def device_transitions(located: DataFrame, keys: tuple[str, ...]) -> DataFrame:
+    """One row per (device_id, date, from_<keys>, to_<keys>) the device made at least once that day.
+
+    Consecutive pings (``trajectory_order``) at the same place form one visit; each change of place is a
+    transition. Device ids are still here: never write this frame.
+    """
+    order = trajectory_order()
+    moves = located.select(
+        "device_id",
+        "date",
+        *[F.lag(k).over(order).alias(f"from_{k}") for k in keys],
+        *[F.col(k).alias(f"to_{k}") for k in keys],
+    )
+    changed = functools.reduce(operator.or_, [F.col(f"from_{k}") != F.col(f"to_{k}") for k in keys])
+    # The first ping of a day has no predecessor (null from_*), so its comparison is null and it is dropped.
+    return moves.where(changed).distinct()
+
+
+def count_devices(transitions: DataFrame, keys: tuple[str, ...]) -> DataFrame:
+    """Distinct devices per (date, from, to) — unsuppressed, so never written as is."""
+    places = [f"{side}_{k}" for side in ("from", "to") for k in keys]
+    return transitions.groupBy("date", *places).agg(F.count(F.lit(1)).alias("devices"))
+
+
+def segment_transitions(pings: DataFrame, cell_segments: pd.DataFrame) -> DataFrame:
+    """Unsuppressed segment → segment flows per day, in the columns of ``FLOWS_SEGMENT``.
+
+    ``cell_segments`` is geo's cell → segment table (see ``locate_segments``); pings are mapped at its
+    resolution. Pings outside every corridor are skipped: A, outside, B is the transition A → B, and
+    A, outside, A none.
+    """
+    moves = device_transitions(locate_segments(pings, cell_segments), SEGMENT_KEYS)
+    return _with_names(count_devices(moves, SEGMENT_KEYS), segment_names(cell_segments))
+
+
+def cell_transitions(pings: DataFrame, res: int) -> DataFrame:
+    """Unsuppressed H3 cell → cell flows per day at ``res``, in the columns of ``FLOWS_CELL`` (every ping counts)."""
+    return _with_res(count_devices(device_transitions(locate_cells(pings, res), CELL_KEYS), CELL_KEYS), res)
+
+
+def cell_segment_table_for(res: int, catalogue: Catalogue | None = None) -> pd.DataFrame:
+    """geo's cell → segment table at ``res``; the packaged catalogue's is memoised per process."""
+    return cached_cell_segment_table(res) if catalogue is None else cell_segment_table(catalogue, res)
+
+
+def flow_series(flows: DataFrame, keys: DataFrame, start: dt.date, end: dt.date) -> DataFrame:
+    """Gold rows (``SERIES``) of the flow series in ``keys`` (series_id, route_id, from_segment, to_segment) for
+    every day from ``start`` to ``end``: the published devices that day, else 0. ``flows`` is silver
+    ``FLOWS_SEGMENT``."""
+    spark = flows.sparkSession
+    days = spark.sql(f"SELECT explode(sequence(DATE'{start}', DATE'{end}', INTERVAL 1 DAY)) AS ds")
+    values = flows.where(F.col("from_route") == F.col("to_route")).select(
+        F.col("from_route").alias("route_id"),
+        "from_segment",
+        "to_segment",
+        F.col("date").alias("ds"),
+        F.col("devices").cast("double").alias("y"),
+    )
+    return (
+        keys.crossJoin(days)
+        .join(values, ["route_id", "from_segment", "to_segment", "ds"], "left")
+        .select(
+            "series_id",
+            F.lit(FLOW_LEVEL).alias("level"),
+            "route_id",
+            F.col("from_segment").alias("segment_id"),
+            "ds",
+            F.coalesce(F.col("y"), F.lit(0.0)).alias("y"),
+            F.lit("D").alias("freq"),
+            F.lit(FLOWS_SOURCE).alias("source"),
+        )
+    )
+
+
+def write_flow_series(
+    spark: SparkSession, settings: JobSettings, run_date: dt.date, catalogue: Catalogue | None = None
+) -> int:
+    """Rebuild the gold flow series up to ``run_date`` from silver (replaces the ``source=flows`` partition);
+    returns the number of rows written. With no published flow yet, the partition is emptied.
+
+    Only transitions between consecutive legs of a route (``Route.successions``: B starts at a place on A) become
+    series: the others — sibling legs out of one hub, or back the way one came — are mostly residents whose
+    position jitters across corridor edges, not journeys. They stay in silver.
+    """
+    catalogue = catalogue or load_catalogue()
+    forward = {(r.id, a, b) for r in catalogue for a, b in r.successions()}
+    flows = read_table(spark, settings.lake("silver", "flows_segment"), FLOWS_SEGMENT).where(
+        F.col("date") <= F.lit(run_date)
+    )
+    # One small job: every flow ever published with its first day (the series start at the earliest of all).
+    published = flows.groupBy("from_route", "from_segment", "to_route", "to_segment").agg(F.min("date").alias("first"))
+    rows = published.collect()
+    keys = sorted(
+        (
+            series_id(FLOW_LEVEL, r.from_route, r.from_segment, to_segment=r.to_segment),
+            r.from_route,
+            r.from_segment,
+            r.to_segment,
+        )
+        for r in rows
+        if r.from_route == r.to_route and (r.from_route, r.from_segment, r.to_segment) in forward
+    )
+    path = settings.lake("gold", "series")
+    if not keys:
+        write_partitions(spark.createDataFrame([], SERIES), path, ["source"], replace={"source": [FLOWS_SOURCE]})
+        return 0
+    key_frame = spark.createDataFrame(keys, "series_id string, route_id string, from_segment string, to_segment string")
+    first = min(r.first for r in rows)
+    series = flow_series(flows, key_frame, first, run_date).select(*SERIES.fieldNames())
+    write_partitions(series, path, ["source"], replace={"source": [FLOWS_SOURCE]})
+    return len(keys) * ((run_date - first).days + 1)
+
+
+@dataclass(frozen=True)
+class FlowCounts:
+    device_days: int  # trajectories read from bronze (distinct device_id x date)
+    segment_device_days: int  # of which made at least one segment → segment transition
+    segment_transitions: int  # (date, from, to) flows found, before suppression
+    segment_published: int
+    segment_suppressed: int
+    cell_device_days: int  # of which made at least one cell → cell transition at flow_res
+    cell_transitions: int
+    cell_published: int
+    cell_suppressed: int
+    series_rows: int = 0  # gold flow series rows written (every series x day)
+
+
+def run(
+    spark: SparkSession,
+    settings: JobSettings,
+    run_date: dt.date,
+    since: dt.date | None = None,
+    catalogue: Catalogue | None = None,
+) -> FlowCounts:
+    """Flows of the bronze dates from ``since`` (default: the retention window) to ``run_date`` into silver,
+    then the gold flow series up to ``run_date``; idempotent (replaces those dates and ``source=flows``).
+
+    ``catalogue`` defaults to the packaged routes. Refused under differential privacy: flow counts get no noise
+    and are not in the privacy accounting, so they must not be published then.
+    """
+    if settings.dp_mechanism != "none":
+        raise ValueError(
+            f"flows are not computed under differential privacy (dp_mechanism={settings.dp_mechanism!r}): their "
+            "counts are not in the privacy accounting; skip the flows stage or set dp_mechanism=none"
+        )
+    since = since or run_date - dt.timedelta(days=settings.bronze_retention_days - 1)
+    pings = (
+        read_table(spark, settings.lake("bronze", "pings"), BRONZE_PINGS)
+        .where(F.col("date").between(F.lit(since), F.lit(run_date)))
+        .select("device_id", "date", "ts", "lat", "lon")
+    )
+    per_date = pings.groupBy("date").agg(F.countDistinct("device_id").alias("n")).collect()
+    dates = sorted(r["date"] for r in per_date)
+    cell_segments = cell_segment_table_for(settings.h3_res, catalogue)
+
+    finest = max(settings.resolutions)
+    segment_moves = device_transitions(locate_segments(pings, cell_segments, finest), SEGMENT_KEYS).cache()
+    segment_flows = _with_names(count_devices(segment_moves, SEGMENT_KEYS), segment_names(cell_segments)).cache()
+    cell_moves = device_transitions(locate_cells(pings, settings.flow_res, finest), CELL_KEYS).cache()
+    cell_flows = _with_res(count_devices(cell_moves, CELL_KEYS), settings.flow_res).cache()
+
+    for flows, table in ((segment_flows, "flows_segment"), (cell_flows, "flows_cell")):
+        write_partitions(
+            suppress_small_counts(flows, settings.min_devices),
+            settings.lake("silver", table),
+            ["date"],
+            replace={"date": dates},
+        )
+    segment = _tally(segment_moves, segment_flows, settings.min_devices)
+    cell = _tally(cell_moves, cell_flows, settings.min_devices)
+    for frame in (segment_moves, segment_flows, cell_moves, cell_flows):
+        frame.unpersist()
+
+    result = FlowCounts(
+        device_days=sum(r["n"] for r in per_date),
+        **{f"segment_{k}": v for k, v in segment.items()},
+        **{f"cell_{k}": v for k, v in cell.items()},
+        series_rows=write_flow_series(spark, settings, run_date, catalogue),
+    )
+    write_checks(
+        spark,
+        settings.lake("qa", "checks"),
+        run_date,
+        "flows",
+        {
+            **asdict(result),
+            "dates": len(dates),
+            "h3_res": settings.h3_res,
+            "flow_res": settings.flow_res,
+            "min_devices": settings.min_devices,
+        },
+    )
+    return result
+
+
+def _with_names(segment_counts: DataFrame, names: list[tuple[str, str]]) -> DataFrame:
+    """Segment numbers (from_seg, to_seg) → route and segment ids, in the columns of ``FLOWS_SEGMENT``."""
+    routes = F.array(*[F.lit(route) for route, _ in names])
+    segments = F.array(*[F.lit(segment) for _, segment in names])
+    return segment_counts.select(
+        *[
+            F.get(ids, F.col(f"{side}_seg")).alias(f"{side}_{kind}")
+            for side in ("from", "to")
+            for ids, kind in ((routes, "route"), (segments, "segment"))
+        ],
+        "devices",
+        "date",
+    )
+
+
+def _with_res(cell_counts: DataFrame, res: int) -> DataFrame:
+    return cell_counts.withColumn("res", F.lit(res)).select(*FLOWS_CELL.fieldNames())
+
+
+def _tally(moves: DataFrame, flows: DataFrame, min_devices: int) -> dict[str, int]:
+    """device_days, transitions, published, suppressed of one kind of flow."""
+    published = F.coalesce(F.sum((F.col("devices") > F.lit(min_devices)).cast("int")), F.lit(0))
+    totals = flows.agg(F.count(F.lit(1)).alias("found"), published.alias("published")).first()
+    return {
+        "device_days": moves.select("device_id", "date").distinct().count(),
+        "transitions": totals["found"],
+        "published": totals["published"],
+        "suppressed": totals["found"] - totals["published"],
+    }
