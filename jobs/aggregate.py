@@ -9,7 +9,8 @@ Resolutions
 
 Suppression
     Happens here, where the aggregate is made: only aggregates backed by more than ``min_devices`` distinct
-    devices are written (``suppress_small_counts``); the unsuppressed counts never leave this job's memory.
+    devices are written (``suppress_small_counts``); the unsuppressed counts are never written to the lake
+    (Spark's own shuffle and spill files under ``spark.local.dir`` hold device-level rows while the job runs).
     Optional differential-privacy noise (``jobs.privacy``) is added to what survives.
 
 Baseline and anomaly (daily density)
@@ -26,6 +27,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 
 import pandas as pd
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
@@ -36,7 +38,7 @@ from jobs.lake import read_table, write_checks, write_partitions
 from jobs.schemas import BRONZE_PINGS, BRONZE_TILES, DENSITY, DENSITY_HOURLY
 from jobs.settings import MIN_DEVICES_FLOOR, JobSettings
 
-# Same weekday over the trailing 45 days: the six previous same weekdays (7..42 days back).
+# Same weekday over the trailing 45 days: the six previous same weekdays that fit in it (7..42 days back).
 BASELINE_WEEKS = 6
 BASELINE_MIN_WEEKS = 3
 
@@ -155,12 +157,14 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt
         F.col("date").between(F.lit(since), F.lit(run_date))
     )
     resolutions = settings.resolutions
+    # Persisted: the daily and the hourly tables both start from it (one bronze scan, one UDF pass, one shuffle).
     reduced = device_cells(pings, max(resolutions))
     dp_on = settings.dp_mechanism != "none"
     if dp_on:  # bound each person-day's contribution before anything is counted (jobs.privacy)
         secret = privacy.require_dp(settings)
         bound = privacy.ContributionBound.from_settings(settings)
-        reduced = bound.apply(reduced, secret).cache()
+        reduced = bound.apply(reduced, secret)
+    reduced = reduced.persist(StorageLevel.MEMORY_AND_DISK)
     hourly_rows = reduced.where(F.col("in_hourly")) if dp_on else reduced
     hourly = count_by_cell(hourly_rows, resolutions, hourly=True).cache() if settings.hourly else None
     # Daily from hourly would double-count a device seen in two hours, so days are counted from devices.
@@ -187,9 +191,9 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt
         )
 
     finest = max(resolutions)
+    reduced.unpersist()
     if dp_on:  # the bounded rows hold clipped pings: count the input itself
         totals = {"pings_in": pings.count()}
-        reduced.unpersist()
     else:
         totals = daily.where(F.col("res") == finest).agg(F.coalesce(F.sum("pings"), F.lit(0)).alias("pings_in")).first()
     by_res = daily.agg(
