@@ -190,30 +190,18 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt
             replace={"date": dates},
         )
 
-    finest = max(resolutions)
     reduced.unpersist()
-    if dp_on:  # the bounded rows hold clipped pings: count the input itself
-        totals = {"pings_in": pings.count()}
-    else:
-        totals = daily.where(F.col("res") == finest).agg(F.coalesce(F.sum("pings"), F.lit(0)).alias("pings_in")).first()
-    by_res = daily.agg(
-        F.count(F.lit(1)).alias("aggregates"),
-        F.coalesce(F.sum((F.col("devices") > settings.min_devices).cast("int")), F.lit(0)).alias("published"),
-    ).first()
-    hourly_totals = (
-        hourly.agg(
-            F.count(F.lit(1)).alias("n"),
-            F.coalesce(F.sum((F.col("devices") > settings.min_devices).cast("int")), F.lit(0)).alias("published"),
-        ).first()
-        if hourly is not None
-        else {"n": 0, "published": 0}
-    )
+    # Every ping is in exactly one finest cell, so their pings sum to the input (the bounded rows under DP
+    # hold clipped pings: then the input itself is counted).
+    by_res = _tally(daily, settings.min_devices, pings_at=None if dp_on else max(resolutions))
+    pings_in = pings.count() if dp_on else by_res["pings"]
+    hourly_totals = _tally(hourly, settings.min_devices) if hourly is not None else {"aggregates": 0, "published": 0}
     result = AggregateCounts(
-        pings_in=totals["pings_in"],
+        pings_in=pings_in,
         aggregates=by_res["aggregates"],
         published=by_res["published"],
         suppressed=by_res["aggregates"] - by_res["published"],
-        hourly_aggregates=hourly_totals["n"],
+        hourly_aggregates=hourly_totals["aggregates"],
         hourly_published=hourly_totals["published"],
         dp_refused=tuple(refused),
     )
@@ -236,6 +224,18 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt
         },
     )
     return result
+
+
+def _tally(aggregates: DataFrame, min_devices: int, pings_at: int | None = None) -> dict[str, int]:
+    """Aggregates, how many pass suppression and (with ``pings_at``) the pings at that resolution: one Spark action."""
+    columns = [
+        F.count(F.lit(1)).alias("aggregates"),
+        F.coalesce(F.sum((F.col("devices") > min_devices).cast("int")), F.lit(0)).alias("published"),
+    ]
+    if pings_at is not None:
+        at_res = F.when(F.col("res") == pings_at, F.col("pings"))
+        columns.append(F.coalesce(F.sum(at_res), F.lit(0)).alias("pings"))
+    return aggregates.agg(*columns).first().asDict()
 
 
 def _add_dp_noise(
@@ -300,7 +300,7 @@ def _add_dp_noise(
 
 
 def publish_daily(spark: SparkSession, settings: JobSettings, daily: DataFrame, dates: list[dt.date]) -> None:
-    """Suppress the daily aggregates, add the baseline from silver history, and replace ``dates`` in silver."""
+    """Add the baseline from silver history to suppressed daily aggregates and replace ``dates`` in silver."""
     density_path = settings.lake("silver", "density")
     published = spark.createDataFrame([], DENSITY)
     if dates:
@@ -312,7 +312,7 @@ def publish_daily(spark: SparkSession, settings: JobSettings, daily: DataFrame, 
         )
         first_day = _first_day(spark, density_path, dates[0])
         published = (
-            with_baseline(history.unionByName(suppress_small_counts(daily, settings.min_devices)), first_day)
+            with_baseline(history.unionByName(daily), first_day)
             .where(F.col("date") >= F.lit(dates[0]))
             .select(*DENSITY.fieldNames())
         )
@@ -351,11 +351,8 @@ def run_tiles(
         .cache()
     )
     dates = sorted(r["date"] for r in daily.select("date").distinct().collect())
-    publish_daily(spark, settings, daily, dates)
-    totals = daily.agg(
-        F.count(F.lit(1)).alias("aggregates"),
-        F.coalesce(F.sum((F.col("devices") > settings.min_devices).cast("int")), F.lit(0)).alias("published"),
-    ).first()
+    publish_daily(spark, settings, suppress_small_counts(daily, settings.min_devices), dates)
+    totals = _tally(daily, settings.min_devices)
     daily.unpersist()
     result = AggregateCounts(
         pings_in=0,
