@@ -15,6 +15,10 @@ candidate change to jobs/aggregate.py; ``Variant()`` (all off) does what the job
   one day with the same 64-bit hash would count as one device (~1e-8 chance per day at 400k ids per day; an
   undercount, so suppression can only err towards suppressing).
 - ``daily_without_hours``: for the daily table, merge each device's hours per finest cell before the 5x explode.
+- ``arrow_agg`` (with ``blocks``): both tables' group-bys per (date, block) in pyarrow, via ``applyInArrow``.
+- ``polars_agg`` (with ``blocks``): the same with Polars (one thread per Python worker) doing the group-bys.
+- ``polars_part`` (with ``blocks``): Polars over whole partitions (``mapInArrow``); correct only because the
+  hash partitioning by (date, block) keeps every aggregate key inside one partition.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from geo.points import latlng_to_cells
+from geo.points import cells_to_parents, latlng_to_cells, parent_bits
 from jobs.aggregate import (
     BASELINE_WEEKS,
     AggregateCounts,
@@ -50,6 +54,9 @@ class Variant:
     arrow_udf: bool = False
     device_hash: bool = False
     daily_without_hours: bool = False
+    arrow_agg: bool = False
+    polars_agg: bool = False  # arrow_agg with polars (one thread per Python worker) doing each block's group-bys
+    polars_part: bool = False
 
     @property
     def name(self) -> str:
@@ -112,6 +119,107 @@ def count_by_cell(
     return counts.drop(*extra)
 
 
+AGG_SCHEMA = "cell long, res int, date date, hour int, devices long, pings long"
+
+
+def arrow_counts(reduced: DataFrame, resolutions: tuple[int, ...]) -> DataFrame:
+    """Daily (hour null) and hourly counts of every (date, block) group in one pyarrow pass per group."""
+    finest = max(resolutions)
+
+    def per_block(table: pa.Table) -> pa.Table:
+        import pyarrow.compute as pc
+
+        cell = table["cell"].to_numpy()
+        device = pc.dictionary_encode(table["device_id"]).combine_chunks().indices
+        exploded = pa.concat_tables(
+            pa.table(
+                {
+                    "cell": cell if r == finest else cells_to_parents(cell, r),
+                    "res": pa.array(np.full(len(cell), r, dtype=np.int32)),
+                    "hour": table["hour"],
+                    "device": device,
+                    "pings": table["pings"],
+                }
+            )
+            for r in resolutions
+        )
+        aggs = [("device", "count_distinct"), ("pings", "sum")]
+        date = table["date"][0]
+        out = []
+        for keys in (["cell", "res", "hour"], ["cell", "res"]):
+            g = exploded.group_by(keys, use_threads=False).aggregate(aggs)
+            n = g.num_rows
+            out.append(
+                pa.table(
+                    {
+                        "cell": g["cell"],
+                        "res": g["res"],
+                        "date": pa.array([date.as_py()] * n, pa.date32()) if n else pa.array([], pa.date32()),
+                        "hour": g["hour"] if "hour" in keys else pa.nulls(n, pa.int32()),
+                        "devices": g["device_count_distinct"].cast(pa.int64()),
+                        "pings": g["pings_sum"],
+                    }
+                )
+            )
+        return pa.concat_tables(out)
+
+    return reduced.groupBy("date", "block").applyInArrow(per_block, AGG_SCHEMA)
+
+
+def polars_partition_counts(reduced: DataFrame, resolutions: tuple[int, ...]) -> DataFrame:
+    per_block = polars_counts(reduced, resolutions, fn_only=True)
+
+    def per_partition(batches):
+        tables = [pa.Table.from_batches([b]) for b in batches]
+        if tables:
+            yield from per_block(pa.concat_tables(tables)).to_batches()
+
+    return reduced.mapInArrow(per_partition, AGG_SCHEMA)
+
+
+def polars_counts(reduced: DataFrame, resolutions: tuple[int, ...], fn_only: bool = False):
+    finest = max(resolutions)
+    masks = {r: parent_bits(r) for r in resolutions}
+
+    def per_block(table: pa.Table) -> pa.Table:
+        import os
+
+        if table.num_rows == 0:
+            return pa.schema(
+                [
+                    ("cell", pa.int64()),
+                    ("res", pa.int32()),
+                    ("date", pa.date32()),
+                    ("hour", pa.int32()),
+                    ("devices", pa.int64()),
+                    ("pings", pa.int64()),
+                ]
+            ).empty_table()
+
+        os.environ.setdefault("POLARS_MAX_THREADS", "1")
+        import polars as pl
+
+        df = pl.from_arrow(table.select(["device_id", "date", "hour", "cell", "pings"]))
+        exploded = pl.concat(
+            [
+                df.with_columns(
+                    cell=pl.col("cell") if r == finest else (pl.col("cell") & masks[r][0]) | masks[r][1],
+                    res=pl.lit(r, pl.Int32),
+                )
+                for r in resolutions
+            ]
+        )
+        aggs = [pl.col("device_id").n_unique().cast(pl.Int64).alias("devices"), pl.col("pings").sum().cast(pl.Int64)]
+        hourly = exploded.group_by("cell", "res", "date", "hour").agg(aggs)
+        daily = exploded.group_by("cell", "res", "date").agg(aggs).with_columns(hour=pl.lit(None, pl.Int32))
+        cols = ["cell", "res", "date", "hour", "devices", "pings"]
+        return pl.concat([hourly.select(cols), daily.select(cols)]).to_arrow()
+
+    if fn_only:
+        return per_block
+    return reduced.groupBy("date", "block").applyInArrow(per_block, AGG_SCHEMA)
+
+
 def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt.date, v: Variant) -> AggregateCounts:
     """``jobs.aggregate.run`` with the changes ``v`` turns on (the QA checks table is not written)."""
     pings = read_table(spark, settings.lake("bronze", "pings"), BRONZE_PINGS).where(
@@ -121,10 +229,16 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt
     reduced = device_cells(pings, resolutions, v)
     if v.cache_reduced:
         reduced = reduced.persist(StorageLevel.MEMORY_AND_DISK)
-    hourly = count_by_cell(reduced, resolutions, hourly=True, blocks=v.blocks).cache()
-    daily = count_by_cell(
-        reduced, resolutions, hourly=False, blocks=v.blocks, merge_hours=v.daily_without_hours
-    ).cache()
+    if v.arrow_agg or v.polars_agg or v.polars_part:
+        agg = polars_partition_counts if v.polars_part else polars_counts if v.polars_agg else arrow_counts
+        both = agg(reduced, resolutions).cache()
+        hourly = both.where(F.col("hour").isNotNull())
+        daily = both.where(F.col("hour").isNull()).drop("hour")
+    else:
+        hourly = count_by_cell(reduced, resolutions, hourly=True, blocks=v.blocks).cache()
+        daily = count_by_cell(
+            reduced, resolutions, hourly=False, blocks=v.blocks, merge_hours=v.daily_without_hours
+        ).cache()
     dates = sorted(r["date"] for r in daily.select("date").distinct().collect())
 
     density_path = settings.lake("silver", "density")
@@ -155,6 +269,6 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt
     by_hour = hourly.agg(
         F.count(F.lit(1)).alias("n"), F.sum((F.col("devices") > settings.min_devices).cast("int")).alias("k")
     ).first()
-    for df in (daily, hourly, reduced):
+    for df in (daily, hourly, reduced, *([both] if v.arrow_agg or v.polars_agg or v.polars_part else [])):
         df.unpersist()
     return AggregateCounts(totals["p"], by_res["n"], by_res["k"], by_res["n"] - by_res["k"], by_hour["n"], by_hour["k"])

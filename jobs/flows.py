@@ -270,6 +270,7 @@ def run(
             settings.lake("silver", table),
             ["date"],
             replace={"date": dates},
+            one_file_per_partition=True,
         )
     segment = _tally(segment_moves, segment_flows, settings.min_devices)
     cell = _tally(cell_moves, cell_flows, settings.min_devices)

@@ -116,6 +116,12 @@ def _random_pings(spark, n_devices: int, seed: int, days: int = 1):
     return spark.createDataFrame(rows, BRONZE_PINGS)
 
 
+def test_aggregating_coarser_than_the_partitioning_blocks_is_refused(spark):
+    reduced = aggregate.device_cells(_random_pings(spark, 20, seed=4), 9)
+    with pytest.raises(ValueError, match="block resolution 5"):
+        aggregate.count_by_cell(reduced, (4, 9), hourly=False)
+
+
 def test_parents_hold_exactly_their_childrens_pings(spark):
     counts = aggregate.count_by_cell(
         aggregate.device_cells(_random_pings(spark, 300, seed=3), 9), (5, 6, 7, 8, 9), hourly=False

@@ -26,6 +26,16 @@ def test_rewrite_replaces_only_the_partitions_written(spark, tmp_path):
     assert _read(spark, path) == [(D1, "c0", 1.0), (D1, "c1", 2.0), (D2, "c0", 9.0)]
 
 
+def test_one_file_per_partition_writes_each_partition_as_a_single_file(spark, tmp_path):
+    rows = _rows(spark, D1, range(40)).unionByName(_rows(spark, D2, range(30))).repartition(8)
+    lake.write_partitions(rows, tmp_path / "many", ["run_date"])
+    lake.write_partitions(rows, tmp_path / "one", ["run_date"], one_file_per_partition=True)
+    for date in ("2025-03-01", "2025-03-02"):
+        assert len(list((tmp_path / "many" / f"run_date={date}").glob("*.parquet"))) > 1
+        assert len(list((tmp_path / "one" / f"run_date={date}").glob("*.parquet"))) == 1
+    assert _read(spark, tmp_path / "one") == _read(spark, tmp_path / "many")
+
+
 def test_replace_drops_a_recomputed_partition_that_is_now_empty(spark, tmp_path):
     path = tmp_path / "t"
     lake.write_partitions(_rows(spark, D1, [1]).unionByName(_rows(spark, D2, [2])), path, ["run_date", "stage"])
