@@ -10,13 +10,21 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from forecasting.metrics import coverage, mae, mase, rmse
+from forecasting.backtest import (
+    SCORE_NAMES,
+    ConformalCalibrator,
+    backtest_scores,
+    checked_prediction,
+    rolling_origin_backtest,
+    rolling_origins,
+)
 from forecasting.models import ProphetForecaster, SeasonalNaive, describe_failure
 from forecasting.protocol import (
     LEVELS,
@@ -25,6 +33,7 @@ from forecasting.protocol import (
     check_freq,
     future_dates,
     grid_rule,
+    interval_columns,
     on_grid,
     period_grid,
 )
@@ -54,9 +63,13 @@ METRICS_COLUMNS = [
     "rmse",
     "coverage80",
     "coverage95",
+    "width80",
+    "width95",
+    "pinball",
     "error",
     "chosen",
 ]
+ENSEMBLE = "ensemble"
 SERIES_COLUMNS = ("series_id", "ds", "y")
 
 # Per freq, (holdout, horizon, season_length) in periods of that freq: two weeks / four weeks / a week
@@ -80,13 +93,23 @@ class SelectionConfig:
     season_length: int | None = None
     candidates: tuple[str, ...] = ("seasonal_naive", "prophet")
     freq: str = "D"
+    # Rolling-origin backtest: ``origins`` cutoffs ``step`` periods apart (default: the holdout), each
+    # forecasting ``holdout`` periods; the last one leaves exactly the holdout after it.
+    origins: int = 1
+    step: int | None = None
+    # The median of the best ``ensemble_top`` candidates competes as "ensemble" (0 or 1: no ensemble).
+    ensemble_top: int = 3
+    # Conformal calibration of the champion's intervals from its backtest scores (forecasting.backtest).
+    calibrate: bool = True
 
     def __post_init__(self) -> None:
         check_freq(self.freq)
         for name, default in zip(("holdout", "horizon", "season_length"), PERIOD_DEFAULTS[self.freq], strict=True):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, default)  # frozen: resolved once, here
-        for name in ("holdout", "horizon", "season_length"):
+        if self.step is None:
+            object.__setattr__(self, "step", self.holdout)
+        for name in ("holdout", "horizon", "season_length", "origins", "step"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"SelectionConfig.{name}={value!r} must be a positive integer")
@@ -94,6 +117,10 @@ class SelectionConfig:
             raise ValueError("SelectionConfig.candidates must be a non-empty tuple of model aliases")
         if len(set(self.candidates)) != len(self.candidates):
             raise ValueError(f"SelectionConfig.candidates has duplicates: {self.candidates}")
+        if ENSEMBLE in self.candidates:
+            raise ValueError(f"{ENSEMBLE!r} is built from the candidates (ensemble_top), not a candidate itself")
+        if self.ensemble_top < 0:
+            raise ValueError(f"SelectionConfig.ensemble_top={self.ensemble_top} must be >= 0")
 
     @classmethod
     def for_freq(cls, freq: str, **overrides: Any) -> SelectionConfig:
@@ -102,7 +129,10 @@ class SelectionConfig:
 
     @property
     def min_length(self) -> int:
-        """Shortest series (in periods) that can be scored: the holdout plus two seasons of training data."""
+        """Shortest series (in periods) that can be scored: the holdout plus two seasons of training data.
+
+        Longer series get more origins, up to ``origins``: each origin needs two seasons of training data.
+        """
         return self.holdout + 2 * self.season_length
 
 
@@ -197,6 +227,9 @@ def metrics_schema() -> pa.Schema:
             pa.field("rmse", pa.float64()),
             pa.field("coverage80", pa.float64()),
             pa.field("coverage95", pa.float64()),
+            pa.field("width80", pa.float64()),
+            pa.field("width95", pa.float64()),
+            pa.field("pinball", pa.float64()),
             pa.field("error", pa.string()),
             pa.field("chosen", pa.bool_(), nullable=False),
         ]
@@ -219,22 +252,26 @@ def select_and_forecast(
     cfg: SelectionConfig = DEFAULT_CONFIG,
     factories: Mapping[str, ModelFactory] = MODEL_FACTORIES,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Pick the best candidate for one series on a holdout, refit it on everything, forecast.
+    """Pick the best candidate for one series on a rolling-origin backtest, refit it on everything, forecast.
 
     ``series``: one series' rows with columns series_id, ds, y (other columns are ignored), on the grid
     of ``cfg.freq`` (every ds a day, a Monday for W, the 1st of a month for M). Periods must be
     contiguous (a missing period is a ValueError naming the series and the first gap; nothing is filled)
     and there must be at least ``cfg.holdout + 2 * cfg.season_length`` of them.
 
-    Each candidate is fitted on all but the last ``cfg.holdout`` periods and scored there (MASE scaled
-    on the training part). A candidate that raises scores MASE = inf and its error is recorded. The
-    champion is the lowest MASE (ties: first in ``cfg.candidates``); it is refitted on the whole series
-    and forecasts ``cfg.horizon`` periods. If that refit fails, the next-ranked candidate is used and
-    the failure is recorded on the champion's row. If no candidate can be fitted at all, the forecast is
-    empty and no metrics row is marked chosen.
+    Each candidate is refitted at up to ``cfg.origins`` origins (``cfg.step`` apart, the last one leaving the
+    final ``cfg.holdout`` periods; origins with less than two seasons of training data are skipped) and scored
+    on the ``cfg.holdout`` periods after each (forecasting.backtest: MAE, RMSE, MASE scaled on the data before
+    the first origin, coverage and width of the 80/95 % intervals, pinball). A candidate that raises at any
+    origin scores MASE = inf and its error is recorded. With ``cfg.ensemble_top`` >= 2, the median of the best
+    that many candidates competes as "ensemble". The champion is the lowest MAE (ties: first in
+    ``cfg.candidates``, the ensemble last); it is refitted on the whole series and forecasts ``cfg.horizon``
+    periods, its intervals conformally calibrated from its backtest (``cfg.calibrate``). If that refit fails,
+    the next-ranked candidate is used and the failure is recorded on the champion's row. If no candidate can be
+    fitted at all, the forecast is empty and no metrics row is marked chosen.
 
     Returns ``(forecast, metrics)``: forecast has FORECAST_COLUMNS, one row per period after the last
-    ds; metrics has METRICS_COLUMNS, one row per candidate.
+    ds; metrics has METRICS_COLUMNS, one row per candidate (and the ensemble, when built).
     """
     unknown = [alias for alias in cfg.candidates if alias not in factories]
     if unknown:
@@ -246,20 +283,34 @@ def select_and_forecast(
             f"holdout + 2 * season_length = {cfg.min_length}"
         )
 
-    train, test = y.iloc[: -cfg.holdout], y.iloc[-cfg.holdout :]
-    rows = [_score_candidate(series_id, alias, train, test, cfg, factories) for alias in cfg.candidates]
+    cutoffs = rolling_origins(len(y), cfg.holdout, cfg.origins, cfg.step, min_train=2 * cfg.season_length)
+    scale = _seasonal_scale(y.iloc[: cutoffs[0]].to_numpy(), cfg.season_length)
+    backtests: dict[str, pd.DataFrame] = {}
+    rows = []
+    for alias in cfg.candidates:
+        backtest = rolling_origin_backtest(y, partial(make_model, alias, cfg, factories), cutoffs, cfg.holdout)
+        backtests[alias] = backtest
+        rows.append(_score_row(series_id, alias, backtest, scale))
+    members = _ensemble_members(rows, cfg.ensemble_top)
+    if members:
+        backtests[ENSEMBLE] = _median_frame([backtests[alias] for alias in members])
+        rows.append(_score_row(series_id, ENSEMBLE, backtests[ENSEMBLE], scale))
 
-    # Stable sort on (MASE, position): ties go to the earlier candidate; failed ones are never refitted.
+    # Stable sort on (MAE, position): ties go to the earlier candidate; failed ones are never refitted. MAE ranks
+    # as MASE does (one scale per series) and still ranks when the scale is 0 (then every imperfect MASE is inf).
     ranked = sorted(
         (i for i, row in enumerate(rows) if row["error"] is None),
-        key=lambda i: (rows[i]["mase"], i),
+        key=lambda i: (rows[i]["mae"], i),
     )
     forecast = _empty_forecast()
+    expected_ds = future_dates(y.index[-1], cfg.horizon, cfg.freq)
     for i in ranked:
         alias = rows[i]["model"]
         try:
-            model = make_model(alias, cfg, factories).fit(y)
-            prediction = _checked_prediction(model, cfg.horizon, future_dates(y.index[-1], cfg.horizon, cfg.freq))
+            fitted = [make_model(a, cfg, factories).fit(y) for a in (members if alias == ENSEMBLE else [alias])]
+            prediction = _median_frame([checked_prediction(m, cfg.horizon, expected_ds) for m in fitted])
+            if cfg.calibrate:
+                prediction = ConformalCalibrator.from_backtest(backtests[alias], LEVELS).apply(prediction)
         except Exception as exc:  # recorded on the candidate's row; the next-ranked one takes over
             rows[i]["error"] = "refit: " + describe_failure(alias, exc)
             continue
@@ -267,9 +318,41 @@ def select_and_forecast(
         forecast = _forecast_rows(series_id, alias, prediction)
         break
 
-    scores = ("mase", "mae", "rmse", "coverage80", "coverage95")
-    metrics = pd.DataFrame(rows, columns=METRICS_COLUMNS).astype({**dict.fromkeys(scores, "float64"), "chosen": "bool"})
+    metrics = pd.DataFrame(rows, columns=METRICS_COLUMNS).astype(
+        {**dict.fromkeys(SCORE_NAMES, "float64"), "chosen": "bool"}
+    )
     return forecast, metrics
+
+
+def _seasonal_scale(train: np.ndarray, season_length: int) -> float:
+    """MASE's denominator: the in-sample MAE of the seasonal naive forecast on ``train``."""
+    return float(np.mean(np.abs(train[season_length:] - train[:-season_length])))
+
+
+def _score_row(series_id: str, alias: str, backtest: pd.DataFrame, scale: float) -> dict[str, object]:
+    row: dict[str, object] = {"series_id": series_id, "model": alias, "error": None, "chosen": False}
+    failed = backtest["error"].dropna()
+    if len(failed):
+        row.update(dict.fromkeys(SCORE_NAMES, math.nan), mase=math.inf, error=f"backtest: {alias}: {failed.iloc[0]}")
+    else:
+        row.update(backtest_scores(backtest, scale))
+    return row
+
+
+def _ensemble_members(rows: list[dict[str, object]], top: int) -> list[str]:
+    """The best ``top`` candidates that ran everywhere (none if fewer than two did, or ``top`` < 2)."""
+    ok = sorted((r for r in rows if r["error"] is None), key=lambda r: r["mae"])
+    return [str(r["model"]) for r in ok[:top]] if top >= 2 and len(ok) >= 2 else []
+
+
+def _median_frame(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Row-wise median of the forecast columns of aligned frames (one frame: itself)."""
+    if len(frames) == 1:
+        return frames[0]
+    out = frames[0].copy()
+    for column in ("mean", *interval_columns(LEVELS)):
+        out[column] = np.median(np.column_stack([f[column].to_numpy(dtype="float64") for f in frames]), axis=1)
+    return out
 
 
 def _regular_series(series: pd.DataFrame, freq: str) -> tuple[str, pd.Series]:
@@ -315,65 +398,6 @@ def _regular_series(series: pd.DataFrame, freq: str) -> tuple[str, pd.Series]:
             "fill the gaps upstream (e.g. explicit zeros) before forecasting"
         )
     return series_id, pd.Series(frame["y"].to_numpy(dtype="float64"), index=grid, name="y")
-
-
-def _score_candidate(
-    series_id: str,
-    alias: str,
-    train: pd.Series,
-    test: pd.Series,
-    cfg: SelectionConfig,
-    factories: Mapping[str, ModelFactory],
-) -> dict[str, object]:
-    row: dict[str, object] = {
-        "series_id": series_id,
-        "model": alias,
-        "mase": math.inf,
-        "mae": math.nan,
-        "rmse": math.nan,
-        "coverage80": math.nan,
-        "coverage95": math.nan,
-        "error": None,
-        "chosen": False,
-    }
-    try:
-        model = make_model(alias, cfg, factories).fit(train)
-        prediction = _checked_prediction(model, len(test), test.index)
-        actual = test.to_numpy()
-        scores = {
-            "mase": mase(actual, prediction["mean"], train.to_numpy(), cfg.season_length),
-            "mae": mae(actual, prediction["mean"]),
-            "rmse": rmse(actual, prediction["mean"]),
-            "coverage80": coverage(actual, prediction["lo-80"], prediction["hi-80"]),
-            "coverage95": coverage(actual, prediction["lo-95"], prediction["hi-95"]),
-        }
-    except Exception as exc:  # a failing candidate is scored inf and its error kept, never raised
-        row["error"] = "holdout: " + describe_failure(alias, exc)
-        return row
-    row.update(scores)
-    return row
-
-
-def _checked_prediction(model: Forecaster, h: int, expected_ds: pd.DatetimeIndex) -> pd.DataFrame:
-    """predict(h) with the columns selection relies on, refusing wrong lengths, dates off the series'
-    grid (``expected_ds``: the next h periods) and NaN."""
-    prediction = model.predict(h, LEVELS)
-    needed = ["mean", "lo-80", "hi-80", "lo-95", "hi-95"]
-    missing = [name for name in ["ds", *needed] if name not in prediction.columns]
-    if missing:
-        raise ValueError(f"predict returned no {missing} columns")
-    if len(prediction) != h:
-        raise ValueError(f"predict({h}) returned {len(prediction)} rows")
-    ds = pd.DatetimeIndex(pd.to_datetime(prediction["ds"].to_numpy()))
-    off = np.flatnonzero(ds != pd.DatetimeIndex(expected_ds))
-    if len(off):
-        wrong = int(off[0])
-        raise ValueError(
-            f"predict dated step {wrong + 1} {ds[wrong].date()}; the series' next period is {expected_ds[wrong].date()}"
-        )
-    if not np.isfinite(prediction[needed].to_numpy(dtype="float64")).all():
-        raise ValueError("predict returned NaN or infinite values")
-    return prediction
 
 
 def _forecast_rows(series_id: str, alias: str, prediction: pd.DataFrame) -> pd.DataFrame:

@@ -185,8 +185,9 @@ def summarise_metrics(metrics: pd.DataFrame) -> dict[str, float]:
 
     - ``mase_mean.<model>``: mean MASE of each candidate over the series where it is finite (failed
       fits score inf and are counted in ``n_failed_fits`` instead of poisoning the mean);
-    - ``mase_mean_chosen``, ``coverage80_mean_chosen``, ``coverage95_mean_chosen``: the same for the
-      models that produced the forecasts;
+    - ``mase_mean_chosen``, ``coverage80_mean_chosen``, ``coverage95_mean_chosen``, ``width80_mean_chosen``,
+      ``pinball_mean_chosen``: the same for the models that produced the forecasts (backtest scores, before
+      calibration);
     - ``champion_share.<model>``: share of series whose forecast comes from that model;
     - ``n_series``, ``n_failed_fits`` (candidate rows with an error), ``n_series_without_forecast``
       (no chosen model: every candidate failed, or the series was refused and has a row without model).
@@ -203,6 +204,8 @@ def summarise_metrics(metrics: pd.DataFrame) -> dict[str, float]:
     summary["mase_mean_chosen"] = _finite_mean(chosen["mase"])
     summary["coverage80_mean_chosen"] = _finite_mean(chosen["coverage80"])
     summary["coverage95_mean_chosen"] = _finite_mean(chosen["coverage95"])
+    summary["width80_mean_chosen"] = _finite_mean(chosen["width80"])
+    summary["pinball_mean_chosen"] = _finite_mean(chosen["pinball"])
     for model in sorted(metrics["model"].dropna().unique()):
         share = (chosen["model"] == model).sum() / n_series if n_series else math.nan
         summary[f"champion_share.{model}"] = float(share)

@@ -16,14 +16,15 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, DateType, DoubleType, StringType, StructField, StructType
 
+from forecasting.backtest import SCORE_NAMES
 from forecasting.protocol import FREQS, PERIOD_OFFSETS
-from forecasting.selection import FORECAST_COLUMNS, SelectionConfig, select_and_forecast
+from forecasting.selection import FORECAST_COLUMNS, METRICS_COLUMNS, SelectionConfig, select_and_forecast
 from forecasting.tracking import RunInfo, log_forecast_run
 from jobs.lake import read_table
 from jobs.schemas import SERIES
 from jobs.settings import JobSettings
 
-METRIC_COLUMNS = ["series_id", "model", "mase", "mae", "rmse", "coverage80", "coverage95", "error", "chosen"]
+METRIC_COLUMNS = METRICS_COLUMNS
 
 # What one series group returns: its forecast rows (kind=forecast) and its model-selection rows (kind=metric)
 # in one frame, because applyInPandas has a single output schema.
@@ -34,7 +35,7 @@ GROUP_RESULT = StructType(
         StructField("ds", DateType(), True),
         *[StructField(c, DoubleType(), True) for c in ("yhat", "lo80", "hi80", "lo95", "hi95")],
         StructField("model", StringType(), True),
-        *[StructField(c, DoubleType(), True) for c in ("mase", "mae", "rmse", "coverage80", "coverage95")],
+        *[StructField(c, DoubleType(), True) for c in SCORE_NAMES],
         StructField("error", StringType(), True),
         StructField("chosen", BooleanType(), True),
     ]

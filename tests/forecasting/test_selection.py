@@ -70,7 +70,7 @@ def test_a_failing_candidate_is_recorded_and_never_chosen():
     cfg = SelectionConfig(candidates=("always_fails", "seasonal_naive"))
     forecast, metrics = select_and_forecast(series_frame("cell:1", weekly(35)), cfg, FAKES)
     failed = metrics.set_index("model").loc["always_fails"]
-    assert failed["error"] == "holdout: always_fails: RuntimeError: solver diverged"
+    assert failed["error"] == "backtest: always_fails: RuntimeError: solver diverged"
     assert failed["mase"] == math.inf and math.isnan(failed["mae"]) and not failed["chosen"]
     assert (forecast["model"] == "seasonal_naive").all()
     assert metrics.set_index("model").loc["seasonal_naive", "error"] is None
@@ -82,7 +82,9 @@ def test_ties_go_to_the_first_candidate():
     for candidates in [("flat", "seasonal_naive"), ("seasonal_naive", "flat")]:
         cfg = SelectionConfig(candidates=candidates)
         forecast, metrics = select_and_forecast(series_frame("s", constant), cfg, FAKES)
-        assert metrics["mase"].tolist() == [0.0, 0.0]
+        # The median of the two ("ensemble", built after the candidates) is perfect too and loses the tie.
+        assert metrics["model"].tolist() == [*candidates, "ensemble"]
+        assert metrics["mase"].tolist() == [0.0, 0.0, 0.0]
         assert forecast["model"].iloc[0] == candidates[0]
 
 
@@ -235,7 +237,7 @@ def test_a_candidate_that_dates_its_forecast_daily_on_a_monthly_series_is_record
     flat = metrics.set_index("model").loc["flat"]
     # Training ends on 1 Jun 2022; flat dates its first step the next day instead of 1 Jul.
     assert flat["error"] == (
-        "holdout: flat: ValueError: predict dated step 1 2022-06-02; the series' next period is 2022-07-01"
+        "backtest: flat: ValueError: predict dated step 1 2022-06-02; the series' next period is 2022-07-01"
     )
     assert (forecast["model"] == "seasonal_naive").all()
 
@@ -263,3 +265,62 @@ def test_frontex_monthly_detections_forecast_six_months_with_ordered_non_negativ
     assert (ordered >= 0).all() and (np.diff(ordered, axis=1) >= 0).all()
     # Not degenerate: the 95% band is wider than the 80% band in some month.
     assert (forecast["hi95"] - forecast["lo95"] > forecast["hi80"] - forecast["lo80"]).any()
+
+
+# --- backtest over rolling origins, ensemble, calibration ----------------------------------------------------
+
+
+class Const:
+    """Forecasts ``value`` whatever the data, ±1 at every level."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+        self.alias = f"const{value:g}"
+
+    def fit(self, y: pd.Series) -> "Const":
+        self.last_ds_ = y.index[-1]
+        return self
+
+    def predict(self, h: int, levels=(80, 95)) -> pd.DataFrame:
+        from forecasting.protocol import forecast_frame, future_dates
+
+        mean = np.full(h, self.value)
+        return forecast_frame(future_dates(self.last_ds_, h), mean, {lv: (mean - 1, mean + 1) for lv in levels})
+
+
+CONSTS = {"const1": lambda cfg: Const(1.0), "const5": lambda cfg: Const(5.0)}
+
+
+def test_the_median_of_the_best_candidates_competes_and_can_win():
+    # Actuals are always 3: each constant misses by 2, their median (here the mean of two) is exact.
+    cfg = SelectionConfig(candidates=("const1", "const5"), ensemble_top=2, origins=3, calibrate=False)
+    forecast, metrics = select_and_forecast(series_frame("s", [3.0] * 60), cfg, CONSTS)
+    scores = metrics.set_index("model")
+    assert scores.loc["const1", "mae"] == scores.loc["const5", "mae"] == 2.0
+    assert scores.loc["ensemble", "mae"] == 0.0 and scores.loc["ensemble", "chosen"]
+    assert (forecast["model"] == "ensemble").all() and (forecast["yhat"] == 3.0).all()
+    # No ensemble when asked for none.
+    _, metrics = select_and_forecast(
+        series_frame("s", [3.0] * 60), SelectionConfig(candidates=("const1", "const5"), ensemble_top=0), CONSTS
+    )
+    assert "ensemble" not in set(metrics["model"])
+
+
+def test_calibration_widens_intervals_that_missed_in_the_backtest():
+    # Flat's ±1 intervals know nothing of noise with sd 10: calibration from 5 origins x 14 days widens them.
+    values = 100 + np.random.default_rng(0).normal(0, 10, 120)
+    raw = SelectionConfig(candidates=("flat",), origins=5, ensemble_top=0, calibrate=False)
+    calibrated = SelectionConfig(candidates=("flat",), origins=5, ensemble_top=0, calibrate=True)
+    before, metrics = select_and_forecast(series_frame("s", values), raw, FAKES)
+    after, _ = select_and_forecast(series_frame("s", values), calibrated, FAKES)
+    assert metrics.loc[0, "coverage80"] < 0.2  # what the raw intervals achieved in the backtest
+    assert ((before["hi80"] - before["yhat"]) == 1.0).all()
+    assert ((after["hi80"] - after["yhat"]) > 5.0).all() and (after["yhat"] == before["yhat"]).all()
+    assert ((after["hi95"] >= after["hi80"]) & (after["lo95"] <= after["lo80"])).all()
+
+
+def test_origins_that_would_train_on_less_than_two_seasons_are_skipped():
+    # 35 days, holdout 14: one origin has 21 >= 14 training days; asking for 10 origins a week apart still works.
+    cfg = SelectionConfig(candidates=("seasonal_naive",), origins=10, step=7)
+    forecast, metrics = select_and_forecast(series_frame("s", weekly(35)), cfg)
+    assert metrics.loc[0, "mae"] == 0.0 and len(forecast) == 28

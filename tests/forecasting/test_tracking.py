@@ -140,7 +140,10 @@ def test_summarise_metrics_by_hand():
             "rmse": [1.0, 0.5, 0.2, math.nan, math.nan],
             "coverage80": [0.5, 0.75, 1.0, math.nan, math.nan],
             "coverage95": [1.0, 1.0, 1.0, math.nan, math.nan],
-            "error": [None, None, None, "holdout: prophet: RuntimeError: x", "series 'c': too short"],
+            "width80": [4.0, 2.0, 1.0, math.nan, math.nan],
+            "width95": [6.0, 3.0, 2.0, math.nan, math.nan],
+            "pinball": [0.3, 0.2, 0.1, math.nan, math.nan],
+            "error": [None, None, None, "backtest: prophet: RuntimeError: x", "series 'c': too short"],
             "chosen": [False, True, True, False, False],
         }
     )
@@ -149,6 +152,7 @@ def test_summarise_metrics_by_hand():
     assert summary["mase_mean.prophet"] == 1.0  # inf from the failed fit is left out
     assert summary["mase_mean_chosen"] == 0.75  # (1.0 + 0.5) / 2
     assert summary["coverage80_mean_chosen"] == 0.875
+    assert summary["width80_mean_chosen"] == 1.5 and summary["pinball_mean_chosen"] == pytest.approx(0.15)
     assert summary["champion_share.snaive"] == pytest.approx(1 / 3)
     assert summary["champion_share.prophet"] == pytest.approx(1 / 3)
     assert summary["n_series"] == 3 and summary["n_failed_fits"] == 1 and summary["n_series_without_forecast"] == 1
