@@ -234,6 +234,44 @@ def ingest_counts_cmd(
         console.print(line, highlight=False)
 
 
+class OutputFormat(StrEnum):
+    csv = "csv"
+    json = "json"
+
+
+@app.command("forecast")
+def forecast_cmd(
+    file: Annotated[Path, typer.Argument(help="The counts file (CSV).", exists=True, dir_okay=False)],
+    source: Annotated[CountsSource, typer.Option(help="Which source the file comes from (as ingest-counts).")],
+    as_of: Annotated[
+        dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="Use only periods ended by this date, YYYY-MM-DD.")
+    ],
+    horizon: Annotated[int, typer.Option(min=1, help="Periods to forecast after --as-of.")],
+    freq: Annotated[Freq | None, typer.Option(help="D, W or M (default: the source's; daily sums up).")] = None,
+    output: Annotated[OutputFormat, typer.Option("--format", help="csv or json, to stdout.")] = OutputFormat.csv,
+) -> None:
+    """Forecast each route of a counts file after --as-of with 80 % and 95 % intervals (no Spark, nothing written).
+
+    Columns: route, ds, yhat, lo80, hi80, lo95, hi95, model. Notes (stale or refused routes) go to standard error.
+    """
+    import sys
+
+    from jobs.adhoc import adhoc_forecast
+    from jobs.counts import CountsFileError
+
+    try:
+        result = adhoc_forecast(file, source.value, as_of.date(), horizon, freq.value if freq else None)
+    except (CountsFileError, ValueError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(code=2) from None
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False)
+    if output is OutputFormat.csv:
+        result.table.to_csv(sys.stdout, index=False, float_format="%.2f")
+    else:
+        sys.stdout.write(result.table.assign(ds=result.table["ds"].astype(str)).to_json(orient="records") + "\n")
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
