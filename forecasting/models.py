@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -24,14 +23,10 @@ from forecasting.protocol import (
     check_training_series,
     forecast_frame,
     future_dates,
+    normal_quantile,
 )
 
 __all__ = ["ProphetForecaster", "SeasonalNaive", "describe_failure", "fit_with_fallback"]
-
-
-def _normal_quantile(level: int) -> float:
-    """z such that a central ``level``% normal interval is mean ± z·σ."""
-    return NormalDist().inv_cdf(0.5 + level / 200.0)
 
 
 class SeasonalNaive:
@@ -79,7 +74,7 @@ class SeasonalNaive:
         sigma_h = self.sigma_ * np.sqrt(steps // s + 1)
         bounds = {}
         for level in check_levels(levels):
-            z = _normal_quantile(level)
+            z = normal_quantile(level)
             bounds[level] = (mean - z * sigma_h, mean + z * sigma_h)
         return forecast_frame(future_dates(self.last_ds_, h, self.freq), mean, bounds)
 

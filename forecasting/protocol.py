@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from statistics import NormalDist
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -52,6 +53,11 @@ class Forecaster(Protocol):
         Columns: ds (datetime64), mean, then lo-<level>, hi-<level> for each level; all clipped at 0.
         """
         ...
+
+
+def normal_quantile(level: int) -> float:
+    """z such that a central ``level``% normal interval is mean ± z·σ."""
+    return NormalDist().inv_cdf(0.5 + level / 200.0)
 
 
 def interval_columns(levels: Sequence[int]) -> list[str]:

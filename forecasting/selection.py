@@ -25,6 +25,7 @@ from forecasting.backtest import (
     rolling_origin_backtest,
     rolling_origins,
 )
+from forecasting.baselines import Drift, Naive, WindowAverage
 from forecasting.models import ProphetForecaster, SeasonalNaive, describe_failure
 from forecasting.protocol import (
     LEVELS,
@@ -37,6 +38,7 @@ from forecasting.protocol import (
     on_grid,
     period_grid,
 )
+from forecasting.statsforecast_models import StatsForecastModel
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -149,6 +151,30 @@ def _prophet(cfg: SelectionConfig) -> Forecaster:
     return ProphetForecaster(freq=cfg.freq)
 
 
+def _naive(cfg: SelectionConfig) -> Forecaster:
+    return Naive(freq=cfg.freq)
+
+
+def _drift(cfg: SelectionConfig) -> Forecaster:
+    return Drift(freq=cfg.freq)
+
+
+def _window_mean(cfg: SelectionConfig) -> Forecaster:
+    return WindowAverage(freq=cfg.freq)
+
+
+def _auto_ets(cfg: SelectionConfig) -> Forecaster:
+    return StatsForecastModel("auto_ets", cfg.season_length, cfg.freq)
+
+
+def _auto_theta(cfg: SelectionConfig) -> Forecaster:
+    return StatsForecastModel("auto_theta", cfg.season_length, cfg.freq)
+
+
+def _auto_arima(cfg: SelectionConfig) -> Forecaster:
+    return StatsForecastModel("auto_arima", cfg.season_length, cfg.freq)
+
+
 class _ReadOnlyMapping(Mapping[str, ModelFactory]):
     # MappingProxyType would do, but it cannot be pickled and Spark pickles what the UDF closes over.
     def __init__(self, items: Mapping[str, ModelFactory]) -> None:
@@ -170,7 +196,18 @@ class _ReadOnlyMapping(Mapping[str, ModelFactory]):
 # Read-only so no caller can change what every other series is fitted with; tests and experiments
 # extend it by passing their own mapping (e.g. {**MODEL_FACTORIES, "mine": factory}). Factories are
 # module-level functions so the mapping pickles.
-MODEL_FACTORIES: Mapping[str, ModelFactory] = _ReadOnlyMapping({"seasonal_naive": _seasonal_naive, "prophet": _prophet})
+MODEL_FACTORIES: Mapping[str, ModelFactory] = _ReadOnlyMapping(
+    {
+        "seasonal_naive": _seasonal_naive,
+        "prophet": _prophet,
+        "naive": _naive,
+        "drift": _drift,
+        "window_mean": _window_mean,
+        "auto_ets": _auto_ets,
+        "auto_theta": _auto_theta,
+        "auto_arima": _auto_arima,  # slow on weekly data (season 52): not for the nightly fan-out by default
+    }
+)
 
 
 class UnknownModelError(KeyError):

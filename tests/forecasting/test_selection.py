@@ -133,7 +133,8 @@ def test_a_short_series_is_refused_naming_the_series_and_its_length():
 
 
 def test_unknown_aliases_are_a_key_error_listing_the_known_ones():
-    with pytest.raises(UnknownModelError, match="unknown model alias 'arima'; known: prophet, seasonal_naive"):
+    known = "auto_arima, auto_ets, auto_theta, drift, naive, prophet, seasonal_naive, window_mean"
+    with pytest.raises(UnknownModelError, match=f"unknown model alias 'arima'; known: {known}"):
         make_model("arima", SelectionConfig())
     assert issubclass(UnknownModelError, KeyError)
     with pytest.raises(KeyError):
@@ -324,3 +325,14 @@ def test_origins_that_would_train_on_less_than_two_seasons_are_skipped():
     cfg = SelectionConfig(candidates=("seasonal_naive",), origins=10, step=7)
     forecast, metrics = select_and_forecast(series_frame("s", weekly(35)), cfg)
     assert metrics.loc[0, "mae"] == 0.0 and len(forecast) == 28
+
+
+@pytest.mark.parametrize("alias", ["naive", "drift", "window_mean", "auto_ets", "auto_theta", "auto_arima"])
+def test_every_registered_model_competes_in_selection(alias):
+    # A weekly pattern on a level of 100: every model fits it and forecasts 28 days with ordered bounds.
+    values = [100 + v for v in weekly(70)]
+    cfg = SelectionConfig(candidates=(alias, "seasonal_naive"), ensemble_top=0)
+    forecast, metrics = select_and_forecast(series_frame("s", values), cfg)
+    row = metrics.set_index("model").loc[alias]
+    assert row["error"] is None and np.isfinite(row["mae"])
+    assert make_model(alias).alias == alias and len(forecast) == 28

@@ -1,0 +1,156 @@
+"""Simple benchmark forecasters (naive, drift, window mean) following :class:`forecasting.protocol.Forecaster`.
+
+They are the yardsticks a fitted model has to beat, and cheap fallbacks. Each one has normal intervals with
+σ estimated from its own one-step in-sample residuals (Hyndman & Athanasopoulos, *Forecasting: Principles
+and Practice*, 3rd ed., §5.5). Plain pandas/numpy, deterministic and picklable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from forecasting.protocol import (
+    LEVELS,
+    NotFittedError,
+    check_freq,
+    check_horizon,
+    check_levels,
+    check_training_series,
+    forecast_frame,
+    future_dates,
+    normal_quantile,
+)
+
+__all__ = ["Drift", "Naive", "WindowAverage"]
+
+
+def _rms(residuals: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(residuals**2)))
+
+
+def _normal_forecast(
+    last_ds: pd.Timestamp, freq: str, mean: np.ndarray, sigma_h: np.ndarray, levels: Sequence[int]
+) -> pd.DataFrame:
+    bounds = {}
+    for level in check_levels(levels):
+        z = normal_quantile(level)
+        bounds[level] = (mean - z * sigma_h, mean + z * sigma_h)
+    return forecast_frame(future_dates(last_ds, len(mean), freq), mean, bounds)
+
+
+def _require_length(alias: str, y: pd.Series, minimum: int, why: str) -> None:
+    if len(y) < minimum:
+        raise ValueError(f"{alias}: needs at least {minimum} observations ({why}), got {len(y)}")
+
+
+class Naive:
+    """Forecast = the last value, repeated; normal intervals widening like a random walk.
+
+    Residuals are e_t = y_t - y_{t-1}; σ is their root mean square and σ_h = σ·sqrt(h) (fpp3 §5.5).
+    Needs at least 2 observations: a value to repeat and one residual to estimate σ.
+    """
+
+    alias = "naive"
+
+    def __init__(self, freq: str = "D") -> None:
+        self.freq = check_freq(freq)
+
+    def fit(self, y: pd.Series) -> Naive:
+        y = check_training_series(y, self.alias)
+        _require_length(self.alias, y, 2, "a value to repeat and one residual")
+        values = y.to_numpy()
+        self.last_ = float(values[-1])
+        self.sigma_ = _rms(np.diff(values))
+        self.last_ds_ = y.index[-1]
+        return self
+
+    def predict(self, h: int, levels: Sequence[int] = LEVELS) -> pd.DataFrame:
+        if not hasattr(self, "last_"):
+            raise NotFittedError(f"{self.alias}: call fit(y) before predict(h)")
+        h = check_horizon(h)
+        steps = np.arange(1, h + 1)
+        mean = np.full(h, self.last_)
+        return _normal_forecast(self.last_ds_, self.freq, mean, self.sigma_ * np.sqrt(steps), levels)
+
+
+class Drift:
+    """Random walk with drift: the line through the first and last observations, extended.
+
+    slope = (y_T - y_1) / (T - 1) and the forecast for step h is y_T + h·slope. Residuals are those of the
+    drift one-step fit, e_t = y_t - y_{t-1} - slope; σ is their root mean square and, as in fpp3 §5.5
+    (Hyndman & Athanasopoulos, table "Multi-step forecast standard deviation", drift row),
+    σ_h = σ·sqrt(h·(1 + h/(T - 1))) with T the number of observations: the random walk's sqrt(h) plus the
+    uncertainty of the slope estimated from T - 1 steps.
+    Needs at least 3 observations: two to draw the line and a third so the residuals are not all zero
+    by construction (with T = 2 the line passes through both points and σ would be 0).
+    """
+
+    alias = "drift"
+
+    def __init__(self, freq: str = "D") -> None:
+        self.freq = check_freq(freq)
+
+    def fit(self, y: pd.Series) -> Drift:
+        y = check_training_series(y, self.alias)
+        _require_length(self.alias, y, 3, "two to draw the line and one more to estimate σ")
+        values = y.to_numpy()
+        n = len(values)
+        slope = (values[-1] - values[0]) / (n - 1)
+        self.last_ = float(values[-1])
+        self.slope_ = float(slope)
+        self.sigma_ = _rms(np.diff(values) - slope)
+        self.n_obs_ = n
+        self.last_ds_ = y.index[-1]
+        return self
+
+    def predict(self, h: int, levels: Sequence[int] = LEVELS) -> pd.DataFrame:
+        if not hasattr(self, "last_"):
+            raise NotFittedError(f"{self.alias}: call fit(y) before predict(h)")
+        h = check_horizon(h)
+        steps = np.arange(1, h + 1)
+        mean = self.last_ + steps * self.slope_
+        sigma_h = self.sigma_ * np.sqrt(steps * (1 + steps / (self.n_obs_ - 1)))
+        return _normal_forecast(self.last_ds_, self.freq, mean, sigma_h, levels)
+
+
+class WindowAverage:
+    """Forecast = the mean of the last ``window`` values, flat over the horizon.
+
+    Residuals are e_t = y_t - mean(y_{t-window}, ..., y_{t-1}): how well the rolling window mean predicted
+    the next value in sample; σ is their root mean square. Intervals are flat, σ_h = σ: every future value is
+    forecast by the same window mean, and if the series fluctuates around a stable level its error at any
+    step is one new fluctuation (plus the window mean's own error), not a sum of steps as in a random walk.
+    That is the model's assumption; where the level drifts, these intervals are too narrow for long
+    horizons and Naive or Drift are the honest choice.
+    Needs at least ``window + 1`` observations: a full window and one value after it for a residual.
+    """
+
+    alias = "window_mean"
+
+    def __init__(self, window: int = 4, freq: str = "D") -> None:
+        if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
+            raise ValueError(f"window={window!r} must be an integer >= 1")
+        self.window = int(window)
+        self.freq = check_freq(freq)
+
+    def fit(self, y: pd.Series) -> WindowAverage:
+        y = check_training_series(y, self.alias)
+        w = self.window
+        _require_length(self.alias, y, w + 1, f"a full window of {w} and one residual")
+        values = y.to_numpy()
+        # Mean of each run of w consecutive values; the run ending at t-1 predicts y_t.
+        window_means = np.lib.stride_tricks.sliding_window_view(values, w).mean(axis=1)
+        self.level_ = float(window_means[-1])
+        self.sigma_ = _rms(values[w:] - window_means[:-1])
+        self.last_ds_ = y.index[-1]
+        return self
+
+    def predict(self, h: int, levels: Sequence[int] = LEVELS) -> pd.DataFrame:
+        if not hasattr(self, "level_"):
+            raise NotFittedError(f"{self.alias}: call fit(y) before predict(h)")
+        h = check_horizon(h)
+        mean = np.full(h, self.level_)
+        return _normal_forecast(self.last_ds_, self.freq, mean, np.full(h, self.sigma_), levels)
