@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["coverage", "mae", "mase", "rmse"]
+__all__ = ["coverage", "mae", "mase", "rmse", "seasonal_scale"]
 
 
 def _as_pair(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -30,6 +30,16 @@ def rmse(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     return float(np.sqrt(np.mean((true - pred) ** 2)))
 
 
+def seasonal_scale(y_train: ArrayLike, season_length: int) -> float:
+    """MASE's denominator: the in-sample MAE of the seasonal naive forecast, mean |y_t - y_{t-s}|."""
+    train = np.asarray(y_train, dtype="float64").ravel()
+    if season_length < 1:
+        raise ValueError(f"season_length={season_length} must be >= 1")
+    if train.size <= season_length:
+        raise ValueError(f"MASE needs more than season_length={season_length} training values, got {train.size}")
+    return float(np.mean(np.abs(train[season_length:] - train[:-season_length])))
+
+
 def mase(y_true: ArrayLike, y_pred: ArrayLike, y_train: ArrayLike, season_length: int = 7) -> float:
     """Mean absolute scaled error: MAE divided by the in-sample MAE of the seasonal naive forecast.
 
@@ -40,12 +50,7 @@ def mase(y_true: ArrayLike, y_pred: ArrayLike, y_train: ArrayLike, season_length
     ranking of candidates sensible: perfect beats imperfect.
     """
     true, pred = _as_pair(y_true, y_pred)
-    train = np.asarray(y_train, dtype="float64").ravel()
-    if season_length < 1:
-        raise ValueError(f"season_length={season_length} must be >= 1")
-    if train.size <= season_length:
-        raise ValueError(f"MASE needs more than season_length={season_length} training values, got {train.size}")
-    scale = float(np.mean(np.abs(train[season_length:] - train[:-season_length])))
+    scale = seasonal_scale(y_train, season_length)
     error = float(np.mean(np.abs(true - pred)))
     if scale == 0.0 and not np.isnan(error):
         return 0.0 if error == 0.0 else float("inf")

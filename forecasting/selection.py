@@ -26,6 +26,7 @@ from forecasting.backtest import (
     rolling_origins,
 )
 from forecasting.baselines import Drift, Naive, WindowAverage
+from forecasting.metrics import seasonal_scale
 from forecasting.models import ProphetForecaster, SeasonalNaive, describe_failure
 from forecasting.protocol import (
     LEVELS,
@@ -321,7 +322,7 @@ def select_and_forecast(
         )
 
     cutoffs = rolling_origins(len(y), cfg.holdout, cfg.origins, cfg.step, min_train=2 * cfg.season_length)
-    scale = _seasonal_scale(y.iloc[: cutoffs[0]].to_numpy(), cfg.season_length)
+    scale = seasonal_scale(y.iloc[: cutoffs[0]].to_numpy(), cfg.season_length)
     backtests: dict[str, pd.DataFrame] = {}
     rows = []
     for alias in cfg.candidates:
@@ -359,11 +360,6 @@ def select_and_forecast(
         {**dict.fromkeys(SCORE_NAMES, "float64"), "chosen": "bool"}
     )
     return forecast, metrics
-
-
-def _seasonal_scale(train: np.ndarray, season_length: int) -> float:
-    """MASE's denominator: the in-sample MAE of the seasonal naive forecast on ``train``."""
-    return float(np.mean(np.abs(train[season_length:] - train[:-season_length])))
 
 
 def _score_row(series_id: str, alias: str, backtest: pd.DataFrame, scale: float) -> dict[str, object]:
