@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import pandas as pd
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, DateType, DoubleType, StringType, StructField, StructType
 
@@ -88,6 +88,21 @@ class ForecastResult:
         return self.keys.loc[old, ["series_id", "source", "freq", "last_observed"]].reset_index(drop=True)
 
 
+def fan_out(series: DataFrame, configs: dict[str, SelectionConfig]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Model selection and forecast for every series of ``series`` (columns series_id, ds, y, freq), one Spark
+    group per series; returns (forecasts as FORECAST_COLUMNS sorted by series and ds, metrics as METRIC_COLUMNS).
+    """
+    out = (
+        series.select("series_id", "ds", "y", "freq")
+        .groupBy("series_id")
+        .applyInPandas(forecast_group(configs), GROUP_RESULT)
+        .toPandas()
+    )
+    forecasts = out.loc[out["kind"] == "forecast", FORECAST_COLUMNS].sort_values(["series_id", "ds"], ignore_index=True)
+    metrics = out.loc[out["kind"] == "metric", METRIC_COLUMNS].reset_index(drop=True)
+    return forecasts, metrics
+
+
 def run(spark: SparkSession, settings: JobSettings, run_date: dt.date) -> ForecastResult:
     """Forecast every gold series (density and official counts) from the data up to ``run_date``;
     log the run and register the forecasts in MLflow."""
@@ -102,15 +117,8 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date) -> Foreca
     if keys.empty:
         series.unpersist()
         raise ValueError(f"no gold series up to {run_date}; run the series stage (or ingest-counts) first")
-    out = (
-        series.select("series_id", "ds", "y", "freq")
-        .groupBy("series_id")
-        .applyInPandas(forecast_group(configs), GROUP_RESULT)
-        .toPandas()
-    )
+    forecasts, metrics = fan_out(series, configs)
     series.unpersist()
-    forecasts = out.loc[out["kind"] == "forecast", FORECAST_COLUMNS].sort_values(["series_id", "ds"], ignore_index=True)
-    metrics = out.loc[out["kind"] == "metric", METRIC_COLUMNS].reset_index(drop=True)
     with_forecast = set(forecasts["series_id"])
     failed = {r.series_id: str(r.error) for r in metrics.itertuples() if r.series_id not in with_forecast}
     params = {
