@@ -1,15 +1,21 @@
 """MLflow tracking and registry for forecast runs.
 
-One run per forecasting batch: its parameters, aggregate metrics, the forecast and metrics tables as
-Parquet artifacts, and the forecasts themselves as a pyfunc model that is registered and aliased
-``champion`` so serving can load ``models:/<name>@champion``.
+One parent run per forecasting batch: its parameters; backtest aggregates overall, per level and per route;
+the forecast and metrics tables as Parquet artifacts; PNG plots of the route-level forecasts under
+``plots/``; and one nested run per model family with that family's backtest scores. The forecasts are
+registered as a pyfunc model version, and the alias ``champion`` (what serving loads as
+``models:/<name>@champion``) moves to it only when its choices do at least as well as the current
+champion's on this run's backtest (:func:`compare_with_champion`). :func:`champion_history` lists the
+versions with those decisions.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,12 +28,16 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+from mlflow.entities import Metric, Param
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from forecasting.plots import route_series_ids, write_forecast_plots
 from forecasting.selection import (
     FORECAST_COLUMNS,
     METRICS_COLUMNS,
@@ -37,10 +47,15 @@ from forecasting.selection import (
 )
 
 __all__ = [
+    "HISTORY_COLUMNS",
+    "ChampionComparison",
     "ForecastTableModel",
     "RunInfo",
     "UnknownSeriesError",
     "artifact_location_for",
+    "breakdown_metrics",
+    "champion_history",
+    "compare_with_champion",
     "load_champion",
     "log_forecast_run",
     "summarise_metrics",
@@ -50,16 +65,86 @@ MODEL_NAME_IN_RUN = "forecaster"
 _PYFUNC_ENTRY = Path(__file__).with_name("_pyfunc_entry.py")
 FORECASTS_ARTIFACT = "forecasts.parquet"
 METRICS_ARTIFACT = "metrics.parquet"
+PLOTS_ARTIFACT_DIR = "plots"
+DEFAULT_PLOTS = 40
+KEY_COLUMNS = ("series_id", "level", "route_id")
+
+# Scores without a unit: their means over series of different sizes, levels and sources still mean something.
+UNIT_FREE_SCORES = ("mase", "coverage80", "coverage95")
+# Per route (and source): one place, one unit, so MAE is meaningful too.
+ROUTE_SCORES = ("mase", "mae", "coverage80", "coverage95")
+FAMILY_SCORES = ("mase", "mae", "coverage80", "coverage95", "width80", "pinball")
+
+# The champion decision, on the parent run and on the model version.
+TAG_PROMOTED = "routecast.promoted"
+TAG_REASON = "routecast.reason"
+TAG_COMPARED_SERIES = "routecast.compared_series"
+TAG_NOT_COMPARABLE = "routecast.not_comparable_series"
+TAG_LOST_SERIES = "routecast.lost_series"
+TAG_MASE_NEW = "routecast.champion_mase_new"
+TAG_MASE_OLD = "routecast.champion_mase_old"
+TAG_PREVIOUS_CHAMPION = "routecast.previous_champion_version"
+TAG_CHAMPION_VERSION = "routecast.champion_version"
+TAG_MODEL_VERSION = "routecast.model_version"
+TAG_FAMILY = "routecast.family"
+TAG_PLOTS = "routecast.plots"
+NO_VERSION = "none"
+
+HISTORY_COLUMNS = [
+    "version",
+    "created",
+    "run_id",
+    "run_name",
+    "promoted",
+    "is_champion_now",
+    "mase_mean_chosen",
+    "n_series",
+    "reason",
+]
 
 
 @dataclass(frozen=True)
 class RunInfo:
-    """Where a logged forecast run and its registered model version live."""
+    """Where a logged forecast run and its registered model version live, and which version is champion.
+
+    ``champion_version`` and ``champion_run_id`` name what serving should use after the champion decision:
+    this run's version when ``promoted``, else the previous champion (left empty, they default to this
+    run's, as for every run before champion gating).
+    """
 
     run_id: str
     model_version: str
     experiment_id: str
     tracking_uri: str
+    promoted: bool = True
+    champion_version: str = ""
+    champion_run_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.champion_version:
+            object.__setattr__(self, "champion_version", self.model_version)  # frozen: resolved once, here
+        if not self.champion_run_id:
+            object.__setattr__(self, "champion_run_id", self.run_id)
+
+
+@dataclass(frozen=True)
+class ChampionComparison:
+    """A run's per-series choices against the current champion's, both scored on the run's own backtest.
+
+    ``compared_series``: series where both choices have a finite MASE here; ``mase_new`` / ``mase_old``: the
+    mean MASE over them of this run's choices / the champion's choices (NaN when nothing was compared);
+    ``not_comparable``: series both forecast where either MASE is not finite here (the champion's family is
+    not a candidate of this run, or failed, or the series' MASE scale is 0); ``lost_series``: series the
+    champion forecast that this run does not.
+    """
+
+    promote: bool
+    reason: str
+    compared_series: int = 0
+    mase_new: float = math.nan
+    mase_old: float = math.nan
+    not_comparable: int = 0
+    lost_series: tuple[str, ...] = ()
 
 
 class UnknownSeriesError(KeyError):
@@ -119,21 +204,50 @@ def log_forecast_run(
     params: Mapping[str, Any],
     forecasts: pd.DataFrame,
     metrics: pd.DataFrame,
+    keys: pd.DataFrame | None = None,
+    history: pd.DataFrame | None = None,
+    plots: int = DEFAULT_PLOTS,
     registered_model: str = "routecast-forecaster",
     alias: str = "champion",
 ) -> RunInfo:
-    """Log one forecast run, register its forecasts as a new model version and alias it.
+    """Log one forecast run, register its forecasts as a new model version, and move ``alias`` to it if it wins.
 
-    ``forecasts`` and ``metrics`` are the (concatenated) outputs of ``select_and_forecast``; they are
-    checked against the declared schemas before anything is logged. The run gets ``params``, the
-    aggregates from :func:`summarise_metrics`, the artifacts forecasts.parquet and metrics.parquet,
-    and a pyfunc model (:class:`ForecastTableModel`) registered under ``registered_model`` with
-    ``alias`` moved to the new version. A new experiment on a local SQLite store keeps its artifacts in
-    a folder beside the database (see :func:`artifact_location_for`).
+    ``forecasts`` and ``metrics`` are the (concatenated) outputs of ``select_and_forecast``; they are checked
+    against the declared schemas before anything is logged. ``keys`` (series_id, level, route_id, optionally
+    source; other columns ignored) places the series in the hierarchy; ``history`` (series_id, ds, y) is the
+    data the forecasts were made from, drawn in the plots.
+
+    The parent run gets ``params``; the aggregates of :func:`summarise_metrics` and, with ``keys``, of
+    :func:`breakdown_metrics`; the artifacts forecasts.parquet and metrics.parquet; and under ``plots/`` one PNG
+    per route-level series with a forecast (:func:`forecasting.plots.route_series_ids`, in id order, at most
+    ``plots`` of them; the tag ``routecast.plots`` says how many were drawn). Each model family of ``metrics``
+    (every candidate alias, and "ensemble") gets a nested run (tag ``mlflow.parentRunId``) named after it, with
+    params alias, n_series_scored (its backtest ran: finite MAE), n_failed (rows with an error, backtest or
+    refit) and share_chosen, and metrics ``<score>_mean`` for mase, mae, coverage80, coverage95, width80 and
+    pinball over the series where the score is finite, and with ``keys`` ``<score>_mean.level.<level>`` for
+    the unit-free ones (mase, coverage80, coverage95).
+
+    The forecasts are registered under ``registered_model`` as a pyfunc (:class:`ForecastTableModel`).
+    ``alias`` moves to the new version only if :func:`compare_with_champion` says so against the version
+    ``alias`` points at now (read from that version's run's metrics.parquet); with no current champion, or
+    when its metrics cannot be read, the new version is promoted and the reason recorded. The decision is
+    recorded as ``routecast.*`` tags (promoted, reason, compared_series, not_comparable_series, lost_series,
+    champion_mase_new, champion_mase_old, previous_champion_version, champion_version) on the parent run and
+    on the model version. A new experiment on a local SQLite store keeps its artifacts in a folder beside the
+    database (see :func:`artifact_location_for`).
+
+    Not safe against two runs deciding at once: each compares with the champion it read.
     """
+    if isinstance(plots, bool) or not isinstance(plots, int) or plots < 0:
+        raise ValueError(f"plots={plots!r} must be a whole number >= 0 (the most route plots to draw)")
     forecasts_table = as_arrow_table(forecasts, forecast_schema())
     metrics_table = as_arrow_table(metrics, metrics_schema())
+    keys = _checked_keys(keys) if keys is not None else None
     summary = summarise_metrics(metrics)
+    if keys is not None:
+        summary |= breakdown_metrics(metrics, keys)
+    families = _family_summaries(metrics, keys)
+    route_ids = route_series_ids(forecasts["series_id"].unique(), keys)
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     experiment_id = _experiment_id(client, experiment, tracking_uri)
@@ -142,12 +256,20 @@ def log_forecast_run(
         metrics_path = Path(tmp) / METRICS_ARTIFACT
         pq.write_table(forecasts_table, forecasts_path)
         pq.write_table(metrics_table, metrics_path)
+        plots_dir = Path(tmp) / PLOTS_ARTIFACT_DIR
+        plot_files = write_forecast_plots(plots_dir, route_ids[:plots], forecasts, history)
 
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+            parent_id = run.info.run_id
             mlflow.log_params(dict(params))
             mlflow.log_metrics(summary)
+            for family, (family_params, family_metrics) in families.items():
+                _log_family_run(client, experiment_id, parent_id, family, family_params, family_metrics)
             mlflow.log_artifact(str(forecasts_path))
             mlflow.log_artifact(str(metrics_path))
+            if plot_files:
+                mlflow.log_artifacts(str(plots_dir), PLOTS_ARTIFACT_DIR)
+            mlflow.set_tag(TAG_PLOTS, f"{len(plot_files)} of {len(route_ids)} route-level series")
             model_info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME_IN_RUN,
                 # Models-from-code: the entry file is stored and run on load, so no pickle is involved.
@@ -160,16 +282,139 @@ def log_forecast_run(
                 registered_model_name=registered_model,
             )
             model_version = str(model_info.registered_model_version)
-            # Inside the run so that a failure here marks the run FAILED rather than leaving it
-            # finished with a version nobody points at.
-            client.set_registered_model_alias(registered_model, alias, model_version)
+
+            # Inside the run so that a failure here marks the run FAILED rather than leaving it finished with
+            # a version whose decision nobody recorded.
+            previous = _current_champion(client, registered_model, alias)
+            if previous is None:
+                decision = ChampionComparison(promote=True, reason=f"promoted: no version had the alias {alias!r}")
+            else:
+                decision = _compare_with_version(previous, metrics, tracking_uri, Path(tmp) / "champion")
+            if decision.promote or previous is None:
+                champion, champion_run_id = model_version, parent_id
+            else:
+                champion, champion_run_id = str(previous.version), str(previous.run_id)
+            tags = _decision_tags(decision, previous, champion)
+            mlflow.set_tags({**tags, TAG_MODEL_VERSION: model_version})
+            for key, value in tags.items():
+                client.set_model_version_tag(registered_model, model_version, key, value)
+            if decision.promote:
+                client.set_registered_model_alias(registered_model, alias, model_version)
 
     return RunInfo(
-        run_id=run.info.run_id,
+        run_id=parent_id,
         model_version=model_version,
         experiment_id=experiment_id,
         tracking_uri=tracking_uri,
+        promoted=decision.promote,
+        champion_version=champion,
+        champion_run_id=champion_run_id,
     )
+
+
+def compare_with_champion(metrics: pd.DataFrame, champion_metrics: pd.DataFrame) -> ChampionComparison:
+    """Should the selection in ``metrics`` replace the one in ``champion_metrics`` (both METRICS_COLUMNS)?
+
+    The registered model is a per-series selection, so the two are compared series by series on THIS run's
+    backtest, where every candidate of a series was scored on the same origins: for each series the champion
+    chose a model for (its ``chosen`` row) and this run forecasts, the champion's choice is looked up among
+    this run's rows for that series and model. Over the series where both this run's choice and the
+    champion's choice have a finite MASE here, the new selection is promoted when its mean MASE is <= the
+    champion's choices' (ties promote: same skill on fresher data). If no series is comparable (e.g. the
+    champion's families are no longer candidates) it is promoted and the reason says so.
+
+    Mean MASE rather than total MAE: MASE is unit-free, so each series weighs the same, whereas total MAE would
+    be decided by the largest series and would add devices to official arrivals. Series whose MASE is not
+    finite here (scale 0, failed fits) are left out of both means and counted as not comparable.
+
+    Series the champion forecast and this run does not are recorded in ``lost_series`` and the reason, but do
+    not block promotion: one series refused (too short, a gap) should not keep every other series on older
+    forecasts.
+    """
+    new = _chosen_rows(metrics)[["series_id", "mase"]]
+    old = _chosen_rows(champion_metrics)[["series_id", "model"]]
+    scored_here = metrics.loc[metrics["model"].notna(), ["series_id", "model", "mase"]].drop_duplicates(
+        ["series_id", "model"]
+    )
+    old_here = old.merge(scored_here, on=["series_id", "model"], how="left")  # NaN: family not a candidate here
+    both = new.merge(old_here[["series_id", "mase"]], on="series_id", suffixes=("_new", "_old"))
+    finite = np.isfinite(both["mase_new"].to_numpy(dtype="float64")) & np.isfinite(
+        both["mase_old"].to_numpy(dtype="float64")
+    )
+    compared = both[finite]
+    not_comparable = int((~finite).sum())
+    lost = tuple(sorted(set(old["series_id"]) - set(new["series_id"])))
+    notes = f"{not_comparable} series not comparable" if not_comparable else ""
+    if lost:
+        notes += ("; " if notes else "") + f"{len(lost)} series the champion forecast have no forecast in this run"
+    notes = f" ({notes})" if notes else ""
+    if compared.empty:
+        return ChampionComparison(
+            promote=True,
+            reason=f"promoted: no series comparable with the champion on this backtest{notes}",
+            not_comparable=not_comparable,
+            lost_series=lost,
+        )
+    mase_new, mase_old = float(compared["mase_new"].mean()), float(compared["mase_old"].mean())
+    # The same rows in the same order: identical choices give identical means, isclose only absorbs rounding.
+    promote = mase_new <= mase_old or math.isclose(mase_new, mase_old, rel_tol=1e-12)
+    verdict = "promoted" if promote else "not promoted"
+    relation = "<=" if promote else ">"
+    return ChampionComparison(
+        promote=promote,
+        reason=(
+            f"{verdict}: mean MASE {mase_new:.4g} {relation} {mase_old:.4g} of the champion's choices on this "
+            f"backtest, over {len(compared)} series{notes}"
+        ),
+        compared_series=len(compared),
+        mase_new=mase_new,
+        mase_old=mase_old,
+        not_comparable=not_comparable,
+        lost_series=lost,
+    )
+
+
+def champion_history(
+    tracking_uri: str, registered_model: str = "routecast-forecaster", alias: str = "champion"
+) -> pd.DataFrame:
+    """Every version of ``registered_model`` with its champion decision, newest first (HISTORY_COLUMNS).
+
+    version (str), created (UTC timestamp of registration), run_id and run_name of the run that logged it,
+    promoted (whether the alias moved to it when it was logged), is_champion_now (``alias`` points at it),
+    mase_mean_chosen and n_series (that run's metrics; NaN / missing when the run is gone), reason (the
+    recorded decision). Versions registered before champion gating have no decision tags: promoted is True
+    (the alias then moved to every new version) and the reason says so. An unknown model gives no rows.
+    """
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        model = client.get_registered_model(registered_model)
+    except MlflowException as exc:
+        if exc.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            raise
+        return _history_frame([])
+    champion_now = model.aliases.get(alias)
+    rows = []
+    for version in _all_versions(client, registered_model):
+        run = _run_or_none(client, version.run_id)
+        run_metrics = run.data.metrics if run is not None else {}
+        decided = version.tags.get(TAG_PROMOTED)
+        n_series = run_metrics.get("n_series")
+        rows.append(
+            {
+                "version": str(version.version),
+                "created": pd.Timestamp(version.creation_timestamp, unit="ms", tz="UTC"),
+                "run_id": version.run_id,
+                "run_name": run.info.run_name if run is not None else None,
+                "promoted": decided == "true" if decided is not None else True,
+                "is_champion_now": champion_now is not None and str(version.version) == str(champion_now),
+                "mase_mean_chosen": run_metrics.get("mase_mean_chosen", math.nan),
+                "n_series": int(n_series) if n_series is not None and math.isfinite(n_series) else None,
+                "reason": version.tags.get(
+                    TAG_REASON, "no recorded decision: registered before champion gating, which promoted every version"
+                ),
+            }
+        )
+    return _history_frame(rows)
 
 
 def load_champion(
@@ -215,6 +460,41 @@ def summarise_metrics(metrics: pd.DataFrame) -> dict[str, float]:
     return summary
 
 
+def breakdown_metrics(metrics: pd.DataFrame, keys: pd.DataFrame) -> dict[str, float]:
+    """Backtest aggregates of the chosen models per level and per route (``metrics`` as METRICS_COLUMNS).
+
+    ``keys`` has series_id, level, route_id and optionally source. Per level: ``<score>_mean_chosen.level.<level>``
+    for the unit-free scores mase, coverage80 and coverage95, ``n_series.level.<level>`` and
+    ``n_series_without_forecast.level.<level>``. Per route, over its route-level series (level "route"):
+    ``<score>_mean_chosen.route.<route_id>`` for mase, mae, coverage80 and coverage95 -- per route and source,
+    ``...route.<route_id>.<source>``, when ``keys`` has a source column, because MAE is in the series' own unit
+    (devices for density, people for official counts) and a mean across sources would add the two.
+    Means are over finite values (NaN when there are none), as in :func:`summarise_metrics`. Series that
+    ``keys`` does not list are left out; name parts keep letters, digits, ``_`` and ``-`` (others become ``_``).
+    """
+    keys = _checked_keys(keys)
+    in_keys = metrics.merge(keys, on="series_id", how="inner")
+    chosen = in_keys[in_keys["chosen"].astype(bool)]
+    out: dict[str, float] = {}
+    for level, rows in in_keys.groupby("level", sort=True):
+        name = _name_part(level)
+        level_chosen = chosen[chosen["level"] == level]
+        for score in UNIT_FREE_SCORES:
+            out[f"{score}_mean_chosen.level.{name}"] = _finite_mean(level_chosen[score])
+        n_series = rows["series_id"].nunique()
+        out[f"n_series.level.{name}"] = float(n_series)
+        out[f"n_series_without_forecast.level.{name}"] = float(n_series - level_chosen["series_id"].nunique())
+    by = ["route_id", "source"] if "source" in keys.columns else ["route_id"]
+    route_rows = in_keys[(in_keys["level"] == "route") & in_keys["route_id"].notna()]
+    # Over every route series listed, so a route whose forecasts all failed shows as NaN rather than vanishing.
+    for group, rows in route_rows.groupby(by, sort=True):
+        suffix = ".".join(_name_part(part) for part in (group if isinstance(group, tuple) else (group,)))
+        route_chosen = rows[rows["chosen"].astype(bool)]
+        for score in ROUTE_SCORES:
+            out[f"{score}_mean_chosen.route.{suffix}"] = _finite_mean(route_chosen[score])
+    return out
+
+
 def artifact_location_for(tracking_uri: str) -> str | None:
     """Artifact root for a new experiment: ``mlartifacts/`` beside a local SQLite database, else None.
 
@@ -248,6 +528,161 @@ def _experiment_id(client: MlflowClient, name: str, tracking_uri: str) -> str:
             "(mlflow experiments restore) or log to another experiment name"
         )
     return experiment.experiment_id
+
+
+def _checked_keys(keys: pd.DataFrame) -> pd.DataFrame:
+    missing = [name for name in KEY_COLUMNS if name not in keys.columns]
+    if missing:
+        raise ValueError(
+            f"keys frame: columns {missing} missing; expected {', '.join(KEY_COLUMNS)} (source optional), "
+            "one row per series"
+        )
+    repeated = keys["series_id"][keys["series_id"].duplicated()].unique()
+    if len(repeated):
+        raise ValueError(f"keys frame: series {list(repeated[:5])} appear more than once; expected one row per series")
+    return keys[[*KEY_COLUMNS, *(["source"] if "source" in keys.columns else [])]]
+
+
+def _name_part(value: object) -> str:
+    """``value`` as one part of an MLflow metric name (letters, digits, ``_``, ``-``; on every platform)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", str(value)) or "_"
+
+
+def _family_summaries(
+    metrics: pd.DataFrame, keys: pd.DataFrame | None
+) -> dict[str, tuple[dict[str, Any], dict[str, float]]]:
+    """Per model family (alias in metrics["model"]): (params, metrics) of its nested run."""
+    n_series = metrics["series_id"].nunique()
+    levels = None
+    if keys is not None:  # one level per metrics row, NaN for series keys does not list
+        levels = metrics[["series_id"]].merge(keys[["series_id", "level"]], on="series_id", how="left")["level"]
+    out: dict[str, tuple[dict[str, Any], dict[str, float]]] = {}
+    for family in sorted(metrics["model"].dropna().unique()):
+        is_family = (metrics["model"] == family).to_numpy()
+        rows = metrics[is_family]
+        params = {
+            "alias": family,
+            "n_series_scored": int(np.isfinite(rows["mae"].to_numpy(dtype="float64")).sum()),
+            "n_failed": int(rows["error"].notna().sum()),
+            "share_chosen": round(float(rows["chosen"].astype(bool).sum()) / n_series, 6) if n_series else math.nan,
+        }
+        scores = {f"{score}_mean": _finite_mean(rows[score]) for score in FAMILY_SCORES}
+        if levels is not None:
+            family_levels = levels[is_family].to_numpy()
+            for level in sorted(pd.unique(family_levels[pd.notna(family_levels)])):
+                at_level = rows[family_levels == level]
+                for score in UNIT_FREE_SCORES:
+                    scores[f"{score}_mean.level.{_name_part(level)}"] = _finite_mean(at_level[score])
+        out[str(family)] = (params, scores)
+    return out
+
+
+def _log_family_run(
+    client: MlflowClient,
+    experiment_id: str,
+    parent_run_id: str,
+    family: str,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+) -> None:
+    """One nested run under ``parent_run_id``, logged in one batch (the client, not the fluent run stack)."""
+    child = client.create_run(
+        experiment_id, run_name=family, tags={MLFLOW_PARENT_RUN_ID: parent_run_id, TAG_FAMILY: family}
+    )
+    now = int(time.time() * 1000)
+    try:
+        client.log_batch(
+            child.info.run_id,
+            metrics=[Metric(name, float(value), now, 0) for name, value in metrics.items()],
+            params=[Param(name, str(value)) for name, value in params.items()],
+        )
+    except Exception:
+        client.set_terminated(child.info.run_id, "FAILED")
+        raise
+    client.set_terminated(child.info.run_id, "FINISHED")
+
+
+def _current_champion(client: MlflowClient, registered_model: str, alias: str) -> ModelVersion | None:
+    version = client.get_registered_model(registered_model).aliases.get(alias)
+    return None if version is None else client.get_model_version(registered_model, str(version))
+
+
+def _compare_with_version(
+    champion: ModelVersion, metrics: pd.DataFrame, tracking_uri: str, scratch: Path
+) -> ChampionComparison:
+    """:func:`compare_with_champion` against the metrics.parquet of ``champion``'s run."""
+    try:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=champion.run_id, artifact_path=METRICS_ARTIFACT, dst_path=str(scratch), tracking_uri=tracking_uri
+        )
+        champion_metrics = pq.read_table(path, schema=metrics_schema()).to_pandas()
+    except (MlflowException, OSError, ValueError) as exc:  # missing, unreadable or not our schema
+        return ChampionComparison(
+            promote=True,
+            reason=(
+                f"promoted: the backtest of champion version {champion.version} (run {champion.run_id}, "
+                f"{METRICS_ARTIFACT}) could not be read: {exc}"
+            )[:1000],
+        )
+    return compare_with_champion(metrics, champion_metrics)
+
+
+def _decision_tags(decision: ChampionComparison, previous: ModelVersion | None, champion: str) -> dict[str, str]:
+    lost = ",".join(decision.lost_series)
+    return {
+        TAG_PROMOTED: str(decision.promote).lower(),
+        TAG_REASON: decision.reason,
+        TAG_COMPARED_SERIES: str(decision.compared_series),
+        TAG_NOT_COMPARABLE: str(decision.not_comparable),
+        # Tag values are capped (8000 characters); the full list is in the two runs' metrics tables.
+        TAG_LOST_SERIES: lost if len(lost) <= 2000 else lost[:2000] + f"... ({len(decision.lost_series)} series)",
+        TAG_MASE_NEW: repr(decision.mase_new),
+        TAG_MASE_OLD: repr(decision.mase_old),
+        TAG_PREVIOUS_CHAMPION: str(previous.version) if previous is not None else NO_VERSION,
+        TAG_CHAMPION_VERSION: champion,
+    }
+
+
+def _chosen_rows(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The chosen row of each series (select_and_forecast marks at most one)."""
+    return metrics[metrics["chosen"].astype(bool) & metrics["model"].notna()].drop_duplicates("series_id")
+
+
+def _all_versions(client: MlflowClient, registered_model: str) -> list[ModelVersion]:
+    versions: list[ModelVersion] = []
+    token = None
+    quoted = registered_model.replace("'", "\\'")
+    while True:
+        page = client.search_model_versions(f"name = '{quoted}'", page_token=token)
+        versions.extend(page)
+        token = page.token
+        if not token:
+            return versions
+
+
+def _run_or_none(client: MlflowClient, run_id: str | None) -> Any:
+    if not run_id:
+        return None
+    try:
+        return client.get_run(run_id)
+    except MlflowException as exc:  # the run was deleted for good; its version can outlive it
+        if exc.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            raise
+        return None
+
+
+def _history_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=HISTORY_COLUMNS).astype(
+        {
+            "created": "datetime64[ns, UTC]",
+            "promoted": "bool",
+            "is_champion_now": "bool",
+            "mase_mean_chosen": "float64",
+            "n_series": "Int64",
+        }
+    )
+    order = frame["version"].astype("int64").sort_values(ascending=False).index
+    return frame.loc[order].reset_index(drop=True)
 
 
 _URI_ENV_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
