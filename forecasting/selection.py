@@ -48,12 +48,14 @@ __all__ = [
     "MODEL_FACTORIES",
     "PERIOD_DEFAULTS",
     "ModelFactory",
+    "Selection",
     "SelectionConfig",
     "UnknownModelError",
     "as_arrow_table",
     "forecast_schema",
     "make_model",
     "metrics_schema",
+    "select",
     "select_and_forecast",
 ]
 
@@ -285,11 +287,32 @@ def as_arrow_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
 
 
+@dataclass(frozen=True)
+class Selection:
+    """What :func:`select` found for one series."""
+
+    forecast: pd.DataFrame  # FORECAST_COLUMNS
+    metrics: pd.DataFrame  # METRICS_COLUMNS
+    # The champion's rolling-origin backtest (forecasting.backtest.BACKTEST_COLUMNS, uncalibrated): what its
+    # errors were at each (cutoff, step); empty when no champion. Reconciliation weighs series by these.
+    backtest: pd.DataFrame
+
+
 def select_and_forecast(
     series: pd.DataFrame,
     cfg: SelectionConfig = DEFAULT_CONFIG,
     factories: Mapping[str, ModelFactory] = MODEL_FACTORIES,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(forecast, metrics)`` of :func:`select`."""
+    found = select(series, cfg, factories)
+    return found.forecast, found.metrics
+
+
+def select(
+    series: pd.DataFrame,
+    cfg: SelectionConfig = DEFAULT_CONFIG,
+    factories: Mapping[str, ModelFactory] = MODEL_FACTORIES,
+) -> Selection:
     """Pick the best candidate for one series on a rolling-origin backtest, refit it on everything, forecast.
 
     ``series``: one series' rows with columns series_id, ds, y (other columns are ignored), on the grid
@@ -308,8 +331,8 @@ def select_and_forecast(
     the next-ranked candidate is used and the failure is recorded on the champion's row. If no candidate can be
     fitted at all, the forecast is empty and no metrics row is marked chosen.
 
-    Returns ``(forecast, metrics)``: forecast has FORECAST_COLUMNS, one row per period after the last
-    ds; metrics has METRICS_COLUMNS, one row per candidate (and the ensemble, when built).
+    Returns a Selection: forecast has FORECAST_COLUMNS, one row per period after the last ds; metrics has
+    METRICS_COLUMNS, one row per candidate (and the ensemble, when built); backtest is the champion's.
     """
     unknown = [alias for alias in cfg.candidates if alias not in factories]
     if unknown:
@@ -341,6 +364,7 @@ def select_and_forecast(
         key=lambda i: (rows[i]["mae"], i),
     )
     forecast = _empty_forecast()
+    champion_backtest = pd.DataFrame(columns=next(iter(backtests.values())).columns)
     expected_ds = future_dates(y.index[-1], cfg.horizon, cfg.freq)
     for i in ranked:
         alias = rows[i]["model"]
@@ -354,12 +378,13 @@ def select_and_forecast(
             continue
         rows[i]["chosen"] = True
         forecast = _forecast_rows(series_id, alias, prediction)
+        champion_backtest = backtests[alias]
         break
 
     metrics = pd.DataFrame(rows, columns=METRICS_COLUMNS).astype(
         {**dict.fromkeys(SCORE_NAMES, "float64"), "chosen": "bool"}
     )
-    return forecast, metrics
+    return Selection(forecast=forecast, metrics=metrics, backtest=champion_backtest)
 
 
 def _score_row(series_id: str, alias: str, backtest: pd.DataFrame, scale: float) -> dict[str, object]:

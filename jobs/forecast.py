@@ -8,17 +8,26 @@ logged, and is counted in the result.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, DateType, DoubleType, StringType, StructField, StructType
 
 from forecasting.backtest import SCORE_NAMES
+from forecasting.hierarchy import RESIDUAL_COLUMNS, hierarchy_from_keys, reconcile
+from forecasting.plots import route_series_ids
 from forecasting.protocol import FREQS, PERIOD_OFFSETS
-from forecasting.selection import FORECAST_COLUMNS, METRICS_COLUMNS, SelectionConfig, select_and_forecast
+from forecasting.selection import (
+    FORECAST_COLUMNS,
+    METRICS_COLUMNS,
+    MODEL_FACTORIES,
+    ModelFactory,
+    SelectionConfig,
+    select,
+)
 from forecasting.tracking import RunInfo, log_forecast_run
 from jobs.lake import read_table
 from jobs.schemas import SERIES
@@ -38,6 +47,9 @@ GROUP_RESULT = StructType(
         *[StructField(c, DoubleType(), True) for c in SCORE_NAMES],
         StructField("error", StringType(), True),
         StructField("chosen", BooleanType(), True),
+        # kind=residual: the champion's backtest error y - mean at one (cutoff, step), keyed alike across series.
+        StructField("key", StringType(), True),
+        StructField("residual", DoubleType(), True),
     ]
 )
 
@@ -50,24 +62,41 @@ def selection_configs(settings: JobSettings) -> dict[str, SelectionConfig]:
     configs = {}
     for freq in FREQS:
         holdout, horizon = settings.periods(freq)
-        configs[freq] = SelectionConfig.for_freq(freq, holdout=holdout, horizon=horizon)
+        configs[freq] = SelectionConfig.for_freq(
+            freq,
+            holdout=holdout,
+            horizon=horizon,
+            candidates=tuple(settings.forecast_candidates),
+            origins=settings.backtest_origins,
+        )
     return configs
 
 
-def forecast_group(configs: dict[str, SelectionConfig]) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """The per-series function Spark runs: select a model on the holdout, forecast, never raise."""
+def forecast_group(
+    configs: dict[str, SelectionConfig], factories: Mapping[str, ModelFactory] = MODEL_FACTORIES
+) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """The per-series function Spark runs: select a model on the backtest, forecast, never raise."""
     columns = GROUP_RESULT.fieldNames()
 
     def _run(pdf: pd.DataFrame) -> pd.DataFrame:
         sid = str(pdf["series_id"].iloc[0])
         try:
-            forecast, metrics = select_and_forecast(pdf, configs[str(pdf["freq"].iloc[0])])
+            found = select(pdf, configs[str(pdf["freq"].iloc[0])], factories)
         except ValueError as exc:  # unusable series (too short, gaps): reported, not dropped
             row = {c: None for c in columns} | {"kind": "metric", "series_id": sid, "error": str(exc), "chosen": False}
             return pd.DataFrame([row], columns=columns, dtype=object)
-        forecast = forecast.assign(kind="forecast", ds=pd.to_datetime(forecast["ds"]).dt.date)
-        metrics = metrics.assign(kind="metric")
-        return pd.concat([forecast, metrics], ignore_index=True).reindex(columns=columns)
+        forecast = found.forecast.assign(kind="forecast", ds=pd.to_datetime(found.forecast["ds"]).dt.date)
+        metrics = found.metrics.assign(kind="metric")
+        bt = found.backtest[found.backtest["error"].isna()]
+        residuals = pd.DataFrame(
+            {
+                "kind": "residual",
+                "series_id": sid,
+                "key": pd.to_datetime(bt["cutoff"]).dt.strftime("%Y-%m-%d") + "+" + bt["step"].astype(str),
+                "residual": (bt["y"] - bt["mean"]).astype("float64"),
+            }
+        )
+        return pd.concat([forecast, metrics, residuals], ignore_index=True).reindex(columns=columns)
 
     return _run
 
@@ -88,25 +117,44 @@ class ForecastResult:
         return self.keys.loc[old, ["series_id", "source", "freq", "last_observed"]].reset_index(drop=True)
 
 
-def fan_out(series: DataFrame, configs: dict[str, SelectionConfig]) -> tuple[pd.DataFrame, pd.DataFrame]:
+@dataclass(frozen=True)
+class FanOut:
+    forecasts: pd.DataFrame  # FORECAST_COLUMNS, by series and ds, as each series' champion made them
+    metrics: pd.DataFrame  # METRIC_COLUMNS
+    residuals: pd.DataFrame  # RESIDUAL_COLUMNS: the champions' backtest errors, for reconciliation
+
+
+def fan_out(
+    series: DataFrame, configs: dict[str, SelectionConfig], factories: Mapping[str, ModelFactory] = MODEL_FACTORIES
+) -> FanOut:
     """Model selection and forecast for every series of ``series`` (columns series_id, ds, y, freq), one Spark
-    group per series; returns (forecasts as FORECAST_COLUMNS sorted by series and ds, metrics as METRIC_COLUMNS).
-    """
+    group per series (``groupBy("series_id").applyInPandas``). ``factories`` must pickle (Spark ships them)."""
     out = (
         series.select("series_id", "ds", "y", "freq")
         .groupBy("series_id")
-        .applyInPandas(forecast_group(configs), GROUP_RESULT)
+        .applyInPandas(forecast_group(configs, factories), GROUP_RESULT)
         .toPandas()
     )
     forecasts = out.loc[out["kind"] == "forecast", FORECAST_COLUMNS].sort_values(["series_id", "ds"], ignore_index=True)
     metrics = out.loc[out["kind"] == "metric", METRIC_COLUMNS].reset_index(drop=True)
-    return forecasts, metrics
+    residuals = out.loc[out["kind"] == "residual", RESIDUAL_COLUMNS].reset_index(drop=True)
+    return FanOut(forecasts=forecasts, metrics=metrics, residuals=residuals)
 
 
-def run(spark: SparkSession, settings: JobSettings, run_date: dt.date) -> ForecastResult:
-    """Forecast every gold series (density and official counts) from the data up to ``run_date``;
-    log the run and register the forecasts in MLflow."""
-    configs = selection_configs(settings)
+def run(
+    spark: SparkSession,
+    settings: JobSettings,
+    run_date: dt.date,
+    *,
+    configs: dict[str, SelectionConfig] | None = None,
+    factories: Mapping[str, ModelFactory] = MODEL_FACTORIES,
+) -> ForecastResult:
+    """Forecast every gold series (density and official counts) from the data up to ``run_date``, reconcile the
+    density hierarchy, log the run and register the forecasts in MLflow.
+
+    ``configs`` (one SelectionConfig per freq; default from settings) and ``factories`` are for experiments and
+    tests that bring their own models."""
+    configs = selection_configs(settings) if configs is None else configs
     series = read_table(spark, settings.lake("gold", "series"), SERIES).where(F.col("ds") <= F.lit(run_date)).cache()
     keys = (
         series.groupBy(*KEY_COLUMNS)
@@ -117,8 +165,18 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date) -> Foreca
     if keys.empty:
         series.unpersist()
         raise ValueError(f"no gold series up to {run_date}; run the series stage (or ingest-counts) first")
-    forecasts, metrics = fan_out(series, configs)
+    fanned = fan_out(series, configs, factories)
+    history = _recent_history(series, keys, configs)
     series.unpersist()
+    metrics = fanned.metrics
+    # Density series add up (all = routes = segments): reconcile them, weighing each by its champion's backtest
+    # errors (MinT-shrink; fallbacks recorded per row). Official counts and flows pass through unchanged.
+    if settings.reconciliation == "none":
+        reconciled = fanned.forecasts.assign(reconciliation=None)
+    else:
+        hierarchy = hierarchy_from_keys(keys)
+        reconciled = reconcile(fanned.forecasts, hierarchy, settings.reconciliation, fanned.residuals)
+    forecasts = reconciled[FORECAST_COLUMNS]
     with_forecast = set(forecasts["series_id"])
     failed = {r.series_id: str(r.error) for r in metrics.itertuples() if r.series_id not in with_forecast}
     params = {
@@ -127,6 +185,8 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date) -> Foreca
         "min_devices": settings.min_devices,
         "n_failed_series": len(failed),
         "sources": ",".join(sorted(keys["source"].unique())),
+        "reconciliation": settings.reconciliation,
+        "reconciliation_used": ",".join(sorted(reconciled["reconciliation"].dropna().unique())) or "none",
         **{f"{freq}.{k}": v for freq, cfg in configs.items() for k, v in asdict(cfg).items() if k != "freq"},
     }
     run_info = log_forecast_run(
@@ -136,6 +196,28 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date) -> Foreca
         params=params,
         forecasts=forecasts,
         metrics=metrics,
+        keys=keys,
+        history=history,
         registered_model=settings.registered_model,
     )
     return ForecastResult(forecasts=forecasts, metrics=metrics, keys=keys, failed=failed, run=run_info)
+
+
+HISTORY_PERIODS = 90  # of each route-level series, for the run's plots
+
+
+def _recent_history(series: DataFrame, keys: pd.DataFrame, configs: dict[str, SelectionConfig]) -> pd.DataFrame:
+    """The last HISTORY_PERIODS observations of each route-level series (what the plots show), as pandas."""
+    ids = route_series_ids(keys["series_id"], keys)
+    if not ids:
+        return pd.DataFrame(columns=["series_id", "ds", "y"])
+    window = Window.partitionBy("series_id").orderBy(F.col("ds").desc())
+    recent = (
+        series.where(F.col("series_id").isin(ids))
+        .withColumn("_n", F.row_number().over(window))
+        .where(F.col("_n") <= HISTORY_PERIODS)
+        .select("series_id", "ds", "y")
+        .toPandas()
+    )
+    recent["ds"] = pd.to_datetime(recent["ds"])
+    return recent.sort_values(["series_id", "ds"], ignore_index=True)

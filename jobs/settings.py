@@ -60,6 +60,12 @@ class JobSettings(BaseSettings):
     holdout_months: Annotated[int, Field(ge=1)] = 12
     horizon_months: Annotated[int, Field(ge=1, le=36)] = 6
 
+    # Model selection (forecasting.selection): the candidates every series' backtest compares, how many rolling
+    # origins it uses, and how the density hierarchy (all > route > segment) is made to add up.
+    forecast_candidates: tuple[str, ...] = ("seasonal_naive", "prophet")
+    backtest_origins: Annotated[int, Field(ge=1, le=52)] = 1
+    reconciliation: Literal["none", "bottom_up", "ols", "mint_shrink"] = "mint_shrink"
+
     mlflow_tracking_uri: str | None = None  # default: SQLite under var/mlflow
     mlflow_experiment: str = "routecast-nightly"
     registered_model: str = "routecast-forecaster"
@@ -70,6 +76,18 @@ class JobSettings(BaseSettings):
         if v < MIN_DEVICES_FLOOR:
             raise ValueError(
                 f"min_devices={v} is below the privacy floor of {MIN_DEVICES_FLOOR}; it may only be raised"
+            )
+        return v
+
+    @field_validator("forecast_candidates")
+    @classmethod
+    def _known_candidates(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from forecasting.selection import MODEL_FACTORIES  # light: no model library is imported by it
+
+        unknown = [alias for alias in v if alias not in MODEL_FACTORIES]
+        if unknown or not v:
+            raise ValueError(
+                f"forecast_candidates {list(unknown) or '(none)'}: name at least one of {', '.join(MODEL_FACTORIES)}"
             )
         return v
 

@@ -1,14 +1,21 @@
 import datetime as dt
+import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from pyspark import cloudpickle
 
+from forecasting.hierarchy import coherence_gap, hierarchy_from_keys
+from forecasting.selection import SelectionConfig
 from jobs import forecast
 from jobs.counts import ingest_counts
 from jobs.lake import read_table, write_partitions
 from jobs.schemas import SERIES
 from tests.conftest import SHARED_DATA
+from tests.forecasting import fakes
+from tests.forecasting.fakes import Flat
 
 START = dt.date(2025, 1, 6)  # a Monday
 WEEK = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0]
@@ -85,3 +92,76 @@ def test_series_that_end_before_the_run_date_are_reported_stale(spark, settings)
     assert result.stale(last + dt.timedelta(days=2)).empty  # two days late is not stale for a daily series
     # The forecast starts after the last observation, not after the run date.
     assert pd.Timestamp(result.forecasts["ds"].min()).date() == last + dt.timedelta(days=1)
+
+
+def _density_gold(spark, settings, last_values: dict[str, float], days: int = 35) -> dt.date:
+    """A density hierarchy (all, routes a and b, segments a/1, a/2, b/1) whose series are noise ending on the
+    given last values; the histories need not add up (the forecasts of a model that repeats the last value then
+    do not either, which is what reconciliation must fix)."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for sid, last in last_values.items():
+        level = sid.split(":")[0]
+        route = sid.split(":")[1].split("/")[0] if level != "all" else None
+        segment = sid.split("/")[1] if level == "segment" else None
+        values = list(rng.uniform(0, 2 * last, days - 1)) + [last]
+        for i, y in enumerate(values):
+            rows.append((sid, level, route, segment, START + dt.timedelta(days=i), float(y), "D", "density"))
+    write_partitions(spark.createDataFrame(rows, SERIES), settings.lake("gold", "series"), ["source"])
+    return START + dt.timedelta(days=days - 1)
+
+
+LAST = {"all": 50.0, "route:a": 40.0, "route:b": 5.0, "segment:a/1": 10.0, "segment:a/2": 20.0, "segment:b/1": 5.0}
+FLAT = SelectionConfig(freq="D", holdout=7, horizon=5, candidates=("flat",), ensemble_top=0, calibrate=False)
+
+
+def _flat(cfg: SelectionConfig) -> Flat:
+    return Flat()
+
+
+@pytest.fixture
+def fakes_by_value():
+    """Spark workers get the fake model pickled by value, whatever their sys.path."""
+    cloudpickle.register_pickle_by_value(fakes)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    cloudpickle.unregister_pickle_by_value(fakes)
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.mark.usefixtures("fakes_by_value")
+def test_orchestration_with_a_fake_model_publishes_its_known_forecasts_bottom_up(spark, settings):
+    """The fake repeats each series' last value (±1 for every interval): after bottom-up reconciliation every
+    segment keeps its own value, each route is the sum of its segments and all the sum of everything."""
+    last = _density_gold(spark, settings, LAST)
+    result = forecast.run(
+        spark,
+        settings.model_copy(update={"reconciliation": "bottom_up"}),
+        last,
+        configs={"D": FLAT},
+        factories={"flat": _flat},
+    )
+    expected = {"segment:a/1": 10, "segment:a/2": 20, "segment:b/1": 5, "route:a": 30, "route:b": 5, "all": 35}
+    fc = result.forecasts.set_index("series_id")
+    assert len(result.forecasts) == 6 * 5
+    for sid, value in expected.items():
+        rows = fc.loc[sid]
+        assert rows["yhat"].tolist() == [value] * 5, sid
+        assert (rows["hi80"] - rows["yhat"]).tolist() == [1.0] * 5, sid
+        assert pd.to_datetime(rows["ds"]).min().date() == last + dt.timedelta(days=1)
+    assert set(result.metrics.loc[result.metrics["chosen"], "model"]) == {"flat"}
+    run = MlflowClient(settings.tracking_uri).get_run(result.run.run_id)
+    assert run.data.params["reconciliation_used"] == "bottom_up"
+
+
+@pytest.mark.usefixtures("fakes_by_value")
+def test_published_density_forecasts_add_up_after_mint(spark, settings):
+    last = _density_gold(spark, settings, LAST)
+    result = forecast.run(spark, settings, last, configs={"D": FLAT}, factories={"flat": _flat})
+    hierarchy = hierarchy_from_keys(result.keys)
+    assert coherence_gap(result.forecasts, hierarchy) < 1e-6
+    assert (result.forecasts["yhat"] >= 0).all()
+    # The base forecasts (the last values) did not add up: 40 != 10 + 20, so something moved.
+    assert result.forecasts.set_index("series_id").loc["route:a", "yhat"].iloc[0] != 40
+    run = MlflowClient(settings.tracking_uri).get_run(result.run.run_id)
+    assert run.data.params["reconciliation_used"] == "mint_shrink"
