@@ -75,6 +75,7 @@ METRICS_COLUMNS = [
     "chosen",
 ]
 ENSEMBLE = "ensemble"
+_COMBINE = {"median": np.median, "mean": np.mean}
 SERIES_COLUMNS = ("series_id", "ds", "y")
 
 # Per freq, (holdout, horizon, season_length) in periods of that freq: two weeks / four weeks / a week
@@ -102,8 +103,15 @@ class SelectionConfig:
     # forecasting ``holdout`` periods; the last one leaves exactly the holdout after it.
     origins: int = 1
     step: int | None = None
-    # The median of the best ``ensemble_top`` candidates competes as "ensemble" (0 or 1: no ensemble).
+    # The median (or mean: ``ensemble_stat``) of the best ``ensemble_top`` candidates competes as "ensemble"
+    # (0 or 1: no ensemble).
     ensemble_top: int = 3
+    ensemble_stat: str = "median"
+    # How the champion is picked: "best" = the lowest backtest MAE among the candidates and the ensemble;
+    # "ensemble" = the ensemble whenever it could be built (the backtest still scores every candidate, picks the
+    # members when ensemble_top < number of candidates, and calibrates the ensemble's intervals). Per-series
+    # picking on a short backtest chases noise; a fixed combination often generalises better (experiments/).
+    champion: str = "best"
     # Conformal calibration of the champion's intervals from its backtest scores (forecasting.backtest).
     calibrate: bool = True
 
@@ -126,6 +134,10 @@ class SelectionConfig:
             raise ValueError(f"{ENSEMBLE!r} is built from the candidates (ensemble_top), not a candidate itself")
         if self.ensemble_top < 0:
             raise ValueError(f"SelectionConfig.ensemble_top={self.ensemble_top} must be >= 0")
+        if self.ensemble_stat not in _COMBINE:
+            raise ValueError(f"SelectionConfig.ensemble_stat={self.ensemble_stat!r} must be 'median' or 'mean'")
+        if self.champion not in ("best", ENSEMBLE):
+            raise ValueError(f"SelectionConfig.champion={self.champion!r} must be 'best' or 'ensemble'")
 
     @classmethod
     def for_freq(cls, freq: str, **overrides: Any) -> SelectionConfig:
@@ -324,9 +336,10 @@ def select(
     final ``cfg.holdout`` periods; origins with less than two seasons of training data are skipped) and scored
     on the ``cfg.holdout`` periods after each (forecasting.backtest: MAE, RMSE, MASE scaled on the data before
     the first origin, coverage and width of the 80/95 % intervals, pinball). A candidate that raises at any
-    origin scores MASE = inf and its error is recorded. With ``cfg.ensemble_top`` >= 2, the median of the best
-    that many candidates competes as "ensemble". The champion is the lowest MAE (ties: first in
-    ``cfg.candidates``, the ensemble last); it is refitted on the whole series and forecasts ``cfg.horizon``
+    origin scores MASE = inf and its error is recorded. With ``cfg.ensemble_top`` >= 2, the median (or mean) of
+    the best that many candidates competes as "ensemble". The champion is the lowest MAE (ties: first in
+    ``cfg.candidates``, the ensemble last), or the ensemble whenever built with ``cfg.champion="ensemble"``; it
+    is refitted on the whole series and forecasts ``cfg.horizon``
     periods, its intervals conformally calibrated from its backtest (``cfg.calibrate``). If that refit fails,
     the next-ranked candidate is used and the failure is recorded on the champion's row. If no candidate can be
     fitted at all, the forecast is empty and no metrics row is marked chosen.
@@ -354,14 +367,14 @@ def select(
         rows.append(_score_row(series_id, alias, backtest, scale))
     members = _ensemble_members(rows, cfg.ensemble_top)
     if members:
-        backtests[ENSEMBLE] = _median_frame([backtests[alias] for alias in members])
+        backtests[ENSEMBLE] = _combine_frames([backtests[alias] for alias in members], cfg.ensemble_stat)
         rows.append(_score_row(series_id, ENSEMBLE, backtests[ENSEMBLE], scale))
 
     # Stable sort on (MAE, position): ties go to the earlier candidate; failed ones are never refitted. MAE ranks
     # as MASE does (one scale per series) and still ranks when the scale is 0 (then every imperfect MASE is inf).
     ranked = sorted(
         (i for i, row in enumerate(rows) if row["error"] is None),
-        key=lambda i: (rows[i]["mae"], i),
+        key=lambda i: (not (cfg.champion == ENSEMBLE and rows[i]["model"] == ENSEMBLE), rows[i]["mae"], i),
     )
     forecast = _empty_forecast()
     champion_backtest = pd.DataFrame(columns=next(iter(backtests.values())).columns)
@@ -370,7 +383,9 @@ def select(
         alias = rows[i]["model"]
         try:
             fitted = [make_model(a, cfg, factories).fit(y) for a in (members if alias == ENSEMBLE else [alias])]
-            prediction = _median_frame([checked_prediction(m, cfg.horizon, expected_ds) for m in fitted])
+            prediction = _combine_frames(
+                [checked_prediction(m, cfg.horizon, expected_ds) for m in fitted], cfg.ensemble_stat
+            )
             if cfg.calibrate:
                 prediction = ConformalCalibrator.from_backtest(backtests[alias], LEVELS).apply(prediction)
         except Exception as exc:  # recorded on the candidate's row; the next-ranked one takes over
@@ -403,13 +418,16 @@ def _ensemble_members(rows: list[dict[str, object]], top: int) -> list[str]:
     return [str(r["model"]) for r in ok[:top]] if top >= 2 and len(ok) >= 2 else []
 
 
-def _median_frame(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Row-wise median of the forecast columns of aligned frames (one frame: itself)."""
+def _combine_frames(frames: list[pd.DataFrame], stat: str = "median") -> pd.DataFrame:
+    """Row-wise median or mean (``stat``) of the forecast columns of aligned frames (one frame: itself).
+
+    Bounds are combined like the means (a combination of quantiles, not the quantiles of a mixture); the ensemble's
+    intervals are then calibrated on its own backtest like any champion's."""
     if len(frames) == 1:
         return frames[0]
     out = frames[0].copy()
     for column in ("mean", *interval_columns(LEVELS)):
-        out[column] = np.median(np.column_stack([f[column].to_numpy(dtype="float64") for f in frames]), axis=1)
+        out[column] = _COMBINE[stat](np.column_stack([f[column].to_numpy(dtype="float64") for f in frames]), axis=1)
     return out
 
 

@@ -336,3 +336,32 @@ def test_every_registered_model_competes_in_selection(alias):
     row = metrics.set_index("model").loc[alias]
     assert row["error"] is None and np.isfinite(row["mae"])
     assert make_model(alias).alias == alias and len(forecast) == 28
+
+
+def test_champion_ensemble_is_the_mean_of_the_candidates_even_when_one_of_them_is_perfect():
+    # Seasonal naive is exact on a repeated week and would win on MAE; with champion="ensemble" the mean of naive
+    # (the last value, 70) and seasonal naive (the week) is published instead, uncalibrated here to check by hand.
+    cfg = SelectionConfig(
+        holdout=7,
+        horizon=7,
+        candidates=("naive", "seasonal_naive"),
+        ensemble_top=2,
+        ensemble_stat="mean",
+        champion="ensemble",
+        calibrate=False,
+    )
+    forecast, metrics = select_and_forecast(series_frame("s", WEEK * 5), cfg)
+    assert forecast["model"].unique().tolist() == ["ensemble"]
+    assert forecast["yhat"].tolist() == [(70 + v) / 2 for v in WEEK]
+    chosen = metrics.set_index("model")["chosen"]
+    assert chosen["ensemble"] and not chosen["seasonal_naive"] and not chosen["naive"]
+    # The default picks the best on the backtest: the perfect one.
+    default = SelectionConfig(holdout=7, horizon=7, candidates=("naive", "seasonal_naive"), ensemble_top=2)
+    best, _ = select_and_forecast(series_frame("s", WEEK * 5), default)
+    assert best["model"].unique().tolist() == ["seasonal_naive"]
+
+
+@pytest.mark.parametrize("field, value", [("ensemble_stat", "mode"), ("champion", "worst")])
+def test_unknown_ensemble_settings_are_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        SelectionConfig(**{field: value})
