@@ -186,29 +186,40 @@ class ConformalCalibrator:
     pooled: dict[int, float]  # level -> shift over all steps (absent: too few scores for that level)
     n_scores: int
     levels: tuple[int, ...]  # every level ``apply`` returns
+    # "absolute": scores and shifts in counts. "log1p": on log1p(counts), so a shift is a factor on (1 + bound) and
+    # the widening follows the level of the series (errors measured when the level was high do not blow up the
+    # interval once it is low, and the reverse).
+    space: str = "absolute"
 
     @classmethod
     def from_backtest(
-        cls, backtest: pd.DataFrame, levels: Sequence[int] = LEVELS, min_scores: int = 8
+        cls, backtest: pd.DataFrame, levels: Sequence[int] = LEVELS, min_scores: int = 8, space: str = "absolute"
     ) -> ConformalCalibrator:
+        if space not in _SPACES:
+            raise ValueError(f"space={space!r} must be 'absolute' or 'log1p'")
         ok = backtest[backtest["error"].isna()]
         if ok.empty:
             raise ValueError("no successful backtest rows to calibrate from")
         levels = check_levels(levels)
+        forward = _SPACES[space][0]
         shifts: dict[int, dict[int, float]] = {}
         pooled: dict[int, float] = {}
         for level in levels:
-            scores = np.maximum(ok[f"lo-{level}"] - ok["y"], ok["y"] - ok[f"hi-{level}"]).to_numpy()
+
+            def scores_of(rows: pd.DataFrame, level: int = level) -> np.ndarray:
+                y, lo, hi = (forward(rows[c].to_numpy(dtype="float64")) for c in ("y", f"lo-{level}", f"hi-{level}"))
+                return np.maximum(lo - y, y - hi)
+
+            scores = scores_of(ok)
             if not enough_scores(len(scores), level):
                 continue  # too few to say anything at this level: the model's own interval stands
             pooled[level] = conformal_quantile(scores, level)
             per_step = {}
             for step, group in ok.groupby("step"):
                 if len(group) >= min_scores and enough_scores(len(group), level):
-                    s = np.maximum(group[f"lo-{level}"] - group["y"], group["y"] - group[f"hi-{level}"]).to_numpy()
-                    per_step[int(step)] = conformal_quantile(s, level)
+                    per_step[int(step)] = conformal_quantile(scores_of(group), level)
             shifts[level] = per_step
-        return cls(shifts=shifts, pooled=pooled, n_scores=len(ok), levels=tuple(levels))
+        return cls(shifts=shifts, pooled=pooled, n_scores=len(ok), levels=tuple(levels), space=space)
 
     def shift(self, level: int, step: int) -> float:
         """The shift for ``level`` at ``step``; 0 for a level there were too few scores to calibrate."""
@@ -220,10 +231,13 @@ class ConformalCalibrator:
         ``steps``: the forecast step of each row; default 1..len (a ``predict`` frame).
         """
         steps = np.arange(1, len(prediction) + 1) if steps is None else np.asarray(steps)
+        forward, back = _SPACES[self.space]
         bounds = {}
         for level in self.levels:
             shift = np.array([self.shift(level, int(s)) for s in steps])
-            bounds[level] = (prediction[f"lo-{level}"].to_numpy() - shift, prediction[f"hi-{level}"].to_numpy() + shift)
+            lo = forward(prediction[f"lo-{level}"].to_numpy(dtype="float64"))
+            hi = forward(prediction[f"hi-{level}"].to_numpy(dtype="float64"))
+            bounds[level] = (back(lo - shift), back(hi + shift))
         # Nested levels stay nested: a wider level's bounds never fall inside a narrower one's.
         ordered = sorted(bounds)
         for narrow, wide in zip(ordered, ordered[1:], strict=False):
@@ -232,6 +246,18 @@ class ConformalCalibrator:
                 np.maximum(bounds[wide][1], bounds[narrow][1]),
             )
         return forecast_frame(pd.DatetimeIndex(prediction["ds"]), prediction["mean"].to_numpy(), bounds)
+
+
+def _identity(values: np.ndarray) -> np.ndarray:
+    return values
+
+
+def _log1p(values: np.ndarray) -> np.ndarray:
+    return np.log1p(np.clip(values, 0.0, None))
+
+
+# space -> (into the space, back to counts); bounds are clipped at 0 before log1p (counts cannot be negative).
+_SPACES = {"absolute": (_identity, _identity), "log1p": (_log1p, np.expm1)}
 
 
 def enough_scores(n: int, level: int) -> bool:

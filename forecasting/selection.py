@@ -114,6 +114,8 @@ class SelectionConfig:
     champion: str = "best"
     # Conformal calibration of the champion's intervals from its backtest scores (forecasting.backtest).
     calibrate: bool = True
+    # Where the calibration measures misses: "absolute" (counts) or "log1p" (relative to the level).
+    calibration_space: str = "absolute"
 
     def __post_init__(self) -> None:
         check_freq(self.freq)
@@ -136,6 +138,10 @@ class SelectionConfig:
             raise ValueError(f"SelectionConfig.ensemble_top={self.ensemble_top} must be >= 0")
         if self.ensemble_stat not in _COMBINE:
             raise ValueError(f"SelectionConfig.ensemble_stat={self.ensemble_stat!r} must be 'median' or 'mean'")
+        if self.calibration_space not in ("absolute", "log1p"):
+            raise ValueError(
+                f"SelectionConfig.calibration_space={self.calibration_space!r} must be 'absolute' or 'log1p'"
+            )
         if self.champion not in ("best", ENSEMBLE):
             raise ValueError(f"SelectionConfig.champion={self.champion!r} must be 'best' or 'ensemble'")
 
@@ -387,7 +393,8 @@ def select(
                 [checked_prediction(m, cfg.horizon, expected_ds) for m in fitted], cfg.ensemble_stat
             )
             if cfg.calibrate:
-                prediction = ConformalCalibrator.from_backtest(backtests[alias], LEVELS).apply(prediction)
+                calibrator = ConformalCalibrator.from_backtest(backtests[alias], LEVELS, space=cfg.calibration_space)
+                prediction = calibrator.apply(prediction)
         except Exception as exc:  # recorded on the candidate's row; the next-ranked one takes over
             rows[i]["error"] = "refit: " + describe_failure(alias, exc)
             continue

@@ -1,6 +1,7 @@
 """Rolling-origin backtests, their scores and conformal calibration, on series whose answers are known."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from forecasting.backtest import (
@@ -102,3 +103,39 @@ def test_a_level_with_too_few_scores_is_left_as_the_model_gave_it():
     assert calibrator.shift(95, 1) == 0.0
     # Flat misses a +3/day ramp by 3 at step 1: the 80 % interval (±1) widens by 2 to reach it.
     assert calibrator.shift(80, 1) == pytest.approx(2.0)
+
+
+def test_log1p_calibration_widens_by_a_factor_that_follows_the_level():
+    # Every actual sits at 1.5x (on 1 + y) the model's upper bound: on log1p the score is log(1.5) everywhere,
+    # so the calibrated upper bound is (1 + hi) * 1.5 - 1 at any level, where an absolute shift would not scale.
+    hi = np.array([9.0, 99.0, 999.0] * 10)
+    y = (1 + hi) * 1.5 - 1
+    bt = pd.DataFrame(
+        {
+            "cutoff": pd.Timestamp("2025-01-05"),
+            "step": np.tile([1, 2, 3], 10),
+            "ds": pd.Timestamp("2025-01-06"),
+            "y": y,
+            "mean": hi / 2,
+            "lo-80": hi / 4,
+            "hi-80": hi,
+            "lo-95": hi / 8,
+            "hi-95": hi * 1.2,
+            "error": None,
+        }
+    )
+    calibrator = ConformalCalibrator.from_backtest(bt, (80,), space="log1p")
+    prediction = pd.DataFrame(
+        {
+            "ds": pd.date_range("2025-02-03", periods=2),
+            "mean": [5.0, 500.0],
+            "lo-80": [2.0, 200.0],
+            "hi-80": [9.0, 999.0],
+        }
+    )
+    out = calibrator.apply(prediction)
+    assert out["hi-80"].to_numpy() == pytest.approx([15.0 - 1, 1500.0 - 1])
+    # The lower bound moves down by the same factor: (1 + lo) / 1.5 - 1.
+    assert out["lo-80"].to_numpy() == pytest.approx([3 / 1.5 - 1, 201 / 1.5 - 1])
+    with pytest.raises(ValueError, match="space"):
+        ConformalCalibrator.from_backtest(bt, (80,), space="sqrt")
