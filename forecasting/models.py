@@ -142,6 +142,11 @@ class ProphetForecaster:
     ``freq`` (D, W or M) sets the prediction grid and the seasonalities: weekly seasonality only exists
     in daily data (``weekly=None`` turns it on for D only; ``weekly=True`` with W or M is refused), and
     yearly seasonality (``"auto"``: on from two years of history) uses fewer Fourier terms for monthly data.
+
+    ``regressors`` names optional external regressors (columns of ``X`` in fit and ``X_future`` in predict).
+    Each enters the log1p-scale model linearly through Prophet's ``add_regressor``, standardised by Prophet
+    (binary 0/1 columns are left as they are), so its effect on the counts is multiplicative. Their future
+    values must be known when predicting: pass a regressor lagged by at least the horizon, or a plan.
     """
 
     alias = "prophet"
@@ -153,8 +158,16 @@ class ProphetForecaster:
         seed: int = 0,
         uncertainty_samples: int = 500,
         freq: str = "D",
+        regressors: Sequence[str] = (),
     ) -> None:
         freq = check_freq(freq)
+        if isinstance(regressors, str):
+            raise TypeError(f"regressors={regressors!r} must be a sequence of column names, not one string")
+        regressors = tuple(regressors)
+        if any(not isinstance(name, str) or not name for name in regressors):
+            raise ValueError(f"regressors={list(regressors)!r} must be non-empty column names")
+        if len(set(regressors)) != len(regressors):
+            raise ValueError(f"regressors={list(regressors)!r} name a column more than once")
         if yearly not in (True, False, "auto"):
             raise ValueError(f"yearly={yearly!r} must be True, False or 'auto'")
         if weekly and freq != "D":
@@ -166,9 +179,12 @@ class ProphetForecaster:
         self.freq = freq
         self.seed = seed
         self.uncertainty_samples = uncertainty_samples
+        self.regressors = regressors
 
-    def fit(self, y: pd.Series) -> ProphetForecaster:
+    def fit(self, y: pd.Series, X: pd.DataFrame | None = None) -> ProphetForecaster:
+        """Fit on ``y``; ``X`` (one column per declared regressor, indexed like ``y``) iff regressors are declared."""
         y = check_training_series(y, self.alias)
+        X = self._regressor_values(X, y.index, "fit", "X")
         if (y < 0).any():
             raise ValueError(f"{self.alias}: y must be non-negative counts (fitted on log1p(y))")
         if len(y) < 2:
@@ -185,17 +201,25 @@ class ProphetForecaster:
             uncertainty_samples=self.uncertainty_samples,
         )
         history = pd.DataFrame({"ds": y.index, "y": np.log1p(y.to_numpy())})
+        for name in self.regressors:
+            model.add_regressor(name)
+            history[name] = X[name].to_numpy()
         model.fit(history, seed=self.seed)
         self.model_ = model
         self.last_ds_ = y.index[-1]
         return self
 
-    def predict(self, h: int, levels: Sequence[int] = LEVELS) -> pd.DataFrame:
+    def predict(self, h: int, levels: Sequence[int] = LEVELS, X_future: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Forecast ``h`` periods; ``X_future`` holds the regressors on exactly those ``h`` dates, iff declared."""
         if not hasattr(self, "model_"):
             raise NotFittedError(f"{self.alias}: call fit(y) before predict(h)")
         h = check_horizon(h)
         levels = check_levels(levels)
-        future = pd.DataFrame({"ds": future_dates(self.last_ds_, h, self.freq)})
+        dates = future_dates(self.last_ds_, h, self.freq)
+        X_future = self._regressor_values(X_future, dates, "predict", "X_future")
+        future = pd.DataFrame({"ds": dates})
+        for name in self.regressors:
+            future[name] = X_future[name].to_numpy()
 
         # The point forecast needs no sampling; switching it off avoids drawing a second, unused set.
         samples_setting = self.model_.uncertainty_samples
@@ -219,6 +243,37 @@ class ProphetForecaster:
             lo, hi = np.quantile(samples, [tail, 1.0 - tail], axis=1)
             bounds[level] = (lo, hi)
         return forecast_frame(future["ds"], np.expm1(yhat_log), bounds)
+
+    def _regressor_values(
+        self, X: pd.DataFrame | None, dates: pd.DatetimeIndex, method: str, arg: str
+    ) -> pd.DataFrame | None:
+        """The declared regressor columns of ``X`` on ``dates``, as float64; refuses what breaks the contract."""
+        if not self.regressors:
+            if X is not None:
+                raise ValueError(
+                    f"{self.alias}: {method} got {arg} but no regressors were declared; "
+                    "pass regressors=[...] to ProphetForecaster or leave X out"
+                )
+            return None
+        if X is None:
+            raise ValueError(f"{self.alias}: {method} needs {arg} with the regressor columns {list(self.regressors)}")
+        if not isinstance(X, pd.DataFrame) or not isinstance(X.index, pd.DatetimeIndex):
+            raise TypeError(f"{self.alias}: {arg} must be a pandas DataFrame indexed by a DatetimeIndex")
+        missing = [name for name in self.regressors if name not in X.columns]
+        if missing:
+            raise ValueError(f"{self.alias}: {arg} lacks the regressor columns {missing}; it has {list(X.columns)}")
+        if not X.index.equals(dates):
+            expected = f"{len(dates)} rows from {dates[0].date()} to {dates[-1].date()}"
+            got = f"{len(X)} rows" + (f" from {X.index[0].date()} to {X.index[-1].date()}" if len(X) else "")
+            raise ValueError(f"{self.alias}: {arg} must be indexed by the {method} dates, {expected}; got {got}")
+        values = X[list(self.regressors)].astype("float64")
+        if values.isna().any().any():
+            column = values.columns[values.isna().any()][0]
+            first = values.index[values[column].isna()][0]
+            raise ValueError(
+                f"{self.alias}: {arg} column {column!r} has missing values (first at {first.date()}); fill them"
+            )
+        return values
 
 
 def fit_with_fallback(model: Forecaster, fallback: Forecaster, y: pd.Series) -> tuple[Forecaster, str | None]:

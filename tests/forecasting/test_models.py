@@ -154,3 +154,120 @@ def test_prophet_on_monthly_counts_forecasts_month_starts_with_ordered_bounds():
     assert (values >= 0).all() and (np.diff(values, axis=1) >= 0).all()
     # Yearly seasonality is on (four years of history): June is forecast well above January.
     assert forecast["mean"].iloc[5] > 3 * forecast["mean"].iloc[0]
+
+
+# A known regressor: y = 100 + 50·x(t) + noise, x a random walk rescaled to [0, 2] over 12 weeks. Over the
+# next two weeks x jumps to the other end of its range, so y moves by about 100 that its own past cannot show.
+REGRESSOR_WEEKS, REGRESSOR_H = 12, 14
+
+
+def _known_regressor_case() -> tuple[pd.Series, pd.DataFrame, pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(1)
+    n = 7 * REGRESSOR_WEEKS
+    walk = np.cumsum(rng.normal(0.0, 0.2, n))
+    x = 2 * (walk - walk.min()) / (walk.max() - walk.min())
+    x_future = np.full(REGRESSOR_H, 0.0 if x[-1] > 1 else 2.0)
+    days = pd.date_range("2025-01-06", periods=n + REGRESSOR_H)
+    y = pd.Series(100 + 50 * x + rng.normal(0.0, 2.0, n), index=days[:n])
+    X = pd.DataFrame({"x": x}, index=days[:n])
+    X_future = pd.DataFrame({"x": x_future}, index=days[n:])
+    return y, X, X_future, 100 + 50 * x_future
+
+
+@pytest.fixture(scope="module")
+def known_regressor_case() -> tuple[pd.Series, pd.DataFrame, pd.DataFrame, np.ndarray]:
+    return _known_regressor_case()
+
+
+@pytest.fixture(scope="module")
+def fitted_with_regressor(known_regressor_case) -> ProphetForecaster:
+    y, X, _, _ = known_regressor_case
+    return ProphetForecaster(regressors=["x"]).fit(y, X)
+
+
+def test_prophet_with_a_known_regressor_forecasts_the_change_it_brings(known_regressor_case, fitted_with_regressor):
+    y, _, X_future, truth = known_regressor_case
+    assert abs(truth[0] - y.iloc[-1]) > 80, "the case needs x to jump: y moves by 50 per unit of x"
+    with_x = fitted_with_regressor.predict(REGRESSOR_H, X_future=X_future)
+    without_x = ProphetForecaster().fit(y).predict(REGRESSOR_H)
+    pd.testing.assert_index_equal(pd.DatetimeIndex(with_x["ds"]), X_future.index, check_names=False)
+    mae_with = np.abs(with_x["mean"].to_numpy() - truth).mean()
+    mae_without = np.abs(without_x["mean"].to_numpy() - truth).mean()
+    assert mae_with < 10 < 50 < mae_without, (mae_with, mae_without)
+    values = with_x[["lo-95", "lo-80", "mean", "hi-80", "hi-95"]].to_numpy()
+    assert (np.diff(values, axis=1) >= 0).all()
+
+
+def test_prophet_with_a_regressor_is_deterministic(known_regressor_case, fitted_with_regressor):
+    y, X, X_future, _ = known_regressor_case
+    again = ProphetForecaster(regressors=["x"]).fit(y, X).predict(REGRESSOR_H, X_future=X_future)
+    pd.testing.assert_frame_equal(fitted_with_regressor.predict(REGRESSOR_H, X_future=X_future), again)
+
+
+def _shifted(frame: pd.DataFrame, days: int) -> pd.DataFrame:
+    return frame.set_axis(frame.index + pd.Timedelta(days=days))
+
+
+def _with_nan(frame: pd.DataFrame, row: int) -> pd.DataFrame:
+    frame = frame.copy()
+    frame.iloc[row, 0] = np.nan
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("make_x", "message"),
+    [
+        (lambda X: None, r"fit needs X with the regressor columns \['x'\]"),
+        (lambda X: X.rename(columns={"x": "density"}), r"X lacks the regressor columns \['x'\]; it has \['density'\]"),
+        (
+            lambda X: _shifted(X, 1),
+            r"X must be indexed by the fit dates, 84 rows from 2025-01-06 to 2025-03-30; got 84 rows from 2025-01-07",
+        ),
+        (lambda X: X.iloc[:-1], r"84 rows from 2025-01-06 to 2025-03-30; got 83 rows"),
+        (lambda X: _with_nan(X, 10), r"X column 'x' has missing values \(first at 2025-01-16\)"),
+    ],
+    ids=["missing", "wrong-column", "shifted-dates", "short", "nan"],
+)
+def test_prophet_fit_refuses_regressor_values_that_break_the_contract(known_regressor_case, make_x, message):
+    y, X, _, _ = known_regressor_case
+    with pytest.raises(ValueError, match=message):
+        ProphetForecaster(regressors=["x"]).fit(y, make_x(X))
+
+
+@pytest.mark.parametrize(
+    ("make_x", "message"),
+    [
+        (lambda X: None, r"predict needs X_future with the regressor columns \['x'\]"),
+        (lambda X: X.rename(columns={"x": "X"}), r"X_future lacks the regressor columns \['x'\]"),
+        (
+            lambda X: _shifted(X, -1),
+            r"X_future must be indexed by the predict dates, 14 rows from 2025-03-31 to 2025-04-13",
+        ),
+        (lambda X: X.iloc[:7], r"14 rows from 2025-03-31 to 2025-04-13; got 7 rows"),
+        (lambda X: _with_nan(X, 13), r"X_future column 'x' has missing values \(first at 2025-04-13\)"),
+    ],
+    ids=["missing", "wrong-column", "shifted-dates", "short", "nan"],
+)
+def test_prophet_predict_refuses_regressor_values_that_break_the_contract(
+    known_regressor_case, fitted_with_regressor, make_x, message
+):
+    _, _, X_future, _ = known_regressor_case
+    with pytest.raises(ValueError, match=message):
+        fitted_with_regressor.predict(REGRESSOR_H, X_future=make_x(X_future))
+
+
+def test_prophet_without_declared_regressors_refuses_regressor_values(known_regressor_case):
+    y, X, X_future, _ = known_regressor_case
+    with pytest.raises(ValueError, match="fit got X but no regressors were declared"):
+        ProphetForecaster().fit(y, X)
+    fitted = ProphetForecaster().fit(y.iloc[-28:])
+    with pytest.raises(ValueError, match="predict got X_future but no regressors were declared"):
+        fitted.predict(REGRESSOR_H, X_future=X_future)
+
+
+def test_prophet_regressor_names_are_checked():
+    with pytest.raises(TypeError, match="sequence of column names, not one string"):
+        ProphetForecaster(regressors="density")
+    with pytest.raises(ValueError, match="name a column more than once"):
+        ProphetForecaster(regressors=["density", "density"])
+    assert ProphetForecaster(regressors=["a", "b"]).regressors == ("a", "b")
