@@ -58,17 +58,28 @@ KEY_COLUMNS = ["series_id", "level", "route_id", "segment_id", "freq", "source"]
 
 
 def selection_configs(settings: JobSettings) -> dict[str, SelectionConfig]:
-    """One selection config per frequency, with holdout and horizon from settings."""
+    """One selection config per frequency, with holdout and horizon from settings.
+
+    Daily series (density, UK arrivals) pick the best of ``forecast_candidates`` per series; weekly and monthly
+    ones (official counts) publish the mean of ``coarse_candidates`` (``coarse_champion``), backtested on
+    ``coarse_backtest_origins`` origins one period apart and calibrated on log1p, which experiments/frontex-monthly
+    measured."""
     configs = {}
     for freq in FREQS:
         holdout, horizon = settings.periods(freq)
-        configs[freq] = SelectionConfig.for_freq(
-            freq,
-            holdout=holdout,
-            horizon=horizon,
-            candidates=tuple(settings.forecast_candidates),
-            origins=settings.backtest_origins,
-        )
+        if freq == "D":
+            choice = {"candidates": tuple(settings.forecast_candidates), "origins": settings.backtest_origins}
+        else:
+            choice = {
+                "candidates": tuple(settings.coarse_candidates),
+                "origins": settings.coarse_backtest_origins,
+                "step": 1,
+                "champion": settings.coarse_champion,
+                "ensemble_top": len(settings.coarse_candidates),
+                "ensemble_stat": "mean",
+                "calibration_space": "log1p",
+            }
+        configs[freq] = SelectionConfig.for_freq(freq, holdout=holdout, horizon=horizon, **choice)
     return configs
 
 

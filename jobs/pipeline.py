@@ -90,19 +90,29 @@ def nightly(
             f"[yellow]![/] {source}: data end before the run date, so forecasts start there — last observed: {last}",
             highlight=False,
         )
-    with _stage("publish", report, console, lambda: _describe_release(report.release)):
-        report.release = publish.publish(
-            settings.store_dir,
-            report.forecast.forecasts,
-            report.forecast.keys,
-            as_of=run_date,
-            run=report.forecast.run,
-            min_devices=settings.min_devices,
-            manifest_extra={
-                "h3_res": settings.h3_res,
-                "periods": {f: dict(zip(("holdout", "horizon"), settings.periods(f), strict=True)) for f in FREQS},
-                "failed_series": report.forecast.failed,
-            },
+    run = report.forecast.run
+    if run.promoted:
+        with _stage("publish", report, console, lambda: _describe_release(report.release)):
+            report.release = publish.publish(
+                settings.store_dir,
+                report.forecast.forecasts,
+                report.forecast.keys,
+                as_of=run_date,
+                run=run,
+                min_devices=settings.min_devices,
+                manifest_extra={
+                    "h3_res": settings.h3_res,
+                    "periods": {f: dict(zip(("holdout", "horizon"), settings.periods(f), strict=True)) for f in FREQS},
+                    "failed_series": report.forecast.failed,
+                },
+            )
+    else:
+        # The registry kept the previous champion: this run's choices scored worse on its own backtest than the
+        # champion's would have. Publishing them anyway would serve what the gate just refused.
+        console.print(
+            f"[yellow]![/] model version {run.model_version} was not promoted (champion stays version "
+            f"{run.champion_version}; see `routecast models`): the current release keeps serving",
+            highlight=False,
         )
     for sid, why in (report.forecast.failed if report.forecast else {}).items():
         console.print(f"[yellow]![/] no forecast for {sid}: {why}")
