@@ -322,6 +322,86 @@ def demo(
         serve(host=host, port=port)
 
 
+experiment_app = typer.Typer(help="Declared experiments (experiments/<name>/experiment.toml).", no_args_is_help=True)
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command("list")
+def experiment_list() -> None:
+    """The declared experiments and their questions."""
+    from jobs.experiment import DEFAULT_EXPERIMENTS_DIR, load_experiment
+
+    for path in sorted(DEFAULT_EXPERIMENTS_DIR.glob("*/experiment.toml")):
+        spec = load_experiment(path.parent.name)
+        typer.echo(f"{spec.name}: {' '.join(spec.question.split())}")
+
+
+@experiment_app.command("run")
+def experiment_run(
+    name: Annotated[str, typer.Argument(help="The experiment: a folder of experiments/ (see `experiment list`).")],
+    data_dir: Annotated[
+        Path, typer.Option(help="Folder holding the experiment's data file, e.g. ../shared/data/real.", file_okay=False)
+    ],
+    variant: Annotated[
+        list[str] | None, typer.Option(help="Run only these variants (main = [selection]); default all.")
+    ] = None,
+) -> None:
+    """Roll the pipeline's model selection over past origins of a real counts file, beside the baselines.
+
+    Prints the result table (markdown), writes var/experiments/<name>/ and logs a parent run with one nested run per
+    variant to the MLflow experiment routecast-experiments.
+    """
+    from jobs.experiment import ExperimentError, load_experiment, run_experiment
+
+    settings = JobSettings()
+    try:
+        spec = load_experiment(name)
+        if variant:
+            unknown = [v for v in variant if v not in spec.variant_names]
+            if unknown:
+                raise ExperimentError(f"unknown variant(s) {unknown}; declared: {', '.join(spec.variant_names)}")
+            spec = spec.model_copy(update={"variants": {v: spec.variants[v] for v in variant if v != "main"}})
+        with console.status(f"experiment {name}") as status:
+            result = run_experiment(spec, data_dir, settings, progress=lambda msg: status.update(msg))
+    except ExperimentError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(code=2) from None
+    typer.echo((result.output_dir / "summary.md").read_text())
+    console.print(f"written: {result.output_dir.resolve()}")
+    console.print(f"MLflow run {result.run_id} in experiment routecast-experiments at {settings.tracking_uri}")
+
+
+@app.command()
+def models() -> None:
+    """The registered forecaster's versions, newest first: which was promoted to champion, on what evidence."""
+    from forecasting.tracking import champion_history
+
+    settings = JobSettings()
+    history = champion_history(settings.tracking_uri, settings.registered_model)
+    if history.empty:
+        console.print(f"no versions of {settings.registered_model} at {settings.tracking_uri}; run the pipeline first")
+        raise typer.Exit(code=1)
+    from rich.table import Table
+
+    table = Table(title=f"{settings.registered_model} at {settings.tracking_uri}")
+    for column in ("version", "created", "run", "promoted", "champion now", "MASE (chosen)", "series", "reason"):
+        table.add_column(column)
+    for r in history.itertuples():
+        table.add_row(
+            str(r.version),
+            f"{r.created:%Y-%m-%d %H:%M}",
+            f"{r.run_name} ({str(r.run_id)[:8]})",
+            "yes" if r.promoted else "no",
+            "◀ champion" if r.is_champion_now else "",
+            "–" if r.mase_mean_chosen != r.mase_mean_chosen else f"{r.mase_mean_chosen:.3f}",
+            "–" if r.n_series is None or r.n_series != r.n_series else str(r.n_series),
+            str(r.reason),
+        )
+    out = Console()
+    # Piped (a file, a log): do not squeeze the run names and reasons into 80 columns.
+    (out if out.is_terminal else Console(width=220)).print(table)
+
+
 def _print_where(settings: JobSettings) -> None:
     console.print(f"store:  {settings.store_dir.resolve()}")
     console.print(f"MLflow: {settings.tracking_uri}")

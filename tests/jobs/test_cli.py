@@ -99,3 +99,36 @@ def test_privacy_ledger_lists_what_each_month_spent(tmp_path, monkeypatch):
     assert lines[1].split()[:4] == ["2025-03", "2", "2", "2.0"] and lines[1].split()[-1] == "3.0"
     month = runner.invoke(app, ["privacy-ledger", "--period", "2025-04"])
     assert "density/2025-04-01" in month.output and "density/2025-03-10" not in month.output
+
+
+def test_models_lists_the_champion_history(tmp_path, monkeypatch):
+    from forecasting.selection import SelectionConfig, select_and_forecast
+    from forecasting.tracking import log_forecast_run
+    from jobs.settings import JobSettings
+    from tests.forecasting.fakes import series_frame
+
+    monkeypatch.setenv("ROUTECAST_VAR_DIR", str(tmp_path))
+    empty = runner.invoke(app, ["models"])
+    assert empty.exit_code == 1 and "run the pipeline first" in empty.output
+
+    settings = JobSettings()
+    cfg = SelectionConfig(holdout=7, horizon=7, candidates=("naive", "seasonal_naive"), ensemble_top=0)
+    week = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0]
+    forecasts, metrics = select_and_forecast(series_frame("route:a", week * 4), cfg)
+    for night in ("nightly-2026-11-21", "nightly-2026-11-22"):
+        log_forecast_run(
+            tracking_uri=settings.tracking_uri,
+            experiment=settings.mlflow_experiment,
+            run_name=night,
+            params={},
+            forecasts=forecasts,
+            metrics=metrics,
+            registered_model=settings.registered_model,
+            plots=0,
+        )
+    listed = runner.invoke(app, ["models"], terminal_width=200)
+    assert listed.exit_code == 0, listed.output
+    assert "nightly-2026-11-21" in listed.output and "nightly-2026-11-22" in listed.output
+    assert "◀ champion" in listed.output
+    # The newest version is listed first and is the champion (same scores on the same backtest: promoted).
+    assert listed.output.index("nightly-2026-11-22") < listed.output.index("nightly-2026-11-21")
