@@ -29,7 +29,7 @@ import pandas as pd
 
 from forecasting.backtest import rolling_origin_backtest
 from forecasting.metrics import coverage
-from forecasting.protocol import LEVELS, NotFittedError, check_horizon, check_levels
+from forecasting.protocol import LEVELS, PERIOD_OFFSETS, NotFittedError, check_horizon, check_levels
 from forecasting.selection import (
     MODEL_FACTORIES,
     ModelFactory,
@@ -212,21 +212,21 @@ def window_totals(evaluation: pd.DataFrame, windows: Sequence[int]) -> pd.DataFr
 
 
 def conformal_totals(
-    totals: pd.DataFrame, levels: Sequence[int] = LEVELS, min_scores: int = 8, freq_days: int = 1
+    totals: pd.DataFrame, levels: Sequence[int] = LEVELS, min_scores: int = 8, freq: str = "D"
 ) -> pd.DataFrame:
     """Intervals for forecast totals from the errors of earlier totals (split conformal on log1p, per window/method).
 
     For a total made at cutoff t over k periods, the scores are log1p(actual) - log1p(forecast) of the same method's
-    totals whose windows had ended by t (cutoff + k periods <= t, ``freq_days`` days per period), so nothing after
+    totals whose windows had ended by t (cutoff + k periods of ``freq`` <= t), so nothing after
     t is used. The interval is expm1(log1p(forecast) + the scores' conformal lower and upper quantiles): relative
     errors, so the width follows the level of the series. With fewer than ``min_scores`` earlier totals the
     interval is left NaN (not scored).
     """
     levels = check_levels(levels)
     out = []
-    for (_, _), group in totals.groupby(["window", "method"], sort=True):
+    for (window, _), group in totals.groupby(["window", "method"], sort=True):
         group = group.sort_values("cutoff").reset_index(drop=True)
-        ended = group["cutoff"] + pd.to_timedelta(group["window"] * freq_days, unit="D")
+        ended = group["cutoff"] + int(window) * PERIOD_OFFSETS[freq]
         scores = np.log1p(group["y"]) - np.log1p(group["mean"])
         bounds = {f"{side}-{lvl}": np.full(len(group), np.nan) for lvl in levels for side in ("lo", "hi")}
         for i, cutoff in enumerate(group["cutoff"]):

@@ -374,6 +374,8 @@ def experiment_run(
 @app.command()
 def models() -> None:
     """The registered forecaster's versions, newest first: which was promoted to champion, on what evidence."""
+    import pandas as pd
+
     from forecasting.tracking import champion_history
 
     settings = JobSettings()
@@ -393,8 +395,8 @@ def models() -> None:
             f"{r.run_name} ({str(r.run_id)[:8]})",
             "yes" if r.promoted else "no",
             "◀ champion" if r.is_champion_now else "",
-            "–" if r.mase_mean_chosen != r.mase_mean_chosen else f"{r.mase_mean_chosen:.3f}",
-            "–" if r.n_series is None or r.n_series != r.n_series else str(r.n_series),
+            "–" if pd.isna(r.mase_mean_chosen) else f"{r.mase_mean_chosen:.3f}",
+            "–" if pd.isna(r.n_series) else str(r.n_series),
             str(r.reason),
         )
     out = Console()

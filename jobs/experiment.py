@@ -239,7 +239,9 @@ def run_experiment(
     out_dir.mkdir(parents=True, exist_ok=True)
     evaluation_rows.to_parquet(out_dir / "evaluation.parquet", index=False)
     (out_dir / "summary.md").write_text(summary_markdown(spec, summary, per_series_frame, notes))
-    run_id = _log_to_mlflow(spec, settings, summary, per_series_frame, out_dir, notes)
+    per_series_frame.to_parquet(out_dir / "per_series.parquet", index=False)
+    (out_dir / "notes.json").write_text(json.dumps(notes, indent=2))
+    run_id = _log_to_mlflow(spec, settings, summary, out_dir)
     return ExperimentResult(spec.name, summary, per_series_frame, evaluation_rows, out_dir, run_id, notes)
 
 
@@ -251,10 +253,9 @@ def _scored_rows(evaluation: pd.DataFrame, spec: ExperimentSpec, freq: str) -> p
         rows = evaluation[keep & evaluation["step"].isin(ev.windows)].rename(columns={"step": "window"})
         return rows.drop(columns=["ds", "error"])
     pieces = []
-    period_days = {"D": 1, "W": 7, "M": 30}[freq]
     for sid, part in evaluation[keep].groupby("series_id"):
         totals = window_totals(part, ev.windows)
-        calibrated = conformal_totals(totals, LEVELS, freq_days=period_days)
+        calibrated = conformal_totals(totals, LEVELS, freq=freq)
         # Warm-up origins only calibrate: score the last `origins` cutoffs of the series.
         last = sorted(calibrated["cutoff"].unique())[-ev.origins :]
         pieces.append(calibrated[calibrated["cutoff"].isin(last)].assign(series_id=sid))
@@ -306,10 +307,10 @@ def _log_to_mlflow(
     spec: ExperimentSpec,
     settings: JobSettings,
     summary: pd.DataFrame,
-    per_series: pd.DataFrame,
     out_dir: Path,
-    notes: list[str],
 ) -> str:
+    """One parent run (parameters, headline metrics, the files of ``out_dir`` as artifacts) and a nested run per
+    variant with all its metrics; returns the parent's run id."""
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     found = client.get_experiment_by_name(MLFLOW_EXPERIMENT)
     experiment_id = (
@@ -356,8 +357,6 @@ def _log_to_mlflow(
                 if not math.isnan(r.coverage80)
             ],
         )
-        (out_dir / "notes.json").write_text(json.dumps(notes, indent=2))
-        per_series.to_parquet(out_dir / "per_series.parquet", index=False)
         client.log_artifacts(pid, str(out_dir))
     except Exception:
         client.set_terminated(pid, status="FAILED")
@@ -370,11 +369,6 @@ def _flat(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
     return {f"{prefix}.{k}": (",".join(map(str, v)) if isinstance(v, list | tuple) else v) for k, v in values.items()}
 
 
-def with_selection(spec: ExperimentSpec, **fields: Any) -> ExperimentSpec:
-    """A copy of ``spec`` with [selection] fields replaced (tests and quick runs)."""
-    return spec.model_copy(update={"selection": {**spec.selection, **fields}})
-
-
 __all__ = [
     "DEFAULT_EXPERIMENTS_DIR",
     "ExperimentError",
@@ -384,5 +378,4 @@ __all__ = [
     "load_series",
     "run_experiment",
     "summary_markdown",
-    "with_selection",
 ]

@@ -177,7 +177,7 @@ def run(
         series.unpersist()
         raise ValueError(f"no gold series up to {run_date}; run the series stage (or ingest-counts) first")
     fanned = fan_out(series, configs, factories)
-    history = _recent_history(series, keys, configs)
+    history = _recent_history(series, keys)
     series.unpersist()
     metrics = fanned.metrics
     # Density series add up (all = routes = segments): reconcile them, weighing each by its champion's backtest
@@ -217,7 +217,7 @@ def run(
 HISTORY_PERIODS = 90  # of each route-level series, for the run's plots
 
 
-def _recent_history(series: DataFrame, keys: pd.DataFrame, configs: dict[str, SelectionConfig]) -> pd.DataFrame:
+def _recent_history(series: DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
     """The last HISTORY_PERIODS observations of each route-level series (what the plots show), as pandas."""
     ids = route_series_ids(keys["series_id"], keys)
     if not ids:
