@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -30,6 +30,7 @@ from forecasting.selection import (
 )
 from forecasting.tracking import RunInfo, log_forecast_run
 from jobs.lake import read_table
+from jobs.publish import history_start
 from jobs.schemas import SERIES
 from jobs.settings import JobSettings
 
@@ -119,6 +120,11 @@ class ForecastResult:
     keys: pd.DataFrame  # KEY_COLUMNS + last_observed of every series read: where it sits, how fresh it is
     failed: dict[str, str]  # series_id -> why no forecast
     run: RunInfo
+    # The observed values (series_id, ds, y) of every series with a forecast, over publish.HISTORY_DAYS of its
+    # frequency up to the run date: the release's history.parquet.
+    history: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["series_id", "ds", "y"]))
+    # The gold rows read, per source: {"first": "YYYY-MM-DD", "last": "YYYY-MM-DD", "series": n} (manifest "inputs").
+    inputs: dict[str, dict] = field(default_factory=dict)
 
     def stale(self, run_date: dt.date, periods: int = 2) -> pd.DataFrame:
         """Series whose last observation is more than ``periods`` of their frequency before ``run_date``: their
@@ -178,6 +184,8 @@ def run(
         raise ValueError(f"no gold series up to {run_date}; run the series stage (or ingest-counts) first")
     fanned = fan_out(series, configs, factories)
     history = _recent_history(series, keys)
+    observed = _published_history(series, run_date)
+    inputs = _inputs(series)
     series.unpersist()
     metrics = fanned.metrics
     # Density series add up (all = routes = segments): reconcile them, weighing each by its champion's backtest
@@ -211,7 +219,36 @@ def run(
         history=history,
         registered_model=settings.registered_model,
     )
-    return ForecastResult(forecasts=forecasts, metrics=metrics, keys=keys, failed=failed, run=run_info)
+    return ForecastResult(
+        forecasts=forecasts,
+        metrics=metrics,
+        keys=keys,
+        failed=failed,
+        run=run_info,
+        history=observed[observed["series_id"].isin(with_forecast)].reset_index(drop=True),
+        inputs=inputs,
+    )
+
+
+def _published_history(series: DataFrame, run_date: dt.date) -> pd.DataFrame:
+    """The observed values of every series over publish.HISTORY_DAYS of its frequency up to ``run_date``."""
+    start = F.when(F.col("freq") == "D", F.lit(history_start(run_date, "D")))
+    for freq in ("W", "M"):
+        start = start.when(F.col("freq") == freq, F.lit(history_start(run_date, freq)))
+    rows = series.where(F.col("ds") > start).select("series_id", "ds", "y").toPandas()
+    rows["ds"] = pd.to_datetime(rows["ds"])
+    return rows.sort_values(["series_id", "ds"], ignore_index=True)
+
+
+def _inputs(series: DataFrame) -> dict[str, dict]:
+    """Per source of the gold rows read: first and last day and number of series."""
+    spans = series.groupBy("source").agg(
+        F.min("ds").alias("first"), F.max("ds").alias("last"), F.countDistinct("series_id").alias("series")
+    )
+    return {
+        r["source"]: {"first": str(r["first"]), "last": str(r["last"]), "series": int(r["series"])}
+        for r in sorted(spans.collect(), key=lambda r: r["source"])
+    }
 
 
 HISTORY_PERIODS = 90  # of each route-level series, for the run's plots

@@ -93,6 +93,7 @@ def nightly(
     run = report.forecast.run
     if run.promoted:
         with _stage("publish", report, console, lambda: _describe_release(report.release)):
+            cells = publish.cells_table(spark, settings, run_date, catalogue)
             report.release = publish.publish(
                 settings.store_dir,
                 report.forecast.forecasts,
@@ -104,7 +105,11 @@ def nightly(
                     "h3_res": settings.h3_res,
                     "periods": {f: dict(zip(("holdout", "horizon"), settings.periods(f), strict=True)) for f in FREQS},
                     "failed_series": report.forecast.failed,
+                    "inputs": report.forecast.inputs,
+                    "cell_resolutions": list(settings.cell_resolutions()),
                 },
+                history=report.forecast.history,
+                cells=cells,
             )
     else:
         # The registry kept the previous champion: this run's choices scored worse on its own backtest than the

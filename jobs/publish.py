@@ -1,7 +1,11 @@
 """Publish: forecasts → ``store/releases/<release_id>/`` (immutable) and ``store/CURRENT`` (atomic pointer).
 
-The release id is the run date plus a hash of the forecast values, so re-running a date that produces the
-same forecasts re-points CURRENT at the existing release instead of writing a second copy. A release is
+A release holds ``forecasts.parquet`` and, when given, ``history.parquet`` (the observed values of every published
+series) and ``cells.parquet`` (the suppressed silver density of the last 28 days in each segment's cells, with each
+cell's share of its segment), described by ``manifest.json``.
+
+The release id is the run date plus a hash of the forecast, history and cell values, so re-running a date that
+produces the same tables re-points CURRENT at the existing release instead of writing a second copy. A release is
 written to a temporary folder and renamed into place, so a crash never leaves a half-written release, and
 CURRENT is replaced with ``os.replace``, so readers see the old or the new release, never neither.
 """
@@ -16,18 +20,35 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import h3
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyspark.sql import SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from forecasting.selection import FORECAST_COLUMNS
 from forecasting.tracking import RunInfo
-from jobs.schemas import PUBLISHED_FORECAST, arrow_schema
+from geo.catalogue import Catalogue
+from jobs.flows import cell_segment_table_for
+from jobs.lake import read_table
+from jobs.schemas import DENSITY, PUBLISHED_CELLS, PUBLISHED_FORECAST, PUBLISHED_HISTORY, arrow_schema
+from jobs.settings import JobSettings
 
 MANIFEST = "manifest.json"
 FORECASTS = "forecasts.parquet"
+HISTORY = "history.parquet"
+CELLS = "cells.parquet"
 CURRENT = "CURRENT"
 SCHEMA_VERSION = 1
+
+# How far back the published history of a series goes, by frequency: rows with ds > as_of - this many days.
+HISTORY_DAYS = {"D": 365, "W": 5 * 365, "M": 5 * 365}
+# The published cells cover the days as_of - CELL_DAYS + 1 .. as_of; shares are over those days.
+CELL_DAYS = 28
+_HISTORY_ORDER = ["series_id", "ds"]
+_CELLS_ORDER = ["route_id", "segment_id", "res", "cell", "date"]
 
 
 @dataclass(frozen=True)
@@ -37,11 +58,81 @@ class Release:
     created: bool  # False when an identical release already existed
 
 
-def release_id_for(as_of: dt.date, forecasts: pd.DataFrame) -> str:
-    """``YYYYMMDD-<hash>`` of the forecast values (independent of run ids and row order)."""
+def history_start(as_of: dt.date, freq: str) -> dt.date:
+    """The published history of a series of frequency ``freq`` (D, W or M) has the rows with ds after this day."""
+    if freq not in HISTORY_DAYS:
+        raise ValueError(f"unknown frequency {freq!r}; expected one of {', '.join(HISTORY_DAYS)}")
+    return as_of - dt.timedelta(days=HISTORY_DAYS[freq])
+
+
+def release_id_for(
+    as_of: dt.date, forecasts: pd.DataFrame, history: pd.DataFrame | None = None, cells: pd.DataFrame | None = None
+) -> str:
+    """``YYYYMMDD-<hash>`` of the forecast values and, when given, of the history and cell values (independent
+    of run ids and row order). Without history and cells the id is what it was before they were published."""
     values = forecasts[FORECAST_COLUMNS].sort_values(["series_id", "ds"]).reset_index(drop=True)
-    digest = hashlib.sha256(pd.util.hash_pandas_object(values, index=False).values.tobytes()).hexdigest()
-    return f"{as_of:%Y%m%d}-{digest[:12]}"
+    digest = hashlib.sha256(_hashed(values))
+    for name, frame in (("history", history), ("cells", cells)):
+        if frame is not None:
+            digest.update(name.encode())
+            digest.update(_hashed(frame))
+    return f"{as_of:%Y%m%d}-{digest.hexdigest()[:12]}"
+
+
+def _hashed(frame: pd.DataFrame) -> bytes:
+    return pd.util.hash_pandas_object(frame, index=False).values.tobytes()
+
+
+def history_frame(history: pd.DataFrame, forecasts: pd.DataFrame) -> pd.DataFrame:
+    """``history`` in the columns of PUBLISHED_HISTORY, typed and sorted; refuses series without a forecast."""
+    frame = _columns(history, PUBLISHED_HISTORY, "history")
+    unknown = set(frame["series_id"]) - set(forecasts["series_id"])
+    if unknown:
+        raise ValueError(f"history for series that have no published forecast: {sorted(unknown)[:5]}")
+    frame = frame.assign(
+        series_id=frame["series_id"].astype(str),
+        ds=pd.to_datetime(frame["ds"]).dt.normalize().astype("datetime64[ns]"),
+        y=frame["y"].astype("float64"),
+    )
+    return frame.sort_values(_HISTORY_ORDER, ignore_index=True)
+
+
+def cells_frame(cells: pd.DataFrame, min_devices: int) -> pd.DataFrame:
+    """``cells`` in the columns of PUBLISHED_CELLS, typed and sorted; refuses cells backed by ``min_devices``
+    devices or fewer (they should never have left silver: defence in depth)."""
+    frame = _columns(cells, PUBLISHED_CELLS, "cells")
+    small = frame[frame["devices"] <= min_devices]
+    if not small.empty:
+        example = small.iloc[0]
+        raise ValueError(
+            f"{len(small)} cell rows are backed by {min_devices} devices or fewer (e.g. cell {example['cell']} on "
+            f"{example['date']}: {example['devices']}); only suppressed density may be published"
+        )
+    frame = frame.assign(
+        **{c: frame[c].astype(str) for c in ("route_id", "segment_id", "cell")},
+        res=frame["res"].astype("int32"),
+        date=pd.to_datetime(frame["date"]).dt.normalize().astype("datetime64[ns]"),
+        devices=frame["devices"].astype("int64"),
+        **{c: frame[c].astype("float64") for c in ("excess", "zscore", "share")},
+    )
+    return frame.sort_values(_CELLS_ORDER, ignore_index=True)
+
+
+def _columns(frame: pd.DataFrame, schema: StructType, name: str) -> pd.DataFrame:
+    """The schema's columns of ``frame``; refuses missing columns and nulls where the schema has none."""
+    missing = [f.name for f in schema.fields if f.name not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} lacks the columns {missing}")
+    out = frame[schema.fieldNames()].reset_index(drop=True)
+    nulls = [f.name for f in schema.fields if not f.nullable and out[f.name].isna().any()]
+    if nulls:
+        raise ValueError(f"{name} has nulls in {nulls}")
+    return out
+
+
+def _arrow(frame: pd.DataFrame, schema: StructType, date_column: str) -> pa.Table:
+    table = frame.assign(**{date_column: frame[date_column].dt.date})
+    return pa.Table.from_pandas(table, schema=arrow_schema(schema), preserve_index=False)
 
 
 def published_table(forecasts: pd.DataFrame, keys: pd.DataFrame, run: RunInfo, release_id: str) -> pa.Table:
@@ -68,13 +159,19 @@ def publish(
     run: RunInfo,
     min_devices: int,
     manifest_extra: dict | None = None,
+    history: pd.DataFrame | None = None,
+    cells: pd.DataFrame | None = None,
 ) -> Release:
     """Write a release (unless an identical one exists) and point CURRENT at it.
 
     The manifest records the suppression threshold the data was made with; serving refuses a release
-    whose manifest does not declare suppression at or above the privacy floor.
+    whose manifest does not declare suppression at or above the privacy floor. ``history`` (PUBLISHED_HISTORY
+    columns, series with a forecast only) and ``cells`` (PUBLISHED_CELLS columns, every row above
+    ``min_devices``) are written when given; anything else is refused with a ValueError before a file is written.
     """
-    release_id = release_id_for(as_of, forecasts)
+    history = None if history is None else history_frame(history, forecasts)
+    cells = None if cells is None else cells_frame(cells, min_devices)
+    release_id = release_id_for(as_of, forecasts, history, cells)
     releases = store_dir / "releases"
     final = releases / release_id
     created = not final.exists()
@@ -85,6 +182,13 @@ def publish(
         tmp.mkdir()
         table = published_table(forecasts, keys, run, release_id)
         pq.write_table(table, tmp / FORECASTS)
+        tables = {"forecasts": table.num_rows}
+        if history is not None:
+            pq.write_table(_arrow(history, PUBLISHED_HISTORY, "ds"), tmp / HISTORY)
+            tables["history"] = len(history)
+        if cells is not None:
+            pq.write_table(_arrow(cells, PUBLISHED_CELLS, "date"), tmp / CELLS)
+            tables["cells"] = len(cells)
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "release_id": release_id,
@@ -95,6 +199,8 @@ def publish(
             "rows": table.num_rows,
             "series": int(forecasts["series_id"].nunique()),
             "privacy": {"suppressed": True, "min_devices": min_devices},
+            "tables": tables,
+            **({} if cells is None else {"cell_resolutions": sorted(int(r) for r in cells["res"].unique())}),
             **(manifest_extra or {}),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
@@ -110,3 +216,46 @@ def point_current(store_dir: Path, release_id: str) -> None:
     tmp = store_dir / f".{CURRENT}.tmp-{os.getpid()}"
     tmp.write_text(release_id + "\n")
     os.replace(tmp, store_dir / CURRENT)
+
+
+def cells_table(
+    spark: SparkSession, settings: JobSettings, as_of: dt.date, catalogue: Catalogue | None = None
+) -> pd.DataFrame:
+    """The published cells (PUBLISHED_CELLS columns) of ``as_of``: silver density of the CELL_DAYS days up to
+    ``as_of`` at ``settings.cell_resolutions()``, in the cells of each route segment (geo's cell → segment table at
+    each resolution; ``catalogue`` defaults to the packaged routes), with each cell's share of its segment's devices
+    over those days at that resolution. Rows at or below ``settings.min_devices`` (silver written under a lower
+    threshold) are left out, and the shares computed without them."""
+    resolutions = settings.cell_resolutions()
+    start = as_of - dt.timedelta(days=CELL_DAYS - 1)
+    density = read_table(spark, settings.lake("silver", "density"), DENSITY).where(
+        F.col("date").between(F.lit(start), F.lit(as_of))
+        & F.col("res").isin(list(resolutions))
+        & (F.col("devices") > F.lit(settings.min_devices))
+    )
+    tables = []
+    for res in resolutions:
+        table = cell_segment_table_for(res, catalogue)
+        tables.append(
+            pd.DataFrame(
+                {
+                    "cell": table["cell"].astype("int64"),
+                    "res": res,
+                    "route_id": table["route_id"].astype(str),
+                    "segment_id": table["segment_id"].astype(str),
+                }
+            )
+        )
+    mapping = pd.concat(tables, ignore_index=True)
+    segments = spark.createDataFrame(mapping, "cell long, res int, route_id string, segment_id string")
+    cell_days = Window.partitionBy("route_id", "segment_id", "res", "cell")
+    segment_days = Window.partitionBy("route_id", "segment_id", "res")
+    out = (
+        density.join(F.broadcast(segments), ["cell", "res"])
+        .withColumn("share", F.sum("devices").over(cell_days) / F.sum("devices").over(segment_days))
+        .select(*PUBLISHED_CELLS.fieldNames())
+        .toPandas()
+    )
+    out["cell"] = [h3.int_to_str(int(c)) for c in out["cell"]]
+    out["date"] = pd.to_datetime(out["date"])
+    return out.sort_values(_CELLS_ORDER, ignore_index=True)

@@ -188,6 +188,34 @@ PUBLISHED_FORECAST = StructType(
     ]
 )
 
+# Published (store/releases/<id>/history.parquet): the observed values of every published series, from the gold
+# series table as the forecast stage read it (daily series the last 365 days, weekly/monthly the last 5 years).
+PUBLISHED_HISTORY = StructType(
+    [
+        StructField("series_id", StringType(), False),
+        StructField("ds", DateType(), False),
+        StructField("y", DoubleType(), False),
+    ]
+)
+
+# Published (store/releases/<id>/cells.parquet): silver density (already suppressed) of the 28 days up to the
+# release's as_of in the cells of each route segment, at ROUTECAST_PUBLISH_CELL_RESOLUTIONS. cell is the H3 hex id;
+# share is the cell's devices over those days / its segment's at that res (the shares of a (route, segment, res)
+# add up to 1), for serving to spread a segment's forecast over its cells.
+PUBLISHED_CELLS = StructType(
+    [
+        StructField("route_id", StringType(), False),
+        StructField("segment_id", StringType(), False),
+        StructField("cell", StringType(), False),
+        StructField("res", IntegerType(), False),
+        StructField("date", DateType(), False),
+        StructField("devices", LongType(), False),
+        StructField("excess", DoubleType(), True),
+        StructField("zscore", DoubleType(), True),
+        StructField("share", DoubleType(), False),
+    ]
+)
+
 
 # Ground truth written by the simulator (var/truth/<table>), to score density and forecasts against.
 TRUTH_SEGMENT_PEOPLE = StructType(

@@ -42,6 +42,9 @@ class JobSettings(BaseSettings):
         default=15,
         description="Aggregates backed by this many distinct devices or fewer are suppressed (design.md).",
     )
+    # Resolutions of the per-cell density published with each release (cells.parquet); None: every resolution in
+    # `resolutions` at or below h3_res (finer cells are many and small). Each must be in `resolutions`.
+    publish_cell_resolutions: tuple[int, ...] | None = None
 
     # Differential privacy on published counts (off by default; see README "Differential privacy").
     dp_mechanism: Literal["none", "laplace", "gaussian"] = "none"
@@ -115,6 +118,26 @@ class JobSettings(BaseSettings):
                     f"{name}={getattr(self, name)} is not in resolutions={list(self.resolutions)}; add it there"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _published_cells_are_aggregated(self) -> JobSettings:
+        if self.publish_cell_resolutions is not None:
+            if not self.publish_cell_resolutions:
+                raise ValueError("publish_cell_resolutions must name at least one resolution (or be unset)")
+            missing = sorted(set(self.publish_cell_resolutions) - set(self.resolutions))
+            if missing:
+                raise ValueError(
+                    f"publish_cell_resolutions {missing} are not in resolutions={list(self.resolutions)}; "
+                    "add them there"
+                )
+        return self
+
+    def cell_resolutions(self) -> tuple[int, ...]:
+        """The resolutions of the published per-cell density: publish_cell_resolutions, sorted, or by default every
+        resolution in ``resolutions`` at or below h3_res."""
+        if self.publish_cell_resolutions is not None:
+            return tuple(sorted(set(self.publish_cell_resolutions)))
+        return tuple(r for r in self.resolutions if r <= self.h3_res)
 
     def periods(self, freq: str) -> tuple[int, int]:
         """(holdout, horizon) in periods of ``freq`` (D, W or M)."""

@@ -43,6 +43,12 @@ def test_weekly_series_gets_its_seasonal_naive_forecast_and_short_one_is_reporte
 
     assert set(result.failed) == {"route:short"}
     assert "route:short" in result.failed["route:short"]
+    # What the release publishes with the forecasts: the history of the forecast series only (56 days < 365),
+    # and the span of the gold rows read per source.
+    assert result.history.columns.tolist() == ["series_id", "ds", "y"]
+    assert set(result.history["series_id"]) == {"route:weekly"} and len(result.history) == 56
+    assert result.history["y"].tolist() == WEEK * 8
+    assert result.inputs == {"density": {"first": str(START), "last": str(last), "series": 2}}
 
     client = MlflowClient(settings.tracking_uri)
     champion = client.get_model_version_by_alias(settings.registered_model, "champion")

@@ -1,11 +1,21 @@
 import datetime as dt
 import json
+import tempfile
+from pathlib import Path
 
+import h3
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from forecasting.tracking import RunInfo
+from geo.cells import cell_segment_table
 from jobs import publish
+from jobs.lake import write_partitions
+from jobs.schemas import DENSITY, PUBLISHED_CELLS, PUBLISHED_HISTORY, arrow_schema
 
 AS_OF = dt.date(2025, 3, 1)
 RUN = RunInfo(run_id="r1", model_version="3", experiment_id="1", tracking_uri="sqlite:///x.db")
@@ -66,3 +76,209 @@ def test_forecast_for_unknown_series_is_refused(tmp_path):
 def test_pointing_at_a_missing_release_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="not in"):
         publish.point_current(tmp_path, "20250101-nothere")
+
+
+# History and cells (the release folder's history.parquet and cells.parquet).
+
+CELL_A, CELL_B = "871f24ac5ffffff", "871f24ac4ffffff"
+
+
+def _history() -> pd.DataFrame:
+    days = pd.date_range("2025-02-25", periods=5)
+    return pd.DataFrame(
+        [(sid, d, float(i)) for sid in ("route:a", "segment:a/s1") for i, d in enumerate(days)],
+        columns=["series_id", "ds", "y"],
+    )
+
+
+def _cells(devices=(20, 30, 50)) -> pd.DataFrame:
+    rows = [
+        ("a", "s1", CELL_A, 7, dt.date(2025, 2, 28), devices[0], 1.5, 0.3),
+        ("a", "s1", CELL_A, 7, dt.date(2025, 3, 1), devices[1], None, None),
+        ("a", "s1", CELL_B, 7, dt.date(2025, 3, 1), devices[2], -2.0, -0.5),
+    ]
+    frame = pd.DataFrame(rows, columns=["route_id", "segment_id", "cell", "res", "date", "devices", "excess", "zscore"])
+    segment = frame.groupby(["route_id", "segment_id", "res"])["devices"].transform("sum")
+    cell = frame.groupby(["route_id", "segment_id", "res", "cell"])["devices"].transform("sum")
+    return frame.assign(share=cell / segment)
+
+
+def _publish_all(store, forecasts=None, history=None, cells=None, min_devices=15):
+    return publish.publish(
+        store,
+        _forecasts() if forecasts is None else forecasts,
+        KEYS,
+        as_of=AS_OF,
+        run=RUN,
+        min_devices=min_devices,
+        history=_history() if history is None else history,
+        cells=_cells() if cells is None else cells,
+    )
+
+
+def test_history_and_cells_are_written_with_their_schemas_and_counted_in_the_manifest(tmp_path):
+    rel = _publish_all(tmp_path / "store")
+    assert sorted(p.name for p in rel.path.iterdir()) == [
+        "cells.parquet",
+        "forecasts.parquet",
+        "history.parquet",
+        "manifest.json",
+    ]
+    assert pq.read_schema(rel.path / "history.parquet").remove_metadata() == arrow_schema(PUBLISHED_HISTORY)
+    assert pq.read_schema(rel.path / "cells.parquet").remove_metadata() == arrow_schema(PUBLISHED_CELLS)
+    history = pq.read_table(rel.path / "history.parquet").to_pylist()
+    assert len(history) == 10 and history[0] == {"series_id": "route:a", "ds": dt.date(2025, 2, 25), "y": 0.0}
+    cells = pd.read_parquet(rel.path / "cells.parquet")
+    assert cells["cell"].tolist() == [CELL_B, CELL_A, CELL_A]  # sorted by route, segment, res, cell, date
+    assert cells["excess"].isna().tolist() == [False, False, True]
+    assert cells.groupby(["route_id", "segment_id", "res", "cell"])["share"].first().sum() == pytest.approx(1.0)
+    manifest = json.loads((rel.path / "manifest.json").read_text())
+    assert manifest["tables"] == {"forecasts": 6, "history": 10, "cells": 3}
+    assert manifest["cell_resolutions"] == [7]
+    assert manifest["privacy"] == {"suppressed": True, "min_devices": 15}
+
+
+def test_manifest_extra_carries_inputs_and_overrides_cell_resolutions(tmp_path):
+    inputs = {"density": {"first": "2024-03-01", "last": "2025-03-01", "series": 2}}
+    rel = publish.publish(
+        tmp_path / "store",
+        _forecasts(),
+        KEYS,
+        as_of=AS_OF,
+        run=RUN,
+        min_devices=15,
+        manifest_extra={"inputs": inputs, "cell_resolutions": [5, 6, 7]},
+        history=_history(),
+        cells=_cells(),
+    )
+    manifest = json.loads((rel.path / "manifest.json").read_text())
+    assert manifest["inputs"] == inputs and manifest["cell_resolutions"] == [5, 6, 7]
+
+
+def test_release_id_covers_history_and_cells_but_not_their_row_order(tmp_path):
+    store = tmp_path / "store"
+    base = _publish_all(store)
+    shuffled = _publish_all(store, history=_history().iloc[::-1], cells=_cells().iloc[::-1])
+    assert shuffled.release_id == base.release_id and not shuffled.created
+    other_history = _publish_all(store, history=_history().assign(y=lambda d: d["y"] + 1))
+    other_cells = _publish_all(store, cells=_cells(devices=(20, 30, 51)))
+    forecasts_only = _publish(store, _forecasts())
+    ids = {base.release_id, other_history.release_id, other_cells.release_id, forecasts_only.release_id}
+    assert len(ids) == 4
+    assert all(i.startswith("20250301-") for i in ids)
+
+
+def test_publishing_without_history_and_cells_writes_the_old_release(tmp_path):
+    rel = _publish(tmp_path / "store", _forecasts())
+    assert sorted(p.name for p in rel.path.iterdir()) == ["forecasts.parquet", "manifest.json"]
+    assert rel.release_id == publish.release_id_for(AS_OF, _forecasts())
+    manifest = json.loads((rel.path / "manifest.json").read_text())
+    assert manifest["tables"] == {"forecasts": 6} and "cell_resolutions" not in manifest
+
+
+def test_cells_at_or_below_min_devices_are_refused_and_nothing_is_written(tmp_path):
+    store = tmp_path / "store"
+    with pytest.raises(ValueError, match="15 devices or fewer"):
+        _publish_all(store, cells=_cells(devices=(20, 15, 50)))
+    assert not store.exists() or not any((store / "releases").glob("*"))
+    with pytest.raises(ValueError, match="20 devices or fewer"):
+        _publish_all(store, min_devices=20)
+
+
+def test_history_of_a_series_without_forecast_is_refused(tmp_path):
+    stray = pd.concat([_history(), pd.DataFrame({"series_id": ["route:zzz"], "ds": [AS_OF], "y": [1.0]})])
+    with pytest.raises(ValueError, match=r"no published forecast: \['route:zzz'\]"):
+        _publish_all(tmp_path / "store", history=stray)
+
+
+def test_missing_columns_and_nulls_are_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"cells lacks the columns \['share'\]"):
+        _publish_all(tmp_path / "store", cells=_cells().drop(columns="share"))
+    with pytest.raises(ValueError, match=r"history has nulls in \['y'\]"):
+        _publish_all(tmp_path / "store", history=_history().assign(y=None))
+
+
+def test_history_start_per_frequency():
+    assert publish.history_start(AS_OF, "D") == AS_OF - dt.timedelta(days=365)
+    assert publish.history_start(AS_OF, "M") == publish.history_start(AS_OF, "W") == AS_OF - dt.timedelta(days=1825)
+    with pytest.raises(ValueError, match="unknown frequency"):
+        publish.history_start(AS_OF, "Q")
+
+
+@hypothesis_settings(max_examples=40, deadline=None)
+@given(
+    devices=st.lists(st.integers(min_value=0, max_value=60), min_size=1, max_size=12),
+    min_devices=st.integers(min_value=10, max_value=40),
+)
+def test_published_cells_never_hold_counts_at_or_below_min_devices(devices, min_devices):
+    cells = pd.DataFrame(
+        {
+            "route_id": "a",
+            "segment_id": "s1",
+            "cell": [CELL_A if i % 2 else CELL_B for i in range(len(devices))],
+            "res": 7,
+            "date": [AS_OF - dt.timedelta(days=i) for i in range(len(devices))],
+            "devices": devices,
+            "excess": None,
+            "zscore": None,
+            "share": 0.5,
+        }
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            rel = _publish_all(Path(tmp), cells=cells, min_devices=min_devices)
+        except ValueError as exc:
+            assert "devices or fewer" in str(exc)
+            assert min(devices) <= min_devices
+            assert not any(Path(tmp).glob("releases/*/cells.parquet"))
+        else:
+            assert min(devices) > min_devices
+            assert (pd.read_parquet(rel.path / "cells.parquet")["devices"] > min_devices).all()
+
+
+def test_cells_table_reads_the_segment_cells_of_the_last_28_days_with_their_shares(spark, settings, catalogue):
+    routes = catalogue.subset(catalogue.route_ids()[:2])
+    r1 = routes.route_ids()[0]
+    seg = routes.route(r1).segments[0].id
+    at7 = cell_segment_table(routes, 7)
+    c1, c2 = (int(c) for c in at7[(at7.route_id == r1) & (at7.segment_id == seg)].cell.iloc[:2])
+    at5 = cell_segment_table(routes, 5)
+    c5 = int(at5.cell.iloc[0])
+    (r5, s5) = at5[["route_id", "segment_id"]].iloc[0]
+    c8 = h3.cell_to_center_child(h3.int_to_str(c1), 8)
+    first = AS_OF - dt.timedelta(days=27)
+    rows = [
+        (c1, 7, 20, None, 5.0, 1.0, 2.0, first),
+        (c1, 7, 40, None, None, None, None, AS_OF),
+        (c2, 7, 60, None, 9.0, -1.0, -0.5, AS_OF),
+        (c1, 7, 99, None, None, None, None, first - dt.timedelta(days=1)),  # before the 28 days
+        (c1, 7, 99, None, None, None, None, AS_OF + dt.timedelta(days=1)),  # after as_of
+        (c2, 7, 12, None, None, None, None, AS_OF - dt.timedelta(days=3)),  # under the threshold: left out
+        (1, 7, 99, None, None, None, None, AS_OF),  # in no corridor
+        (h3.str_to_int(c8), 8, 99, None, None, None, None, AS_OF),  # res 8 is not published by default
+        (c5, 5, 33, None, None, None, None, AS_OF),
+    ]
+    write_partitions(spark.createDataFrame(rows, DENSITY), settings.lake("silver", "density"), ["date", "res"])
+
+    got = publish.cells_table(spark, settings, AS_OF, routes)
+    assert got.columns.tolist() == PUBLISHED_CELLS.fieldNames()
+    as_tuples = {(r.route_id, r.segment_id, r.cell, r.res, r.date.date(), r.devices) for r in got.itertuples()}
+    assert as_tuples == {
+        (r1, seg, h3.int_to_str(c1), 7, first, 20),
+        (r1, seg, h3.int_to_str(c1), 7, AS_OF, 40),
+        (r1, seg, h3.int_to_str(c2), 7, AS_OF, 60),
+        (r5, s5, h3.int_to_str(c5), 5, AS_OF, 33),
+    }
+    share = got.groupby(["cell", "res"])["share"].first()
+    assert share[(h3.int_to_str(c1), 7)] == pytest.approx(60 / 120)
+    assert share[(h3.int_to_str(c2), 7)] == pytest.approx(60 / 120)
+    assert share[(h3.int_to_str(c5), 5)] == 1.0
+    assert got.groupby(["route_id", "segment_id", "res", "cell"])["share"].first().groupby(
+        level=["route_id", "segment_id", "res"]
+    ).sum().tolist() == pytest.approx([1.0, 1.0])
+
+    # What cells_table returns is publishable as it is.
+    rel = publish.publish(
+        settings.store_dir, _forecasts(), KEYS, as_of=AS_OF, run=RUN, min_devices=settings.min_devices, cells=got
+    )
+    assert len(pd.read_parquet(rel.path / "cells.parquet")) == 4

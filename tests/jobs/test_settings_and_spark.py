@@ -29,6 +29,17 @@ def test_defaults_live_under_var():
     assert s.h3_res == 7 and s.min_devices == 15
 
 
+def test_published_cell_resolutions_default_to_those_up_to_h3_res_and_must_be_aggregated(monkeypatch):
+    assert JobSettings().cell_resolutions() == (5, 6, 7)
+    assert JobSettings(h3_res=8).cell_resolutions() == (5, 6, 7, 8)
+    monkeypatch.setenv("ROUTECAST_PUBLISH_CELL_RESOLUTIONS", "[7,5,7]")
+    assert JobSettings().cell_resolutions() == (5, 7)
+    with pytest.raises(ValidationError, match=r"publish_cell_resolutions \[9\] are not in resolutions"):
+        JobSettings(resolutions=(5, 7), publish_cell_resolutions=(7, 9))
+    with pytest.raises(ValidationError, match="at least one"):
+        JobSettings(publish_cell_resolutions=())
+
+
 @pytest.mark.parametrize("profile", ["local", "cluster", "test"])
 def test_every_profile_parses(profile: str):
     conf = read_spark_conf(JobSettings().spark_conf_dir / f"{profile}.conf")
