@@ -11,8 +11,11 @@ import typer
 from rich.console import Console
 
 from jobs.settings import JobSettings
+from serving import cli as serving_cli  # `routecast token|audit`: the only jobs module allowed to import serving
 
 app = typer.Typer(help="routecast: migration-flow forecasts from anonymised mobility density.", no_args_is_help=True)
+app.add_typer(serving_cli.token_app, name="token")
+app.add_typer(serving_cli.audit_app, name="audit")
 console = Console(stderr=True)
 
 
@@ -315,9 +318,20 @@ def demo(
     console.print(f"density excess vs simulated people on the route (Pearson r): {scores}", highlight=False)
     _print_where(settings)
     if serve_api:
+        from serving.auth import create_token
+        from serving.settings import ServingSettings
+
+        # Every /v1 read needs a token: the demo issues one (admin, all routes, 12 h) so the examples work as printed.
+        token = create_token(ServingSettings(), subject="demo", role="admin", routes=None, ttl=dt.timedelta(hours=12))
+        base = f"http://{host}:{port}"
         console.print(
-            f"serving on http://{host}:{port}  — try "
-            f"curl 'http://{host}:{port}/v1/routes/channel/forecast?horizon=14'  (Ctrl-C stops)"
+            f"serving on {base} (Ctrl-C stops); OpenAPI at {base}/docs. A demo token (admin, all routes, 12 h):\n"
+            f"  export TOKEN={token}\n"
+            f"  curl -H \"Authorization: Bearer $TOKEN\" '{base}/v1/crossing-points/lampedusa/arrivals?days=7'\n"
+            f"  curl -H \"Authorization: Bearer $TOKEN\" '{base}/v1/routes/channel/forecast?horizon=14&history=28'\n"
+            "Other tokens: routecast token create --role analyst|planner|admin --routes ROUTE,... --ttl 8h",
+            highlight=False,
+            soft_wrap=True,
         )
         serve(host=host, port=port)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The privacy floor of design.md: a release made with a lower threshold is refused.
@@ -20,9 +21,40 @@ class ServingSettings(BaseSettings):
     var_dir: Path = Path("var")  # the same variable as the jobs', so both agree on where the store is
     routes_dir: Path | None = None  # default: the catalogue packaged with geo
 
+    # Auth: HS256-signed bearer tokens. The key is ROUTECAST_JWT_SECRET, or else the key file (created with
+    # mode 0600 on first use by `routecast token create` or the API, so that both sides agree without setup).
+    jwt_secret: SecretStr | None = None
+    jwt_key_file: Path | None = None  # default: <var_dir>/keys/jwt-hs256.key
+    jwt_issuer: str = "routecast"
+    jwt_audience: str = "routecast-api"
+    token_max_ttl_hours: float = Field(default=24 * 90, gt=0, description="Longest lifetime a token may be issued for.")
+
+    # Requests per token: a token bucket of `rate_limit_burst` refilled at `rate_limit_per_minute`.
+    rate_limit_per_minute: float = Field(default=600, gt=0)
+    rate_limit_burst: int = Field(default=60, ge=1)
+
+    audit_dir: Path | None = None  # default: <var_dir>/audit
+
+    # How often the API looks at store/CURRENT for a newly published release (0: only on POST /v1/admin/reload).
+    reload_interval_s: float = Field(default=10.0, ge=0)
+
+    # Alerts: a series alerts when its forecast or latest observation is above `alert_quantile` of its published
+    # history times `alert_factor`, or when the latest observation falls outside the 95 % interval that the
+    # previous release forecast for that day.
+    alert_quantile: float = Field(default=0.95, gt=0, lt=1)
+    alert_factor: float = Field(default=1.0, gt=0)
+
     @property
     def store_dir(self) -> Path:
         return self.var_dir / "store"
+
+    @property
+    def key_file(self) -> Path:
+        return self.jwt_key_file or self.var_dir / "keys" / "jwt-hs256.key"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.audit_dir or self.var_dir / "audit"
 
 
 @lru_cache
