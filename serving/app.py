@@ -1,46 +1,76 @@
-"""The FastAPI application. Nothing is loaded at import: ``create_app`` builds it, ``lifespan`` loads state."""
+"""The FastAPI application. Nothing is loaded at import: ``create_app`` builds it, ``lifespan`` loads state.
+
+Every ``/v1`` endpoint needs a bearer token (``routecast token create``); ``/healthz``, ``/readyz`` and the OpenAPI
+document stay open. Every request is written to the audit log (``routecast audit``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from geo.catalogue import load_catalogue
-from serving.routers import health, routes
+from serving.audit import AuditLog, AuditMiddleware
+from serving.auth import signing_key
+from serving.routers import admin, alerts, arrivals, health, hexes, lineage, routes
 from serving.settings import ServingSettings, get_settings
-from serving.state import AppState
-from serving.store import StoreError, load_release
+from serving.state import AppState, watch_store
+from serving.store import StoreError
 
 log = logging.getLogger("routecast.serving")
+
+DESCRIPTION = """Forecasts of migration flows along the routes toward Europe, from suppressed aggregates only.
+
+Authenticate with `Authorization: Bearer <token>` (issued by `routecast token create --role … --routes …`).
+Roles: **analyst** (routes, forecasts by route and segment, lineage), **planner** (adds hexes, arrivals, alerts),
+**admin** (adds releases and reload). A token limited to some routes sees only those: any other route answers 404,
+as if it did not exist. Tables come as CSV with `Accept: text/csv`. Every request is audited.
+"""
 
 
 def load_state(settings: ServingSettings) -> AppState:
     """Catalogue and current release; a missing or refused release leaves the API up but not ready."""
-    catalogue = load_catalogue(settings.routes_dir)
-    try:
-        return AppState(catalogue=catalogue, release=load_release(settings.store_dir))
-    except StoreError as exc:
-        log.warning("no release loaded: %s", exc)
-        return AppState(catalogue=catalogue, release=None, release_error=str(exc))
+    state = AppState(settings=settings, catalogue=load_catalogue(settings.routes_dir))
+    state.reload()
+    return state
 
 
 def create_app(settings: ServingSettings | None = None) -> FastAPI:
     """Build the API for ``settings`` (default: from the environment)."""
+    settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.routecast = load_state(settings or get_settings())
-        yield
+        # A bad signing key (a secret shorter than 32 bytes) stops the start here, with its message.
+        await asyncio.to_thread(signing_key, settings)
+        state = await asyncio.to_thread(load_state, settings)
+        app.state.routecast = state
+        watcher = (
+            asyncio.create_task(watch_store(state, settings.reload_interval_s)) if settings.reload_interval_s else None
+        )
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
 
-    app = FastAPI(
-        title="routecast",
-        version="0.1.0",
-        description="Forecasts of migration flows along the routes toward Europe, from suppressed aggregates only.",
-        lifespan=lifespan,
-    )
-    app.include_router(health.router)
-    app.include_router(routes.router)
+    app = FastAPI(title="routecast", version="0.2.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    for module in (health, routes, hexes, arrivals, alerts, lineage, admin):
+        app.include_router(module.router)
+
+    @app.exception_handler(StoreError)
+    async def store_unavailable(request: Request, exc: StoreError) -> JSONResponse:
+        # A store that breaks under a running API (a file removed, a corrupt table) is a 503 that says so.
+        return JSONResponse(status_code=503, content={"detail": f"store unavailable: {exc}"})
+
+    app.add_middleware(AuditMiddleware, log=AuditLog(settings.audit_path))
     return app

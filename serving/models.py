@@ -1,13 +1,32 @@
-"""Public response models of the API (separate from the store's tables)."""
+"""Public response models of the API (separate from the store's tables).
+
+Examples name no real route: the OpenAPI document is open, and a token scoped to some routes must not learn from
+it that others exist.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from enum import IntEnum
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 Level = Literal["route", "segment"]
+Freq = Literal["D", "W", "M"]
+
+
+class IntervalLevel(IntEnum):
+    """Coverage of a prediction interval, in percent."""
+
+    p80 = 80
+    p95 = 95
+
+
+AlertKind = Literal["forecast_above_threshold", "observation_above_threshold", "observation_outside_interval"]
+
+ROUTE_EXAMPLE = "example_route"
+LINEAGE = "run_id, model_version and release_id say which MLflow run, registered model version and release made it."
 
 
 class SegmentOut(BaseModel):
@@ -27,7 +46,7 @@ class CrossingPointOut(BaseModel):
 
 
 class RouteOut(BaseModel):
-    id: str = Field(examples=["central_mediterranean"])
+    id: str = Field(examples=[ROUTE_EXAMPLE])
     name: str
     segments: list[SegmentOut]
     crossing_points: list[CrossingPointOut]
@@ -42,26 +61,61 @@ class RoutesOut(BaseModel):
     routes: list[RouteOut]
 
 
+class Feature(BaseModel):
+    type: Literal["Feature"] = "Feature"
+    geometry: dict[str, Any] = Field(description="A GeoJSON geometry in WGS 84 longitude, latitude.")
+    properties: dict[str, Any]
+
+
+class FeatureCollection(BaseModel):
+    """A GeoJSON FeatureCollection (RFC 7946) with routecast's own members beside ``features``."""
+
+    type: Literal["FeatureCollection"] = "FeatureCollection"
+    features: list[Feature]
+
+
+class RouteGeoJSON(FeatureCollection):
+    route: dict[str, Any] = Field(description="The route's id, name, official names and the sources of its places.")
+
+
+class HexesGeoJSON(FeatureCollection):
+    route_id: str
+    date: dt.date
+    res: int
+    release_id: str
+    observed: bool = Field(
+        description="True for a day up to the release's as_of (devices and excess are observed, forecast is null), "
+        "false for a forecast day (forecast is the segment's forecast times the cell's share of the segment's "
+        "devices over the last 28 days; devices and excess are null)."
+    )
+
+
 class ForecastPoint(BaseModel):
     ds: dt.date
     yhat: float
-    lo80: float
-    hi80: float
-    lo95: float
-    hi95: float
+    lo80: float | None = Field(None, description="Lower bound of the 80 % interval (null when not asked for).")
+    hi80: float | None = None
+    lo95: float | None = None
+    hi95: float | None = None
+
+
+class HistoryPoint(BaseModel):
+    ds: dt.date
+    y: float
 
 
 class SeriesForecast(BaseModel):
-    series_id: str = Field(examples=["route:central_mediterranean"])
+    series_id: str = Field(examples=[f"route:{ROUTE_EXAMPLE}"])
     level: Level
     source: str
-    freq: Literal["D", "W", "M"] = Field(description="D: daily, W: weekly (Mondays), M: monthly (1st).")
+    freq: Freq = Field(description="D: daily, W: weekly (Mondays), M: monthly (1st).")
     route_id: str
     segment_id: str | None
-    model: str = Field(description="The model chosen for this series on the holdout.")
+    model: str = Field(description="The model chosen for this series on its backtest.")
     run_id: str = Field(description="MLflow run that produced the forecast.")
     model_version: str = Field(description="Registered model version of that run.")
     release_id: str
+    history: list[HistoryPoint] = Field(description="The last observed periods, oldest first (as many as asked).")
     forecast: list[ForecastPoint]
 
 
@@ -70,9 +124,116 @@ class RouteForecastOut(BaseModel):
     level: Level
     source: str
     horizon: int = Field(description="Periods ahead, in the series' frequency.")
+    intervals: list[IntervalLevel]
     release_id: str
     as_of: str | None = Field(description="Last day of data the forecasts were made from.")
     series: list[SeriesForecast]
+
+
+class ArrivalDay(BaseModel):
+    ds: dt.date
+    yhat: float
+    lo80: float
+    hi80: float
+    lo95: float
+    hi95: float
+
+
+class ArrivalTotal(BaseModel):
+    days: int
+    yhat: float = Field(description="Sum of the daily expected values.")
+    lo80: float = Field(description="Sum of the daily lower bounds: a conservative (wide) interval for the total.")
+    hi80: float
+    lo95: float
+    hi95: float
+
+
+class CrossingArrivals(BaseModel):
+    crossing_point_id: str = Field(examples=["example_landing"])
+    name: str
+    role: str
+    route_id: str
+    segment_id: str
+    lat: float
+    lon: float
+    basis: str = Field(description="What the numbers are: the series they come from and its unit.")
+    series_id: str
+    days: list[ArrivalDay]
+    total: ArrivalTotal
+
+
+class ArrivalsOut(BaseModel):
+    release_id: str
+    as_of: str | None
+    days: int
+    unit: Literal["devices"] = Field(
+        description="Distinct phones, the density signal: a proxy for people, not a count of them."
+    )
+    crossing_points: list[CrossingArrivals]
+
+
+class Alert(BaseModel):
+    series_id: str
+    route_id: str
+    segment_id: str | None
+    source: str
+    level: str
+    kind: AlertKind
+    ds: dt.date = Field(description="The day (or period start) that breaks the bound.")
+    value: float = Field(description="The forecast (yhat) or the observation on that day.")
+    bound: float = Field(description="The threshold or interval bound that was broken.")
+    severity: float = Field(description="How far past the bound, relative to it: (value - bound) / bound.")
+    message: str
+
+
+class AlertsOut(BaseModel):
+    release_id: str
+    as_of: str | None
+    alerts: list[Alert]
+
+
+class InputDates(BaseModel):
+    first: dt.date | None
+    last: dt.date | None
+
+
+class LineageOut(BaseModel):
+    series_id: str
+    route_id: str | None
+    source: str
+    model: str
+    release_id: str
+    run_id: str
+    model_version: str
+    as_of: str | None
+    release_created_at: str | None
+    forecast_first: dt.date
+    forecast_last: dt.date
+    last_observed: dt.date | None = Field(description="Last period with an observation in the release's history.")
+    inputs: InputDates | None = Field(description="First and last day of this source's input data for the run.")
+    min_devices: int = Field(description="Suppression threshold the release was made with.")
+
+
+class ReleaseOut(BaseModel):
+    release_id: str
+    current: bool
+    as_of: str | None = None
+    created_at: str | None = None
+    run_id: str | None = None
+    model_version: str | None = None
+    rows: int | None = None
+    error: str | None = Field(None, description="Why the release cannot be served, if it cannot.")
+
+
+class ReleasesOut(BaseModel):
+    serving: str | None
+    releases: list[ReleaseOut]
+
+
+class ReloadOut(BaseModel):
+    release_id: str | None
+    changed: bool
+    detail: str | None = None
 
 
 class Health(BaseModel):
@@ -83,3 +244,7 @@ class Ready(BaseModel):
     ready: bool
     release_id: str | None
     detail: str | None = None
+
+
+class ErrorOut(BaseModel):
+    detail: str

@@ -1,16 +1,25 @@
-"""Reading the published store: ``store/CURRENT`` → ``store/releases/<id>/{manifest.json, forecasts.parquet}``.
+"""Reading the published store: ``store/CURRENT`` → ``store/releases/<id>/`` with ``manifest.json``,
+``forecasts.parquet`` and, in releases from issue 6 on, ``history.parquet`` (observed values of the published
+series) and ``cells.parquet`` (suppressed H3 cell density of the last 28 days, with each cell's share of its segment).
 
-This is the only way the API reads data, and it refuses any release whose manifest does not declare that it
-was made from suppressed aggregates at or above the privacy floor.
+This is the only way the API reads data. It refuses any release whose manifest does not declare that it was made
+from suppressed aggregates at or above the privacy floor, and any cell table holding a count at or below the
+release's own threshold: serving cannot read unsuppressed data even from a store someone wrote by hand.
+Anything unreadable (missing file, bad JSON, corrupt Parquet, wrong columns) becomes a :class:`StoreError` whose
+message says what and where, so the API can stay up and say why it is not ready.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from serving.settings import MIN_DEVICES_FLOOR
@@ -33,6 +42,9 @@ REQUIRED_COLUMNS = (
     "model_version",
     "release_id",
 )
+HISTORY_COLUMNS = ("series_id", "ds", "y")
+CELL_COLUMNS = ("route_id", "segment_id", "cell", "res", "date", "devices", "excess", "zscore", "share")
+BOUNDS = ("yhat", "lo80", "hi80", "lo95", "hi95")
 
 
 class StoreError(RuntimeError):
@@ -47,21 +59,116 @@ class UnsuppressedRelease(StoreError):
     """A release that does not prove it was suppressed; never served."""
 
 
-@dataclass(frozen=True)
+class UnknownRelease(StoreError):
+    """A release id that is not in the store."""
+
+
+@dataclass(frozen=True, eq=False)
+class Series:
+    """One published series, ready to slice: forecast bounds and history as plain lists, in date order."""
+
+    series_id: str
+    level: str
+    route_id: str | None
+    segment_id: str | None
+    freq: str
+    source: str
+    model: str
+    run_id: str
+    model_version: str
+    release_id: str
+    ds: list[dt.date]
+    bounds: dict[str, list[float]]  # yhat, lo80, hi80, lo95, hi95
+    history_ds: list[dt.date]
+    history_y: list[float]
+
+
+@dataclass(frozen=True, eq=False)
 class Release:
     release_id: str
     manifest: dict
     forecasts: pd.DataFrame  # REQUIRED_COLUMNS, ds as datetime.date
+    history: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(HISTORY_COLUMNS)))
+    cells: pd.DataFrame | None = None  # CELL_COLUMNS; None when the release was published without cells
+    # What the previous release forecast for this release's as_of day (series_id, release_id, yhat, lo95, hi95):
+    # the latest observation is checked against it for alerts. Empty when there is no earlier release.
+    previous: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["series_id", "release_id", "yhat", "lo95", "hi95"])
+    )
+    # Answers (serialised bodies, computed alert lists) by request key; a release never changes, so neither do they.
+    responses: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def as_of(self) -> dt.date | None:
+        value = self.manifest.get("as_of")
+        return dt.date.fromisoformat(value) if value else None
 
     def horizon(self, source: str) -> int:
         """Periods ahead that every series of ``source`` covers (0 when the source is absent)."""
-        rows = self.forecasts[self.forecasts["source"] == source]
-        return int(rows.groupby("series_id").size().min()) if len(rows) else 0
+        lengths = [len(s.ds) for s in self.series.values() if s.source == source]
+        return min(lengths) if lengths else 0
 
     def sources_by_route(self) -> dict[str, list[str]]:
         """Route id → the sources with forecasts for it, sorted."""
+        return self._sources_by_route
+
+    @cached_property
+    def _sources_by_route(self) -> dict[str, list[str]]:
         pairs = self.forecasts[["route_id", "source"]].dropna().drop_duplicates()
         return {r: sorted(g["source"]) for r, g in pairs.groupby("route_id")}
+
+    @cached_property
+    def series(self) -> dict[str, Series]:
+        """Every published series by id."""
+        history = {
+            sid: (list(g["ds"]), [float(v) for v in g["y"]])
+            for sid, g in self.history.sort_values(["series_id", "ds"]).groupby("series_id", sort=False)
+        }
+        out = {}
+        for sid, g in self.forecasts.sort_values(["series_id", "ds"]).groupby("series_id", sort=False):
+            first = g.iloc[0]
+            hist_ds, hist_y = history.get(sid, ([], []))
+            out[str(sid)] = Series(
+                series_id=str(sid),
+                level=str(first["level"]),
+                route_id=_str_or_none(first["route_id"]),
+                segment_id=_str_or_none(first["segment_id"]),
+                freq=str(first["freq"]),
+                source=str(first["source"]),
+                model=str(first["model"]),
+                run_id=str(first["run_id"]),
+                model_version=str(first["model_version"]),
+                release_id=str(first["release_id"]),
+                ds=list(g["ds"]),
+                bounds={b: [float(v) for v in g[b]] for b in BOUNDS},
+                history_ds=hist_ds,
+                history_y=hist_y,
+            )
+        return out
+
+    @cached_property
+    def by_route(self) -> dict[tuple[str, str, str], list[Series]]:
+        """(route_id, level, source) → its series, sorted by id."""
+        out: dict[tuple[str, str, str], list[Series]] = {}
+        for s in sorted(self.series.values(), key=lambda s: s.series_id):
+            if s.route_id is not None:
+                out.setdefault((s.route_id, s.level, s.source), []).append(s)
+        return out
+
+    def segment_series(self, route_id: str, segment_id: str, source: str = "density") -> Series | None:
+        """The segment-level series of ``source`` for one segment, if published."""
+        for s in self.by_route.get((route_id, "segment", source), []):
+            if s.segment_id == segment_id:
+                return s
+        return None
+
+    @property
+    def cell_resolutions(self) -> list[int]:
+        return [] if self.cells is None else sorted(int(r) for r in self.cells["res"].unique())
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def current_release_id(store_dir: Path) -> str:
@@ -69,13 +176,17 @@ def current_release_id(store_dir: Path) -> str:
     if not pointer.is_file():
         raise NoRelease(f"no release published in {store_dir} (no CURRENT); run `routecast nightly` first")
     release_id = pointer.read_text().strip()
-    if not release_id or "/" in release_id or release_id.startswith("."):
-        raise StoreError(f"{pointer} holds an invalid release id {release_id!r}")
+    _check_id(release_id, str(pointer))
     return release_id
 
 
-def check_privacy(manifest: dict, where: Path) -> None:
-    """Refuse a manifest that does not declare suppression at or above the floor."""
+def _check_id(release_id: str, where: str, error: type[StoreError] = StoreError) -> None:
+    if not release_id or "/" in release_id or "\\" in release_id or release_id.startswith("."):
+        raise error(f"{where} holds an invalid release id {release_id!r}")
+
+
+def check_privacy(manifest: dict, where: Path) -> int:
+    """Refuse a manifest that does not declare suppression at or above the floor; return its threshold."""
     privacy = manifest.get("privacy") or {}
     k = privacy.get("min_devices")
     if privacy.get("suppressed") is not True or not isinstance(k, int) or k < MIN_DEVICES_FLOOR:
@@ -83,20 +194,124 @@ def check_privacy(manifest: dict, where: Path) -> None:
             f"{where}: release does not declare suppression with min_devices >= {MIN_DEVICES_FLOOR} "
             f"(privacy={privacy!r}); refusing to serve it"
         )
+    return k
 
 
-def load_release(store_dir: Path, release_id: str | None = None) -> Release:
-    """Load a release (the current one by default), checking its manifest and columns."""
-    release_id = release_id or current_release_id(store_dir)
-    folder = store_dir / "releases" / release_id
-    manifest_path = folder / "manifest.json"
-    if not manifest_path.is_file():
-        raise StoreError(f"release {release_id}: {manifest_path} missing")
-    manifest = json.loads(manifest_path.read_text())
-    check_privacy(manifest, manifest_path)
-    table = pq.read_table(folder / "forecasts.parquet")
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+def check_cells(cells: pd.DataFrame, min_devices: int, where: Path) -> None:
+    """Refuse a cell table holding any count at or below the release's suppression threshold."""
+    low = cells["devices"].isna() | (cells["devices"] <= min_devices)
+    if low.any():
+        raise UnsuppressedRelease(
+            f"{where}: {int(low.sum())} cell rows have {min_devices} or fewer devices (or none); refusing to serve"
+        )
+
+
+def read_manifest(folder: Path) -> dict:
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise StoreError(f"release {folder.name}: {path} missing")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"release {folder.name}: {path} is unreadable: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise StoreError(f"release {folder.name}: {path} is not a JSON object")
+    return manifest
+
+
+def _read_table(path: Path, columns: tuple[str, ...], release_id: str) -> pd.DataFrame:
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(f"release {release_id}: {path.name} is unreadable: {exc}") from None
+    missing = [c for c in columns if c not in table.column_names]
     if missing:
-        raise StoreError(f"release {release_id}: forecasts.parquet lacks columns {missing}")
-    forecasts = table.select(list(REQUIRED_COLUMNS)).to_pandas()
-    return Release(release_id=release_id, manifest=manifest, forecasts=forecasts)
+        raise StoreError(f"release {release_id}: {path.name} lacks columns {missing}")
+    return table.select(list(columns)).to_pandas()
+
+
+def load_release(store_dir: Path, release_id: str | None = None, *, with_previous: bool = True) -> Release:
+    """Load a release (the current one by default), checking its manifest, privacy and columns.
+
+    ``with_previous`` also reads what the latest earlier release forecast for this release's as_of day.
+    """
+    if release_id is None:
+        release_id = current_release_id(store_dir)
+    _check_id(release_id, "the request", UnknownRelease)
+    folder = store_dir / "releases" / release_id
+    if not folder.is_dir():
+        raise UnknownRelease(f"release {release_id!r} is not in the store")
+    manifest = read_manifest(folder)
+    min_devices = check_privacy(manifest, folder / "manifest.json")
+    forecasts = _read_table(folder / "forecasts.parquet", REQUIRED_COLUMNS, release_id)
+    if forecasts.empty:
+        raise StoreError(f"release {release_id}: forecasts.parquet has no rows")
+    history_path = folder / "history.parquet"
+    history = (
+        _read_table(history_path, HISTORY_COLUMNS, release_id)
+        if history_path.is_file()
+        else pd.DataFrame(columns=list(HISTORY_COLUMNS))
+    )
+    cells_path = folder / "cells.parquet"
+    cells = None
+    if cells_path.is_file():
+        cells = _read_table(cells_path, CELL_COLUMNS, release_id)
+        check_cells(cells, min_devices, cells_path)
+    release = Release(release_id=release_id, manifest=manifest, forecasts=forecasts, history=history, cells=cells)
+    if with_previous and release.as_of is not None:
+        release = Release(
+            release_id=release_id,
+            manifest=manifest,
+            forecasts=forecasts,
+            history=history,
+            cells=cells,
+            previous=_previous_forecasts(store_dir, release),
+        )
+    return release
+
+
+def list_releases(store_dir: Path) -> list[dict]:
+    """Every release folder with its manifest summary, newest first; unreadable ones say why."""
+    folder = store_dir / "releases"
+    if not folder.is_dir():
+        return []
+    try:
+        current = current_release_id(store_dir)
+    except StoreError:
+        current = None
+    out = []
+    for path in folder.iterdir():
+        if path.name.startswith(".") or not path.is_dir():
+            continue  # a release being written, or anything else that is not a release
+        entry: dict[str, Any] = {"release_id": path.name, "current": path.name == current, "error": None}
+        try:
+            manifest = read_manifest(path)
+            check_privacy(manifest, path / "manifest.json")
+            entry.update({k: manifest.get(k) for k in ("as_of", "created_at", "run_id", "model_version", "rows")})
+        except StoreError as exc:
+            entry["error"] = str(exc)
+        out.append(entry)
+    return sorted(out, key=lambda e: (e.get("as_of") or "", e.get("created_at") or "", e["release_id"]), reverse=True)
+
+
+def _previous_forecasts(store_dir: Path, release: Release) -> pd.DataFrame:
+    """What the latest earlier, servable release forecast for ``release.as_of`` (empty if none did)."""
+    as_of = release.as_of
+    earlier = [
+        e
+        for e in list_releases(store_dir)
+        if e["error"] is None and e["release_id"] != release.release_id and (e.get("as_of") or "") < str(as_of)
+    ]
+    columns = ["series_id", "release_id", "yhat", "lo95", "hi95"]
+    for entry in earlier:  # newest first
+        try:
+            table = pq.read_table(
+                store_dir / "releases" / entry["release_id"] / "forecasts.parquet",
+                columns=["series_id", "ds", "yhat", "lo95", "hi95"],
+                filters=[("ds", "=", as_of)],
+            ).to_pandas()
+        except (OSError, pa.ArrowException):
+            continue
+        if len(table):
+            return table.assign(release_id=entry["release_id"])[columns]
+    return pd.DataFrame(columns=columns)

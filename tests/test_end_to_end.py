@@ -15,6 +15,7 @@ from rich.console import Console
 from jobs.pipeline import nightly
 from jobs.synth import SynthConfig, generate_pings
 from serving.app import create_app
+from serving.auth import create_token
 from serving.settings import ServingSettings
 
 END = dt.date(2025, 6, 30)
@@ -73,8 +74,10 @@ def test_pipeline_end_to_end_and_api_over_http(spark, settings, catalogue, api_s
     again = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=quiet)
     assert again.release.release_id == report.release.release_id and not again.release.created
 
-    base = api_server(ServingSettings(var_dir=settings.var_dir))
-    with httpx.Client(base_url=base, timeout=10) as http:
+    serving = ServingSettings(var_dir=settings.var_dir)
+    base = api_server(serving)
+    token = create_token(serving, subject="e2e", role="planner", routes=None, ttl=dt.timedelta(minutes=10))
+    with httpx.Client(base_url=base, timeout=10, headers={"Authorization": f"Bearer {token}"}) as http:
         assert http.get("/healthz").json() == {"status": "ok"}
         listed = {r["id"]: r["has_forecast"] for r in http.get("/v1/routes").json()["routes"]}
         for route_id in routes.route_ids():
@@ -88,3 +91,18 @@ def test_pipeline_end_to_end_and_api_over_http(spark, settings, catalogue, api_s
             assert all(0 <= p["lo95"] <= p["lo80"] <= p["yhat"] <= p["hi80"] <= p["hi95"] for p in s["forecast"])
         assert http.get("/v1/routes/atlantis/forecast").status_code == 404
         assert http.get(f"/v1/routes/{routes.route_ids()[0]}/forecast", params={"horizon": 500}).status_code == 422
+        first = routes.route_ids()[0]
+        r = http.get(f"/v1/routes/{first}/forecast", params={"horizon": 1, "history": 7})
+        assert [p["ds"] for p in r.json()["series"][0]["history"]][-1] == str(END)
+        lineage = http.get("/v1/lineage", params={"series_id": f"route:{first}"}).json()
+        assert (lineage["run_id"], lineage["inputs"]["last"]) == (report.forecast.run.run_id, str(END))
+        hexes = http.get(f"/v1/routes/{first}/hexes").json()
+        assert hexes["features"] and all(f["properties"]["devices"] > settings.min_devices for f in hexes["features"])
+        assert (
+            http.get(f"/v1/routes/{first}/hexes", params={"date": str(END + dt.timedelta(days=3))}).status_code == 200
+        )
+        landing = next(cp.id for cp in routes.route(first).crossing_points if cp.role == "landing")
+        arrivals = http.get(f"/v1/crossing-points/{landing}/arrivals", params={"days": 7}).json()
+        assert arrivals["crossing_points"][0]["days"][0]["ds"] == str(END + dt.timedelta(days=1))
+        assert http.get("/v1/alerts").status_code == 200
+        assert httpx.get(f"{base}/v1/routes").status_code == 401  # no token

@@ -15,9 +15,11 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Ready)
+@router.get("/readyz", response_model=Ready, responses={503: {"model": Ready, "description": "No release loaded."}})
 async def readyz(state: StateDep, response: Response) -> Ready:
-    if state.release is None:
+    """Ready when a release is served; ``detail`` says why not, or why a newer release was refused."""
+    release = state.release
+    if release is None:
         response.status_code = 503
         return Ready(ready=False, release_id=None, detail=state.release_error)
-    return Ready(ready=True, release_id=state.release.release_id)
+    return Ready(ready=True, release_id=release.release_id, detail=state.release_error)

@@ -1,29 +1,72 @@
-"""Routes and their forecasts."""
+"""The route catalogue (JSON, GeoJSON) and forecasts by route and segment, with history for charts. Analyst role.
+
+A route outside the token's scope answers exactly like a route that does not exist.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
-from geo.catalogue import Route, RouteNotFound
+from geo.catalogue import Route, RouteNotFound, route_to_geojson
+from serving.auth import Principal, require
 from serving.models import (
+    ROUTE_EXAMPLE,
     CrossingPointOut,
+    ErrorOut,
     ForecastPoint,
+    HistoryPoint,
+    IntervalLevel,
     Level,
     RouteForecastOut,
+    RouteGeoJSON,
     RouteOut,
     RoutesOut,
     SegmentOut,
     SeriesForecast,
 )
-from serving.state import ReleaseDep, StateDep
+from serving.respond import (
+    CSV,
+    GEOJSON,
+    GUARDED,
+    JSON,
+    cached,
+    csv_bytes,
+    model_bytes,
+    send,
+    table_responses,
+    wants_csv,
+)
+from serving.state import AppState, StateDep, chosen_release
+from serving.store import Release, Series
 
-router = APIRouter(prefix="/v1/routes", tags=["routes"])
+router = APIRouter(prefix="/v1/routes", tags=["routes"], responses=GUARDED)
 
-# The request bound; the release's own horizon (usually 28 days) is checked per request.
-MAX_HORIZON = 365
+Analyst = Annotated[Principal, Depends(require("analyst"))]
+RouteId = Annotated[str, Path(max_length=100, examples=[ROUTE_EXAMPLE], description="A route id from GET /v1/routes.")]
+ReleaseId = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[0-9]{8}-[0-9a-f]{12}$",
+        description="A release id (see lineage); default: the release being served.",
+        examples=["20250301-0123456789ab"],
+    ),
+]
+NOT_FOUND = {404: {"model": ErrorOut, "description": "Unknown route, or one outside the token's scope."}}
+
+MAX_HISTORY = 1830  # five years of days; weekly and monthly series hold fewer periods
 DENSITY = "density"
+
+
+def visible_route(state: AppState, principal: Principal, route_id: str) -> Route:
+    """The route, if it exists and the token may see it; otherwise the same 404 either way."""
+    if principal.sees(route_id):
+        try:
+            return state.catalogue.route(route_id)
+        except RouteNotFound:
+            pass
+    raise HTTPException(status_code=404, detail=f"unknown route {route_id!r}; see GET /v1/routes")
 
 
 def _route_out(route: Route, sources: list[str]) -> RouteOut:
@@ -40,68 +83,186 @@ def _route_out(route: Route, sources: list[str]) -> RouteOut:
     )
 
 
-@router.get("", response_model=RoutesOut, summary="The route catalogue")
-async def list_routes(state: StateDep) -> RoutesOut:
-    sources = state.release.sources_by_route() if state.release else {}
-    return RoutesOut(
-        release_id=state.release.release_id if state.release else None,
-        routes=[_route_out(r, sources.get(r.id, [])) for r in state.catalogue],
+@router.get("", response_model=RoutesOut, summary="The route catalogue", responses=table_responses(RoutesOut))
+async def list_routes(request: Request, state: StateDep, principal: Analyst) -> Response:
+    """The routes the token may see, with their segments, crossing points and the sources forecast for them."""
+    release = state.release
+    sources = release.sources_by_route() if release else {}
+    routes = [_route_out(r, sources.get(r.id, [])) for r in state.catalogue if principal.sees(r.id)]
+    if wants_csv(request):
+        rows = [
+            {
+                "route_id": r.id,
+                "name": r.name,
+                "segments": len(r.segments),
+                "crossing_points": len(r.crossing_points),
+                "has_forecast": r.has_forecast,
+                "sources": ";".join(r.sources),
+            }
+            for r in routes
+        ]
+        body = csv_bytes(rows, ["route_id", "name", "segments", "crossing_points", "has_forecast", "sources"])
+        return send(request, body, CSV, len(rows))
+    out = RoutesOut(release_id=release.release_id if release else None, routes=routes)
+    return send(request, model_bytes(out), JSON, len(routes))
+
+
+@router.get(
+    "/{route_id}",
+    response_model=RouteGeoJSON,
+    summary="One route as GeoJSON: segment lines and crossing points",
+    responses={**NOT_FOUND, 200: {"content": {GEOJSON: {"schema": {"$ref": "#/components/schemas/RouteGeoJSON"}}}}},
+)
+async def route_geojson(request: Request, state: StateDep, principal: Analyst, route_id: RouteId) -> Response:
+    route = visible_route(state, principal, route_id)
+    body = model_bytes(RouteGeoJSON.model_validate(route_to_geojson(route)))
+    return send(request, body, GEOJSON, len(route.segments) + len(route.crossing_points))
+
+
+FORECAST_CSV_COLUMNS = [
+    "series_id",
+    "level",
+    "source",
+    "route_id",
+    "segment_id",
+    "kind",
+    "ds",
+    "y",
+    "yhat",
+    "lo80",
+    "hi80",
+    "lo95",
+    "hi95",
+    "model",
+    "run_id",
+    "model_version",
+    "release_id",
+]
+
+
+def series_out(s: Series, horizon: int, intervals: tuple[int, ...], history: int) -> SeriesForecast:
+    b = s.bounds
+    points = [
+        ForecastPoint(
+            ds=s.ds[i],
+            yhat=b["yhat"][i],
+            lo80=b["lo80"][i] if 80 in intervals else None,
+            hi80=b["hi80"][i] if 80 in intervals else None,
+            lo95=b["lo95"][i] if 95 in intervals else None,
+            hi95=b["hi95"][i] if 95 in intervals else None,
+        )
+        for i in range(min(horizon, len(s.ds)))
+    ]
+    past = [HistoryPoint(ds=d, y=y) for d, y in zip(s.history_ds[-history:], s.history_y[-history:], strict=True)]
+    return SeriesForecast(
+        series_id=s.series_id,
+        level=s.level,  # type: ignore[arg-type]
+        source=s.source,
+        freq=s.freq,  # type: ignore[arg-type]
+        route_id=s.route_id or "",
+        segment_id=s.segment_id,
+        model=s.model,
+        run_id=s.run_id,
+        model_version=s.model_version,
+        release_id=s.release_id,
+        history=past if history else [],
+        forecast=points,
     )
 
 
-@router.get("/{route_id}/forecast", response_model=RouteForecastOut, summary="Daily forecast for a route")
-async def route_forecast(
-    state: StateDep,
-    release: ReleaseDep,
-    route_id: Annotated[str, Path(examples=["central_mediterranean"])],
-    horizon: Annotated[int, Query(ge=1, le=MAX_HORIZON, description="Days ahead.")] = 14,
-    level: Annotated[Level, Query(description="route: one series; segment: one per segment.")] = "route",
-    source: Annotated[
-        str, Query(description="density (default), or an official source such as frontex, uk-channel, iom-dtm.")
-    ] = DENSITY,
-) -> RouteForecastOut:
-    try:
-        state.catalogue.route(route_id)
-    except RouteNotFound:
-        raise HTTPException(status_code=404, detail=f"unknown route {route_id!r}; see GET /v1/routes") from None
-    rows = release.forecasts
-    rows = rows[(rows["route_id"] == route_id) & (rows["level"] == level) & (rows["source"] == source)]
-    if rows.empty:
+def forecast_csv_rows(series: list[SeriesForecast]) -> list[dict]:
+    rows = []
+    for s in series:
+        head = s.model_dump(exclude={"history", "forecast"})
+        rows.extend({**head, "kind": "history", **p.model_dump()} for p in s.history)
+        rows.extend({**head, "kind": "forecast", **p.model_dump()} for p in s.forecast)
+    return rows
+
+
+def _forecast(
+    release: Release,
+    route_id: str,
+    level: str,
+    source: str,
+    segment: str | None,
+    horizon: int | None,
+    intervals: tuple[int, ...],
+    history: int,
+    csv: bool,
+) -> tuple[bytes, str, int]:
+    chosen = release.by_route.get((route_id, level, source), [])
+    if segment is not None:
+        chosen = [s for s in chosen if s.segment_id == segment]
+    if not chosen:
+        what = f"segment {segment!r} of route {route_id!r}" if segment else f"route {route_id!r}"
         raise HTTPException(
-            status_code=404,
-            detail=f"no {level}-level {source} forecast for route {route_id!r} in release {release.release_id}",
+            status_code=404, detail=f"no {level}-level {source} forecast for {what} in release {release.release_id}"
         )
     available = release.horizon(source)
-    if horizon > available:
+    if horizon is not None and horizon > available:
         raise HTTPException(
             status_code=422,
             detail=f"horizon {horizon} is beyond release {release.release_id}'s {available} periods for {source}",
         )
-    series = []
-    for sid, group in rows.groupby("series_id", sort=True):
-        head = group.sort_values("ds").head(horizon)
-        first = head.iloc[0]
-        series.append(
-            SeriesForecast(
-                series_id=str(sid),
-                level=level,
-                source=source,
-                freq=first["freq"],
-                route_id=route_id,
-                segment_id=first["segment_id"] if isinstance(first["segment_id"], str) else None,
-                model=first["model"],
-                run_id=first["run_id"],
-                model_version=first["model_version"],
-                release_id=first["release_id"],
-                forecast=[ForecastPoint(**r) for r in head[list(ForecastPoint.model_fields)].to_dict("records")],
-            )
-        )
-    return RouteForecastOut(
+    steps = available if horizon is None else horizon
+    series = [series_out(s, steps, intervals, history) for s in chosen]
+    if csv:
+        rows = forecast_csv_rows(series)
+        return csv_bytes(rows, FORECAST_CSV_COLUMNS), CSV, len(rows)
+    out = RouteForecastOut(
         route_id=route_id,
-        level=level,
+        level=level,  # type: ignore[arg-type]
         source=source,
-        horizon=horizon,
+        horizon=steps,
+        intervals=list(intervals),  # type: ignore[arg-type]
         release_id=release.release_id,
         as_of=release.manifest.get("as_of"),
         series=series,
     )
+    return model_bytes(out), JSON, sum(len(s.forecast) + len(s.history) for s in series)
+
+
+@router.get(
+    "/{route_id}/forecast",
+    response_model=RouteForecastOut,
+    summary="Forecast for a route or its segments, with history for charts",
+    responses={**table_responses(RouteForecastOut), **NOT_FOUND},
+)
+async def route_forecast(
+    request: Request,
+    state: StateDep,
+    principal: Analyst,
+    route_id: RouteId,
+    horizon: Annotated[
+        int | None,
+        Query(ge=1, le=365, description="Periods ahead in the series' frequency; default all the release holds."),
+    ] = None,
+    level: Annotated[Level, Query(description="route: one series; segment: one per segment.")] = "route",
+    segment: Annotated[
+        str | None, Query(max_length=100, description="Only this segment (implies level=segment).")
+    ] = None,
+    source: Annotated[
+        str,
+        Query(
+            max_length=40, description="density (default), or an official source such as frontex, uk-channel, iom-dtm."
+        ),
+    ] = DENSITY,
+    intervals: Annotated[
+        list[IntervalLevel], Query(description="Interval levels to return (repeat the parameter); default both.")
+    ] = [IntervalLevel.p80, IntervalLevel.p95],  # noqa: B006 - FastAPI copies query defaults
+    history: Annotated[
+        int, Query(ge=0, le=MAX_HISTORY, description="Observed periods to return before the forecast.")
+    ] = 0,
+    release: ReleaseId = None,
+) -> Response:
+    visible_route(state, principal, route_id)
+    chosen = chosen_release(state, release)
+    if segment is not None:
+        level = "segment"
+    levels = tuple(sorted({int(i) for i in intervals}))
+    csv = wants_csv(request)
+    key = ("forecast", route_id, level, source, segment, horizon, levels, history, csv)
+    body, media, rows = cached(
+        chosen, key, lambda: _forecast(chosen, route_id, level, source, segment, horizon, levels, history, csv)
+    )
+    return send(request, body, media, rows)

@@ -1,17 +1,33 @@
+"""A published store to serve: two releases (so alerts can check the latest observation against the previous
+forecast) with history and cells, written by the real publish step; and tokens for every role and scope."""
+
 from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 
 from forecasting.tracking import RunInfo
+from geo.cells import corridor_cells, int_to_cell
 from jobs import publish
 from jobs.series import series_keys
+from serving.app import create_app
+from serving.auth import create_token
 from serving.settings import ServingSettings
 
 AS_OF = dt.date(2025, 3, 1)
 HORIZON = 28
+HISTORY_DAYS = 60
+MIN_DEVICES = 15
+CELL_RES = (5, 7)
+CENTRAL_MED, CHANNEL = "central_mediterranean", "channel"
+SERVED = (CENTRAL_MED, CHANNEL)  # routes with density forecasts; the others have none
+# The last observation of every density series jumps to this many times its usual level: the previous release's
+# 95 % interval for that day did not see it coming, and it is above every series' history quantile.
+JUMP = 3.0
 
 
 def density_keys(catalogue) -> pd.DataFrame:
@@ -19,16 +35,32 @@ def density_keys(catalogue) -> pd.DataFrame:
     return keys.assign(freq="D", source="density")
 
 
-def forecast_rows(catalogue, route_ids, horizon=HORIZON) -> pd.DataFrame:
+def level_of(n: int) -> float:
+    return 100.0 * (n + 1)
+
+
+def forecast_rows(catalogue, route_ids, as_of=AS_OF, horizon=HORIZON) -> pd.DataFrame:
     keys = density_keys(catalogue)
     keys = keys[keys.route_id.isin(route_ids)]
-    days = pd.date_range(AS_OF + dt.timedelta(days=1), periods=horizon)
+    days = pd.date_range(as_of + dt.timedelta(days=1), periods=horizon)
     rows = []
     for n, sid in enumerate(keys.series_id):
         for i, d in enumerate(days):
-            y = 100.0 * (n + 1) + i
+            y = level_of(n) + i
             rows.append((sid, d, y, y * 0.9, y * 1.1, y * 0.8, y * 1.2, "seasonal_naive"))
     return pd.DataFrame(rows, columns=["series_id", "ds", "yhat", "lo80", "hi80", "lo95", "hi95", "model"])
+
+
+def history_rows(forecasts: pd.DataFrame, as_of=AS_OF) -> pd.DataFrame:
+    """HISTORY_DAYS of observations before each forecast, level with it, the last day JUMP times higher."""
+    rows = []
+    for sid, g in forecasts.groupby("series_id", sort=False):
+        level = float(g["yhat"].iloc[0])
+        days = pd.date_range(end=as_of, periods=HISTORY_DAYS)
+        ys = np.full(len(days), level)
+        ys[-1] = level * JUMP
+        rows.extend(zip([sid] * len(days), days.date, ys, strict=True))
+    return pd.DataFrame(rows, columns=["series_id", "ds", "y"])
 
 
 def frontex_rows(route_id: str, months: int = 6) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -37,26 +69,74 @@ def frontex_rows(route_id: str, months: int = 6) -> tuple[pd.DataFrame, pd.DataF
     days = pd.date_range("2024-05-01", periods=months, freq="MS")
     rows = [(sid, d, 1000.0 + i, 900.0, 1100.0 + i, 800.0, 1200.0 + i, "prophet") for i, d in enumerate(days)]
     forecasts = pd.DataFrame(rows, columns=["series_id", "ds", "yhat", "lo80", "hi80", "lo95", "hi95", "model"])
-    key = pd.DataFrame([(sid, "route", route_id, None, "M", "frontex")], columns=list(density_keys_columns()))
+    key = pd.DataFrame([(sid, "route", route_id, None, "M", "frontex")], columns=list(KEY_COLUMNS))
     return forecasts, key
 
 
-def density_keys_columns() -> tuple[str, ...]:
-    return ("series_id", "level", "route_id", "segment_id", "freq", "source")
+KEY_COLUMNS = ("series_id", "level", "route_id", "segment_id", "freq", "source")
+
+
+def cell_rows(catalogue, route_id: str, as_of=AS_OF) -> pd.DataFrame:
+    """Suppressed cells (> MIN_DEVICES devices) of the first two segments of a route, 28 days, at CELL_RES."""
+    route = catalogue.route(route_id)
+    rows = []
+    for seg in route.segments[:2]:
+        for res in CELL_RES:
+            cells = [int_to_cell(int(c)) for c in sorted(corridor_cells(seg, res))[:4]]
+            for k, cell in enumerate(cells):
+                for d in pd.date_range(end=as_of, periods=28).date:
+                    devices = MIN_DEVICES + 1 + 10 * k
+                    rows.append((route_id, seg.id, cell, res, d, devices, devices - 20.0, 0.5))
+    cells = pd.DataFrame(rows, columns=["route_id", "segment_id", "cell", "res", "date", "devices", "excess", "zscore"])
+    totals = cells.groupby(["route_id", "segment_id", "res"])["devices"].transform("sum")
+    per_cell = cells.groupby(["route_id", "segment_id", "res", "cell"])["devices"].transform("sum")
+    return cells.assign(share=per_cell / totals)
+
+
+def publish_release(settings: ServingSettings, catalogue, as_of: dt.date, run_id: str):
+    official, official_key = frontex_rows(SERVED[0])
+    density = forecast_rows(catalogue, SERVED, as_of=as_of)
+    forecasts = pd.concat([density, official], ignore_index=True)
+    return publish.publish(
+        settings.store_dir,
+        forecasts,
+        pd.concat([density_keys(catalogue), official_key], ignore_index=True),
+        as_of=as_of,
+        run=RunInfo(run_id=run_id, model_version=run_id[-1], experiment_id="1", tracking_uri="sqlite:///m.db"),
+        min_devices=MIN_DEVICES,
+        manifest_extra={"inputs": {"density": {"first": "2024-01-01", "last": str(as_of), "series": 99}}},
+        history=history_rows(density, as_of),
+        cells=cell_rows(catalogue, SERVED[0], as_of),
+    )
 
 
 @pytest.fixture
 def published(tmp_path, catalogue) -> ServingSettings:
-    """A store with one release: density forecasts for the first two routes of the catalogue, and a monthly
-    Frontex forecast for the first."""
-    settings = ServingSettings(var_dir=tmp_path / "var")
-    official, official_key = frontex_rows(catalogue.route_ids()[0])
-    publish.publish(
-        settings.store_dir,
-        pd.concat([forecast_rows(catalogue, catalogue.route_ids()[:2]), official], ignore_index=True),
-        pd.concat([density_keys(catalogue), official_key], ignore_index=True),
-        as_of=AS_OF,
-        run=RunInfo(run_id="run-1", model_version="1", experiment_id="1", tracking_uri="sqlite:///m.db"),
-        min_devices=15,
-    )
+    """A store with two releases, the later one current: density forecasts, history and cells for the first two
+    routes of the catalogue, and a monthly Frontex forecast for the first."""
+    settings = ServingSettings(var_dir=tmp_path / "var", reload_interval_s=0)
+    publish_release(settings, catalogue, AS_OF - dt.timedelta(days=1), "run-1")
+    publish_release(settings, catalogue, AS_OF, "run-2")
     return settings
+
+
+def token(settings: ServingSettings, role: str = "admin", routes=None, subject: str = "tester") -> str:
+    return create_token(settings, subject=subject, role=role, routes=routes, ttl=dt.timedelta(hours=1))
+
+
+def bearer(settings: ServingSettings, role: str = "admin", routes=None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(settings, role, routes)}"}
+
+
+@pytest.fixture
+def api(published):
+    """A client of the API over the published store (lifespan run), unauthenticated."""
+    with TestClient(create_app(published)) as c:
+        yield c
+
+
+@pytest.fixture
+def client(api, published):
+    """The same client with an admin token for every route."""
+    api.headers.update(bearer(published, "admin"))
+    return api

@@ -1,0 +1,63 @@
+"""Lineage: for any published forecast, the release, MLflow run, model version and input data dates. Analyst role."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+
+from serving.auth import Principal, require
+from serving.models import ErrorOut, InputDates, LineageOut
+from serving.respond import GUARDED, JSON, model_bytes, send
+from serving.routers.routes import ReleaseId
+from serving.state import StateDep, chosen_release
+
+router = APIRouter(tags=["lineage"], responses=GUARDED)
+
+Analyst = Annotated[Principal, Depends(require("analyst"))]
+
+
+@router.get(
+    "/v1/lineage",
+    response_model=LineageOut,
+    summary="Where a forecast comes from: release, MLflow run, model version, input data dates",
+    responses={404: {"model": ErrorOut, "description": "Unknown series, or one outside the token's scope."}},
+)
+async def lineage(
+    request: Request,
+    state: StateDep,
+    principal: Analyst,
+    series_id: Annotated[
+        str, Query(max_length=200, examples=["route:example_route"], description="A series_id from a forecast.")
+    ],
+    release: ReleaseId = None,
+) -> Response:
+    chosen = chosen_release(state, release)
+    s = chosen.series.get(series_id)
+    # A series of no route (the all-routes total) belongs to every route: only an unscoped token sees it.
+    if s is None or not (principal.sees(s.route_id) if s.route_id else principal.routes is None):
+        raise HTTPException(status_code=404, detail=f"unknown series {series_id!r} in release {chosen.release_id}")
+    inputs = (chosen.manifest.get("inputs") or {}).get(s.source)
+    out = LineageOut(
+        series_id=s.series_id,
+        route_id=s.route_id,
+        source=s.source,
+        model=s.model,
+        release_id=chosen.release_id,
+        run_id=s.run_id,
+        model_version=s.model_version,
+        as_of=chosen.manifest.get("as_of"),
+        release_created_at=chosen.manifest.get("created_at"),
+        forecast_first=s.ds[0],
+        forecast_last=s.ds[-1],
+        last_observed=s.history_ds[-1] if s.history_ds else None,
+        # Dates only: the source's series count would tell a scoped token how many other routes there are.
+        inputs=InputDates(first=_date(inputs.get("first")), last=_date(inputs.get("last"))) if inputs else None,
+        min_devices=chosen.manifest["privacy"]["min_devices"],
+    )
+    return send(request, model_bytes(out), JSON, 1)
+
+
+def _date(value: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(value) if value else None
