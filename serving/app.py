@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from geo.catalogue import load_catalogue
@@ -67,6 +68,15 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     for module in (health, routes, hexes, arrivals, alerts, lineage, admin):
         app.include_router(module.router)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "input": _short(e.get("input"))}
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{' '.join(e['loc'])}: {e['msg']} (got {e['input']!r})" for e in errors)
+        return JSONResponse(status_code=422, content={"detail": detail or "invalid request", "errors": errors})
+
     @app.exception_handler(StoreError)
     async def store_unavailable(request: Request, exc: StoreError) -> JSONResponse:
         # A store that breaks under a running API (a file removed, a corrupt table) is a 503 that says so.
@@ -74,3 +84,11 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
 
     app.add_middleware(AuditMiddleware, log=AuditLog(settings.audit_path))
     return app
+
+
+def _short(value: object, limit: int = 100) -> str | None:
+    """An invalid input as text, cut short: error bodies echo what was sent, never a wall of it."""
+    if value is None:
+        return None
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "…"

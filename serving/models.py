@@ -247,4 +247,7 @@ class Ready(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    detail: str
+    detail: str = Field(description="What went wrong, in a sentence.")
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="For a 422: each invalid parameter with its location, message and the input given."
+    )

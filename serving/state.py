@@ -108,12 +108,16 @@ def require_release(state: StateDep) -> Release:
 ReleaseDep = Annotated[Release, Depends(require_release)]
 
 
-def chosen_release(state: AppState, release_id: str | None) -> Release:
-    """The release a request names (404 if the store has no such release), else the current one."""
+async def chosen_release(state: AppState, release_id: str | None) -> Release:
+    """The release a request names (404 if the store has no such release), else the current one. A release not
+    yet in memory is loaded off the event loop."""
     if release_id is None:
         return require_release(state)
+    current = state.release
+    if current is not None and current.release_id == release_id:
+        return current
     try:
-        return state.release_by_id(release_id)
+        return await asyncio.to_thread(state.release_by_id, release_id)
     except UnknownRelease:
         raise HTTPException(status_code=404, detail=f"unknown release {release_id!r}") from None
     except StoreError as exc:

@@ -52,8 +52,7 @@ def _hexes(release: Release, route_id: str, day: dt.date | None, res: int | None
         )
     observed = day <= as_of
     if observed:
-        table = rows[rows["date"] == day].assign(forecast=None, lo80=None, hi80=None)
-        per_cell = table.groupby("cell", sort=True).agg(
+        per_cell = rows[rows["date"] == day].groupby("cell", sort=True).agg(
             segment_ids=("segment_id", lambda s: sorted(set(s))),
             devices=("devices", "first"),
             excess=("excess", "first"),
@@ -132,7 +131,7 @@ async def route_hexes(
     release: ReleaseId = None,
 ) -> Response:
     visible_route(state, principal, route_id)
-    chosen = chosen_release(state, release)
+    chosen = await chosen_release(state, release)
     csv = wants_csv(request)
     key = ("hexes", route_id, date, res, segment, csv)
     body, media, rows = cached(chosen, key, lambda: _hexes(chosen, route_id, date, res, segment, csv))

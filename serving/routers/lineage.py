@@ -33,7 +33,7 @@ async def lineage(
     ],
     release: ReleaseId = None,
 ) -> Response:
-    chosen = chosen_release(state, release)
+    chosen = await chosen_release(state, release)
     s = chosen.series.get(series_id)
     # A series of no route (the all-routes total) belongs to every route: only an unscoped token sees it.
     if s is None or not (principal.sees(s.route_id) if s.route_id else principal.routes is None):

@@ -256,7 +256,7 @@ async def route_forecast(
     release: ReleaseId = None,
 ) -> Response:
     visible_route(state, principal, route_id)
-    chosen = chosen_release(state, release)
+    chosen = await chosen_release(state, release)
     if segment is not None:
         level = "segment"
     levels = tuple(sorted({int(i) for i in intervals}))
