@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from geo.catalogue import load_catalogue
 from serving.audit import AuditLog, AuditMiddleware
 from serving.auth import signing_key
+from serving.fastpath import AnswerCache
 from serving.routers import admin, alerts, arrivals, health, hexes, lineage, routes
 from serving.settings import ServingSettings, get_settings
 from serving.state import AppState, watch_store
@@ -82,6 +83,8 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         # A store that breaks under a running API (a file removed, a corrupt table) is a 503 that says so.
         return JSONResponse(status_code=503, content={"detail": f"store unavailable: {exc}"})
 
+    # Starlette runs the last middleware added first: the audit log sees every request, the cache sits inside it.
+    app.add_middleware(AnswerCache)
     app.add_middleware(AuditMiddleware, log=AuditLog(settings.audit_path))
     return app
 

@@ -44,6 +44,7 @@ ALL_ROUTES = "*"
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "role", "routes", "iat", "exp", "jti")
 LEEWAY_S = 10  # clock skew tolerated between the machine that issued a token and the API
 PRINCIPAL_SCOPE_KEY = "routecast.principal"
+CHARGED_SCOPE_KEY = "routecast.charged"  # set by serving.fastpath when it has charged this request's rate limit
 
 
 @dataclass(frozen=True)
@@ -312,7 +313,7 @@ class _AuthContext:
 _contexts_lock = threading.Lock()
 
 
-def _context(request: Request) -> _AuthContext:
+def auth_context(request: Request) -> _AuthContext:
     """The settings and rate limiter of the app serving ``request`` (kept on app.state: one lookup per request)."""
     state = request.app.state
     settings = getattr(state, "settings", None) or get_settings()
@@ -342,7 +343,7 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
-        ctx = _context(request)
+        ctx = auth_context(request)
         if credentials is None:
             if request.headers.get("authorization"):
                 raise _unauthorized("authorization header is not 'Bearer <token>'")
@@ -352,7 +353,7 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
         except AuthError as exc:
             raise _unauthorized(str(exc)) from None
         request.scope[PRINCIPAL_SCOPE_KEY] = principal
-        wait = ctx.limiter.take(principal.token_id, expires)
+        wait = 0.0 if request.scope.get(CHARGED_SCOPE_KEY) else ctx.limiter.take(principal.token_id, expires)
         if wait > 0:
             raise HTTPException(
                 status_code=429,

@@ -52,11 +52,15 @@ def _hexes(release: Release, route_id: str, day: dt.date | None, res: int | None
         )
     observed = day <= as_of
     if observed:
-        per_cell = rows[rows["date"] == day].groupby("cell", sort=True).agg(
-            segment_ids=("segment_id", lambda s: sorted(set(s))),
-            devices=("devices", "first"),
-            excess=("excess", "first"),
-            zscore=("zscore", "first"),
+        per_cell = (
+            rows[rows["date"] == day]
+            .groupby("cell", sort=True)
+            .agg(
+                segment_ids=("segment_id", lambda s: sorted(set(s))),
+                devices=("devices", "first"),
+                excess=("excess", "first"),
+                zscore=("zscore", "first"),
+            )
         )
         per_cell[["forecast", "lo80", "hi80"]] = None
     else:
