@@ -151,29 +151,143 @@ SinceOpt = Annotated[
 ]
 
 
-@app.command()
-def nightly(
-    date: DateOpt,
-    raw: Annotated[
-        Path | None,
-        typer.Option(
-            help="Folder of raw ping Parquet files (default var/raw/pings), or the tiles file when "
-            "ROUTECAST_DENSITY_INPUT=tiles."
-        ),
-    ] = None,
-    since: SinceOpt = None,
-) -> None:
-    """Run ingest → aggregate → series → forecast → publish for DATE, from the data up to DATE."""
+ForceOpt = Annotated[bool, typer.Option("--force", help="Redo stages the ledger records as done for the date.")]
+RawOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Folder of raw ping Parquet files (default var/raw/pings), or the tiles file when "
+        "ROUTECAST_DENSITY_INPUT=tiles."
+    ),
+]
+
+
+def _run_dates(dates: list[dt.date], raw: Path | None, since: dt.date | None, force: bool, only=None) -> None:
+    """Run the chain (or ``only`` some stages) for each date in turn; stop at the first failure (exit 1), or
+    refuse when another run holds a date (exit 3)."""
     from jobs.pipeline import nightly as run_nightly
+    from jobs.runs import RunLocked
     from jobs.spark import build_spark
 
     settings = JobSettings()
     spark = build_spark(settings)
     try:
-        run_nightly(spark, settings, date.date(), raw_path=raw, since=since.date() if since else None, console=console)
+        for n, date in enumerate(dates, 1):
+            if len(dates) > 1:
+                console.rule(f"{date} ({n}/{len(dates)})")
+            try:
+                report = run_nightly(
+                    spark, settings, date, raw_path=raw, since=since, console=console, force=force, only=only
+                )
+            except RunLocked as exc:
+                console.print(f"[red]refused:[/] {exc}", highlight=False)
+                raise typer.Exit(code=3) from None
+            except Exception as exc:
+                console.print(
+                    f"[red]failed:[/] {date}: {type(exc).__name__}: {exc}\n"
+                    f"The stages done so far are kept; run the same command again to resume "
+                    f"(routecast status --date {date} shows where it stopped).",
+                    highlight=False,
+                )
+                raise typer.Exit(code=1) from None
+            console.print(f"run {report.run_id}: {len(report.seconds)} stages run, {len(report.skipped)} skipped")
     finally:
         spark.stop()
     _print_where(settings)
+
+
+@app.command()
+def nightly(date: DateOpt, raw: RawOpt = None, since: SinceOpt = None, force: ForceOpt = False) -> None:
+    """Run ingest → aggregate → flows → retention → series → forecast → publish for DATE, from the data up to DATE.
+
+    Stages the run ledger records as done for DATE are skipped (a killed run resumes where it stopped) unless
+    --force; a second run for the same date while one is running is refused (exit 3).
+    """
+    _run_dates([date.date()], raw, since.date() if since else None, force)
+
+
+@app.command()
+def backfill(
+    start: Annotated[dt.datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="First run date.")],
+    end: Annotated[dt.datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="Last run date (inclusive).")],
+    raw: RawOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Run the nightly chain for every date from --from to --to, oldest first, each as its own ledgered run."""
+    first, last = start.date(), end.date()
+    if last < first:
+        console.print(f"[red]error:[/] --to {last} is before --from {first}")
+        raise typer.Exit(code=2)
+    dates = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    _run_dates(dates, raw, None, force)
+
+
+class StageName(StrEnum):
+    ingest = "ingest"
+    aggregate = "aggregate"
+    flows = "flows"
+    retention = "retention"
+    series = "series"
+    forecast = "forecast"
+    publish = "publish"
+
+
+@app.command()
+def stage(
+    name: Annotated[StageName, typer.Argument(help="The stage to run.")],
+    date: DateOpt,
+    raw: RawOpt = None,
+    since: SinceOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Run one stage of the nightly chain for DATE (for schedulers that run a task per stage, e.g. Airflow).
+
+    Skipped when the ledger records it done since its inputs last changed, unless --force.
+    """
+    _run_dates([date.date()], raw, since.date() if since else None, force, only={name.value})
+
+
+@app.command()
+def status(
+    date: Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Only the runs for this date.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Most recent stage attempts to show.")] = 40,
+) -> None:
+    """The run ledger: recent stage attempts, newest first (status, rows in/out, time, MLflow run, release)."""
+    from rich.table import Table
+
+    from jobs.runs import Ledger
+
+    settings = JobSettings()
+    rows = Ledger(settings.runs_dir).rows(run_date=date.date() if date else None, limit=limit)
+    if not rows:
+        console.print(f"no runs recorded in {settings.runs_dir}")
+        return
+    colour = {"done": "green", "failed": "red", "interrupted": "red", "running": "yellow", "skipped": "dim"}
+    table = Table(
+        "run date",
+        "run",
+        "stage",
+        "status",
+        "started (UTC)",
+        "s",
+        "rows in",
+        "rows out",
+        "MLflow run / release",
+        "detail",
+    )
+    for r in reversed(rows):
+        table.add_row(
+            str(r.run_date),
+            r.run_id,
+            r.stage,
+            f"[{colour.get(r.status, 'white')}]{r.status}[/]",
+            r.started[:19].replace("T", " "),
+            "" if r.seconds is None else f"{r.seconds:.1f}",
+            "" if r.rows_in is None else f"{r.rows_in:,}",
+            "" if r.rows_out is None else f"{r.rows_out:,}",
+            r.release_id or (r.mlflow_run_id or "")[:12],
+            (r.detail or "")[:60],
+        )
+    console.print(table)
 
 
 @app.command("aggregate")

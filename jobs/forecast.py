@@ -8,8 +8,12 @@ logged, and is counted in the result.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -132,6 +136,31 @@ class ForecastResult:
         limit = [pd.Timestamp(run_date) - periods * PERIOD_OFFSETS[f] for f in self.keys["freq"]]
         old = pd.to_datetime(self.keys["last_observed"]) < pd.Series(limit, index=self.keys.index)
         return self.keys.loc[old, ["series_id", "source", "freq", "last_observed"]].reset_index(drop=True)
+
+
+def save_result(result: ForecastResult, folder: Path) -> None:
+    """Write ``result`` to ``folder`` (replaced atomically): what the publish stage needs when it runs in another
+    process than the forecast stage (a resumed run, or a scheduler running one stage per task)."""
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in ("forecasts", "metrics", "keys", "history"):
+        getattr(result, name).to_parquet(tmp / f"{name}.parquet", index=False)
+    meta = {"failed": result.failed, "inputs": result.inputs, "run": asdict(result.run)}
+    (tmp / "result.json").write_text(json.dumps(meta, indent=1, default=str))
+    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    if folder.exists():
+        os.rename(folder, old)
+    os.rename(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_result(folder: Path) -> ForecastResult:
+    """The ForecastResult ``save_result`` wrote; FileNotFoundError when there is none."""
+    meta = json.loads((folder / "result.json").read_text())
+    frames = {n: pd.read_parquet(folder / f"{n}.parquet") for n in ("forecasts", "metrics", "keys", "history")}
+    frames["history"]["ds"] = pd.to_datetime(frames["history"]["ds"])
+    return ForecastResult(**frames, failed=meta["failed"], inputs=meta["inputs"], run=RunInfo(**meta["run"]))
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
-"""The nightly run: ingest → aggregate → series → forecast → publish for one date, each stage idempotent."""
+"""The nightly run: ingest → aggregate → flows → retention → series → forecast → publish for one date, each stage
+idempotent, recorded in the run ledger and skipped when already done (``jobs.runs``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +16,14 @@ from rich.console import Console
 from forecasting.protocol import FREQS
 from geo.catalogue import Catalogue, load_catalogue
 from jobs import aggregate, flows, forecast, ingest, publish, retention, series, tiles
+from jobs.runs import STAGES, Ledger, date_lock, fingerprint, new_run_id
 from jobs.settings import JobSettings
 
 
 @dataclass
 class NightlyReport:
     run_date: dt.date
+    run_id: str = ""
     ingest: ingest.IngestCounts | tiles.TileCounts | None = None
     aggregate: aggregate.AggregateCounts | None = None
     flows: flows.FlowCounts | None = None
@@ -29,15 +32,66 @@ class NightlyReport:
     forecast: forecast.ForecastResult | None = None
     release: publish.Release | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # stage -> why (done earlier, or not applicable)
 
 
-@contextmanager
-def _stage(name: str, report: NightlyReport, console: Console, describe: Callable[[], str]) -> Iterator[None]:
-    start = time.perf_counter()
-    with console.status(f"[bold]{name}[/] …"):
-        yield
-    report.seconds[name] = time.perf_counter() - start
-    console.print(f"[green]✓[/] {name:<9} {report.seconds[name]:6.1f} s  {describe()}")
+class _Stages:
+    """Runs the stages of one run in order, recording each in the ledger, skipping those already done.
+
+    A stage is skipped when its latest attempt for the date completed after every stage before it last completed
+    (so its input has not changed since), unless ``force``; once a stage runs, every later one runs too.
+    ``only``, when given, restricts the run to those stages (``routecast stage NAME``).
+    """
+
+    def __init__(
+        self, ledger: Ledger, report: NightlyReport, console: Console, force: bool, only: Collection[str] | None
+    ) -> None:
+        self.ledger, self.report, self.console = ledger, report, console
+        self.rerun, self.only = force, only
+        self.inputs: dict[str, str | None] = {}
+
+    def wanted(self, name: str, inputs: str | None = None) -> bool:
+        """Whether ``name`` runs; ``inputs`` is the fingerprint of the files it reads (late data changes it)."""
+        self.inputs[name] = inputs
+        if self.only is not None and name not in self.only:
+            return False
+        if self.rerun:
+            return True
+        previous = self.ledger.up_to_date(self.report.run_date, name, inputs)
+        if previous is None:
+            self.rerun = True
+            return True
+        why = f"done by run {previous.run_id} at {previous.ended}"
+        self.ledger.skip(self.report.run_id, self.report.run_date, name, why)
+        self.report.skipped[name] = why
+        self.console.print(f"[dim]- {name:<9} skipped: {why} (--force redoes it)[/]", highlight=False)
+        return False
+
+    def not_applicable(self, name: str, why: str) -> None:
+        self.ledger.skip(self.report.run_id, self.report.run_date, name, why)
+        self.report.skipped[name] = why
+        self.console.print(f"[yellow]![/] {name} skipped: {why}", highlight=False)
+
+    @contextmanager
+    def run(self, name: str, describe: Callable[[], str], counts: Callable[[], dict]) -> Iterator[None]:
+        self.ledger.start(self.report.run_id, self.report.run_date, name, self.inputs.get(name))
+        start = time.perf_counter()
+        try:
+            with self.console.status(f"[bold]{name}[/] …"):
+                yield
+        except BaseException as exc:
+            self.ledger.finish(
+                self.report.run_id,
+                name,
+                "failed",
+                seconds=time.perf_counter() - start,
+                detail=f"{type(exc).__name__}: {exc}"[:1000],
+            )
+            raise
+        seconds = self.report.seconds[name] = time.perf_counter() - start
+        summary = describe()
+        self.ledger.finish(self.report.run_id, name, "done", seconds=seconds, detail=summary, **counts())
+        self.console.print(f"[green]✓[/] {name:<9} {seconds:6.1f} s  {summary}")
 
 
 def nightly(
@@ -49,69 +103,106 @@ def nightly(
     since: dt.date | None = None,
     catalogue: Catalogue | None = None,
     console: Console | None = None,
+    force: bool = False,
+    only: Collection[str] | None = None,
 ) -> NightlyReport:
     """Run every stage for ``run_date`` using the data up to that date; re-running gives the same release.
 
     Pings dated ``since`` .. ``run_date`` are (re)processed; ``since`` defaults to the bronze retention window.
+    Each stage is recorded in the run ledger (``routecast status``); stages already done for the date are skipped
+    unless ``force`` (see :class:`_Stages`), so a killed run resumes where it stopped. A second live run for the
+    same date is refused (:class:`jobs.runs.RunLocked`).
     """
     console = console or Console(stderr=True)
-    catalogue = catalogue or load_catalogue()
-    report = NightlyReport(run_date)
+    catalogue = catalogue or load_catalogue(settings.routes_dir)
+    unknown = sorted(set(only or ()) - set(STAGES))
+    if unknown:
+        raise ValueError(f"unknown stages {unknown}; the stages are {', '.join(STAGES)}")
+    report = NightlyReport(run_date, run_id=new_run_id(run_date))
+    ledger = Ledger(settings.runs_dir)
+    with date_lock(settings.runs_dir, run_date):
+        _run_stages(spark, settings, report, _Stages(ledger, report, console, force, only), raw_path, since, catalogue)
+    return report
 
-    if settings.density_input == "tiles":
-        if raw_path is None:
+
+def _run_stages(
+    spark: SparkSession,
+    settings: JobSettings,
+    report: NightlyReport,
+    stages: _Stages,
+    raw_path: Path | None,
+    since: dt.date | None,
+    catalogue: Catalogue,
+) -> None:
+    run_date, console = report.run_date, stages.console
+    # What each stage reads, fingerprinted when it is about to run: data that arrives late for a past date changes
+    # the fingerprint of the stage that reads it, which then runs again, and every stage after it.
+    window = (since or run_date - dt.timedelta(days=settings.bronze_retention_days - 1), run_date)
+    bronze = settings.lake("bronze", "tiles" if settings.density_input == "tiles" else "pings")
+    raw = raw_path or settings.raw_dir / "pings"
+    if stages.wanted("ingest", fingerprint(raw)):
+        if settings.density_input == "tiles" and raw_path is None:
             raise ValueError("ROUTECAST_DENSITY_INPUT=tiles needs the tiles file: routecast nightly --raw FILE")
-        with _stage("ingest", report, console, lambda: _describe_ingest(report.ingest)):
-            report.ingest = tiles.run(spark, settings, run_date, raw_path, since=since)
-        with _stage("aggregate", report, console, lambda: describe_aggregate(report.aggregate, settings)):
-            report.aggregate = aggregate.run_tiles(spark, settings, run_date, since=since)
-    else:
-        with _stage("ingest", report, console, lambda: _describe_ingest(report.ingest)):
-            report.ingest = ingest.run(spark, settings, run_date, raw_path, since=since)
-        for path, why in report.ingest.rejected_files:
+        with stages.run("ingest", lambda: _describe_ingest(report.ingest), lambda: _ingest_counts(report.ingest)):
+            if settings.density_input == "tiles":
+                report.ingest = tiles.run(spark, settings, run_date, raw_path, since=since)
+            else:
+                report.ingest = ingest.run(spark, settings, run_date, raw_path, since=since)
+        for path, why in getattr(report.ingest, "rejected_files", ()):
             console.print(f"[yellow]![/] skipped unreadable input {path}: {why}", highlight=False)
-        with _stage("aggregate", report, console, lambda: describe_aggregate(report.aggregate, settings)):
-            report.aggregate = aggregate.run(spark, settings, run_date, since=since)
-        if settings.dp_mechanism == "none":
-            with _stage("flows", report, console, lambda: _describe_flows(report.flows)):
-                report.flows = flows.run(spark, settings, run_date, since=since, catalogue=catalogue)
-        else:
-            console.print("[yellow]![/] flows skipped: their counts are not covered by differential privacy yet")
-    with _stage("retention", report, console, lambda: _describe_retention(report.retention)):
-        report.retention = retention.run(settings, run_date)
-    with _stage("series", report, console, lambda: f"{report.series_rows:,} series-days"):
-        report.series_rows = series.run(spark, settings, run_date, catalogue)
-    with _stage("forecast", report, console, lambda: _describe_forecast(report.forecast)):
-        report.forecast = forecast.run(spark, settings, run_date)
-    stale = report.forecast.stale(run_date)
-    for source, rows in stale.groupby("source", sort=True):
-        last = ", ".join(f"{r.series_id.split(':')[-1]} {r.last_observed}" for r in rows.itertuples())
-        console.print(
-            f"[yellow]![/] {source}: data end before the run date, so forecasts start there — last observed: {last}",
-            highlight=False,
-        )
+    if stages.wanted("aggregate", fingerprint(bronze, since=window[0], until=window[1])):
+        with stages.run(
+            "aggregate",
+            lambda: describe_aggregate(report.aggregate, settings),
+            lambda: {"rows_in": report.aggregate.aggregates, "rows_out": report.aggregate.published},
+        ):
+            if settings.density_input == "tiles":
+                report.aggregate = aggregate.run_tiles(spark, settings, run_date, since=since)
+            else:
+                report.aggregate = aggregate.run(spark, settings, run_date, since=since)
+    if settings.density_input == "tiles":
+        stages.not_applicable("flows", "tiles carry no trajectories")
+    elif settings.dp_mechanism != "none":
+        stages.not_applicable("flows", "their counts are not covered by differential privacy yet")
+    elif stages.wanted("flows", fingerprint(bronze, since=window[0], until=window[1])):
+        with stages.run("flows", lambda: _describe_flows(report.flows), lambda: _flow_counts(report.flows)):
+            report.flows = flows.run(spark, settings, run_date, since=since, catalogue=catalogue)
+    if stages.wanted("retention"):
+        with stages.run("retention", lambda: _describe_retention(report.retention), dict):
+            report.retention = retention.run(settings, run_date)
+    if stages.wanted("series", fingerprint(settings.lake("silver", "density"), until=run_date)):
+        with stages.run(
+            "series", lambda: f"{report.series_rows:,} series-days", lambda: {"rows_out": report.series_rows}
+        ):
+            report.series_rows = series.run(spark, settings, run_date, catalogue)
+    saved = settings.runs_dir / "forecast" / str(run_date)
+    if stages.wanted("forecast", fingerprint(settings.lake("gold", "series"))):
+        with stages.run("forecast", lambda: _describe_forecast(report.forecast), lambda: _forecast_counts(report)):
+            report.forecast = forecast.run(spark, settings, run_date)
+            forecast.save_result(report.forecast, saved)  # for a publish stage run by another process
+        _warn_stale(report.forecast, run_date, console)
+    cells_from = run_date - dt.timedelta(days=publish.CELL_DAYS - 1)
+    if stages.wanted(
+        "publish", fingerprint(saved, settings.lake("silver", "density"), since=cells_from, until=run_date)
+    ):
+        with stages.run("publish", lambda: _describe_release(report), lambda: _publish_counts(report)):
+            if report.forecast is None:
+                try:
+                    report.forecast = forecast.load_result(saved)
+                except FileNotFoundError:
+                    raise RuntimeError(
+                        f"no forecast to publish for {run_date} in {saved}: run the forecast stage first"
+                    ) from None
+            _publish(spark, settings, report, catalogue, console)
+        for sid, why in report.forecast.failed.items():
+            console.print(f"[yellow]![/] no forecast for {sid}: {why}")
+
+
+def _publish(
+    spark: SparkSession, settings: JobSettings, report: NightlyReport, catalogue: Catalogue, console: Console
+) -> None:
     run = report.forecast.run
-    if run.promoted:
-        with _stage("publish", report, console, lambda: _describe_release(report.release)):
-            cells = publish.cells_table(spark, settings, run_date, catalogue)
-            report.release = publish.publish(
-                settings.store_dir,
-                report.forecast.forecasts,
-                report.forecast.keys,
-                as_of=run_date,
-                run=run,
-                min_devices=settings.min_devices,
-                manifest_extra={
-                    "h3_res": settings.h3_res,
-                    "periods": {f: dict(zip(("holdout", "horizon"), settings.periods(f), strict=True)) for f in FREQS},
-                    "failed_series": report.forecast.failed,
-                    "inputs": report.forecast.inputs,
-                    "cell_resolutions": list(settings.cell_resolutions()),
-                },
-                history=report.forecast.history,
-                cells=cells,
-            )
-    else:
+    if not run.promoted:
         # The registry kept the previous champion: this run's choices scored worse on its own backtest than the
         # champion's would have. Publishing them anyway would serve what the gate just refused.
         console.print(
@@ -119,9 +210,62 @@ def nightly(
             f"{run.champion_version}; see `routecast models`): the current release keeps serving",
             highlight=False,
         )
-    for sid, why in (report.forecast.failed if report.forecast else {}).items():
-        console.print(f"[yellow]![/] no forecast for {sid}: {why}")
-    return report
+        return
+    cells = publish.cells_table(spark, settings, report.run_date, catalogue)
+    report.release = publish.publish(
+        settings.store_dir,
+        report.forecast.forecasts,
+        report.forecast.keys,
+        as_of=report.run_date,
+        run=run,
+        min_devices=settings.min_devices,
+        manifest_extra={
+            "h3_res": settings.h3_res,
+            "periods": {f: dict(zip(("holdout", "horizon"), settings.periods(f), strict=True)) for f in FREQS},
+            "failed_series": report.forecast.failed,
+            "inputs": report.forecast.inputs,
+            "cell_resolutions": list(settings.cell_resolutions()),
+        },
+        history=report.forecast.history,
+        cells=cells,
+    )
+
+
+def _warn_stale(result: forecast.ForecastResult, run_date: dt.date, console: Console) -> None:
+    for source, rows in result.stale(run_date).groupby("source", sort=True):
+        last = ", ".join(f"{r.series_id.split(':')[-1]} {r.last_observed}" for r in rows.itertuples())
+        console.print(
+            f"[yellow]![/] {source}: data end before the run date, so forecasts start there — last observed: {last}",
+            highlight=False,
+        )
+
+
+def _ingest_counts(c: ingest.IngestCounts | tiles.TileCounts | None) -> dict:
+    return {} if c is None else {"rows_in": c.rows_in, "rows_out": c.accepted}
+
+
+def _flow_counts(c: flows.FlowCounts | None) -> dict:
+    if c is None:
+        return {}
+    found = c.segment_published + c.segment_suppressed + c.cell_published + c.cell_suppressed
+    return {"rows_in": found, "rows_out": c.segment_published + c.cell_published}
+
+
+def _forecast_counts(report: NightlyReport) -> dict:
+    r = report.forecast
+    if r is None:
+        return {}
+    return {"rows_in": len(r.keys), "rows_out": len(r.forecasts), "mlflow_run_id": r.run.run_id}
+
+
+def _publish_counts(report: NightlyReport) -> dict:
+    r, run = report.release, report.forecast.run if report.forecast else None
+    return {
+        "rows_in": None if report.forecast is None else len(report.forecast.forecasts),
+        "rows_out": None if r is None else len(report.forecast.forecasts),
+        "mlflow_run_id": None if run is None else run.run_id,
+        "release_id": None if r is None else r.release_id,
+    }
 
 
 def _describe_ingest(c: ingest.IngestCounts | tiles.TileCounts | None) -> str:
@@ -172,7 +316,9 @@ def _describe_forecast(r: forecast.ForecastResult | None) -> str:
     return f"{r.forecasts['series_id'].nunique()} series, champions {chosen}, MLflow run {r.run.run_id[:8]}"
 
 
-def _describe_release(r: publish.Release | None) -> str:
+def _describe_release(report: NightlyReport) -> str:
+    r = report.release
     if r is None:
-        return ""
+        run = report.forecast.run if report.forecast else None
+        return "" if run is None else f"not published: model version {run.model_version} was not promoted"
     return f"release {r.release_id}" + ("" if r.created else " (unchanged, re-pointed)")

@@ -25,6 +25,8 @@ class JobSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ROUTECAST_", frozen=True)
 
     var_dir: Path = Path("var")
+    routes_dir: Path | None = None  # the route catalogue the nightly run uses; default: the one packaged with geo
+    qa_config: Path | None = None  # the QA checks and thresholds (jobs.qa); default: the packaged jobs/qa.toml
     spark_conf_dir: Path = DEFAULT_SPARK_CONF_DIR
     spark_profile: str = "local"
     spark_master: str | None = None  # overrides the profile's spark.master when set
@@ -161,6 +163,11 @@ class JobSettings(BaseSettings):
     @cached_property
     def store_dir(self) -> Path:
         return self.var_dir / "store"
+
+    @property
+    def runs_dir(self) -> Path:
+        """The run ledger, the per-date run locks and the forecast hand-off between stages (jobs.runs)."""
+        return self.var_dir / "runs"
 
     @cached_property
     def tracking_uri(self) -> str:

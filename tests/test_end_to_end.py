@@ -13,6 +13,7 @@ import uvicorn
 from rich.console import Console
 
 from jobs.pipeline import nightly
+from jobs.runs import STAGES, Ledger
 from jobs.synth import SynthConfig, generate_pings
 from serving.app import create_app
 from serving.auth import create_token
@@ -70,9 +71,15 @@ def test_pipeline_end_to_end_and_api_over_http(spark, settings, catalogue, api_s
     assert report.aggregate.published > 0 and report.aggregate.suppressed > 0
     assert report.forecast.failed == {}
 
-    # Idempotent: the same date again publishes the same forecasts (same release).
-    again = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=quiet)
+    # Resumable: the same date again skips every stage the ledger records as done.
+    skipped = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=quiet)
+    assert list(skipped.skipped) == list(STAGES) and skipped.release is None and skipped.seconds == {}
+    # Idempotent: forced, the same date again publishes the same forecasts (same release).
+    again = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=quiet, force=True)
     assert again.release.release_id == report.release.release_id and not again.release.created
+    assert [r.status for r in Ledger(settings.runs_dir).rows(run_date=END) if r.run_id == again.run_id] == [
+        "done"
+    ] * len(STAGES)
 
     serving = ServingSettings(var_dir=settings.var_dir)
     base = api_server(serving)

@@ -1,0 +1,238 @@
+"""Fault tests of the nightly run, through the real `routecast` command in subprocesses: SIGKILL at each stage then
+resume (the outputs equal an uninterrupted run's), two runs for one date, a write failure during publish."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import resource
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from geo.catalogue import DEFAULT_ROUTES_DIR, load_catalogue
+from jobs.runs import STAGES, Ledger, RunLocked, date_lock
+from jobs.synth import SynthConfig, generate_pings
+
+ROOT = Path(__file__).resolve().parents[2]
+END = dt.date(2025, 6, 30)
+ROUTES = ("central_mediterranean", "channel")
+# Stages that take long enough, on this data, for a kill to land while they run (retention takes milliseconds).
+SLOW_STAGES = ("ingest", "aggregate", "flows", "series", "forecast", "publish")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """Two routes and 28 days of synthetic pings along them."""
+    root = tmp_path_factory.mktemp("faults")
+    routes = root / "routes"
+    routes.mkdir()
+    for route_id in ROUTES:
+        shutil.copy(DEFAULT_ROUTES_DIR / f"{route_id}.geojson", routes)
+    cfg = SynthConfig(
+        start=END - dt.timedelta(days=27),
+        days=28,
+        background_per_hub=30,
+        migrants_per_hub=10,
+        pings_per_device=1.0,
+        spread_km=0.2,
+    )
+    generate_pings(load_catalogue(routes), cfg, root / "raw")
+    return root
+
+
+def _env(world: Path, var: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "ROUTECAST_VAR_DIR": str(var),
+        "ROUTECAST_ROUTES_DIR": str(world / "routes"),
+        "ROUTECAST_RESOLUTIONS": "[5,7]",
+        "ROUTECAST_HOURLY": "false",
+        "ROUTECAST_FORECAST_CANDIDATES": '["seasonal_naive"]',
+        "ROUTECAST_SPARK_PROFILE": "test",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "COLUMNS": "200",
+    }
+
+
+def _nightly(world: Path, var: Path, *extra: str) -> list[str]:
+    since = END - dt.timedelta(days=27)
+    return [
+        sys.executable,
+        "-m",
+        "jobs.cli",
+        "nightly",
+        "--date",
+        str(END),
+        "--since",
+        str(since),
+        "--raw",
+        str(world / "raw"),
+        *extra,
+    ]
+
+
+def _run(world: Path, var: Path, *extra: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        _nightly(world, var, *extra), env=_env(world, var), cwd=ROOT, capture_output=True, text=True, **kwargs
+    )
+
+
+def _running_stage(var: Path, pid: int) -> str | None:
+    path = var / "runs" / "ledger.sqlite"
+    if not path.exists():
+        return None
+    try:
+        with sqlite3.connect(path, timeout=1) as db:
+            row = db.execute("SELECT stage FROM stage_runs WHERE pid = ? AND status = 'running'", (pid,)).fetchone()
+    except sqlite3.OperationalError:  # the table is being created
+        return None
+    return row[0] if row else None
+
+
+def _outputs(var: Path) -> dict[str, pd.DataFrame | str]:
+    """Every table the run makes, sorted, and the release CURRENT points at."""
+    out: dict[str, pd.DataFrame | str] = {}
+    for layer, table in (("bronze", "pings"), ("silver", "density"), ("silver", "flows_segment"), ("gold", "series")):
+        path = var / "lake" / layer / table
+        if path.exists():
+            frame = pd.read_parquet(path)
+            frame = frame.astype({c: str for c in frame.columns if str(frame[c].dtype) == "category"})
+            out[f"{layer}/{table}"] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
+    out["release"] = (var / "store" / "CURRENT").read_text().strip()
+    return out
+
+
+@pytest.mark.slow
+def test_killed_at_every_stage_then_resumed_equals_an_uninterrupted_run(world, tmp_path):
+    reference = _run(world, tmp_path / "reference")
+    assert reference.returncode == 0, reference.stdout[-3000:] + reference.stderr[-3000:]
+
+    var = tmp_path / "killed"
+    killed_in: list[str] = []
+    for stage in STAGES:
+        # Each run resumes the one killed before it, and is itself killed as soon as `stage` starts.
+        proc = subprocess.Popen(
+            _nightly(world, var), env=_env(world, var), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 600
+        while proc.poll() is None and time.monotonic() < deadline:
+            running = _running_stage(var, proc.pid)
+            if running is not None and STAGES.index(running) >= STAGES.index(stage):
+                os.kill(proc.pid, signal.SIGKILL)
+                killed_in.append(running)
+                break
+            time.sleep(0.02)
+        proc.wait(timeout=60)
+    assert set(SLOW_STAGES) <= set(killed_in), killed_in
+
+    rows = Ledger(var / "runs").rows(run_date=END)
+    assert {r.status for r in rows} >= {"interrupted", "done"}
+    final = _run(world, var)
+    assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
+    assert "skipped" in final.stdout + final.stderr
+
+    got, want = _outputs(var), _outputs(tmp_path / "reference")
+    assert got.keys() == want.keys()
+    for name in want:
+        if isinstance(want[name], str):
+            assert got[name] == want[name], name
+        else:
+            pd.testing.assert_frame_equal(got[name], want[name], obj=name)
+    # `routecast status` after the killed-and-resumed run: every stage done once in the last run.
+    status = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "status", "--date", str(END), "--limit", "100"],
+        env=_env(world, var),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    shown = status.stdout + status.stderr
+    assert status.returncode == 0 and "interrupted" in shown and "done" in shown
+    print(shown)  # the closing note quotes it
+
+
+def test_a_second_run_for_the_same_date_is_refused_while_the_first_holds_the_lock(world, tmp_path):
+    var = tmp_path / "var"
+    with date_lock(var / "runs", END):
+        second = _run(world, var, timeout=300)
+    assert second.returncode == 3, second.stdout + second.stderr
+    assert f"another run for {END} is in progress" in second.stdout + second.stderr
+
+
+def test_the_lock_dies_with_its_holder(tmp_path):
+    runs = tmp_path / "runs"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time, datetime as dt; from pathlib import Path; from jobs.runs import date_lock\n"
+            f"with date_lock(Path({str(runs)!r}), dt.date(2025, 6, 30)):\n"
+            "    print('held', flush=True); time.sleep(600)",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(RunLocked, match=r"pid"):
+        with date_lock(runs, END):
+            pass
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    with date_lock(runs, END):  # no one to wait for: the kernel released the dead holder's lock
+        pass
+
+
+def _limit_file_size() -> None:  # in the child, before exec: writes past 64 KiB fail with EFBIG instead of a signal
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+
+@pytest.mark.slow
+def test_a_write_failure_in_publish_leaves_the_previous_release_serving(world, tmp_path):
+    var = tmp_path / "var"
+    first = _run(world, var)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    current = (var / "store" / "CURRENT").read_text()
+    releases = sorted(p.name for p in (var / "store" / "releases").iterdir())
+
+    # New forecasts (a shorter horizon: the same models, so the champion gate passes) make publish write a new
+    # release; that write fails on a file size limit (EFBIG), as on a full disk.
+    env = {**_env(world, var), "ROUTECAST_HORIZON_DAYS": "21"}
+    cli = [sys.executable, "-m", "jobs.cli", "stage"]
+    # --force: the ledger tracks inputs, not settings, so a changed setting is redone on request.
+    forecast = subprocess.run(
+        [*cli, "forecast", "--date", str(END), "--force"], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert forecast.returncode == 0, forecast.stdout[-3000:] + forecast.stderr[-3000:]
+    publish_only = [*cli, "publish", "--date", str(END)]
+    failed = subprocess.run(
+        publish_only, env=env, cwd=ROOT, capture_output=True, text=True, preexec_fn=_limit_file_size
+    )
+    assert failed.returncode == 1, failed.stdout[-3000:] + failed.stderr[-3000:]
+    assert "failed:" in failed.stdout + failed.stderr
+    assert (var / "store" / "CURRENT").read_text() == current
+    visible = sorted(p.name for p in (var / "store" / "releases").iterdir() if not p.name.startswith("."))
+    assert visible == releases  # nothing half-written where the API looks
+    attempt = next(r for r in Ledger(var / "runs").rows(run_date=END) if r.stage == "publish")
+    assert attempt.status == "failed" and attempt.detail
+
+    # Resumed without the limit: the failed stage runs again (the forecast stage stays done) and publishes.
+    again = subprocess.run(publish_only, env=env, cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    new = (var / "store" / "CURRENT").read_text().strip()
+    assert new != current.strip()
+    manifest = json.loads((var / "store" / "releases" / new / "manifest.json").read_text())
+    assert manifest["privacy"]["suppressed"] is True and manifest["tables"]["forecasts"] > 0

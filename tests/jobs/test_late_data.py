@@ -1,0 +1,80 @@
+"""Late data: pings or official counts arriving for past dates make the next run for a date redo what reads them."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.console import Console
+
+from geo.catalogue import load_catalogue
+from jobs.counts import ingest_counts
+from jobs.lake import read_table
+from jobs.pipeline import nightly
+from jobs.runs import STAGES
+from jobs.schemas import DENSITY, PINGS, arrow_schema
+from jobs.settings import JobSettings
+from jobs.synth import SynthConfig, generate_pings
+
+END = dt.date(2025, 6, 30)
+LATE_DAY = END - dt.timedelta(days=3)
+
+
+def _density_on(spark, settings: JobSettings, day: dt.date) -> int:
+    density = read_table(spark, settings.lake("silver", "density"), DENSITY)
+    return int(
+        density.where((density.date == day) & (density.res == settings.h3_res)).agg({"devices": "sum"}).first()[0]
+    )
+
+
+def test_late_pings_and_counts_are_picked_up_by_the_next_run_for_the_date(spark, tmp_path):
+    routes = load_catalogue().subset(["channel"])
+    settings = JobSettings(
+        var_dir=tmp_path / "var",
+        resolutions=(5, 7),
+        hourly=False,
+        forecast_candidates=("seasonal_naive",),
+    )
+    raw = tmp_path / "raw"
+    cfg = SynthConfig(start=END - dt.timedelta(days=20), days=21, background_per_hub=30, migrants_per_hub=10)
+    generate_pings(routes, cfg, raw)
+    quiet = Console(quiet=True)
+    first = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=quiet)
+    before = _density_on(spark, settings, LATE_DAY)
+
+    # A provider delivers a late file for a past day: 40 more phones at one place, each seen three times.
+    base = pq.read_table(raw / f"pings-{LATE_DAY:%Y%m%d}.parquet").to_pandas().iloc[0]
+    late = pd.DataFrame(
+        {
+            "device_id": [f"late-{i}" for i in range(40) for _ in range(3)],
+            "ts": [pd.Timestamp(LATE_DAY) + pd.Timedelta(hours=9 + k) for _ in range(40) for k in range(3)],
+            "lat": base["lat"],
+            "lon": base["lon"],
+            "accuracy_m": 20.0,
+            "mcc": base["mcc"],
+        }
+    )
+    pq.write_table(
+        pa.Table.from_pandas(late, schema=arrow_schema(PINGS), preserve_index=False), raw / "late-delivery.parquet"
+    )
+    second = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=quiet)
+    assert second.skipped.keys() <= {"retention"}, second.skipped  # ingest saw new input: everything after it ran
+    assert _density_on(spark, settings, LATE_DAY) >= before + 40
+    assert second.release.release_id != first.release.release_id
+
+    # Official counts arriving later: only the stages that read them (forecast, publish) run again.
+    counts = tmp_path / "uk.csv"
+    days = pd.date_range(END - dt.timedelta(days=59), END)
+    counts.write_text(
+        "date,migrants_arrived,boats_arrived,boats_uncontrolled_landings,notes\n"
+        + "".join(f"{d:%Y-%m-%d},{(i * 37) % 300},{(i * 5) % 7},,\n" for i, d in enumerate(days))
+    )
+    ingest_counts(spark, settings, counts, "uk-channel")
+    third = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=quiet)
+    assert set(third.skipped) == set(STAGES) - {"forecast", "publish"}
+    assert "uk-channel" in set(third.forecast.forecasts.merge(third.forecast.keys, on="series_id")["source"])
+    # Nothing new: nothing runs.
+    fourth = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=quiet)
+    assert set(fourth.skipped) == set(STAGES)
