@@ -165,6 +165,7 @@ def _run_dates(dates: list[dt.date], raw: Path | None, since: dt.date | None, fo
     """Run the chain (or ``only`` some stages) for each date in turn; stop at the first failure (exit 1), or
     refuse when another run holds a date (exit 3)."""
     from jobs.pipeline import nightly as run_nightly
+    from jobs.qa import QAFailed
     from jobs.runs import RunLocked
     from jobs.spark import build_spark
 
@@ -178,6 +179,14 @@ def _run_dates(dates: list[dt.date], raw: Path | None, since: dt.date | None, fo
                 report = run_nightly(
                     spark, settings, date, raw_path=raw, since=since, console=console, force=force, only=only
                 )
+            except QAFailed as exc:
+                console.print(
+                    f"[red]failed:[/] {date}: no release — blocking QA checks failed:\n{exc}\n"
+                    "The previous release keeps serving. Fix the input and run again, or change the thresholds "
+                    "(ROUTECAST_QA_CONFIG; see jobs/qa.toml).",
+                    highlight=False,
+                )
+                raise typer.Exit(code=1) from None
             except RunLocked as exc:
                 console.print(f"[red]refused:[/] {exc}", highlight=False)
                 raise typer.Exit(code=3) from None
@@ -288,6 +297,23 @@ def status(
             (r.detail or "")[:60],
         )
     console.print(table)
+
+
+@app.command()
+def qa(
+    date: DateOpt,
+    everything: Annotated[bool, typer.Option("--all", help="Also the informational values.")] = False,
+) -> None:
+    """The QA checks of DATE (the latest value of each, whichever run computed it): value, range, pass, blocking."""
+    from jobs.qa import QAStore, summary
+    from jobs.runs import Ledger
+
+    settings = JobSettings()
+    results = QAStore(Ledger(settings.runs_dir).path).results(date.date())
+    if not results:
+        console.print(f"no QA checks recorded for {date.date()} in {settings.runs_dir}")
+        raise typer.Exit(code=1)
+    console.print(summary(results, everything=everything))
 
 
 @app.command("aggregate")

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from forecasting.protocol import FREQS
 from geo.catalogue import Catalogue, load_catalogue
-from jobs import aggregate, flows, forecast, ingest, publish, retention, series, tiles
+from jobs import aggregate, flows, forecast, ingest, publish, qa, retention, series, tiles
 from jobs.runs import STAGES, Ledger, date_lock, fingerprint, new_run_id
 from jobs.settings import JobSettings
 
@@ -33,6 +33,7 @@ class NightlyReport:
     release: publish.Release | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # stage -> why (done earlier, or not applicable)
+    qa: list[qa.CheckResult] = field(default_factory=list)  # the checks of the stages this run ran
 
 
 class _Stages:
@@ -44,10 +45,18 @@ class _Stages:
     """
 
     def __init__(
-        self, ledger: Ledger, report: NightlyReport, console: Console, force: bool, only: Collection[str] | None
+        self,
+        ledger: Ledger,
+        report: NightlyReport,
+        console: Console,
+        force: bool,
+        only: Collection[str] | None,
+        checks: qa.QAConfig,
+        store: qa.QAStore,
     ) -> None:
         self.ledger, self.report, self.console = ledger, report, console
         self.rerun, self.only = force, only
+        self.checks, self.store = checks, store
         self.inputs: dict[str, str | None] = {}
 
     def wanted(self, name: str, inputs: str | None = None) -> bool:
@@ -93,6 +102,40 @@ class _Stages:
         self.ledger.finish(self.report.run_id, name, "done", seconds=seconds, detail=summary, **counts())
         self.console.print(f"[green]✓[/] {name:<9} {seconds:6.1f} s  {summary}")
 
+    def check(self, name: str, result: object) -> None:
+        """Evaluate and store the QA checks of a stage that just ran; print the ones that failed."""
+        results = qa.evaluate(
+            name, result, run_date=self.report.run_date, run_id=self.report.run_id, checks=self.checks, store=self.store
+        )
+        self.report.qa.extend(results)
+        for r in results:
+            if not r.passed:
+                colour = "red" if r.blocking else "yellow"
+                self.console.print(
+                    f"[{colour}]![/] QA {r.name} = {qa.format_value(r.check, r.value)}, expected {r.threshold}"
+                    + (" (blocking: no release)" if r.blocking else ""),
+                    highlight=False,
+                )
+
+    def gate(self) -> None:
+        """Refuse to publish while a blocking check of the date fails (the latest value of each check, whichever run
+        of the date computed it): the publish attempt is recorded as failed and the summary printed."""
+        # Stored values are judged by today's thresholds: a changed QA file applies to stages that were not redone.
+        results = [qa.rejudge(r, self.checks) for r in self.store.results(self.report.run_date)]
+        failures = qa.blocking_failures(results)
+        if not failures:
+            return
+        self.ledger.start(self.report.run_id, self.report.run_date, "publish", self.inputs.get("publish"))
+        self.ledger.finish(
+            self.report.run_id,
+            "publish",
+            "failed",
+            seconds=0.0,
+            detail="blocked by QA: " + "; ".join(f"{f.name} = {qa.format_value(f.check, f.value)}" for f in failures),
+        )
+        self.console.print(qa.summary(results))
+        raise qa.QAFailed(failures)
+
 
 def nightly(
     spark: SparkSession,
@@ -118,10 +161,12 @@ def nightly(
     unknown = sorted(set(only or ()) - set(STAGES))
     if unknown:
         raise ValueError(f"unknown stages {unknown}; the stages are {', '.join(STAGES)}")
+    checks = qa.load_config(settings.qa_config)  # a broken QA file fails here, before any work
     report = NightlyReport(run_date, run_id=new_run_id(run_date))
     ledger = Ledger(settings.runs_dir)
+    stages = _Stages(ledger, report, console, force, only, checks, qa.QAStore(ledger.path))
     with date_lock(settings.runs_dir, run_date):
-        _run_stages(spark, settings, report, _Stages(ledger, report, console, force, only), raw_path, since, catalogue)
+        _run_stages(spark, settings, report, stages, raw_path, since, catalogue)
     return report
 
 
@@ -148,6 +193,7 @@ def _run_stages(
                 report.ingest = tiles.run(spark, settings, run_date, raw_path, since=since)
             else:
                 report.ingest = ingest.run(spark, settings, run_date, raw_path, since=since)
+        stages.check("ingest", report.ingest)
         for path, why in getattr(report.ingest, "rejected_files", ()):
             console.print(f"[yellow]![/] skipped unreadable input {path}: {why}", highlight=False)
     if stages.wanted("aggregate", fingerprint(bronze, since=window[0], until=window[1])):
@@ -160,6 +206,7 @@ def _run_stages(
                 report.aggregate = aggregate.run_tiles(spark, settings, run_date, since=since)
             else:
                 report.aggregate = aggregate.run(spark, settings, run_date, since=since)
+        stages.check("aggregate", report.aggregate)
     if settings.density_input == "tiles":
         stages.not_applicable("flows", "tiles carry no trajectories")
     elif settings.dp_mechanism != "none":
@@ -167,6 +214,7 @@ def _run_stages(
     elif stages.wanted("flows", fingerprint(bronze, since=window[0], until=window[1])):
         with stages.run("flows", lambda: _describe_flows(report.flows), lambda: _flow_counts(report.flows)):
             report.flows = flows.run(spark, settings, run_date, since=since, catalogue=catalogue)
+        stages.check("flows", report.flows)
     if stages.wanted("retention"):
         with stages.run("retention", lambda: _describe_retention(report.retention), dict):
             report.retention = retention.run(settings, run_date)
@@ -175,16 +223,19 @@ def _run_stages(
             "series", lambda: f"{report.series_rows:,} series-days", lambda: {"rows_out": report.series_rows}
         ):
             report.series_rows = series.run(spark, settings, run_date, catalogue)
+        stages.check("series", report.series_rows)
     saved = settings.runs_dir / "forecast" / str(run_date)
     if stages.wanted("forecast", fingerprint(settings.lake("gold", "series"))):
         with stages.run("forecast", lambda: _describe_forecast(report.forecast), lambda: _forecast_counts(report)):
             report.forecast = forecast.run(spark, settings, run_date)
             forecast.save_result(report.forecast, saved)  # for a publish stage run by another process
+        stages.check("forecast", report.forecast)
         _warn_stale(report.forecast, run_date, console)
     cells_from = run_date - dt.timedelta(days=publish.CELL_DAYS - 1)
     if stages.wanted(
         "publish", fingerprint(saved, settings.lake("silver", "density"), since=cells_from, until=run_date)
     ):
+        stages.gate()
         with stages.run("publish", lambda: _describe_release(report), lambda: _publish_counts(report)):
             if report.forecast is None:
                 try:

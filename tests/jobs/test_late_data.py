@@ -38,7 +38,7 @@ def test_late_pings_and_counts_are_picked_up_by_the_next_run_for_the_date(spark,
         forecast_candidates=("seasonal_naive",),
     )
     raw = tmp_path / "raw"
-    cfg = SynthConfig(start=END - dt.timedelta(days=20), days=21, background_per_hub=30, migrants_per_hub=10)
+    cfg = SynthConfig(start=END - dt.timedelta(days=34), days=35, background_per_hub=30, migrants_per_hub=10)
     generate_pings(routes, cfg, raw)
     quiet = Console(quiet=True)
     first = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=quiet)
@@ -59,8 +59,11 @@ def test_late_pings_and_counts_are_picked_up_by_the_next_run_for_the_date(spark,
     pq.write_table(
         pa.Table.from_pandas(late, schema=arrow_schema(PINGS), preserve_index=False), raw / "late-delivery.parquet"
     )
+    # ... with a corrupt file beside it: reported by name, never read, the run goes on.
+    (raw / "truncated-delivery.parquet").write_bytes(b"PAR1 cut short")
     second = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=quiet)
     assert second.skipped.keys() <= {"retention"}, second.skipped  # ingest saw new input: everything after it ran
+    assert [name for name, _ in second.ingest.rejected_files] == [str(raw / "truncated-delivery.parquet")]
     assert _density_on(spark, settings, LATE_DAY) >= before + 40
     assert second.release.release_id != first.release.release_id
 
