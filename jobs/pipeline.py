@@ -39,9 +39,10 @@ class NightlyReport:
 class _Stages:
     """Runs the stages of one run in order, recording each in the ledger, skipping those already done.
 
-    A stage is skipped when its latest attempt for the date completed after every stage before it last completed
-    (so its input has not changed since), unless ``force``; once a stage runs, every later one runs too.
-    ``only``, when given, restricts the run to those stages (``routecast stage NAME``).
+    A stage is skipped when its latest attempt for the date completed, read the same input files (their fingerprint:
+    late data changes it) and started after every stage before it last completed, unless ``force``; once a stage
+    runs, every later one runs too. ``only``, when given, restricts the run to those stages (``routecast stage``).
+    After each stage its QA checks are stored; publish waits for every blocking check of the date to pass.
     """
 
     def __init__(
