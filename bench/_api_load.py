@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench._procs import TICK, busy_cpu_seconds, process_tree  # noqa: E402
+from bench._procs import busy_cpu_seconds, own_cpu_seconds, process_tree  # noqa: E402
 
 perf = time.perf_counter
 
@@ -122,18 +122,8 @@ class Conn(asyncio.Protocol):
             self.done.set_result(self.i)
 
 
-def _own_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of one process itself, or None once it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # comm may hold spaces: the fields start after the last ')'
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
 def _cpu(pids: list[int]) -> float:
-    return sum(c for c in (_own_cpu_seconds(p) for p in pids) if c is not None)
+    return sum(c for c in (own_cpu_seconds(p) for p in pids) if c is not None)
 
 
 async def run(spec: dict) -> dict:

@@ -170,3 +170,13 @@ def wait_quiet(max_load: float, timeout: float) -> float:
     while load_average() > max_load and time.monotonic() < deadline:
         time.sleep(5)
     return load_average()
+
+
+def own_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of one process itself (not its reaped children), or None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # comm may hold spaces: the fields start after the last ')'
+    return (int(fields[11]) + int(fields[12])) / TICK

@@ -56,7 +56,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `bench`, `jobs` and `fore
     sys.path.insert(0, str(ROOT))
 
 from bench._forecast_gen import synthetic_daily_series  # noqa: E402
-from bench._procs import TICK, busy_cpu_seconds, load_average, process_tree  # noqa: E402
+from bench._procs import busy_cpu_seconds, load_average, own_cpu_seconds, process_tree  # noqa: E402
 
 IMPLS = ("routecast", "statsforecast")
 LEVELS = [80, 95]
@@ -105,16 +105,6 @@ class Check:
 # Timing
 
 
-def _own_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of one process itself (not its reaped children), or None once it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # comm may hold spaces: the fields start after the last ')'
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
 class TreeCpu:
     """CPU seconds of this process and its descendants since ``start()``, polled every ``interval`` seconds.
 
@@ -150,7 +140,7 @@ class TreeCpu:
 
     def poll(self, initial: bool = False) -> None:
         for proc in process_tree(os.getpid()):
-            cpu = _own_cpu_seconds(proc.pid)
+            cpu = own_cpu_seconds(proc.pid)
             if cpu is None:
                 continue
             with self._lock:

@@ -40,14 +40,14 @@ not computed when there is no earlier date or their median is 0.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import math
 import sqlite3
 import statistics
 import tomllib
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from jobs.runs import STAGES, Ledger
+from jobs.runs import STAGES, Ledger, connect
 
 if TYPE_CHECKING:
     from jobs.aggregate import AggregateCounts
@@ -433,14 +433,8 @@ class QAStore:
         """The store beside the run ledger of ``runs_dir`` (``settings.runs_dir``)."""
         return cls(Ledger(runs_dir).path)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
-        try:
-            with db:  # one transaction: committed on success, rolled back on error
-                yield db
-        finally:
-            db.close()
+    def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path)  # the ledger's: the same database, the same transaction rules
 
     def record(self, results: Iterable[CheckResult]) -> None:
         """Store ``results``, replacing the same run's earlier rows of the same checks (a stage done again)."""

@@ -13,6 +13,7 @@ however it dies, so a killed run never blocks the next one; a second live run fo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import hashlib
@@ -89,6 +90,17 @@ def _alive(pid: int, host: str) -> bool:
     return True
 
 
+@contextmanager
+def connect(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to the ledger database for one transaction: committed on success, rolled back on error."""
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        with db:
+            yield db
+    finally:
+        db.close()
+
+
 class Ledger:
     """The run ledger under ``runs_dir`` (created on first use)."""
 
@@ -101,14 +113,8 @@ class Ledger:
             if "inputs" not in columns:  # a ledger written before input fingerprints were recorded
                 db.execute("ALTER TABLE stage_runs ADD COLUMN inputs TEXT")
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
-        try:
-            with db:  # one transaction: committed on success, rolled back on error
-                yield db
-        finally:
-            db.close()
+    def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path)
 
     def start(self, run_id: str, run_date: dt.date, stage: str, inputs: str | None = None) -> None:
         with self._connect() as db:
