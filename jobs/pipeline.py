@@ -59,15 +59,17 @@ class _Stages:
         self.rerun, self.only = force, only
         self.checks, self.store = checks, store
         self.inputs: dict[str, str | None] = {}
+        self.outputs: dict[str, Callable[[], str] | None] = {}
 
-    def wanted(self, name: str, inputs: str | None = None) -> bool:
-        """Whether ``name`` runs; ``inputs`` is the fingerprint of the files it reads (late data changes it)."""
-        self.inputs[name] = inputs
+    def wanted(self, name: str, inputs: str | None = None, outputs: Callable[[], str] | None = None) -> bool:
+        """Whether ``name`` runs; ``inputs`` is the fingerprint of the files it reads (late data changes it),
+        ``outputs`` fingerprints the files it writes (another date's run may rewrite them)."""
+        self.inputs[name], self.outputs[name] = inputs, outputs
         if self.only is not None and name not in self.only:
             return False
         if self.rerun:
             return True
-        previous = self.ledger.up_to_date(self.report.run_date, name, inputs)
+        previous = self.ledger.up_to_date(self.report.run_date, name, inputs, outputs() if outputs else None)
         if previous is None:
             self.rerun = True
             return True
@@ -100,7 +102,16 @@ class _Stages:
             raise
         seconds = self.report.seconds[name] = time.perf_counter() - start
         summary = describe()
-        self.ledger.finish(self.report.run_id, name, "done", seconds=seconds, detail=summary, **counts())
+        outputs = self.outputs.get(name)
+        self.ledger.finish(
+            self.report.run_id,
+            name,
+            "done",
+            seconds=seconds,
+            detail=summary,
+            outputs=outputs() if outputs else None,
+            **counts(),
+        )
         self.console.print(f"[green]✓[/] {name:<9} {seconds:6.1f} s  {summary}")
 
     def check(self, name: str, result: object) -> None:
@@ -186,7 +197,9 @@ def _run_stages(
     window = (since or run_date - dt.timedelta(days=settings.bronze_retention_days - 1), run_date)
     bronze = settings.lake("bronze", "tiles" if settings.density_input == "tiles" else "pings")
     raw = raw_path or settings.raw_dir / "pings"
-    if stages.wanted("ingest", fingerprint(raw)):
+    gold = settings.lake("gold", "series")
+    density = settings.lake("silver", "density")
+    if stages.wanted("ingest", fingerprint(raw), lambda: fingerprint(bronze, since=window[0], until=window[1])):
         if settings.density_input == "tiles" and raw_path is None:
             raise ValueError("ROUTECAST_DENSITY_INPUT=tiles needs the tiles file: routecast nightly --raw FILE")
         with stages.run("ingest", lambda: _describe_ingest(report.ingest), lambda: _ingest_counts(report.ingest)):
@@ -197,7 +210,11 @@ def _run_stages(
         stages.check("ingest", report.ingest)
         for path, why in getattr(report.ingest, "rejected_files", ()):
             console.print(f"[yellow]![/] skipped unreadable input {path}: {why}", highlight=False)
-    if stages.wanted("aggregate", fingerprint(bronze, since=window[0], until=window[1])):
+    if stages.wanted(
+        "aggregate",
+        fingerprint(bronze, since=window[0], until=window[1]),
+        lambda: fingerprint(density, since=window[0], until=window[1]),
+    ):
         with stages.run(
             "aggregate",
             lambda: describe_aggregate(report.aggregate, settings),
@@ -212,21 +229,25 @@ def _run_stages(
         stages.not_applicable("flows", "tiles carry no trajectories")
     elif settings.dp_mechanism != "none":
         stages.not_applicable("flows", "their counts are not covered by differential privacy yet")
-    elif stages.wanted("flows", fingerprint(bronze, since=window[0], until=window[1])):
+    elif stages.wanted(
+        "flows",
+        fingerprint(bronze, since=window[0], until=window[1]),
+        lambda: fingerprint(gold / "source=flows", settings.lake("silver", "flows_segment"), until=window[1]),
+    ):
         with stages.run("flows", lambda: _describe_flows(report.flows), lambda: _flow_counts(report.flows)):
             report.flows = flows.run(spark, settings, run_date, since=since, catalogue=catalogue)
         stages.check("flows", report.flows)
     if stages.wanted("retention"):
         with stages.run("retention", lambda: _describe_retention(report.retention), dict):
             report.retention = retention.run(settings, run_date)
-    if stages.wanted("series", fingerprint(settings.lake("silver", "density"), until=run_date)):
+    if stages.wanted("series", fingerprint(density, until=run_date), lambda: fingerprint(gold / "source=density")):
         with stages.run(
             "series", lambda: f"{report.series_rows:,} series-days", lambda: {"rows_out": report.series_rows}
         ):
             report.series_rows = series.run(spark, settings, run_date, catalogue)
         stages.check("series", report.series_rows)
     saved = settings.runs_dir / "forecast" / str(run_date)
-    if stages.wanted("forecast", fingerprint(settings.lake("gold", "series"))):
+    if stages.wanted("forecast", fingerprint(gold), lambda: fingerprint(saved)):
         with stages.run("forecast", lambda: _describe_forecast(report.forecast), lambda: _forecast_counts(report)):
             report.forecast = forecast.run(spark, settings, run_date)
             forecast.save_result(report.forecast, saved)  # for a publish stage run by another process

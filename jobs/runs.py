@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS stage_runs (
     release_id TEXT,
     detail TEXT,                   -- a one-line summary, or the error
     inputs TEXT,                   -- fingerprint of the files the stage read (jobs.runs.fingerprint)
+    outputs TEXT,                  -- fingerprint of the files it wrote, when it finished
     pid INTEGER NOT NULL,
     host TEXT NOT NULL,
     PRIMARY KEY (run_id, stage)
@@ -72,6 +73,7 @@ class StageRow:
     detail: str | None
     pid: int
     inputs: str | None = None
+    outputs: str | None = None
 
 
 def _now() -> str:
@@ -110,8 +112,9 @@ class Ledger:
         with self._connect() as db:
             db.executescript(SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(stage_runs)")}
-            if "inputs" not in columns:  # a ledger written before input fingerprints were recorded
-                db.execute("ALTER TABLE stage_runs ADD COLUMN inputs TEXT")
+            for column in ("inputs", "outputs"):  # a ledger written before fingerprints were recorded
+                if column not in columns:
+                    db.execute(f"ALTER TABLE stage_runs ADD COLUMN {column} TEXT")
 
     def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return connect(self.path)
@@ -136,12 +139,13 @@ class Ledger:
         mlflow_run_id: str | None = None,
         release_id: str | None = None,
         detail: str | None = None,
+        outputs: str | None = None,
     ) -> None:
         with self._connect() as db:
             db.execute(
                 "UPDATE stage_runs SET status = ?, ended = ?, seconds = ?, rows_in = ?, rows_out = ?, "
-                "mlflow_run_id = ?, release_id = ?, detail = ? WHERE run_id = ? AND stage = ?",
-                (status, _now(), seconds, rows_in, rows_out, mlflow_run_id, release_id, detail, run_id, stage),
+                "mlflow_run_id = ?, release_id = ?, detail = ?, outputs = ? WHERE run_id = ? AND stage = ?",
+                (status, _now(), seconds, rows_in, rows_out, mlflow_run_id, release_id, detail, outputs, run_id, stage),
             )
 
     def skip(self, run_id: str, run_date: dt.date, stage: str, why: str) -> None:
@@ -158,12 +162,17 @@ class Ledger:
         rows = [r for r in self.rows(run_date=run_date) if r.stage == stage and r.status != "skipped"]
         return rows[0] if rows and rows[0].status == "done" else None
 
-    def up_to_date(self, run_date: dt.date, stage: str, inputs: str | None = None) -> StageRow | None:
+    def up_to_date(
+        self, run_date: dt.date, stage: str, inputs: str | None = None, outputs: str | None = None
+    ) -> StageRow | None:
         """The completed attempt of ``stage`` that makes running it again unnecessary: its latest attempt for
-        ``run_date`` completed, read the same input files (``inputs``, a :func:`fingerprint`, when given), and
-        started after every earlier stage last completed. Else None."""
+        ``run_date`` completed, read the same input files (``inputs``, a :func:`fingerprint`, when given), left the
+        output files as they are now (``outputs``: no other run has rewritten them since), and started after every
+        earlier stage last completed. Else None."""
         done = self.done(run_date, stage)
         if done is None or (inputs is not None and done.inputs != inputs):
+            return None
+        if outputs is not None and done.outputs != outputs:
             return None
         for earlier in STAGES[: STAGES.index(stage)]:
             before = self.done(run_date, earlier)
@@ -199,6 +208,7 @@ class Ledger:
                     detail=r["detail"],
                     pid=r["pid"],
                     inputs=r["inputs"],
+                    outputs=r["outputs"],
                 )
             )
         return out

@@ -54,3 +54,30 @@ def test_a_running_attempt_whose_process_is_gone_reads_interrupted(tmp_path):
     assert (row.stage, row.status) == ("aggregate", "interrupted")
     ledger.start("r2", DAY, "series")  # this process is alive: still running
     assert ledger.rows(run_date=DAY)[0].status == "running"
+
+
+def test_a_stage_whose_output_was_rewritten_since_is_not_up_to_date(tmp_path):
+    ledger = Ledger(tmp_path)
+    run = new_run_id(DAY)
+    ledger.start(run, DAY, "series", inputs="in-1")
+    ledger.finish(run, "series", "done", seconds=1.0, outputs="out-1")
+    assert ledger.up_to_date(DAY, "series", "in-1", "out-1").run_id == run
+    assert ledger.up_to_date(DAY, "series", "in-2", "out-1") is None  # late data
+    assert ledger.up_to_date(DAY, "series", "in-1", "out-2") is None  # another date's run rewrote the output
+
+
+def test_fingerprints_change_with_files_in_the_window_only(tmp_path):
+    from jobs.runs import fingerprint
+
+    table = tmp_path / "table"
+    for day in ("2025-06-01", "2025-06-20"):
+        (table / f"date={day}").mkdir(parents=True)
+        (table / f"date={day}" / "part-0.parquet").write_bytes(b"x")
+    (table / "_lock").write_text("")
+    window = {"since": dt.date(2025, 6, 10), "until": dt.date(2025, 6, 30)}
+    before = fingerprint(table, **window)
+    (table / "date=2025-06-01" / "part-1.parquet").write_bytes(b"y")  # outside the window
+    (table / "_staging").mkdir()  # hidden from readers
+    assert fingerprint(table, **window) == before
+    (table / "date=2025-06-20" / "part-1.parquet").write_bytes(b"late")
+    assert fingerprint(table, **window) != before
