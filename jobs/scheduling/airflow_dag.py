@@ -4,7 +4,9 @@ Each task runs ``routecast stage NAME --date {{ ds }}``: a run of the DAG for lo
 interval is D 02:30 .. D+1 02:30, so the run starts at 02:30 UTC on D+1). Stages are idempotent and recorded in the
 run ledger, so a retried or re-run task redoes only its own stage. The Spark stages are spark-submits of
 ``jobs/cli.py`` (SparkSubmitOperator from apache-airflow-providers-apache-spark, else a BashOperator running the same
-spark-submit line); forecast and publish are pure Python and run ``routecast stage`` on the worker.
+spark-submit line); forecast and publish run ``routecast stage`` on the worker, with a local Spark session (the
+forecast fans series out over it; publish reads the cells from silver), since they also log to MLflow and write the
+store from the driver.
 
 Deploy:
 
@@ -50,7 +52,7 @@ try:
 except ImportError:
     SparkSubmitOperator = None
 
-# jobs/pipeline.py runs these in this order; forecast and publish need no Spark, only the driver's Python.
+# jobs/pipeline.py runs these in this order; forecast and publish run on the worker (local Spark, MLflow, the store).
 STAGES = ("ingest", "aggregate", "flows", "retention", "series", "forecast", "publish")
 PYTHON_STAGES = {"forecast", "publish"}
 SCHEDULE = "30 2 * * *"
