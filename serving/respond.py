@@ -47,10 +47,8 @@ def table_responses(model: type[BaseModel], media_type: str = JSON) -> dict[int 
     }
 
 
-def cached(release: Release | None, key: tuple, build: Callable[[], tuple[bytes, str, int]]) -> tuple[bytes, str, int]:
+def cached(release: Release, key: tuple, build: Callable[[], tuple[bytes, str, int]]) -> tuple[bytes, str, int]:
     """``build()`` → (body, media type, rows), memoised on the release for ``key``."""
-    if release is None:
-        return build()
     hit = release.responses.get(key)
     if hit is None:
         hit = build()

@@ -257,17 +257,9 @@ def load_release(store_dir: Path, release_id: str | None = None, *, with_previou
     if cells_path.is_file():
         cells = _read_table(cells_path, CELL_COLUMNS, release_id)
         check_cells(cells, min_devices, cells_path)
-    release = Release(release_id=release_id, manifest=manifest, forecasts=forecasts, history=history, cells=cells)
-    if with_previous and release.as_of is not None:
-        release = Release(
-            release_id=release_id,
-            manifest=manifest,
-            forecasts=forecasts,
-            history=history,
-            cells=cells,
-            previous=_previous_forecasts(store_dir, release),
-        )
-    return release
+    as_of = manifest.get("as_of")
+    extra = {"previous": _previous_forecasts(store_dir, release_id, as_of)} if with_previous and as_of else {}
+    return Release(release_id=release_id, manifest=manifest, forecasts=forecasts, history=history, cells=cells, **extra)
 
 
 def list_releases(store_dir: Path) -> list[dict]:
@@ -294,13 +286,13 @@ def list_releases(store_dir: Path) -> list[dict]:
     return sorted(out, key=lambda e: (e.get("as_of") or "", e.get("created_at") or "", e["release_id"]), reverse=True)
 
 
-def _previous_forecasts(store_dir: Path, release: Release) -> pd.DataFrame:
-    """What the latest earlier, servable release forecast for ``release.as_of`` (empty if none did)."""
-    as_of = release.as_of
+def _previous_forecasts(store_dir: Path, release_id: str, as_of_text: str) -> pd.DataFrame:
+    """What the latest earlier, servable release forecast for the day ``as_of_text`` (empty if none did)."""
+    as_of = dt.date.fromisoformat(as_of_text)
     earlier = [
         e
         for e in list_releases(store_dir)
-        if e["error"] is None and e["release_id"] != release.release_id and (e.get("as_of") or "") < str(as_of)
+        if e["error"] is None and e["release_id"] != release_id and (e.get("as_of") or "") < as_of_text
     ]
     columns = ["series_id", "release_id", "yhat", "lo95", "hi95"]
     for entry in earlier:  # newest first
