@@ -22,8 +22,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving.audit import ROWS_SCOPE_KEY
 from serving.auth import CHARGED_SCOPE_KEY, PRINCIPAL_SCOPE_KEY, AuthError, auth_context
 
-# Paths whose answers do not depend on the release alone (the store listing) or that change state.
-UNCACHED_PREFIXES = ("/v1/releases", "/v1/admin")
+# Paths whose answers do not depend on the release alone (the store listing, the caller) or that change state.
+UNCACHED_PREFIXES = ("/v1/releases", "/v1/admin", "/v1/me")
 MAX_ANSWERS = 10_000
 
 

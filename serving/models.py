@@ -45,6 +45,14 @@ class CrossingPointOut(BaseModel):
     lon: float
 
 
+class CellDays(BaseModel):
+    """The days ``GET /v1/routes/{id}/hexes`` answers for: observed from ``first`` to ``as_of``, forecast after."""
+
+    first: dt.date
+    as_of: dt.date
+    last: dt.date
+
+
 class RouteOut(BaseModel):
     id: str = Field(examples=[ROUTE_EXAMPLE])
     name: str
@@ -54,10 +62,15 @@ class RouteOut(BaseModel):
     sources: list[str] = Field(
         description="Sources with forecasts for this route: density, and official counts such as frontex."
     )
+    cell_days: CellDays | None = Field(
+        None, description="Days with published H3 cells for this route (hexes endpoint); null when there are none."
+    )
 
 
 class RoutesOut(BaseModel):
     release_id: str | None
+    as_of: str | None = Field(None, description="Last day of data the served release was made from.")
+    cell_resolutions: list[int] = Field(default_factory=list, description="H3 resolutions of the published cells.")
     routes: list[RouteOut]
 
 
@@ -234,6 +247,15 @@ class ReloadOut(BaseModel):
     release_id: str | None
     changed: bool
     detail: str | None = None
+
+
+class MeOut(BaseModel):
+    """Who the token names and what it may see: the map page reads it to show only what the token may use."""
+
+    subject: str
+    role: Literal["analyst", "planner", "admin"]
+    routes: list[str] | None = Field(description="The routes the token is limited to; null: all routes.")
+    expires: dt.datetime
 
 
 class Health(BaseModel):

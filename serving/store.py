@@ -166,6 +166,16 @@ class Release:
     def cell_resolutions(self) -> list[int]:
         return [] if self.cells is None else sorted(int(r) for r in self.cells["res"].unique())
 
+    @cached_property
+    def cell_days(self) -> dict[str, tuple[dt.date, dt.date]]:
+        """Route id → (first, last) day the hexes endpoint answers for: the first observed cell day, and as_of plus
+        the density horizon (the forecast spread over cells). Routes without published cells are absent."""
+        as_of = self.as_of
+        if self.cells is None or self.cells.empty or as_of is None:
+            return {}
+        last = as_of + dt.timedelta(days=self.horizon("density"))
+        return {str(r): (min(g["date"]), last) for r, g in self.cells.groupby("route_id")}
+
 
 def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None

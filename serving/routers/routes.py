@@ -13,6 +13,7 @@ from geo.catalogue import Route, RouteNotFound, route_to_geojson
 from serving.auth import Principal, require
 from serving.models import (
     ROUTE_EXAMPLE,
+    CellDays,
     CrossingPointOut,
     ErrorOut,
     ForecastPoint,
@@ -69,7 +70,7 @@ def visible_route(state: AppState, principal: Principal, route_id: str) -> Route
     raise HTTPException(status_code=404, detail=f"unknown route {route_id!r}; see GET /v1/routes")
 
 
-def _route_out(route: Route, sources: list[str]) -> RouteOut:
+def _route_out(route: Route, sources: list[str], cell_days: CellDays | None) -> RouteOut:
     return RouteOut(
         id=route.id,
         name=route.name,
@@ -80,6 +81,7 @@ def _route_out(route: Route, sources: list[str]) -> RouteOut:
         ],
         has_forecast=DENSITY in sources,
         sources=sources,
+        cell_days=cell_days,
     )
 
 
@@ -88,7 +90,17 @@ async def list_routes(request: Request, state: StateDep, principal: Analyst) -> 
     """The routes the token may see, with their segments, crossing points and the sources forecast for them."""
     release = state.release
     sources = release.sources_by_route() if release else {}
-    routes = [_route_out(r, sources.get(r.id, [])) for r in state.catalogue if principal.sees(r.id)]
+    days = release.cell_days if release else {}
+    as_of = release.as_of if release else None
+    routes = [
+        _route_out(
+            r,
+            sources.get(r.id, []),
+            CellDays(first=days[r.id][0], as_of=as_of, last=days[r.id][1]) if r.id in days and as_of else None,
+        )
+        for r in state.catalogue
+        if principal.sees(r.id)
+    ]
     if wants_csv(request):
         rows = [
             {
@@ -103,7 +115,12 @@ async def list_routes(request: Request, state: StateDep, principal: Analyst) -> 
         ]
         body = csv_bytes(rows, ["route_id", "name", "segments", "crossing_points", "has_forecast", "sources"])
         return send(request, body, CSV, len(rows))
-    out = RoutesOut(release_id=release.release_id if release else None, routes=routes)
+    out = RoutesOut(
+        release_id=release.release_id if release else None,
+        as_of=as_of.isoformat() if as_of else None,
+        cell_resolutions=release.cell_resolutions if release else [],
+        routes=routes,
+    )
     return send(request, model_bytes(out), JSON, len(routes))
 
 
