@@ -1,7 +1,8 @@
 """The FastAPI application. Nothing is loaded at import: ``create_app`` builds it, ``lifespan`` loads state.
 
-Every ``/v1`` endpoint needs a bearer token (``routecast token create``); ``/healthz``, ``/readyz`` and the OpenAPI
-document stay open. Every request is written to the audit log (``routecast audit``).
+Every ``/v1`` endpoint needs a bearer token (``routecast token create``); ``/healthz``, ``/readyz``, the OpenAPI
+document and the map page (``/map``, which holds no data and asks for a token) stay open. Every request is written
+to the audit log (``routecast audit``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from geo.catalogue import load_catalogue
 from serving.audit import AuditLog, AuditMiddleware
 from serving.auth import signing_key
 from serving.fastpath import AnswerCache
-from serving.routers import admin, alerts, arrivals, health, hexes, lineage, routes
+from serving.routers import admin, alerts, arrivals, dashboard, health, hexes, lineage, me, routes
 from serving.settings import ServingSettings, get_settings
 from serving.state import AppState, watch_store
 from serving.store import StoreError
@@ -66,8 +67,9 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="routecast", version="0.2.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
-    for module in (health, routes, hexes, arrivals, alerts, lineage, admin):
+    for module in (health, me, routes, hexes, arrivals, alerts, lineage, admin, dashboard):
         app.include_router(module.router)
+    app.mount(dashboard.STATIC_PATH, dashboard.static_files(), name="map-static")
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

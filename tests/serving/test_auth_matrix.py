@@ -13,6 +13,7 @@ UNKNOWN = "atlantis"
 
 # (method, path template, minimal role); {route} and {crossing} are filled per target.
 ENDPOINTS = [
+    ("GET", "/v1/me", "analyst"),
     ("GET", "/v1/routes", "analyst"),
     ("GET", "/v1/routes/{route}", "analyst"),
     ("GET", "/v1/routes/{route}/forecast", "analyst"),
@@ -25,6 +26,8 @@ ENDPOINTS = [
     ("GET", "/v1/releases", "admin"),
     ("POST", "/v1/admin/reload", "admin"),
 ]
+# The map page and its own code are open: they hold no data (the page asks for a token, then for /v1).
+MAP_PAGE = ("/map", "/map/static/map.js", "/map/static/map.css")
 SCOPES = {"all": None, "channel": [CHANNEL], "central_med": [CENTRAL_MED]}
 
 
@@ -73,7 +76,7 @@ def test_no_token_is_401_with_a_clear_message(api, method, template, needed):
 
 
 def test_health_readiness_and_the_openapi_document_stay_open(api):
-    for path in ("/healthz", "/readyz", "/openapi.json", "/docs"):
+    for path in ("/healthz", "/readyz", "/openapi.json", "/docs", *MAP_PAGE):
         assert api.get(path).status_code == 200, path
 
 
@@ -84,7 +87,7 @@ def test_a_channel_analyst_cannot_learn_that_the_central_mediterranean_exists(ap
     secrets = {CENTRAL_MED, central.name, *(cp.id for cp in central.crossing_points)}
     secrets |= {cp.name for cp in central.crossing_points} | {s.id for s in central.segments}
     secrets -= {cp.id for cp in catalogue.route(CHANNEL).crossing_points}  # names both routes share, if any
-    answers = [api.get(path) for path in ("/openapi.json", "/docs", "/readyz", "/healthz")]
+    answers = [api.get(path) for path in ("/openapi.json", "/docs", "/readyz", "/healthz", *MAP_PAGE)]
     for method, template, _ in ENDPOINTS:
         for route in (CHANNEL, CENTRAL_MED, UNKNOWN):
             answers.append(api.request(method, _url(template, route), headers=headers))
