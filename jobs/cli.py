@@ -467,6 +467,7 @@ def demo(
         console.print(
             f"serving on {base} (Ctrl-C stops); OpenAPI at {base}/docs. A demo token (admin, all routes, 12 h):\n"
             f"  export TOKEN={token}\n"
+            f"The map: open {base}/map and paste the token. The API:\n"
             f"  curl -H \"Authorization: Bearer $TOKEN\" '{base}/v1/crossing-points/lampedusa/arrivals?days=7'\n"
             f"  curl -H \"Authorization: Bearer $TOKEN\" '{base}/v1/routes/channel/forecast?horizon=14&history=28'\n"
             "Other tokens: routecast token create --role analyst|planner|admin --routes ROUTE,... --ttl 8h",
