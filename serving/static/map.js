@@ -152,6 +152,7 @@
     state.generation += 1;
     state.me = null;
     state.routes = [];
+    state.colours = {};
     state.routeLayers = {};
     state.selected = null;
     state.days = [];
@@ -208,12 +209,13 @@
       listRoutes();
       if (routeGroup.getLayers().length) map.fitBounds(routeGroup.getBounds(), { padding: [30, 30] });
       const tasks = [];
-      if (isPlanner()) {
+      if (isPlanner() && catalogue.release_id) {
         setUpDays();
         tasks.push(loadAlerts());
       }
+      // The first route with a forecast is selected, without zooming to it: the map opens on every route.
       const first = state.routes.find((r) => r.sources.length);
-      if (first) tasks.push(select(first.id));
+      if (first) tasks.push(select(first.id, false));
       await Promise.all(tasks);
       if (generation !== state.generation) return;
       status(
@@ -278,7 +280,7 @@
     $("routes-section").hidden = false;
   }
 
-  async function select(routeId) {
+  async function select(routeId, zoom = true) {
     const route = state.routes.find((r) => r.id === routeId);
     if (!route) return;
     state.selected = routeId;
@@ -289,7 +291,7 @@
       layer.setStyle((f) => (f.geometry.type === "Point" ? {} : { weight: id === routeId ? 5 : 3 }));
     }
     const layer = state.routeLayers[routeId];
-    if (layer && layer.getLayers().length) map.fitBounds(layer.getBounds(), { padding: [30, 30], animate: false });
+    if (zoom && layer && layer.getLayers().length) map.fitBounds(layer.getBounds(), { padding: [30, 30], animate: false });
     $("route-panel").hidden = false;
     $("route-name").textContent = route.name;
     const source = $("source");

@@ -7,6 +7,7 @@ in CI (CI=true), where a missing browser fails them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -17,6 +18,7 @@ from urllib.parse import urlparse
 
 import pytest
 
+from serving.settings import ServingSettings
 from tests.serving.conftest import AS_OF, CENTRAL_MED, CHANNEL, publish_release, token
 
 pytestmark = pytest.mark.browser
@@ -54,17 +56,13 @@ def browser() -> Iterator:
         b.close()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, catalogue) -> Iterator[tuple[str, object]]:
-    """The API on a free loopback port, over two published releases; yields (base url, settings)."""
+@contextlib.contextmanager
+def served(settings) -> Iterator[str]:
+    """The API for ``settings`` on a free loopback port, in a thread; yields its base url."""
     import uvicorn
 
     from serving.app import create_app
-    from serving.settings import ServingSettings
 
-    settings = ServingSettings(var_dir=tmp_path_factory.mktemp("map") / "var", reload_interval_s=0)
-    publish_release(settings, catalogue, AS_OF - dt.timedelta(days=1), "run-1")
-    publish_release(settings, catalogue, AS_OF, "run-2")
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, daemon=True)
@@ -73,10 +71,21 @@ def server(tmp_path_factory, catalogue) -> Iterator[tuple[str, object]]:
     while not uv.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
         time.sleep(0.05)
-    port = uv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}", settings
-    uv.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{uv.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        uv.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, catalogue) -> Iterator[tuple[str, ServingSettings]]:
+    """The API over two published releases; yields (base url, settings)."""
+    settings = ServingSettings(var_dir=tmp_path_factory.mktemp("map") / "var", reload_interval_s=0)
+    publish_release(settings, catalogue, AS_OF - dt.timedelta(days=1), "run-1")
+    publish_release(settings, catalogue, AS_OF, "run-2")
+    with served(settings) as base:
+        yield base, settings
 
 
 class Visit:
@@ -225,3 +234,17 @@ def test_scrubbing_the_day_slider_draws_the_last_day_and_stays_within_the_rate_l
     assert len(hexes) == len(set(hexes)), "a day's cells were asked for twice"
     assert len(hexes) < last, "every step of the slider was asked for: scrubbing would exhaust the rate limit"
     assert v.errors == []
+
+
+def test_before_the_first_release_the_page_says_so_and_asks_for_nothing_it_cannot_have(browser, tmp_path):
+    settings = ServingSettings(var_dir=tmp_path / "var", reload_interval_s=0)  # an empty store
+    with served(settings) as base:
+        v = Visit(browser, base)
+        try:
+            v.sign_in(token(settings, "planner"))
+            assert "no release served yet" in v.page.inner_text("#release")
+            assert v.page.locator("#routes button").count() > 0  # the catalogue, without forecasts
+            assert v.page.locator("#cells-controls").is_hidden() and v.page.locator("#route-panel").is_hidden()
+            assert v.errors == []
+        finally:
+            v.close()
