@@ -13,6 +13,8 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.types import ASGIApp
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 STATIC_PATH = "/map/static"
@@ -37,6 +39,7 @@ async def map_page() -> FileResponse:
     return FileResponse(STATIC_DIR / "map.html", media_type="text/html", headers=PAGE_HEADERS)
 
 
-def static_files() -> StaticFiles:
-    """The page's own script and style and the vendored libraries, mounted at ``STATIC_PATH``."""
-    return StaticFiles(directory=STATIC_DIR)
+def static_files() -> ASGIApp:
+    """The page's own script and style and the vendored libraries, mounted at ``STATIC_PATH``; gzipped for clients
+    that take it (the country outlines shrink from 756 kB to about a third)."""
+    return GZipMiddleware(StaticFiles(directory=STATIC_DIR), minimum_size=1024)

@@ -42,8 +42,10 @@ def test_every_asset_the_page_names_is_served_from_the_package(api):
         answer = api.get("/" + url)  # relative to /map
         assert answer.status_code == 200, url
         assert len(answer.content) > 1000, url
-    outlines = api.get("/map/static/vendor/countries-50m.json")
+    outlines = api.get("/map/static/vendor/countries-50m.json", headers={"Accept-Encoding": "gzip"})
     assert outlines.status_code == 200 and outlines.json()["type"] == "Topology"
+    assert outlines.headers["content-encoding"] == "gzip"
+    assert outlines.num_bytes_downloaded < len(outlines.content) / 2
 
 
 def test_the_page_own_code_fetches_nothing_from_elsewhere():
