@@ -42,8 +42,8 @@ def _hexes(release: Release, route_id: str, day: dt.date | None, res: int | None
     if rows.empty:
         what = f"segment {segment!r} of route {route_id!r}" if segment else f"route {route_id!r}"
         raise HTTPException(status_code=404, detail=f"no published cells for {what} in release {release.release_id}")
-    first, horizon = min(rows["date"]), release.horizon("density")
-    last = as_of + dt.timedelta(days=horizon)
+    # The last day is the one GET /v1/routes announces (as_of plus the density horizon); the first is this selection's.
+    first, last = min(rows["date"]), release.cell_days[route_id][1]
     if day is None or not first <= day <= last:
         raise HTTPException(
             status_code=404,
