@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from geo.catalogue import load_catalogue
-from serving.audit import AuditLog, AuditMiddleware
+from serving.audit import AnonymousLimiter, AuditLog, AuditMiddleware
 from serving.auth import signing_key
 from serving.fastpath import AnswerCache
 from serving.routers import admin, alerts, arrivals, dashboard, health, hexes, lineage, me, routes
@@ -64,8 +64,17 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
+            await asyncio.to_thread(audit_log.close)  # the anchor then holds every record written
 
-    app = FastAPI(title="routecast", version="0.2.0", description=DESCRIPTION, lifespan=lifespan)
+    # /docs is served from the package's own assets (serving.routers.dashboard); FastAPI's would load a CDN.
+    app = FastAPI(
+        title="routecast",
+        version="0.2.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = settings
     for module in (health, me, routes, hexes, arrivals, alerts, lineage, admin, dashboard):
         app.include_router(module.router)
@@ -87,7 +96,11 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
 
     # Starlette runs the last middleware added first: the audit log sees every request, the cache sits inside it.
     app.add_middleware(AnswerCache)
-    app.add_middleware(AuditMiddleware, log=AuditLog(settings.audit_path))
+    audit_log = AuditLog.from_settings(settings)  # a weak or exposed audit key stops the start here, with its message
+    anonymous_limit = AnonymousLimiter.from_settings(settings)
+    app.add_middleware(
+        AuditMiddleware, log=audit_log, fail_open=settings.audit_fail_open, anonymous_limit=anonymous_limit
+    )
     return app
 
 

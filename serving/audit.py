@@ -1,197 +1,721 @@
-"""The audit log: who asked the API for what, one JSON line per HTTP request, hash-chained.
+"""The audit log: who asked the API for what, one JSON line per HTTP request, chained with a keyed hash (HMAC).
 
 Files live under ``settings.audit_path``, one per UTC day and per process: ``audit-YYYYMMDD-<pid>.jsonl`` (several
-workers never write to the same file). They are only ever opened for appending, and this module has no function
-that rewrites or deletes a record. Each line carries ``prev``, the SHA-256 (hex) of the previous line of the same
-file (without its newline; ``"0" * 64`` for the first line), so ``verify`` reports a line edited, deleted or
-inserted, a file whose first lines were removed, and a file cut in the middle of a line.
+workers never write to the same file; ``audit-YYYYMMDD-<pid>-<n>.jsonl`` when that name cannot be continued, see
+below). They are only ever opened for appending, and this module has no function that rewrites or deletes a record.
 
-What the chain cannot prove on its own: that the *last* lines of a file were not removed or edited (a file cut
-at a line boundary is a valid shorter chain), that a whole file was not removed, or that someone able to write the
-file did not rewrite it and recompute every hash after the edit. A process that owns a file can always truncate or
-rewrite it, so in production make the log append-only at the OS level (Linux: ``chattr +a`` on each file as it
-appears, and on the directory so that no file can be removed; this needs CAP_LINUX_IMMUTABLE, i.e. a root helper,
-never the API itself), or ship the lines as they are written to write-once (WORM) storage or a log collector.
-Keeping ``AuditLog.head`` (a file and the hash of its latest line) somewhere else, e.g. in the service's own
-logs, anchors the chain: ``verify(dir, anchors={name: hash})`` then also reports a file cut or rewritten before
-that line.
+**The chain.** Each line starts with ``prev``: the HMAC-SHA256 (hex) of the previous line of the same file (without
+its newline) under the *audit key*; the first line's ``prev`` is the HMAC of the file's name. The audit key is
+``ROUTECAST_AUDIT_KEY``, or else the key file ``<var_dir>/keys/audit-hmac.key`` (32 random bytes, created with mode
+0600 on first use). It is not the token signing key: whoever can issue tokens need not be able to rewrite the log.
+A key shorter than 32 bytes, of few distinct bytes or one repeated pattern, equal to the token key, or a key file
+that group or others may read or write, is refused (``AuditKeyError``; the API does not start). Without the key,
+nobody can edit, insert, reorder or remove a line, re-chain a file (with plain SHA-256 or any other key), start a
+forged file or rename one so that ``verify`` does not report it.
 
-``AuditMiddleware`` is a pure ASGI middleware (not ``BaseHTTPMiddleware``, which is slow) recording: ts (UTC,
-ISO 8601, when the request arrived), request_id (uuid4 hex, also sent back as ``X-Request-ID``), subject, role and
-token_id (from ``scope["routecast.principal"]``, set by ``serving.auth.require``; None when anonymous), method,
-path, endpoint (the route template, e.g. ``/v1/routes/{route_id}/forecast``), params (query and path parameters,
-each a list of strings), status, rows (set by a handler with ``record_rows``), ms.
+**The anchor.** A chain cannot show that its *last* lines were removed or that its last line was edited, nor that a
+whole file was removed. So the log also writes an anchor file (``<audit_dir>/anchor.json``, or
+``ROUTECAST_AUDIT_ANCHOR_FILE``): for every file it has written, the number of lines, the size and the HMAC of the
+latest line, signed as a whole with the audit key. It is rewritten atomically (temporary file, fsync, rename; mode
+0640) when a file gets its first line, at most ``audit_anchor_interval_s`` (60 s) after the last time while records
+are written, and by ``close()`` at shutdown; several workers merge their entries under a lock. ``verify`` against it
+reports a file removed, cut at its end or rewritten up to its anchored line. What it cannot see: records written
+after the anchor was last written when the process dies without ``close()`` (at most a minute's), and an anchor
+replaced by an older copy of itself — so operators should copy the anchor elsewhere (another host, write-once
+storage) regularly and verify against the copy: ``routecast audit verify --anchor COPY``. A process that restarts
+with the same pid on the same day continues its file only when the file still holds its anchored line; otherwise
+(the file was cut, rewritten or removed while the API was down) it starts ``...-<pid>-1.jsonl`` and leaves the
+evidence, and the anchor entry, as they are. An anchor whose signature does not verify is never overwritten.
+
+A process that owns the files can still destroy them: in production also make the directory append-only at the OS
+level (Linux: ``chattr +a``, by a root helper, never the API itself) or ship the lines to write-once storage.
+
+**Failing closed.** ``AuditMiddleware`` (pure ASGI, not ``BaseHTTPMiddleware``, which is slow) writes the record when
+the answer's status is known — when the app sends the start of its answer — and only then lets the answer leave.
+When the record cannot be written, the client gets 503 ("the audit log cannot be written; the request was not
+served") and none of the data; ``ROUTECAST_AUDIT_FAIL_OPEN=true`` serves it anyway and logs the error. A record
+holds: ts (UTC, ISO 8601, when the request arrived), request_id (uuid4 hex, also sent back as ``X-Request-ID``),
+client (the peer address, ``scope["client"]``; null when unknown), subject, role and token_id (from
+``scope["routecast.principal"]``, set by ``serving.auth``; null when anonymous), method, path, endpoint (the route
+template, e.g. ``/v1/routes/{route_id}/forecast``), params (query and path parameters, each a list of strings),
+status, rows (set by the handler with ``record_rows`` before it returns), ms (until the status was known). What a
+request can make us write is bounded: one line is at most ``MAX_LINE_BYTES`` (4 KiB) whatever the path and query.
+
+**Anonymous floods.** Requests to ``/v1/`` with no ``Authorization`` header at all (they can only be refused) are
+limited per client address by ``AnonymousLimiter`` (``ROUTECAST_ANON_RATE_LIMIT_PER_MINUTE``, ``_BURST``): over it,
+429 with ``Retry-After``, still audited. Behind a reverse proxy the address is the proxy's unless uvicorn is told to
+trust its forwarding headers (``--proxy-headers --forwarded-allow-ips``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import heapq
+import hmac
+import ipaddress
+import itertools
 import json
 import logging
+import math
 import os
 import re
+import secrets
+import stat
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
-from urllib.parse import parse_qs
+from typing import Any
+from urllib.parse import unquote_plus
 
-from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving.settings import ServingSettings
+
 log = logging.getLogger("routecast.audit")
 
-GENESIS = "0" * 64
 EPOCH = dt.date(1970, 1, 1)
-FILE_RE = re.compile(r"^audit-(\d{8})-(\d+)\.jsonl$")
+FILE_RE = re.compile(r"^audit-(\d{8})-(\d+)(?:-(\d+))?\.jsonl$")
+ANCHOR_NAME = "anchor.json"
 PRINCIPAL_SCOPE_KEY = "routecast.principal"  # = serving.auth.PRINCIPAL_SCOPE_KEY (no import: audit needs no auth)
 ROWS_SCOPE_KEY = "routecast.rows"
 REQUEST_ID_SCOPE_KEY = "routecast.request_id"
 
-# Bounds on what a request can make us write (a query string is the client's to choose).
+KEY_BYTES = 32  # as long as the HMAC-SHA256 output (RFC 2104 §3)
+MIN_DISTINCT_KEY_BYTES = 10  # a hex key has 16 distinct bytes, a random binary one about 30
+# Domain separation: a line's HMAC can never be taken for a file's genesis or an anchor's signature.
+GENESIS_CONTEXT = b"routecast-audit-genesis-v1\n"
+ANCHOR_CONTEXT = b"routecast-audit-anchor-v1\n"
+ANCHOR_VERSION = 1
+ANCHOR_MODE = 0o640
+FILE_MODE = 0o640
+
+# Bounds on what one request can make us write (the path and the query string are the client's to choose). Sizes
+# are of the JSON text as written (ASCII, escapes included); all of them together stay under MAX_LINE_BYTES.
+MAX_LINE_BYTES = 4096
+MAX_PATH_BYTES = 512
+MAX_FIELD_BYTES = 128  # client, subject, token id, endpoint, method
+MAX_NAME_BYTES = 64
+MAX_VALUE_BYTES = 128
+MAX_PARAMS_BYTES = 2048
 MAX_PARAMS = 32
 MAX_VALUES = 16
-MAX_VALUE_CHARS = 256
-MAX_PATH_CHARS = 1024
+MORE = "…"  # marks a value cut short, and (as a parameter name) what was left out
 MAX_TS = "\uffff"  # sorts after any ISO timestamp
+MAX_PROBLEMS_PER_FILE = 20
+
+NOT_AUDITED_DETAIL = "the audit log cannot be written; the request was not served"
 
 
-def _hash(line: bytes) -> str:
-    return hashlib.sha256(line).hexdigest()
+class AuditKeyError(ValueError):
+    """The audit key is unusable (weak, exposed, missing): a deployment error, with what to do about it."""
 
 
-def _file_name(day: dt.date, pid: int) -> str:
-    return f"audit-{day:%Y%m%d}-{pid}.jsonl"
+class AnchorError(ValueError):
+    """An anchor file that cannot be trusted (not an anchor, or its signature does not verify)."""
+
+
+# -------------------------------------------------------------------------------------------------------- the key
+
+
+def audit_key(settings: ServingSettings, *, create: bool = True) -> bytes:
+    """The audit HMAC key: ``ROUTECAST_AUDIT_KEY``, else the key file (created atomically, mode 0600, when missing
+    and ``create``; ``verify`` passes False so that it never makes a new key to check old lines with).
+
+    Raises ``AuditKeyError`` for a weak key, a key file group or others may read or write, a missing key file
+    (``create=False``), or a key equal to the token signing key.
+    """
+    if settings.audit_key is not None:
+        key, where = settings.audit_key.get_secret_value().encode(), "ROUTECAST_AUDIT_KEY"
+    else:
+        key, where = _read_key_file(settings.audit_key_path, create), str(settings.audit_key_path)
+    check_audit_key(key, where)
+    if key in _token_keys(settings):
+        raise AuditKeyError(
+            f"{where}: the audit key is the token signing key; use a key of its own (`openssl rand -hex 32`), so "
+            "that whoever can issue tokens cannot also rewrite the audit log"
+        )
+    return key
+
+
+def check_audit_key(key: bytes, where: str) -> None:
+    """Refuse (``AuditKeyError``) a key shorter than 32 bytes, of fewer than 10 distinct bytes, or one pattern
+    repeated: not a random key."""
+    advice = "make one with `openssl rand -hex 32` (or delete the key file and let routecast create one)"
+    if len(key) < KEY_BYTES:
+        raise AuditKeyError(f"{where}: the audit key has {len(key)} bytes; it needs at least {KEY_BYTES}; {advice}")
+    if len(set(key)) < MIN_DISTINCT_KEY_BYTES:
+        raise AuditKeyError(
+            f"{where}: the audit key is weak ({len(set(key))} distinct bytes, e.g. one repeated character); {advice}"
+        )
+    period = _smallest_period(key)
+    if period <= len(key) // 2:
+        raise AuditKeyError(f"{where}: the audit key is one {period}-byte pattern repeated; {advice}")
+
+
+def _smallest_period(data: bytes) -> int:
+    """The smallest p such that data[i] == data[i - p] for every i >= p (the prefix function; linear time)."""
+    border = [0] * len(data)
+    for i in range(1, len(data)):
+        k = border[i - 1]
+        while k and data[i] != data[k]:
+            k = border[k - 1]
+        border[i] = k + (data[i] == data[k])
+    return len(data) - (border[-1] if data else 0)
+
+
+def _token_keys(settings: ServingSettings) -> set[bytes]:
+    """The token signing key(s) this deployment may use, as far as they can be read without creating anything."""
+    keys = set()
+    if settings.jwt_secret is not None:
+        keys.add(settings.jwt_secret.get_secret_value().encode())
+    try:
+        keys.add(settings.key_file.read_bytes())
+    except OSError:
+        pass  # not created yet, or not ours to read: it is then no audit key either
+    return keys
+
+
+def _read_key_file(path: Path, create: bool) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        if not create:
+            raise AuditKeyError(
+                f"{path}: no audit key file; set ROUTECAST_AUDIT_KEY or ROUTECAST_AUDIT_KEY_FILE to the key the API "
+                "writes with (the API creates this file on its first start)"
+            ) from None
+        _create_key_file(path)
+        return _read_key_file(path, create=False)
+    except OSError as exc:
+        raise AuditKeyError(f"{path}: the audit key file cannot be read ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(f.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise AuditKeyError(f"{path}: the audit key file is not a regular file")
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise AuditKeyError(
+                f"{path}: the audit key file may be read or written by group or others (mode "
+                f"{stat.S_IMODE(mode):04o}); whoever reads it can rewrite the audit log undetected: `chmod 600 {path}`"
+            )
+        return f.read()
+
+
+def _create_key_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Written in full under a temporary name, then linked into place: a reader never sees a partial key, and when
+    # two processes race, os.link refuses to replace the winner's key, so both end up using the same one.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(KEY_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _mac(key: bytes, line: bytes) -> str:
+    return hmac.digest(key, line, "sha256").hex()
+
+
+def _genesis(key: bytes, name: str) -> str:
+    """The ``prev`` of a file's first line: binds the file's name to the key (no forged or renamed file verifies)."""
+    return _mac(key, GENESIS_CONTEXT + name.encode())
+
+
+def _file_name(day: dt.date, pid: int, n: int = 0) -> str:
+    return f"audit-{day:%Y%m%d}-{pid}.jsonl" if n == 0 else f"audit-{day:%Y%m%d}-{pid}-{n}.jsonl"
+
+
+# ----------------------------------------------------------------------------------------------------- the anchor
+
+
+@dataclass(frozen=True)
+class FileAnchor:
+    """A file's state when it was anchored: its first ``lines`` lines are ``size`` bytes, the last with HMAC
+    ``head``."""
+
+    lines: int
+    size: int
+    head: str
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """An anchor file's content, its signature verified."""
+
+    files: dict[str, FileAnchor]
+    updated: str
+
+
+def _anchor_payload(files: Mapping[str, FileAnchor], updated: str) -> dict[str, Any]:
+    return {
+        "version": ANCHOR_VERSION,
+        "updated": updated,
+        "files": {n: {"lines": a.lines, "size": a.size, "head": a.head} for n, a in sorted(files.items())},
+    }
+
+
+def _anchor_mac(key: bytes, payload: Mapping[str, Any]) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return _mac(key, ANCHOR_CONTEXT + canonical)
+
+
+def read_anchor(path: Path | str, key: bytes) -> Anchor:
+    """The anchor file at ``path``, once its signature verifies under ``key``.
+
+    Raises FileNotFoundError when there is none, ``AnchorError`` when it is not an anchor or was altered (or was
+    signed with another key).
+    """
+    path = Path(path)
+    try:
+        document = json.loads(path.read_bytes())
+    except ValueError:
+        raise AnchorError(f"{path}: the anchor file is not JSON (it was altered or cut)") from None
+    if not isinstance(document, dict) or document.get("version") != ANCHOR_VERSION:
+        raise AnchorError(f"{path}: not an audit anchor file (version {ANCHOR_VERSION})")
+    mac = document.pop("mac", None)
+    if not isinstance(mac, str) or not hmac.compare_digest(mac, _anchor_mac(key, document)):
+        raise AnchorError(f"{path}: the anchor's signature does not verify (it was altered, or made with another key)")
+    try:
+        files = {
+            str(name): FileAnchor(int(e["lines"]), int(e["size"]), str(e["head"]))
+            for name, e in document["files"].items()
+        }
+        return Anchor(files=files, updated=str(document["updated"]))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise AnchorError(f"{path}: the anchor file is malformed") from None
+
+
+def _write_atomically(path: Path, data: bytes, mode: int) -> None:
+    """``path`` holds ``data`` or its old content, never a mix: temporary file, fsync, rename, fsync of the folder."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        try:
+            os.fchmod(fd, mode)  # whatever the umask
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the rename itself survives a crash
+    finally:
+        os.close(folder)
+
+
+def _merge_anchor(path: Path, key: bytes, entries: Mapping[str, FileAnchor]) -> None:
+    """Add ``entries`` to the anchor file (other processes' entries kept; a file's entry never goes back to fewer
+    lines). An anchor that does not verify raises ``AnchorError`` and is left as it is: it is evidence."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, ANCHOR_MODE)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the workers of one API share the anchor: read, merge, write in turn
+        try:
+            files = dict(read_anchor(path, key).files)
+        except FileNotFoundError:
+            files = {}
+        for name, entry in entries.items():
+            old = files.get(name)
+            if old is None or entry.lines >= old.lines:
+                files[name] = entry
+        payload = _anchor_payload(files, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+        document = {**payload, "mac": _anchor_mac(key, payload)}
+        _write_atomically(path, (json.dumps(document, indent=1) + "\n").encode(), ANCHOR_MODE)
+    finally:
+        os.close(lock)  # releases the lock
+
+
+# ---------------------------------------------------------------------------------------------------- the writer
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _line_ending_at(f: Any, end: int) -> bytes | None:
+    """The line whose newline is the byte at ``end - 1`` of ``f`` (without it); None if that byte is no newline."""
+    f.seek(end - 1)
+    if f.read(1) != b"\n":
+        return None
+    chunk, pos = b"", end - 1
+    while pos > 0:
+        step = min(65536, pos)
+        pos -= step
+        f.seek(pos)
+        chunk = f.read(step) + chunk  # the bytes from pos up to (not including) that newline
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            return chunk[cut + 1 :]
+    return chunk
+
+
+@dataclass
+class _FileState:
+    lines: int
+    size: int
+    prev: str
+    cut: bool  # its last line has no newline (a crash cut it): one is written before the next line
+
+
+def _resume(path: Path, key: bytes, anchor: FileAnchor | None) -> _FileState | None:
+    """Where to continue ``path``'s chain; None when it must not be continued because it no longer holds its
+    anchored line (cut, rewritten or removed since): writing on would hide that from the anchor."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return None if anchor is not None else _FileState(0, 0, _genesis(key, path.name), False)
+    with f:
+        state = _FileState(0, 0, _genesis(key, path.name), False)
+        if anchor is not None:
+            if anchor.lines < 1 or anchor.size < 1 or os.fstat(f.fileno()).st_size < anchor.size:
+                return None
+            line = _line_ending_at(f, anchor.size)
+            if line is None or not hmac.compare_digest(_mac(key, line), anchor.head):
+                return None
+            state = _FileState(anchor.lines, anchor.size, anchor.head, False)
+        f.seek(state.size)
+        for raw in f:  # the lines after the anchored one (all of them without an anchor)
+            line = raw[:-1] if raw.endswith(b"\n") else raw
+            state.cut = not raw.endswith(b"\n")
+            state.lines += 1
+            state.size += len(raw)
+            state.prev = _mac(key, line)
+        return state
 
 
 class AuditLog:
-    """Appends records to today's file of this process under ``directory`` (created on the first record)."""
+    """Appends records to today's file of this process under ``directory`` (created on the first record), chained
+    under ``key`` and anchored in ``anchor_file`` (default ``<directory>/anchor.json``).
 
-    def __init__(self, directory: Path | str) -> None:
+    ``anchor_interval_s`` is the longest time the anchor lags behind the records while they are written; ``clock``
+    (monotonic seconds) is for tests. Build it with ``AuditLog.from_settings`` in the API.
+    """
+
+    def __init__(
+        self,
+        directory: Path | str,
+        key: bytes,
+        *,
+        anchor_file: Path | str | None = None,
+        anchor_interval_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        check_audit_key(key, "the audit key")
+        if anchor_interval_s <= 0:
+            raise ValueError("anchor_interval_s must be > 0")
         self.directory = Path(directory)
-        self._lock = threading.Lock()
-        self._file: IO[bytes] | None = None
-        self._key: tuple[int, int] | None = None  # (day number, pid) of the open file
-        self._name = ""
-        self._prev = GENESIS
-        self._head: tuple[str, str] | None = None
+        self.anchor_file = Path(anchor_file) if anchor_file is not None else self.directory / ANCHOR_NAME
+        self._key = key
+        self._interval = anchor_interval_s
+        self._clock = clock
+        self._lock = threading.Lock()  # the open file and its chain
+        self._anchor_lock = threading.Lock()  # anchor writes, one at a time and in order
+        self._fd: int | None = None
+        self._file_key: tuple[int, int] | None = None  # (day number, pid) of the open file
+        self._pid = os.getpid()
+        self._path: Path | None = None
+        self._state = _FileState(0, 0, "", False)
+        self._heads: dict[str, FileAnchor] = {}  # every file this process wrote, at its latest line
+        self._announced: set[str] = set()  # files whose entry the anchor was (at least tried to be) given
+        self._next_anchor = -math.inf
+
+    @classmethod
+    def from_settings(cls, settings: ServingSettings) -> AuditLog:
+        """The API's log: ``settings.audit_path``, its key (``audit_key``: raises ``AuditKeyError`` for a bad one)
+        and its anchor file."""
+        return cls(
+            settings.audit_path,
+            audit_key(settings),
+            anchor_file=settings.audit_anchor_path,
+            anchor_interval_s=settings.audit_anchor_interval_s,
+        )
 
     def append(self, record: dict[str, Any]) -> None:
-        """Write ``record`` as one line chained to the previous one (thread-safe; flushed, not fsynced).
+        """Write ``record`` as one line chained to the previous one (thread-safe; written, not fsynced).
 
-        Values JSON cannot hold are written as ``str``; the key ``prev`` is the chain's own.
+        Values JSON cannot hold are written as ``str``; the key ``prev`` is the chain's own. Raises OSError when
+        the line cannot be written (nothing of it is counted then; the next call reopens the file). A failure to
+        write the anchor is logged, not raised: the record itself is written.
         """
         if "prev" in record:
             raise ValueError("'prev' is set by the audit log itself")
         body = json.dumps(record, separators=(",", ":"), ensure_ascii=True, default=str)
         with self._lock:
-            f = self._current_file()
-            line = f'{{"prev":"{self._prev}",{body[1:]}' if body != "{}" else f'{{"prev":"{self._prev}"}}'
+            fd = self._current_file()
+            st = self._state
+            line = f'{{"prev":"{st.prev}",{body[1:]}' if body != "{}" else f'{{"prev":"{st.prev}"}}'
             data = line.encode("ascii")
-            f.write(data + b"\n")
-            f.flush()
-            self._prev = _hash(data)
-            self._head = (self._name, self._prev)
+            try:
+                _write_all(fd, b"\n" + data + b"\n" if st.cut else data + b"\n")
+            except BaseException:
+                self._close_file()  # a part of the line may be written: reopening ends it and goes on after it
+                raise
+            st.lines += 1
+            st.size += len(data) + 1 + st.cut
+            st.cut = False
+            st.prev = _mac(self._key, data)
+            name = self._path.name if self._path else ""
+            self._heads[name] = FileAnchor(st.lines, st.size, st.prev)
+            due = name not in self._announced or self._clock() >= self._next_anchor
+        if due:
+            self.flush_anchor()
+
+    def flush_anchor(self) -> None:
+        """Write the heads of this process's files to the anchor file now (no-op before the first record).
+        Errors are logged: an anchor that cannot be written, or that does not verify and so is kept as it is."""
+        with self._anchor_lock:
+            with self._lock:
+                heads = dict(self._heads)
+                self._announced.update(heads)
+                self._next_anchor = self._clock() + self._interval
+            if not heads:
+                return
+            try:
+                _merge_anchor(self.anchor_file, self._key, heads)
+            except AnchorError as exc:
+                log.error("audit anchor not updated: %s; run `routecast audit verify`", exc)
+            except OSError:
+                log.exception("audit anchor %s cannot be written", self.anchor_file)
 
     def close(self) -> None:
+        """Write the anchor and close the file (at shutdown); a later ``append`` opens it again."""
+        self.flush_anchor()
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-            self._file, self._key = None, None
+            self._close_file()
 
     @property
     def path(self) -> Path | None:
         """The file being written, if any."""
-        return None if self._file is None else Path(self._file.name)
+        return self._path if self._fd is not None else None
 
     @property
     def head(self) -> tuple[str, str] | None:
-        """(file name, SHA-256 of its latest line) to keep elsewhere as an anchor for ``verify``; None before the
-        first record."""
+        """(file name, HMAC of its latest line); None before the first record."""
         with self._lock:
-            return self._head
+            return (self._path.name, self._state.prev) if self._path is not None and self._state.lines else None
 
-    def _current_file(self) -> IO[bytes]:
+    def _close_file(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass  # nothing buffered: every line was written with os.write
+        self._fd, self._file_key = None, None
+
+    def _current_file(self) -> int:
         key = (int(time.time() // 86400), os.getpid())  # a new UTC day, or a forked child, starts a new file
-        if self._file is not None and key == self._key:
-            return self._file
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None and key == self._file_key:
+            return self._fd
+        if self._pid != key[1]:
+            self._heads.clear()  # a forked child: the parent's files are the parent's to anchor
+            self._announced.clear()
+            self._pid = key[1]
+        self._close_file()
         day = EPOCH + dt.timedelta(days=key[0])
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / _file_name(day, key[1])
-        # A restarted process with the same pid (pid 1 in a container) continues the file and its chain.
-        last, complete = _last_line(path)
+        anchored = self._anchored_files()
+        for n in itertools.count():
+            path = self.directory / _file_name(day, key[1], n)
+            state = _resume(path, self._key, anchored.get(path.name))
+            if state is not None:
+                break
+            log.error(
+                "audit file %s no longer holds its anchored line (cut, rewritten or removed while the API was "
+                "down): left as evidence, writing on in a new file; run `routecast audit verify`",
+                path.name,
+            )
         # Append only (O_APPEND: every write goes to the end, whatever else has the file open), never readable by all.
-        f = open(path, "ab", opener=lambda p, flags: os.open(p, flags, 0o640))  # closed by close() or the next day
-        if last is not None and not complete:
-            f.write(b"\n")  # a line cut by a crash stays there, reported by verify; the chain goes on after it
-        self._file, self._key, self._name = f, key, path.name
-        self._prev = GENESIS if last is None else _hash(last)
-        return f
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        self._file_key, self._path, self._state = key, path, state
+        return self._fd
 
-
-def _last_line(path: Path) -> tuple[bytes | None, bool]:
-    """The last line of ``path`` without its newline (None if empty or missing) and whether it ended in one."""
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        return None, True
-    with f:
-        end = f.seek(0, os.SEEK_END)
-        if end == 0:
-            return None, True
-        chunk, pos = b"", end
-        while pos > 0:
-            step = min(65536, pos)
-            pos -= step
-            f.seek(pos)
-            chunk = f.read(step) + chunk
-            body = chunk[:-1] if chunk.endswith(b"\n") else chunk
-            cut = body.rfind(b"\n")
-            if cut >= 0:
-                return body[cut + 1 :], chunk.endswith(b"\n")
-        body = chunk[:-1] if chunk.endswith(b"\n") else chunk
-        return body, chunk.endswith(b"\n")
+    def _anchored_files(self) -> dict[str, FileAnchor]:
+        try:
+            return read_anchor(self.anchor_file, self._key).files
+        except FileNotFoundError:
+            return {}
+        except (AnchorError, OSError) as exc:
+            log.error("audit anchor unusable, files are continued unchecked: %s", exc)
+            return {}
 
 
 # ---------------------------------------------------------------------------------------------------- middleware
 
 
 def record_rows(request: Request, n: int) -> None:
-    """Record in the audit log how many rows (or features) the response holds."""
+    """Record in the audit log how many rows (or features) the response holds; call it before returning."""
     request.scope[ROWS_SCOPE_KEY] = int(n)
 
 
-def _clip(value: str, limit: int = MAX_VALUE_CHARS) -> str:
-    return value if len(value) <= limit else value[:limit] + "…"
+def _json_size(ch: str) -> int:
+    if " " <= ch <= "~":
+        return 2 if ch in '"\\' else 1
+    if ch in "\b\f\n\r\t":
+        return 2
+    return 12 if ord(ch) > 0xFFFF else 6  # \uXXXX, or a surrogate pair of them
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text``, cut so that it takes at most ``limit`` bytes in a record (JSON, ASCII); ``…`` marks a cut."""
+    if len(text) <= limit and sum(map(_json_size, text)) <= limit:
+        return text
+    out, size, budget = [], 0, limit - _json_size(MORE)
+    for ch in text:  # stops within `limit` characters, however long the text
+        size += _json_size(ch)
+        if size > budget:
+            break
+        out.append(ch)
+    return "".join(out) + MORE
+
+
+def _opt_clip(value: Any, limit: int = MAX_FIELD_BYTES) -> str | None:
+    return None if value is None else _clip(str(value), limit)
 
 
 def _params(scope: Scope) -> dict[str, list[str]]:
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    """Path then query parameters, within MAX_PARAMS_BYTES; what is left out is counted under the name ``…``."""
     params: dict[str, list[str]] = {}
-    for name, values in query.items():
-        if len(params) >= MAX_PARAMS:
-            break
-        params[_clip(name, 64)] = [_clip(v) for v in values[:MAX_VALUES]]
-    for name, value in (scope.get("path_params") or {}).items():
-        params[name] = [_clip(str(value))]
+    budget, left_out = MAX_PARAMS_BYTES - 64, 0  # 64: room for the count of what was left out
+    pairs: Iterable[tuple[str, str]] = ((str(k), str(v)) for k, v in (scope.get("path_params") or {}).items())
+    query = scope.get("query_string", b"").decode("latin-1")
+    pieces = (p.partition("=") for p in query.split("&") if p)
+    # A piece is cut before it is decoded: a parameter of a megabyte costs no more than one of a line.
+    cap = 4 * max(MAX_NAME_BYTES, MAX_VALUE_BYTES)
+    decoded = ((unquote_plus(n[:cap], errors="replace"), unquote_plus(v[:cap], errors="replace")) for n, _, v in pieces)
+    for name, value in itertools.chain(pairs, decoded):
+        name, value = _clip(name, MAX_NAME_BYTES), _clip(value, MAX_VALUE_BYTES)
+        values = params.get(name)
+        cost = _json_size_of(value) + 3 + (0 if values is not None else _json_size_of(name) + 6)
+        if cost > budget or (values is None and len(params) >= MAX_PARAMS) or (values and len(values) >= MAX_VALUES):
+            left_out += 1
+            continue
+        budget -= cost
+        params.setdefault(name, []).append(value)
+    if left_out:
+        params[MORE] = [f"{left_out} more not recorded"]
     return params
 
 
-class AuditMiddleware:
-    """Pure ASGI middleware writing one audit record per HTTP request: ``app.add_middleware(AuditMiddleware,
-    log=AuditLog(settings.audit_path))``."""
+def _json_size_of(text: str) -> int:
+    return sum(map(_json_size, text))
 
-    def __init__(self, app: ASGIApp, log: AuditLog) -> None:
+
+def _client_key(host: str | None) -> str:
+    """The bucket of a client address: an IPv6 client is its /64 (one subscriber's usual allocation)."""
+    if host is None:
+        return "-"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+class AnonymousLimiter:
+    """Token buckets keyed by client address for requests without a token: ``burst`` at once, refilled at
+    ``per_minute`` / 60 per second. Buckets full again are dropped; while ``max_clients`` buckets are live, a new
+    address is refused until some fill up (anonymous ``/v1`` requests can only be refused anyway). ``clock``
+    (monotonic seconds) is for tests."""
+
+    PRUNE_EVERY_S = 30.0
+
+    def __init__(
+        self, per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic, max_clients: int = 100_000
+    ) -> None:
+        if per_minute <= 0 or burst < 1:
+            raise ValueError("per_minute must be > 0 and burst >= 1")
+        self.per_minute, self.burst, self.max_clients = per_minute, burst, max_clients
+        self._clock = clock
+        self._buckets: dict[str, list[float]] = {}  # client key -> [tokens, last refill]
+        self._lock = threading.Lock()
+        self._next_prune = -math.inf
+
+    @classmethod
+    def from_settings(cls, settings: ServingSettings) -> AnonymousLimiter:
+        """The API's limiter: ``anon_rate_limit_per_minute`` and ``anon_rate_limit_burst``."""
+        return cls(settings.anon_rate_limit_per_minute, settings.anon_rate_limit_burst)
+
+    def take(self, host: str | None) -> float:
+        """Take one request from ``host``'s bucket: 0.0 when allowed, else the seconds until one is available."""
+        rate, capacity, now = self.per_minute / 60.0, float(self.burst), self._clock()
+        key = _client_key(host)
+        with self._lock:
+            if now >= self._next_prune:
+                full_after = capacity / rate
+                self._buckets = {k: b for k, b in self._buckets.items() if now - b[1] < full_after}
+                self._next_prune = now + self.PRUNE_EVERY_S
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                if len(self._buckets) >= self.max_clients:
+                    return 1.0 / rate
+                self._buckets[key] = [capacity - 1.0, now]
+                return 0.0
+            tokens = min(capacity, bucket[0] + (now - bucket[1]) * rate)
+            bucket[1] = now
+            if tokens >= 1.0:
+                bucket[0] = tokens - 1.0
+                return 0.0
+            bucket[0] = tokens
+            return (1.0 - tokens) / rate
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+def _json_answer(status: int, detail: str, extra: Iterable[tuple[bytes, bytes]] = ()) -> list[Message]:
+    """The messages of a JSON answer ``{"detail": detail}`` made here, not by the app."""
+    body = json.dumps({"detail": detail}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        *extra,
+    ]
+    return [
+        {"type": "http.response.start", "status": status, "headers": headers},
+        {"type": "http.response.body", "body": body},
+    ]
+
+
+class AuditMiddleware:
+    """Pure ASGI middleware writing one audit record per HTTP request before its answer leaves:
+    ``app.add_middleware(AuditMiddleware, log=AuditLog.from_settings(settings), fail_open=False,
+    anonymous_limit=AnonymousLimiter.from_settings(settings))``.
+
+    ``fail_open``: when the record cannot be written, serve anyway (and log the error) instead of answering 503.
+    ``anonymous_limit``: the limiter of ``/v1/`` requests with no ``Authorization`` header (None: unlimited).
+    """
+
+    def __init__(
+        self, app: ASGIApp, log: AuditLog, fail_open: bool = False, anonymous_limit: AnonymousLimiter | None = None
+    ) -> None:
         self.app = app
         self.log = log
+        self.fail_open = fail_open
+        self.anonymous_limit = anonymous_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -201,49 +725,97 @@ class AuditMiddleware:
         ts = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
         request_id = uuid.uuid4().hex
         scope[REQUEST_ID_SCOPE_KEY] = request_id
-        status: int | None = None
+        peer = scope.get("client")
+        client = str(peer[0]) if peer else None
+        recorded = False
+        refused = False  # the record of this answer was not written: nothing more of it leaves
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
+        def record(status: int) -> bool:
+            """Write the record; False when it was not written and the answer must not be served."""
+            nonlocal recorded
+            recorded = True
+            try:
+                self.log.append(self._record(scope, ts, request_id, client, status, start))
+            except Exception:
+                if self.fail_open:
+                    log.exception("audit record of request %s not written; served (audit_fail_open)", request_id)
+                    return True
+                log.exception("audit record of request %s not written; answered 503 instead", request_id)
+                return False
+            return True
+
+        async def send_recorded(message: Message) -> None:
+            nonlocal refused
+            if refused:
+                return
             if message["type"] == "http.response.start":
-                status = message["status"]
-                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+                request_header = (b"x-request-id", request_id.encode())
+                message["headers"] = [*message.get("headers", []), request_header]
+                if not record(message["status"]):
+                    refused = True
+                    for answer in _json_answer(503, NOT_AUDITED_DETAIL, [request_header]):
+                        await send(answer)
+                    return
             await send(message)
 
+        if self.anonymous_limit is not None and scope["path"].startswith("/v1/") and not _has_authorization(scope):
+            wait = self.anonymous_limit.take(client)
+            if wait > 0:
+                limit = self.anonymous_limit
+                retry = str(math.ceil(wait))
+                detail = (
+                    f"too many requests without a token from this address ({limit.per_minute:g} per minute, burst "
+                    f"{limit.burst}); retry in {retry} s"
+                )
+                for message in _json_answer(429, detail, [(b"retry-after", retry.encode())]):
+                    await send_recorded(message)
+                return
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_recorded)
         finally:
-            principal = scope.get(PRINCIPAL_SCOPE_KEY)
-            route = scope.get("route")
-            record = {
-                "ts": ts,
-                "request_id": request_id,
-                "subject": getattr(principal, "subject", None),
-                "role": getattr(principal, "role", None),
-                "token_id": getattr(principal, "token_id", None),
-                "method": scope.get("method"),
-                "path": _clip(scope.get("path", ""), MAX_PATH_CHARS),
-                "endpoint": getattr(route, "path", None),
-                "params": _params(scope),
-                "status": status if status is not None else 500,  # an exception escaped: the server answers 500
-                "rows": scope.get(ROWS_SCOPE_KEY),
-                "ms": round((time.perf_counter() - start) * 1000, 3),
-            }
-            try:
-                self.log.append(record)
-            except OSError:
-                log.exception("audit record of request %s not written", request_id)
+            if not recorded:
+                record(500)  # an exception escaped before the answer started: the server answers 500
+
+    @staticmethod
+    def _record(
+        scope: Scope, ts: str, request_id: str, client: str | None, status: int, start: float
+    ) -> dict[str, Any]:
+        principal = scope.get(PRINCIPAL_SCOPE_KEY)
+        record = {
+            "ts": ts,
+            "request_id": request_id,
+            "client": _opt_clip(client),
+            "subject": _opt_clip(getattr(principal, "subject", None)),
+            "role": _opt_clip(getattr(principal, "role", None)),
+            "token_id": _opt_clip(getattr(principal, "token_id", None)),
+            "method": _opt_clip(scope.get("method"), 16),
+            "path": _clip(scope.get("path", ""), MAX_PATH_BYTES),
+            "endpoint": _opt_clip(getattr(scope.get("route"), "path", None)),
+            "params": _params(scope),
+            "status": status,
+            "rows": scope.get(ROWS_SCOPE_KEY),
+            "ms": round((time.perf_counter() - start) * 1000, 3),
+        }
+        return record
+
+
+def _has_authorization(scope: Scope) -> bool:
+    return any(name.lower() == b"authorization" for name, _ in scope.get("headers", ()))
 
 
 # ----------------------------------------------------------------------------------------------- read and verify
 
 
 def _files(directory: Path) -> list[tuple[str, Path]]:
-    """(YYYYMMDD, path) of every audit file, in day order."""
+    """(YYYYMMDD, path) of every audit file, in (day, pid, n) order."""
     if not directory.is_dir():
         return []
-    found = [(m.group(1), int(m.group(2)), p) for p in directory.iterdir() if (m := FILE_RE.match(p.name))]
-    return [(day, p) for day, _, p in sorted(found, key=lambda t: (t[0], t[1]))]
+    found = [
+        (m.group(1), int(m.group(2)), int(m.group(3) or 0), p)
+        for p in directory.iterdir()
+        if (m := FILE_RE.match(p.name))
+    ]
+    return [(day, p) for day, _, _, p in sorted(found, key=lambda t: t[:3])]
 
 
 def _as_utc(t: dt.datetime) -> dt.datetime:
@@ -298,6 +870,7 @@ def read_records(
 
     ``since`` and ``until`` are inclusive (a date ``until``: to the end of that day; naive times are UTC);
     ``status`` is a code (404) or a class ("4xx"). Lines that are not JSON are skipped (``verify`` reports them).
+    Reading needs no key: it does not check the chain (``verify`` does).
     """
     lo, hi = _bounds(since, until)
     # A file holds the records appended on its day; one that started just before midnight is in the next day's.
@@ -326,46 +899,131 @@ def read_records(
         yield from (r for r in streams if keep(r))
 
 
-def verify(directory: Path | str, anchors: Mapping[str, str] | None = None) -> list[str]:
-    """Problems found in the hash chains of the audit files under ``directory`` (empty: every chain is intact).
+def _chain_problems(name: str, lines: list[bytes], key: bytes) -> Iterator[str]:
+    expected = _genesis(key, name)
+    for n, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            yield f"{name}: line {n} is not JSON"
+        else:
+            prev = record.get("prev") if isinstance(record, dict) else None
+            if not isinstance(prev, str):
+                yield f"{name}: line {n} has no 'prev' hash"
+            elif hmac.compare_digest(prev, expected):
+                pass
+            elif n == 1:
+                yield (
+                    f"{name}: line 1 does not start this file's chain (lines before it were removed, or the file was "
+                    "renamed or forged)"
+                )
+            elif prev == hashlib.sha256(lines[n - 2]).hexdigest():
+                yield (
+                    f"{name}: line {n} does not follow line {n - 1}: it holds a plain SHA-256, not the audit "
+                    "key's HMAC (rewritten without the key, or written before the audit log was keyed)"
+                )
+            else:
+                yield f"{name}: line {n} does not follow line {n - 1} (a line was edited, removed or inserted)"
+        expected = _mac(key, line)
 
-    Reports lines that are not JSON objects, a ``prev`` that is not the hash of the line before (a line edited,
-    deleted or inserted), a file whose first line does not start a chain (its head was removed), and a last
-    line without its newline (the file was cut). ``anchors`` ({file name: hash of a line}, from ``AuditLog.head``
-    kept elsewhere) also catches a file removed, or cut or rewritten before its anchored line; without them, lines
-    removed from the end at a line boundary go unseen (see the module docstring).
+
+def _day_of(name: str) -> dt.date | None:
+    m = FILE_RE.match(name)
+    try:
+        return dt.datetime.strptime(m.group(1), "%Y%m%d").date() if m else None
+    except ValueError:
+        return None  # not a day: only a hand-made file has such a name; it is always checked (and reported)
+
+
+def _within(name: str, since: dt.date | None, until: dt.date | None) -> bool:
+    day = _day_of(name)
+    return day is None or ((since is None or day >= since) and (until is None or day <= until))
+
+
+def verify(
+    directory: Path | str,
+    key: bytes,
+    anchors: Mapping[str, FileAnchor] | None = None,
+    since: dt.date | None = None,
+    until: dt.date | None = None,
+) -> list[str]:
+    """Problems found in the audit files under ``directory`` (empty: every chain is intact), checked with ``key``.
+
+    Reports lines that are not JSON objects, a ``prev`` that is not the HMAC of the line before (a line edited,
+    deleted, inserted, or a file re-chained without the key), a first line that does not start the file's chain
+    (its head removed, or the file renamed or forged), and a last line without its newline (the file was cut).
+    With ``anchors`` (``read_anchor(...).files``) also: a file removed, a file with fewer lines than anchored (its
+    last lines removed), and a file whose anchored line is not the one anchored (its last line edited). At most
+    MAX_PROBLEMS_PER_FILE problems are listed per file. ``since`` and ``until`` (inclusive) restrict the check,
+    anchor entries included, to the files of those days: older files removed by a retention policy, or an archive
+    of some days checked against an anchor that holds more.
     """
+    anchors = {n: a for n, a in (anchors or {}).items() if _within(n, since, until)}
     problems: list[str] = []
-    files = _files(Path(directory))
-    for name in sorted(set(anchors or {}) - {p.name for _, p in files}):
-        problems.append(f"{name}: the file is missing")
+    files = [(day, p) for day, p in _files(Path(directory)) if _within(p.name, since, until)]
+    for name in sorted(set(anchors) - {p.name for _, p in files}):
+        problems.append(f"{name}: the file is missing (the anchor holds {anchors[name].lines} lines of it)")
     for _, path in files:
-        expected = GENESIS
-        data = path.read_bytes()
+        name, data = path.name, path.read_bytes()
+        found: list[str] = []
         lines = data.split(b"\n")
         if lines[-1] == b"":
             lines.pop()
         elif data:
-            problems.append(f"{path.name}: line {len(lines)} has no newline (the file was cut)")
-        anchor = (anchors or {}).get(path.name)
-        anchored = anchor is None
-        for n, line in enumerate(lines, start=1):
-            try:
-                record = json.loads(line)
-            except ValueError:
-                problems.append(f"{path.name}: line {n} is not JSON")
-            else:
-                prev = record.get("prev") if isinstance(record, dict) else None
-                if not isinstance(prev, str):
-                    problems.append(f"{path.name}: line {n} has no 'prev' hash")
-                elif prev != expected and n == 1:
-                    problems.append(f"{path.name}: line 1 does not start a chain (lines before it were removed)")
-                elif prev != expected:
-                    problems.append(
-                        f"{path.name}: line {n} does not follow line {n - 1} (a line was edited, removed or inserted)"
-                    )
-            expected = _hash(line)
-            anchored = anchored or expected == anchor
-        if not anchored:
-            problems.append(f"{path.name}: the anchored line {anchor[:12]}… is gone (the file was cut or rewritten)")
+            found.append(f"{name}: line {len(lines)} has no newline (the file was cut)")
+        found.extend(itertools.islice(_chain_problems(name, lines, key), MAX_PROBLEMS_PER_FILE + 1))
+        anchor = anchors.get(name)
+        if anchor is not None and len(lines) < anchor.lines:
+            found.append(
+                f"{name}: {len(lines)} lines where the anchor holds {anchor.lines}: lines were removed from its end"
+            )
+        elif anchor is not None and not hmac.compare_digest(_mac(key, lines[anchor.lines - 1]), anchor.head):
+            found.append(f"{name}: line {anchor.lines} is not the line anchored (the file was rewritten)")
+        if len(found) > MAX_PROBLEMS_PER_FILE:
+            found = [*found[:MAX_PROBLEMS_PER_FILE], f"{name}: more problems not listed"]
+        problems.extend(found)
     return problems
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What ``verify_log`` found: ``problems`` (empty: intact), the files checked, the anchor used (None: none),
+    and the files the anchor does not hold yet (written after it: their last lines are not covered)."""
+
+    problems: list[str]
+    files: list[str]
+    anchor: Anchor | None
+    unanchored: list[str]
+
+
+def verify_log(
+    directory: Path | str,
+    key: bytes,
+    anchor_file: Path | str | None = None,
+    since: dt.date | None = None,
+    until: dt.date | None = None,
+) -> Verification:
+    """``verify`` against the anchor file (default ``<directory>/anchor.json``; a copy kept elsewhere is better),
+    restricted to the files of the days from ``since`` to ``until`` when given.
+
+    An anchor that is missing while there are audit files, or that does not verify, is a problem: without it, files
+    removed and lines removed from the end of a file cannot be seen.
+    """
+    directory = Path(directory)
+    anchor_file = Path(anchor_file) if anchor_file is not None else directory / ANCHOR_NAME
+    files = [p.name for _, p in _files(directory) if _within(p.name, since, until)]
+    problems: list[str] = []
+    anchor: Anchor | None = None
+    try:
+        anchor = read_anchor(anchor_file, key)
+    except FileNotFoundError:
+        if files:
+            problems.append(
+                f"{anchor_file}: no anchor file, so files removed and lines removed from the end of a file cannot be "
+                "detected; pass --anchor with a copy"
+            )
+    except (AnchorError, OSError) as exc:
+        problems.append(str(exc) if isinstance(exc, AnchorError) else f"{anchor_file}: {exc.strerror}")
+    problems.extend(verify(directory, key, anchor.files if anchor else None, since, until))
+    unanchored = [n for n in files if anchor is not None and n not in anchor.files]
+    return Verification(problems=problems, files=files, anchor=anchor, unanchored=unanchored)

@@ -23,7 +23,7 @@ err = Console(stderr=True, soft_wrap=True)
 
 token_app = typer.Typer(help="API bearer tokens (signed with the key the API uses).", no_args_is_help=True)
 audit_app = typer.Typer(
-    help="The API's audit log: query it (`routecast audit --since ...`) or check its hash chains (`audit verify`).",
+    help="The API's audit log: query it (`routecast audit --since ...`) or check it (`audit verify`).",
     invoke_without_command=True,
 )
 
@@ -104,6 +104,55 @@ def token_inspect(token: Annotated[str, typer.Argument(help="The token (its sign
     typer.echo(json.dumps(claims, indent=2))
 
 
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id: its 'jti' claim (`routecast token inspect`).")],
+    by: Annotated[str, typer.Option(help="Who revokes it (recorded in the revocation file and the audit log).")],
+    reason: Annotated[str, typer.Option(help="Why (recorded with it).")] = "",
+) -> None:
+    """Revoke a token: every API worker refuses it (401) within ROUTECAST_REVOCATION_CHECK_S seconds. Recorded in
+    the revocation file and in the audit log."""
+    import uuid
+
+    from serving.audit import AuditKeyError, AuditLog
+    from serving.auth import revoke_token
+
+    settings = ServingSettings()
+    try:
+        log = AuditLog.from_settings(settings)
+    except AuditKeyError as exc:
+        raise _fail(str(exc), 2) from None
+    try:
+        entry = revoke_token(settings, token_id, by=by, reason=reason)
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+    try:
+        log.append(
+            {
+                "ts": entry["revoked_at"],
+                "request_id": uuid.uuid4().hex,
+                "subject": by,
+                "role": None,
+                "token_id": None,
+                "method": "CLI",
+                "path": "routecast token revoke",
+                "endpoint": None,
+                "params": {"token_id": [entry["jti"]], "reason": [reason]},
+                "status": 200,
+                "rows": 1,
+                "ms": 0,
+                "client": None,
+            }
+        )
+    finally:
+        log.close()
+    err.print(
+        f"revoked token {entry['jti']} ({settings.revoked_file}); the API refuses it within "
+        f"{settings.revocation_check_s:g} s",
+        highlight=False,
+    )
+
+
 def _when(text: str | None, option: str) -> dt.date | dt.datetime | None:
     if text is None:
         return None
@@ -111,6 +160,15 @@ def _when(text: str | None, option: str) -> dt.date | dt.datetime | None:
         return dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(f"{text!r}: expected YYYY-MM-DD or an ISO time", param_hint=option) from None
+
+
+def _day(text: str | None, option: str) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: expected a day, YYYY-MM-DD", param_hint=option) from None
 
 
 DirOpt = Annotated[Path | None, typer.Option("--dir", help="Audit directory (default: settings.audit_path).")]
@@ -179,16 +237,52 @@ def _print_table(records: collections.deque[dict[str, Any]], audit_dir: Path) ->
     (out if out.is_terminal else Console(width=220)).print(table)
 
 
-@audit_app.command("verify")
-def audit_verify(directory: DirOpt = None) -> None:
-    """Check the hash chains of every audit file; exit code 1 when a record was edited, removed or cut."""
-    from serving.audit import verify
+AnchorOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--anchor",
+        exists=True,
+        dir_okay=False,
+        help="Anchor file to check against, e.g. a copy kept elsewhere (default: the API's anchor file, or the "
+        "one in --dir).",
+    ),
+]
 
-    audit_dir = directory or ServingSettings().audit_path
-    problems = verify(audit_dir)
-    files = sorted(audit_dir.glob("audit-*.jsonl")) if audit_dir.is_dir() else []
-    for p in problems:
+
+@audit_app.command("verify")
+def audit_verify(
+    directory: DirOpt = None,
+    anchor: AnchorOpt = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only the files of this day (YYYY-MM-DD) and later: older ones were retired.")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Only the files of this day and earlier, e.g. an archive.")] = None,
+) -> None:
+    """Check every audit file's HMAC chain with the audit key, and the files against the anchor (none removed, none
+    cut at its end, no anchored line rewritten); exit code 1 when a problem is found, 2 when the key is unusable."""
+    from serving.audit import ANCHOR_NAME, AuditKeyError, audit_key, verify_log
+
+    days = [_day(text, option) for text, option in ((since, "--since"), (until, "--until"))]
+    settings = ServingSettings()
+    audit_dir = directory or settings.audit_path
+    anchor_file = anchor or (audit_dir / ANCHOR_NAME if directory is not None else settings.audit_anchor_path)
+    try:
+        key = audit_key(settings, create=False)  # a new key would only make every old line look forged
+    except AuditKeyError as exc:
+        raise _fail(str(exc), 2) from None
+    result = verify_log(audit_dir, key, anchor_file, since=days[0], until=days[1])
+    for p in result.problems:
         typer.echo(p)
-    if problems:
-        raise _fail(f"{len(problems)} problem(s) in {audit_dir}", 1)
-    err.print(f"[green]✓[/] {len(files)} audit file(s) in {audit_dir}: every chain is intact", highlight=False)
+    if result.problems:
+        raise _fail(f"{len(result.problems)} problem(s) in {audit_dir}", 1)
+    if result.unanchored:
+        err.print(
+            f"note: {len(result.unanchored)} file(s) written after the anchor was last updated, their last lines "
+            f"unchecked: {', '.join(result.unanchored)}",
+            highlight=False,
+        )
+    against = f"; anchor {anchor_file} of {result.anchor.updated}" if result.anchor else ""
+    err.print(
+        f"[green]✓[/] {len(result.files)} audit file(s) in {audit_dir}: every chain is intact{against}",
+        highlight=False,
+    )

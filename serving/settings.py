@@ -11,8 +11,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The privacy floor of design.md: a release made with a lower threshold is refused.
-MIN_DEVICES_FLOOR = 10
+# The privacy floor of design.md (FlowKit's redaction level): a release made with a lower threshold is refused.
+MIN_DEVICES_FLOOR = 15
 
 
 class ServingSettings(BaseSettings):
@@ -33,7 +33,27 @@ class ServingSettings(BaseSettings):
     rate_limit_per_minute: float = Field(default=600, gt=0)
     rate_limit_burst: int = Field(default=60, ge=1)
 
+    # Revoked token ids (`routecast token revoke`), one JSON object per line; every worker looks at the file again
+    # at most every `revocation_check_s` seconds, so a revocation takes effect within that time everywhere.
+    revocation_file: Path | None = None  # default: <var_dir>/keys/revoked-tokens.jsonl
+    revocation_check_s: float = Field(default=2.0, gt=0, le=60)
+
+    # Whole answers kept in memory per process (serving.fastpath), least recently used out first.
+    answer_cache_mb: float = Field(default=64.0, ge=0, description="Memory budget of the answer cache (0: off).")
+
+    # The audit log (serving/audit.py). Lines are chained with HMAC-SHA256 under the audit key, ROUTECAST_AUDIT_KEY or
+    # else the key file (created with mode 0600 on first use); not the token key. The anchor (each file's line count
+    # and latest HMAC) is rewritten at most `audit_anchor_interval_s` after the last time while records are written.
     audit_dir: Path | None = None  # default: <var_dir>/audit
+    audit_key: SecretStr | None = None
+    audit_key_file: Path | None = None  # default: <var_dir>/keys/audit-hmac.key
+    audit_anchor_file: Path | None = None  # default: <audit_dir>/anchor.json
+    audit_anchor_interval_s: float = Field(default=60.0, gt=0, le=3600)
+    # True: when a record cannot be written, serve the request anyway and log the error (default: answer 503).
+    audit_fail_open: bool = False
+    # Requests to /v1/ without any Authorization header, per client address (token bucket; over it, 429).
+    anon_rate_limit_per_minute: float = Field(default=120, gt=0)
+    anon_rate_limit_burst: int = Field(default=30, ge=1)
 
     # How often the API looks at store/CURRENT for a newly published release (0: only on POST /v1/admin/reload).
     reload_interval_s: float = Field(default=10.0, ge=0)
@@ -53,8 +73,20 @@ class ServingSettings(BaseSettings):
         return self.jwt_key_file or self.var_dir / "keys" / "jwt-hs256.key"
 
     @property
+    def revoked_file(self) -> Path:
+        return self.revocation_file or self.var_dir / "keys" / "revoked-tokens.jsonl"
+
+    @property
     def audit_path(self) -> Path:
         return self.audit_dir or self.var_dir / "audit"
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.audit_key_file or self.var_dir / "keys" / "audit-hmac.key"
+
+    @property
+    def audit_anchor_path(self) -> Path:
+        return self.audit_anchor_file or self.audit_path / "anchor.json"
 
 
 @lru_cache
