@@ -51,11 +51,13 @@ clean: ## remove everything runs produce (var/) — not the venv
 	rm -rf var
 
 VENDOR := serving/static/vendor
-web-vendor: ## refresh the map page's vendored assets from the npm packages pinned in $(VENDOR)/package-lock.json
+web-vendor: ## refresh the map page's and the API docs' vendored assets from the npm packages pinned in $(VENDOR)/package-lock.json
 	cd $(VENDOR) && npm ci --no-audit --no-fund --ignore-scripts
 	cp $(VENDOR)/node_modules/leaflet/dist/leaflet.js $(VENDOR)/node_modules/leaflet/dist/leaflet.css \
 	   $(VENDOR)/node_modules/chart.js/dist/chart.umd.min.js \
 	   $(VENDOR)/node_modules/topojson-client/dist/topojson-client.min.js \
-	   $(VENDOR)/node_modules/world-atlas/countries-50m.json $(VENDOR)/
-	for p in leaflet chart.js topojson-client world-atlas; do cp $(VENDOR)/node_modules/$$p/LICENSE* $(VENDOR)/LICENSE.$$p; done
+	   $(VENDOR)/node_modules/world-atlas/countries-50m.json \
+	   $(VENDOR)/node_modules/swagger-ui-dist/swagger-ui-bundle.js $(VENDOR)/node_modules/swagger-ui-dist/swagger-ui.css \
+	   $(VENDOR)/node_modules/swagger-ui-dist/favicon-32x32.png $(VENDOR)/
+	for p in leaflet chart.js topojson-client world-atlas swagger-ui-dist; do cp $(VENDOR)/node_modules/$$p/LICENSE* $(VENDOR)/LICENSE.$$p; done
 	rm -rf $(VENDOR)/node_modules

@@ -10,16 +10,26 @@ Only HS256 is accepted (never ``alg: none`` nor an algorithm named by the token)
 ``iss``, ``aud``, ``sub``, ``role``, ``routes``, ``iat``, ``exp``, ``jti``. A token whose lifetime is longer than
 ``token_max_ttl_hours`` is refused even when correctly signed, so lowering the maximum retires long-lived tokens.
 
-``require(role)`` is the FastAPI dependency of every protected endpoint: 401 (with ``WWW-Authenticate: Bearer``)
-for a missing, malformed, forged or expired token; 429 (with ``Retry-After``) when the token's bucket is empty;
-403 when its role is too low. It puts the principal in ``request.scope["routecast.principal"]`` for the audit log.
+A key that is short, made of a few distinct bytes or one repeated pattern, and a key file that group or others may
+read, are refused with a message that says how to make a good one. A token id can be revoked
+(``routecast token revoke``): every worker re-reads the revocation file within ``revocation_check_s`` seconds.
+
+``authenticate(scope, ctx)`` is the one place a request is authenticated: it reads the request's single
+``Authorization`` header (two are refused with 400), checks the token, its revocation and its rate limit, and
+remembers the outcome on the request, so the answer cache (``serving.fastpath``) and ``require(role)`` — the FastAPI
+dependency of every protected endpoint — see the same principal and charge the limit once. ``require`` turns the
+outcome into 400, 401 (with ``WWW-Authenticate: Bearer``: missing, malformed, forged, expired or revoked token), 429
+(with ``Retry-After``) or 403 (role too low). The principal is put in ``scope["routecast.principal"]`` for the audit
+log, also when its token is revoked or over its limit.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import secrets
+import stat
 import threading
 import time
 import uuid
@@ -33,6 +43,7 @@ from typing import Annotated, Any, Literal, cast, get_args
 import jwt
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import Scope
 
 from serving.settings import ServingSettings, get_settings
 
@@ -44,7 +55,9 @@ ALL_ROUTES = "*"
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "role", "routes", "iat", "exp", "jti")
 LEEWAY_S = 10  # clock skew tolerated between the machine that issued a token and the API
 PRINCIPAL_SCOPE_KEY = "routecast.principal"
-CHARGED_SCOPE_KEY = "routecast.charged"  # set by serving.fastpath when it has charged this request's rate limit
+AUTH_SCOPE_KEY = "routecast.auth"  # the outcome of authenticate() for this request: Principal or AuthFailure
+# A key with fewer distinct bytes than this is not random (a hex key has 16, a random binary one about 30).
+MIN_DISTINCT_KEY_BYTES = 10
 
 
 @dataclass(frozen=True)
@@ -97,16 +110,38 @@ def _signing_key(secret: str | None, key_file: Path) -> bytes:
     else:
         key = _read_or_create_key_file(key_file)
         where = str(key_file)
+    check_key_strength(key, where)
+    return key
+
+
+def check_key_strength(key: bytes, where: str) -> None:
+    """Refuse a key that is short, of few distinct bytes or one repeated pattern (``SigningKeyError``)."""
+    advice = "make one with `openssl rand -hex 32` (or delete the key file and let routecast create one)"
     if len(key) < KEY_BYTES:
         raise SigningKeyError(f"{where}: the signing key has {len(key)} bytes; HS256 needs at least {KEY_BYTES}")
-    return key
+    if len(set(key)) < MIN_DISTINCT_KEY_BYTES:
+        raise SigningKeyError(
+            f"{where}: the signing key is weak ({len(set(key))} distinct bytes, e.g. one repeated character); {advice}"
+        )
+    for period in range(1, len(key) // 2 + 1):
+        if key == (key[:period] * (len(key) // period + 1))[: len(key)]:
+            raise SigningKeyError(f"{where}: the signing key is one {period}-byte pattern repeated; {advice}")
 
 
 def _read_or_create_key_file(path: Path) -> bytes:
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         pass
+    else:
+        with os.fdopen(fd, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise SigningKeyError(
+                    f"{path}: the key file may be read or written by group or others (mode {stat.S_IMODE(mode):04o}); "
+                    f"anyone who reads it can issue tokens: `chmod 600 {path}`"
+                )
+            return f.read()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Written in full under a temporary name, then linked into place: a reader never sees a partial key, and
     # when two processes race, os.link refuses to replace the winner's key, so both end up using the same one.
@@ -123,7 +158,7 @@ def _read_or_create_key_file(path: Path) -> bytes:
             pass
     finally:
         tmp.unlink(missing_ok=True)
-    return path.read_bytes()
+    return _read_or_create_key_file(path)
 
 
 # --------------------------------------------------------------------------------------------- issue and decode
@@ -201,6 +236,10 @@ def decode_claims(settings: ServingSettings, token: str) -> dict[str, Any]:
         raise AuthError("token is malformed") from None
     except jwt.InvalidTokenError:
         raise AuthError("token is invalid") from None
+    except (TypeError, ValueError):  # a claim of a type PyJWT does not check (e.g. a string 'iat' in some versions)
+        raise AuthError("token is malformed") from None
+    if not all(isinstance(claims[c], int | float) and not isinstance(claims[c], bool) for c in ("exp", "iat")):
+        raise AuthError("token is malformed (exp and iat must be numbers)")
     if claims["exp"] - claims["iat"] > settings.token_max_ttl_hours * 3600 + 1:
         raise AuthError("token lifetime is longer than this API allows")
     return claims
@@ -277,6 +316,83 @@ class RateLimiter:
         self._next_prune = now + self.PRUNE_EVERY_S
 
 
+# ---------------------------------------------------------------------------------------------------- revocation
+
+
+def revoke_token(settings: ServingSettings, token_id: str, *, by: str, reason: str = "") -> dict[str, str]:
+    """Add ``token_id`` to the revocation file (created 0600; one JSON object per line, appended); the entry."""
+    token_id = token_id.strip()
+    if not token_id or len(token_id) > 128 or any(c.isspace() for c in token_id):
+        raise ValueError(f"{token_id!r} is not a token id (the 'jti' claim: `routecast token inspect TOKEN`)")
+    entry = {
+        "jti": token_id,
+        "revoked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "by": by,
+        "reason": reason,
+    }
+    path = settings.revoked_file
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "ab") as f:
+        f.write(json.dumps(entry, separators=(",", ":")).encode() + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return entry
+
+
+def read_revocations(path: Path) -> dict[str, dict[str, Any]]:
+    """Token id → its revocation entry; a missing file is none. A line that is not a JSON object with a 'jti' is
+    refused (``SigningKeyError``): an unreadable revocation list must not silently revoke nothing."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if not isinstance(entry, dict) or not isinstance(entry.get("jti"), str):
+            raise SigningKeyError(f"{path}: line {n} is not a revocation entry; fix or remove it")
+        out[entry["jti"]] = entry
+    return out
+
+
+class Revocations:
+    """The revoked token ids of one process, re-read when the file changes, looked at every ``check_s`` seconds."""
+
+    def __init__(self, path: Path, check_s: float) -> None:
+        self.path = path
+        self.check_s = check_s
+        self._ids: frozenset[str] = frozenset()
+        self._seen: tuple[int, int, int] | None = None  # (inode, size, mtime ns) of the file last read
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self.refresh(force=True)
+
+    def refresh(self, *, force: bool = False, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if not force and now < self._next:
+            return
+        with self._lock:
+            self._next = now + self.check_s
+            try:
+                st = self.path.stat()
+                seen = (st.st_ino, st.st_size, st.st_mtime_ns)
+            except FileNotFoundError:
+                seen = None
+            if seen != self._seen or force:
+                self._ids = frozenset(read_revocations(self.path))
+                self._seen = seen
+
+    def __contains__(self, token_id: object) -> bool:
+        self.refresh()
+        return token_id in self._ids
+
+
 # ---------------------------------------------------------------------------------------------------- dependency
 
 _bearer = HTTPBearer(
@@ -294,6 +410,7 @@ DECODED_KEPT = 4096  # verified tokens remembered per app (checking a signature 
 class _AuthContext:
     settings: ServingSettings
     limiter: RateLimiter
+    revoked: Revocations
     decoded: dict[str, tuple[Principal, float]] = field(default_factory=dict)  # token -> (principal, exp)
 
     def principal(self, token: str) -> tuple[Principal, float]:
@@ -314,8 +431,13 @@ _contexts_lock = threading.Lock()
 
 
 def auth_context(request: Request) -> _AuthContext:
-    """The settings and rate limiter of the app serving ``request`` (kept on app.state: one lookup per request)."""
-    state = request.app.state
+    """The settings, rate limiter and revocations of the app serving ``request``."""
+    return app_auth_context(request.app)
+
+
+def app_auth_context(app: Any) -> _AuthContext:
+    """The settings, rate limiter and revocations of ``app`` (kept on app.state: one lookup per request)."""
+    state = app.state
     settings = getattr(state, "settings", None) or get_settings()
     ctx: _AuthContext | None = getattr(state, "routecast_auth", None)
     if ctx is not None and ctx.settings is settings:
@@ -324,13 +446,70 @@ def auth_context(request: Request) -> _AuthContext:
         ctx = getattr(state, "routecast_auth", None)
         if ctx is None or ctx.settings is not settings:
             signing_key(settings)  # a bad key fails here, once, rather than as a 401 on every request
-            ctx = _AuthContext(settings, RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst))
+            ctx = _AuthContext(
+                settings,
+                RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+                Revocations(settings.revoked_file, settings.revocation_check_s),
+            )
             state.routecast_auth = ctx
     return ctx
 
 
-def _unauthorized(detail: str) -> HTTPException:
-    return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+@dataclass(frozen=True)
+class AuthFailure:
+    """Why a request was not authenticated: the status (400, 401 or 429), a user-facing detail and headers."""
+
+    status: int
+    detail: str
+    headers: dict[str, str]
+
+    def exception(self) -> HTTPException:
+        return HTTPException(status_code=self.status, detail=self.detail, headers=self.headers)
+
+
+def _unauthorized(detail: str) -> AuthFailure:
+    return AuthFailure(401, detail, {"WWW-Authenticate": "Bearer"})
+
+
+def authenticate(scope: Scope, ctx: _AuthContext) -> Principal | AuthFailure:
+    """The principal of this request, or why there is none — decided once per request and remembered in its scope.
+
+    Exactly one ``Authorization: Bearer <token>`` header is accepted: with two, which token is meant depends on
+    who reads the headers, so the request is refused (400). The rate limit is charged here, once.
+    """
+    outcome = scope.get(AUTH_SCOPE_KEY)
+    if outcome is None:
+        outcome = _authenticate(scope, ctx)
+        scope[AUTH_SCOPE_KEY] = outcome
+    return outcome
+
+
+def _authenticate(scope: Scope, ctx: _AuthContext) -> Principal | AuthFailure:
+    values = [v for k, v in scope.get("headers", ()) if k == b"authorization"]
+    if not values:
+        return _unauthorized("missing bearer token")
+    if len(values) > 1:
+        return AuthFailure(400, f"send one Authorization header, not {len(values)}", {})
+    scheme, _, token = values[0].decode("latin-1").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return _unauthorized("authorization header is not 'Bearer <token>'")
+    try:
+        principal, expires = ctx.principal(token)
+    except AuthError as exc:
+        return _unauthorized(str(exc))
+    scope[PRINCIPAL_SCOPE_KEY] = principal  # the audit log records who, whatever happens next
+    if principal.token_id in ctx.revoked:
+        return _unauthorized("token has been revoked")
+    wait = ctx.limiter.take(principal.token_id, expires)
+    if wait > 0:
+        return AuthFailure(
+            429,
+            f"rate limit exceeded ({ctx.settings.rate_limit_per_minute:g} requests per minute, "
+            f"burst {ctx.settings.rate_limit_burst}); retry in {math.ceil(wait)} s",
+            {"Retry-After": str(math.ceil(wait))},
+        )
+    return principal
 
 
 def require(role: Role) -> Callable[..., Awaitable[Principal]]:
@@ -341,33 +520,17 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
 
     async def dependency(
         request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        # Declares the bearer scheme in the OpenAPI document; the header itself is read by authenticate().
+        _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
-        ctx = auth_context(request)
-        if credentials is None:
-            if request.headers.get("authorization"):
-                raise _unauthorized("authorization header is not 'Bearer <token>'")
-            raise _unauthorized("missing bearer token")
-        try:
-            principal, expires = ctx.principal(credentials.credentials)
-        except AuthError as exc:
-            raise _unauthorized(str(exc)) from None
-        request.scope[PRINCIPAL_SCOPE_KEY] = principal
-        wait = 0.0 if request.scope.get(CHARGED_SCOPE_KEY) else ctx.limiter.take(principal.token_id, expires)
-        if wait > 0:
+        outcome = authenticate(request.scope, auth_context(request))
+        if isinstance(outcome, AuthFailure):
+            raise outcome.exception()
+        if not outcome.can(role):
             raise HTTPException(
-                status_code=429,
-                detail=(
-                    f"rate limit exceeded ({ctx.settings.rate_limit_per_minute:g} requests per minute, "
-                    f"burst {ctx.settings.rate_limit_burst}); retry in {math.ceil(wait)} s"
-                ),
-                headers={"Retry-After": str(math.ceil(wait))},
+                status_code=403, detail=f"this endpoint needs the {role} role (token has {outcome.role})"
             )
-        if not principal.can(role):
-            raise HTTPException(
-                status_code=403, detail=f"this endpoint needs the {role} role (token has {principal.role})"
-            )
-        return principal
+        return outcome
 
     dependency.__name__ = f"require_{role}"
     return dependency

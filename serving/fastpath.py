@@ -1,93 +1,99 @@
-"""A cache of whole answers in front of the API, keyed by who may see what: the hot path of repeated reads.
+"""The one cache of whole answers, in front of the API: the hot path of repeated reads.
 
 A release never changes, and every cacheable ``/v1`` answer is a function of the release, the caller's role and
 route scope, and the request (path, query, CSV or not). So once an answer has been made for a (role, scope,
 request), the same request from any token with that role and scope gets the same bytes again without going through
 FastAPI's routing, validation and dependencies — which cost most of a cached answer's time (``bench/api.py``).
 
-Nothing is skipped that guards the data: the token is checked (a remembered signature, its expiry), the rate limit
-is charged, the audit log writes its record (with the endpoint, rows and the principal), and the key holds the role
-and the scope, so a token never gets an answer made for a wider one. Anything else — no token, a refused token, an
-exhausted limit, a miss, an error, a non-GET — goes to the app, which answers as always; only its 200s are kept.
-Answers are dropped when the served release changes (the key holds its id) and when the cache is full.
+Safe by construction rather than by care:
+- The caller is authenticated by ``serving.auth.authenticate``, the same function (and, per request, the same
+  remembered outcome) that the endpoints' ``require()`` uses: the cache and the app cannot disagree about who asks.
+  A request with two ``Authorization`` headers is refused there (400) before anything is looked up.
+- CSV or JSON is decided by ``serving.respond.accepts_csv`` from every ``Accept`` header, as the handlers decide it.
+- An answer is stored under the key of the principal the app actually authorized for it (the one in the request's
+  scope after the app ran), for the release the app actually served, and only when it is a 200.
+
+Nothing that guards the data is skipped on a hit: the token is checked (a remembered signature, its expiry and
+revocation), the rate limit is charged, and the audit log writes its record. Memory is bounded by a byte budget
+(``ROUTECAST_ANSWER_CACHE_MB``), least recently used answers out first; answers of a release no longer served are
+dropped. Every ``/v1`` answer, cached or not, says ``Cache-Control: no-store``: it is for its caller only.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.audit import ROWS_SCOPE_KEY
-from serving.auth import CHARGED_SCOPE_KEY, PRINCIPAL_SCOPE_KEY, AuthError, auth_context
+from serving.auth import PRINCIPAL_SCOPE_KEY, Principal, app_auth_context, authenticate
+from serving.respond import accepts_csv
 
 # Paths whose answers do not depend on the release alone (the store listing, the caller) or that change state.
 UNCACHED_PREFIXES = ("/v1/releases", "/v1/admin", "/v1/me")
-MAX_ANSWERS = 10_000
+# What one stored answer costs besides its body and headers (key tuple, entry object, dict slot), measured with
+# tracemalloc in tests/serving/test_fastpath.py; counted so that many small answers respect the budget too.
+ENTRY_OVERHEAD_BYTES = 1024
+NO_STORE = (b"cache-control", b"no-store")
+DROPPED_HEADERS = (b"x-request-id", b"date", b"cache-control")
+
+
+@dataclass(frozen=True)
+class _Answer:
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    route: Any  # for the audit record: the endpoint template and path parameters
+    path_params: dict[str, Any]
+    rows: int | None
+    size: int
 
 
 class AnswerCache:
-    """Pure ASGI middleware: ``app.add_middleware(AnswerCache)``, inside the audit middleware."""
+    """Pure ASGI middleware: ``app.add_middleware(AnswerCache)``, inside the audit middleware.
 
-    def __init__(self, app: ASGIApp) -> None:
+    ``max_bytes`` defaults to the app's ``answer_cache_mb`` setting (read on the first request).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int | None = None) -> None:
         self.app = app
-        # key -> (headers, body, route, path params, rows): what the app sent, and what the audit record needs
-        self.answers: dict[tuple, tuple[list[tuple[bytes, bytes]], bytes, Any, dict, int | None]] = {}
+        self.max_bytes = max_bytes
+        self.answers: OrderedDict[tuple, _Answer] = OrderedDict()
+        self.bytes = 0  # what the stored answers cost, by the accounting above; never above max_bytes
         self.hits = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope["path"] if scope["type"] == "http" else ""
-        if scope.get("method") != "GET" or not path.startswith("/v1/") or path.startswith(UNCACHED_PREFIXES):
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
             await self.app(scope, receive, send)
             return
-        key = self._key(scope)
-        if key is None:
+        send = _no_store(send)
+        if scope.get("method") != "GET" or scope["path"].startswith(UNCACHED_PREFIXES):
             await self.app(scope, receive, send)
             return
+        state = scope["app"].state
+        release = getattr(getattr(state, "routecast", None), "release", None)
+        if release is None:
+            await self.app(scope, receive, send)
+            return
+        ctx = app_auth_context(scope["app"])
+        principal = authenticate(scope, ctx)
+        if not isinstance(principal, Principal):
+            await self.app(scope, receive, send)  # require() answers 400/401/429 from the same remembered outcome
+            return
+        if self.max_bytes is None:
+            self.max_bytes = int(ctx.settings.answer_cache_mb * 1024 * 1024)
+        key = _key(release.release_id, principal, scope)
         hit = self.answers.get(key)
         if hit is not None:
-            headers, body, route, path_params, rows = hit
-            scope["route"], scope["path_params"], scope[ROWS_SCOPE_KEY] = route, path_params, rows  # for the audit
+            self.answers.move_to_end(key)
             self.hits += 1
+            scope["route"], scope["path_params"], scope[ROWS_SCOPE_KEY] = hit.route, hit.path_params, hit.rows
             # A copy: the audit middleware appends this request's X-Request-ID to the list it is given.
-            await send({"type": "http.response.start", "status": 200, "headers": list(headers)})
-            await send({"type": "http.response.body", "body": body})
+            await send({"type": "http.response.start", "status": 200, "headers": list(hit.headers)})
+            await send({"type": "http.response.body", "body": hit.body})
             return
         await self._fill(key, scope, receive, send)
-
-    def _key(self, scope: Scope) -> tuple | None:
-        """(release, role, scope, path, query, csv) when the caller is admitted now; else None (the app decides)."""
-        token = None
-        accept = b""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                token = value
-            elif name == b"accept":
-                accept = value
-        if token is None or not token[:7].lower() == b"bearer ":
-            return None
-        request = Request(scope)
-        state = getattr(request.app.state, "routecast", None)
-        release = state.release if state is not None else None
-        if release is None:
-            return None
-        ctx = auth_context(request)
-        try:
-            principal, expires = ctx.principal(token[7:].strip().decode("latin-1"))
-        except AuthError:
-            return None
-        if ctx.limiter.take(principal.token_id, expires) > 0:
-            return None  # the app's own check answers 429 with Retry-After (it does not charge again)
-        scope[PRINCIPAL_SCOPE_KEY] = principal
-        return (
-            release.release_id,
-            principal.role,
-            principal.routes,
-            scope["path"],
-            scope.get("query_string", b""),
-            b"text/csv" in accept,
-        )
 
     async def _fill(self, key: tuple, scope: Scope, receive: Receive, send: Send) -> None:
         start: Message | None = None
@@ -101,17 +107,63 @@ class AnswerCache:
                 chunks.append(message.get("body", b""))
             await send(message)
 
-        scope[CHARGED_SCOPE_KEY] = True  # the rate limit was charged in _key: require() must not charge again
         await self.app(scope, receive, keep)
         if start is None or start["status"] != 200:
             return
-        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in (b"x-request-id", b"date")]
-        if len(self.answers) >= MAX_ANSWERS or (self.answers and next(iter(self.answers))[0] != key[0]):
-            self.answers.clear()  # full, or made from a release no longer served
-        self.answers[key] = (
-            headers,
-            b"".join(chunks),
-            scope.get("route"),
-            dict(scope.get("path_params") or {}),
-            scope.get(ROWS_SCOPE_KEY),
-        )
+        served = getattr(scope["app"].state.routecast, "release", None)
+        authorized = scope.get(PRINCIPAL_SCOPE_KEY)
+        if not isinstance(authorized, Principal) or served is None:
+            return
+        # The key of what the app actually did: its principal and the release it served (it may have swapped).
+        actual = _key(served.release_id, authorized, scope)
+        if actual != key:
+            return
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in DROPPED_HEADERS]
+        body = b"".join(chunks)
+        size = ENTRY_OVERHEAD_BYTES + len(body) + sum(len(k) + len(v) for k, v in headers) + _key_size(key)
+        path_params = dict(scope.get("path_params") or {})
+        self.store(key, _Answer(headers, body, scope.get("route"), path_params, scope.get(ROWS_SCOPE_KEY), size))
+
+    def store(self, key: tuple, answer: _Answer) -> None:
+        """Keep ``answer`` under ``key``, dropping answers of other releases and the least recently used ones
+        until the budget holds; an answer larger than a quarter of the budget is not kept."""
+        budget = self.max_bytes or 0
+        if answer.size > budget // 4:
+            return
+        if self.answers and next(iter(self.answers))[0] != key[0]:
+            self.answers.clear()  # made from a release no longer served
+            self.bytes = 0
+        old = self.answers.pop(key, None)
+        if old is not None:
+            self.bytes -= old.size
+        while self.answers and self.bytes + answer.size > budget:
+            _, dropped = self.answers.popitem(last=False)
+            self.bytes -= dropped.size
+        self.answers[key] = answer
+        self.bytes += answer.size
+
+
+def _key(release_id: str, principal: Principal, scope: Scope) -> tuple:
+    """(release, role, route scope, path, query, csv): everything a cacheable answer depends on."""
+    return (
+        release_id,
+        principal.role,
+        principal.routes,
+        scope["path"],
+        scope.get("query_string", b""),
+        accepts_csv(scope),
+    )
+
+
+def _key_size(key: tuple) -> int:
+    return len(key[3]) + len(key[4]) + sum(len(r) for r in key[2] or ())
+
+
+def _no_store(send: Send) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [h for h in message.get("headers", []) if h[0].lower() != b"cache-control"]
+            message = {**message, "headers": [*headers, NO_STORE]}
+        await send(message)
+
+    return wrapped

@@ -136,7 +136,7 @@ class RouteForecastOut(BaseModel):
     route_id: str
     level: Level
     source: str
-    horizon: int = Field(description="Periods ahead, in the series' frequency.")
+    horizon: int = Field(description="Periods ahead answered, in the series' frequency (at most the release's).")
     intervals: list[IntervalLevel]
     release_id: str
     as_of: str | None = Field(description="Last day of data the forecasts were made from.")
@@ -178,7 +178,7 @@ class CrossingArrivals(BaseModel):
 class ArrivalsOut(BaseModel):
     release_id: str
     as_of: str | None
-    days: int
+    days: int = Field(description="Days answered: those asked for, or fewer when the release forecasts fewer.")
     unit: Literal["devices"] = Field(
         description="Distinct phones, the density signal: a proxy for people, not a count of them."
     )

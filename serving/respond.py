@@ -1,28 +1,54 @@
-"""Answering in JSON or, for analysts' tables, CSV (``Accept: text/csv``); and caching answers per release."""
+"""Answering in JSON or, for analysts' tables, CSV (``Accept: text/csv``).
+
+Whole answers are cached in one place only, in front of the app (``serving.fastpath``); handlers build their answer
+every time they are called.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from fastapi import Request, Response
 from pydantic import BaseModel
+from starlette.types import Scope
 
 from serving.audit import record_rows
 from serving.models import ErrorOut
-from serving.store import Release
 
 CSV = "text/csv"
 JSON = "application/json"
 GEOJSON = "application/geo+json"
-# Cached answers per release; a release is immutable, so an answer never goes stale, only out of memory.
-MAX_CACHED = 4096
+
+
+def accepts_csv(scope: Scope) -> bool:
+    """Whether the request asks for CSV: ``text/csv`` is among its media ranges with a quality above 0.
+
+    Every ``Accept`` header counts, as if joined by commas (RFC 9110 §5.3), so a request with two of them is
+    negotiated the same way wherever it is read: by the handlers and by the answer cache's key.
+    """
+    values = b",".join(v for k, v in scope.get("headers", ()) if k == b"accept")
+    for media_range in values.decode("latin-1").split(","):
+        media_type, *params = (part.strip() for part in media_range.split(";"))
+        if media_type.lower() != CSV:
+            continue
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality > 0:
+            return True
+    return False
 
 
 def wants_csv(request: Request) -> bool:
-    return CSV in request.headers.get("accept", "")
+    return accepts_csv(request.scope)
 
 
 def csv_bytes(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> bytes:
@@ -47,17 +73,6 @@ def table_responses(model: type[BaseModel], media_type: str = JSON) -> dict[int 
     }
 
 
-def cached(release: Release, key: tuple, build: Callable[[], tuple[bytes, str, int]]) -> tuple[bytes, str, int]:
-    """``build()`` → (body, media type, rows), memoised on the release for ``key``."""
-    hit = release.responses.get(key)
-    if hit is None:
-        hit = build()
-        if len(release.responses) >= MAX_CACHED:
-            release.responses.clear()
-        release.responses[key] = hit
-    return hit
-
-
 def send(request: Request, body: bytes, media_type: str, rows: int) -> Response:
     record_rows(request, rows)
     return Response(content=body, media_type=media_type)
@@ -75,8 +90,9 @@ def _error(description: str) -> dict[str, Any]:
 GUARDED: dict[int | str, dict[str, Any]] = {
     401: _error("Missing, malformed, expired or forged bearer token (WWW-Authenticate: Bearer)."),
     422: _error("A parameter is out of range or malformed; the detail says which."),
-    429: _error("The token's rate limit is exhausted; Retry-After says when to try again."),
-    503: _error("No release can be served (empty or corrupt store); the detail says why."),
+    400: _error("More than one Authorization header: send one."),
+    429: _error("The token's rate limit (or, without a token, this address's) is exhausted; Retry-After says when."),
+    503: _error("No release can be served (empty or corrupt store), or the audit log cannot be written."),
 }
 ROLE_GUARDED: dict[int | str, dict[str, Any]] = {
     **GUARDED,

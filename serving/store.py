@@ -13,16 +13,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from geo.cells import cell_to_int, int_to_cell
+from geo.points import cells_to_parents
 from serving.settings import MIN_DEVICES_FLOOR
+
+T = TypeVar("T")
 
 REQUIRED_COLUMNS = (
     "series_id",
@@ -95,8 +101,15 @@ class Release:
     previous: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=["series_id", "release_id", "yhat", "lo95", "hi95"])
     )
-    # Answers (serialised bodies, computed alert lists) by request key; a release never changes, so neither do they.
-    responses: dict[Any, Any] = field(default_factory=dict, repr=False)
+    # Tables derived from the release (e.g. its alerts), computed once: a release never changes, so neither do they.
+    # Not answers: those are cached, per caller's role and scope, in front of the app (serving.fastpath).
+    _derived: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    def derived(self, key: Hashable, build: Callable[[], T]) -> T:
+        """``build()`` memoised on this release under ``key`` (a few keys per release: settings, not requests)."""
+        if key not in self._derived:
+            self._derived[key] = build()
+        return self._derived[key]
 
     @property
     def as_of(self) -> dt.date | None:
@@ -208,12 +221,54 @@ def check_privacy(manifest: dict, where: Path) -> int:
 
 
 def check_cells(cells: pd.DataFrame, min_devices: int, where: Path) -> None:
-    """Refuse a cell table holding any count at or below the release's suppression threshold."""
+    """Refuse a cell table holding any count at or below the release's suppression threshold, or one from which
+    such a count can be recovered by subtraction (``differencing_remainders``)."""
     low = cells["devices"].isna() | (cells["devices"] <= min_devices)
     if low.any():
         raise UnsuppressedRelease(
             f"{where}: {int(low.sum())} cell rows have {min_devices} or fewer devices (or none); refusing to serve"
         )
+    exposed = differencing_remainders(cells, min_devices)
+    if not exposed.empty:
+        first = exposed.iloc[0]
+        raise UnsuppressedRelease(
+            f"{where}: {len(exposed)} parent cells minus their published children leave 1..{min_devices} devices "
+            f"(e.g. cell {first['cell']} at res {first['res']} on {first['date']} vs res {first['child_res']}: "
+            f"{first['remainder']}); refusing to serve"
+        )
+
+
+def differencing_remainders(cells: pd.DataFrame, min_devices: int) -> pd.DataFrame:
+    """The (cell, res, date, child_res, remainder) of every published parent whose devices minus the sum of its
+    published descendants at a finer published resolution is between 1 and ``min_devices``: a suppressed count
+    anyone could recover by subtraction. Empty for a table made with complementary suppression.
+
+    Distinct devices are sub-additive (a parent's are at most the sum of its children's), so a remainder of 0 or
+    less reveals nothing; one above the threshold reveals no count that was suppressed.
+    """
+    unique = cells.drop_duplicates(["cell", "res", "date"])[["cell", "res", "date", "devices"]]
+    unique = unique.assign(cell=np.array([cell_to_int(c) for c in unique["cell"]], dtype=np.int64))
+    resolutions = sorted(int(r) for r in unique["res"].unique())
+    found = []
+    for i, parent_res in enumerate(resolutions):
+        parents = unique[unique["res"] == parent_res]
+        for child_res in resolutions[i + 1 :]:
+            children = unique[unique["res"] == child_res]
+            summed = (
+                children.assign(cell=cells_to_parents(children["cell"].to_numpy(np.int64), parent_res))
+                .groupby(["cell", "date"], as_index=False)["devices"]
+                .sum()
+            )
+            joined = parents.merge(summed, on=["cell", "date"], how="left", suffixes=("", "_children"))
+            remainder = joined["devices"] - joined["devices_children"].fillna(0)
+            bad = joined[(remainder >= 1) & (remainder <= min_devices)]
+            if not bad.empty:
+                found.append(bad.assign(child_res=child_res, remainder=remainder[bad.index].astype("int64")))
+    columns = ["cell", "res", "date", "child_res", "remainder"]
+    if not found:
+        return pd.DataFrame(columns=columns)
+    out = pd.concat(found)[columns].reset_index(drop=True)
+    return out.assign(cell=[int_to_cell(int(c)) for c in out["cell"]])
 
 
 def read_manifest(folder: Path) -> dict:
@@ -272,8 +327,12 @@ def load_release(store_dir: Path, release_id: str | None = None, *, with_previou
     return Release(release_id=release_id, manifest=manifest, forecasts=forecasts, history=history, cells=cells, **extra)
 
 
-def list_releases(store_dir: Path) -> list[dict]:
-    """Every release folder with its manifest summary, newest first; unreadable ones say why."""
+def list_releases(store_dir: Path, routes: frozenset[str] | None = None) -> list[dict]:
+    """Every release folder with its manifest summary, newest first; unreadable ones say why.
+
+    ``routes`` (a token's route scope; None: all) limits ``rows`` to the forecast rows of those routes, so that a
+    scoped caller learns nothing of the size of the others.
+    """
     folder = store_dir / "releases"
     if not folder.is_dir():
         return []
@@ -290,10 +349,20 @@ def list_releases(store_dir: Path) -> list[dict]:
             manifest = read_manifest(path)
             check_privacy(manifest, path / "manifest.json")
             entry.update({k: manifest.get(k) for k in ("as_of", "created_at", "run_id", "model_version", "rows")})
+            if routes is not None:
+                entry["rows"] = _rows_of_routes(path, routes)
         except StoreError as exc:
             entry["error"] = str(exc)
         out.append(entry)
     return sorted(out, key=lambda e: (e.get("as_of") or "", e.get("created_at") or "", e["release_id"]), reverse=True)
+
+
+def _rows_of_routes(folder: Path, routes: frozenset[str]) -> int:
+    try:
+        route_ids = pq.read_table(folder / "forecasts.parquet", columns=["route_id"]).column("route_id")
+    except (OSError, pa.ArrowException, KeyError) as exc:
+        raise StoreError(f"release {folder.name}: forecasts.parquet is unreadable: {exc}") from None
+    return sum(1 for r in route_ids.to_pylist() if r in routes)
 
 
 def _previous_forecasts(store_dir: Path, release_id: str, as_of_text: str) -> pd.DataFrame:

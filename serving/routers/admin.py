@@ -25,7 +25,9 @@ Admin = Annotated[Principal, Depends(require("admin"))]
     responses=table_responses(ReleasesOut),
 )
 async def releases(request: Request, state: StateDep, principal: Admin) -> Response:
-    entries = [ReleaseOut(**e) for e in await asyncio.to_thread(list_releases, state.settings.store_dir)]
+    # A route-scoped admin is told the rows of its own routes only.
+    listed = await asyncio.to_thread(list_releases, state.settings.store_dir, principal.routes)
+    entries = [ReleaseOut(**e) for e in listed]
     if wants_csv(request):
         return send(
             request, csv_bytes((e.model_dump() for e in entries), list(ReleaseOut.model_fields)), CSV, len(entries)

@@ -37,11 +37,11 @@ async def alerts(
 ) -> Response:
     release = require_release(state)
     settings = state.settings
-    key = ("alerts", settings.alert_quantile, settings.alert_factor)
-    listed: list[Alert] | None = release.responses.get(key)
-    if listed is None:  # computed once per release and settings, then filtered per token
-        listed = release_alerts(release, settings.alert_quantile, settings.alert_factor)
-        release.responses[key] = listed
+    # Computed once per release and settings (a release never changes), then filtered per token.
+    listed: list[Alert] = release.derived(
+        ("alerts", settings.alert_quantile, settings.alert_factor),
+        lambda: release_alerts(release, settings.alert_quantile, settings.alert_factor),
+    )
     chosen = [
         a
         for a in listed

@@ -14,14 +14,24 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from geo.catalogue import CrossingPoint, Route
 from serving.auth import Principal, require
 from serving.models import ArrivalDay, ArrivalsOut, ArrivalTotal, CrossingArrivals, ErrorOut
-from serving.respond import CSV, JSON, ROLE_GUARDED, cached, csv_bytes, model_bytes, send, table_responses, wants_csv
+from serving.respond import CSV, JSON, ROLE_GUARDED, csv_bytes, model_bytes, send, table_responses, wants_csv
 from serving.state import StateDep, require_release
 from serving.store import BOUNDS, Release
 
 router = APIRouter(tags=["arrivals"], responses=ROLE_GUARDED)
 
 Planner = Annotated[Principal, Depends(require("planner"))]
-Days = Annotated[int, Query(ge=1, le=365, description="Days ahead, from the day after the release's as_of.")]
+Days = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=365,
+        description=(
+            "Days ahead, from the day after the release's as_of. A release that forecasts fewer days answers the days "
+            "it has: `days` in the answer says how many."
+        ),
+    ),
+]
 Role = Annotated[
     str | None, Query(pattern="^(departure|border|landing|hub)$", description="Only crossing points of this role.")
 ]
@@ -29,11 +39,6 @@ CSV_COLUMNS = ["crossing_point_id", "name", "role", "route_id", "segment_id", "s
 
 
 def _arrivals(release: Release, points: list[tuple[Route, CrossingPoint]], days: int) -> list[CrossingArrivals]:
-    available = release.horizon("density")
-    if days > available:
-        raise HTTPException(
-            status_code=422, detail=f"days {days} is beyond release {release.release_id}'s {available}-day forecast"
-        )
     out = []
     for route, cp in points:
         series = release.segment_series(route.id, cp.segment_id)
@@ -60,31 +65,24 @@ def _arrivals(release: Release, points: list[tuple[Route, CrossingPoint]], days:
     return out
 
 
-def _answer(
-    request: Request, release: Release, key: tuple, points, days: int, *, single: str | None = None
-) -> Response:
-    csv = wants_csv(request)
-
-    def build() -> tuple[bytes, str, int]:
-        found = _arrivals(release, points, days)
-        if single and not found:
-            raise HTTPException(
-                status_code=404, detail=f"no forecast for crossing point {single!r} in release {release.release_id}"
-            )
-        if csv:
-            rows = [{**c.model_dump(exclude={"days", "total"}), **d.model_dump()} for c in found for d in c.days]
-            return csv_bytes(rows, CSV_COLUMNS), CSV, len(rows)
-        out = ArrivalsOut(
-            release_id=release.release_id,
-            as_of=release.manifest.get("as_of"),
-            days=days,
-            unit="devices",
-            crossing_points=found,
+def _answer(request: Request, release: Release, points, days: int, *, single: str | None = None) -> Response:
+    days = min(days, release.horizon("density"))  # what the release holds, as the Days parameter documents
+    found = _arrivals(release, points, days) if days else []
+    if single and not found:
+        raise HTTPException(
+            status_code=404, detail=f"no forecast for crossing point {single!r} in release {release.release_id}"
         )
-        return model_bytes(out), JSON, sum(len(c.days) for c in found)
-
-    body, media, rows = cached(release, (*key, days, csv), build)
-    return send(request, body, media, rows)
+    if wants_csv(request):
+        rows = [{**c.model_dump(exclude={"days", "total"}), **d.model_dump()} for c in found for d in c.days]
+        return send(request, csv_bytes(rows, CSV_COLUMNS), CSV, len(rows))
+    out = ArrivalsOut(
+        release_id=release.release_id,
+        as_of=release.manifest.get("as_of"),
+        days=days,
+        unit="devices",
+        crossing_points=found,
+    )
+    return send(request, model_bytes(out), JSON, sum(len(c.days) for c in found))
 
 
 @router.get(
@@ -114,7 +112,7 @@ async def arrivals(
     ]
     if route is not None and not points and not any(r.id == route and principal.sees(r.id) for r in state.catalogue):
         raise HTTPException(status_code=404, detail=f"unknown route {route!r}; see GET /v1/routes")
-    return _answer(request, release, ("arrivals", principal.routes, route, role), points, days)
+    return _answer(request, release, points, days)
 
 
 @router.get(
@@ -145,5 +143,4 @@ async def crossing_point_arrivals(
     if not points:
         raise HTTPException(status_code=404, detail=f"unknown crossing point {crossing_point_id!r}; see GET /v1/routes")
     release = require_release(state)
-    key = ("crossing", principal.routes, crossing_point_id)
-    return _answer(request, release, key, points, days, single=crossing_point_id)
+    return _answer(request, release, points, days, single=crossing_point_id)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from geo.cells import cell_to_int, cells_to_geojson
 from serving.auth import Principal, require
 from serving.models import HexesGeoJSON
-from serving.respond import CSV, GEOJSON, ROLE_GUARDED, cached, csv_bytes, model_bytes, send, table_responses, wants_csv
+from serving.respond import CSV, GEOJSON, ROLE_GUARDED, csv_bytes, model_bytes, send, table_responses, wants_csv
 from serving.routers.routes import NOT_FOUND, ReleaseId, RouteId, visible_route
 from serving.state import StateDep, chosen_release
 from serving.store import Release
@@ -137,6 +137,5 @@ async def route_hexes(
     visible_route(state, principal, route_id)
     chosen = await chosen_release(state, release)
     csv = wants_csv(request)
-    key = ("hexes", route_id, date, res, segment, csv)
-    body, media, rows = cached(chosen, key, lambda: _hexes(chosen, route_id, date, res, segment, csv))
+    body, media, rows = _hexes(chosen, route_id, date, res, segment, csv)
     return send(request, body, media, rows)

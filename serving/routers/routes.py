@@ -32,7 +32,6 @@ from serving.respond import (
     GEOJSON,
     GUARDED,
     JSON,
-    cached,
     csv_bytes,
     model_bytes,
     send,
@@ -216,12 +215,7 @@ def _forecast(
             status_code=404, detail=f"no {level}-level {source} forecast for {what} in release {release.release_id}"
         )
     available = release.horizon(source)
-    if horizon is not None and horizon > available:
-        raise HTTPException(
-            status_code=422,
-            detail=f"horizon {horizon} is beyond release {release.release_id}'s {available} periods for {source}",
-        )
-    steps = available if horizon is None else horizon
+    steps = available if horizon is None else min(horizon, available)  # as the horizon parameter documents
     series = [series_out(s, steps, intervals, history) for s in chosen]
     if csv:
         rows = forecast_csv_rows(series)
@@ -252,7 +246,14 @@ async def route_forecast(
     route_id: RouteId,
     horizon: Annotated[
         int | None,
-        Query(ge=1, le=365, description="Periods ahead in the series' frequency; default all the release holds."),
+        Query(
+            ge=1,
+            le=365,
+            description=(
+                "Periods ahead in the series' frequency; default, or more than the release holds: all it holds "
+                "(`horizon` in the answer says how many)."
+            ),
+        ),
     ] = None,
     level: Annotated[Level, Query(description="route: one series; segment: one per segment.")] = "route",
     segment: Annotated[
@@ -278,8 +279,5 @@ async def route_forecast(
         level = "segment"
     levels = tuple(sorted({int(i) for i in intervals}))
     csv = wants_csv(request)
-    key = ("forecast", route_id, level, source, segment, horizon, levels, history, csv)
-    body, media, rows = cached(
-        chosen, key, lambda: _forecast(chosen, route_id, level, source, segment, horizon, levels, history, csv)
-    )
+    body, media, rows = _forecast(chosen, route_id, level, source, segment, horizon, levels, history, csv)
     return send(request, body, media, rows)

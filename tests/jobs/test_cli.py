@@ -7,6 +7,7 @@ The commands that run Spark build and stop their own session, so they run here a
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -17,7 +18,14 @@ from typer.testing import CliRunner
 from jobs.cli import CountsSource, app
 from jobs.counts import SOURCES
 
-runner = CliRunner()
+# Rich wraps error boxes to the terminal's width, which depends on the machine and, with a temporary path in the
+# message, on how long that path is: a fixed, wide terminal, and checks on the words (plain) rather than the lines.
+runner = CliRunner(env={"COLUMNS": "1000"})
+
+
+def plain(output: str) -> str:
+    """CLI output as one line of words, box drawing removed."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
 
 
 def test_the_source_choices_are_the_sources_counts_reads():
@@ -27,13 +35,13 @@ def test_the_source_choices_are_the_sources_counts_reads():
 def test_ingest_counts_refuses_a_missing_file_and_an_unknown_source(tmp_path):
     missing = runner.invoke(app, ["ingest-counts", str(tmp_path / "nope.csv"), "--source", "frontex"])
     assert missing.exit_code == 2
-    assert "does not exist" in missing.output
+    assert "does not exist" in plain(missing.output)
 
     f = tmp_path / "c.csv"
     f.write_text("date,route,count\n2025-01-01,channel,3\n")
     bogus = runner.invoke(app, ["ingest-counts", str(f), "--source", "bogus"])
     assert bogus.exit_code == 2
-    assert "bogus" in bogus.output
+    assert "'bogus' is not one of" in plain(bogus.output)
 
 
 @pytest.mark.slow
@@ -67,7 +75,7 @@ def test_simulate_refuses_a_bad_config_before_starting_spark(tmp_path):
     bad.write_text("seed = 1\nsede = 2\n")
     result = runner.invoke(app, ["simulate", "--config", str(bad)])
     assert result.exit_code == 2
-    assert "sim.toml" in result.output and "sede" in result.output
+    assert "sim.toml" in plain(result.output) and "sede" in plain(result.output)
     missing_scale = runner.invoke(app, ["simulate", "--scale", "huge"])
     assert missing_scale.exit_code == 2
 
@@ -76,7 +84,7 @@ def test_truth_without_a_simulation_says_what_to_run(tmp_path, monkeypatch):
     monkeypatch.setenv("ROUTECAST_VAR_DIR", str(tmp_path / "var"))
     result = runner.invoke(app, ["truth", "--date", "2026-07-30"])
     assert result.exit_code == 2
-    assert "routecast simulate" in " ".join(result.output.split())
+    assert "routecast simulate" in plain(result.output)
 
 
 def test_privacy_ledger_lists_what_each_month_spent(tmp_path, monkeypatch):
@@ -109,7 +117,7 @@ def test_models_lists_the_champion_history(tmp_path, monkeypatch):
 
     monkeypatch.setenv("ROUTECAST_VAR_DIR", str(tmp_path))
     empty = runner.invoke(app, ["models"])
-    assert empty.exit_code == 1 and "run the pipeline first" in empty.output
+    assert empty.exit_code == 1 and "run the pipeline first" in plain(empty.output)
 
     settings = JobSettings()
     cfg = SelectionConfig(holdout=7, horizon=7, candidates=("naive", "seasonal_naive"), ensemble_top=0)

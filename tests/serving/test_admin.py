@@ -1,7 +1,9 @@
 """Releases, reload and the atomic swap of the served release."""
 
 import datetime as dt
+import io
 import threading
+from csv import DictReader
 
 from fastapi.testclient import TestClient
 
@@ -18,7 +20,15 @@ def test_releases_newest_first_with_the_current_one_marked(client):
     assert all(r["error"] is None and r["run_id"] for r in body["releases"])
 
 
-def test_reload_picks_up_a_new_release_and_requests_never_fail_during_the_swap(client, published, catalogue):
+def test_reload_picks_up_a_new_release_and_requests_never_fail_during_the_swap(published, catalogue):
+    # A limit the hammering thread cannot exhaust however slow the machine: this is about the swap, not the limit.
+    settings = published.model_copy(update={"rate_limit_burst": 10**9})
+    with TestClient(create_app(settings)) as client:
+        client.headers.update(bearer(settings, "admin"))
+        _reload_while_hammering(client, settings, catalogue)
+
+
+def _reload_while_hammering(client, published, catalogue):
     before = client.get("/readyz").json()["release_id"]
     url = f"/v1/routes/{CHANNEL}/forecast"
     seen, failures, stop = set(), [], threading.Event()
@@ -81,3 +91,19 @@ def test_admin_endpoints_need_the_admin_role(api, published):
         headers = bearer(published, role)
         assert api.get("/v1/releases", headers=headers).status_code == 403
         assert api.post("/v1/admin/reload", headers=headers).status_code == 403
+
+
+def test_a_route_scoped_admin_is_told_the_rows_of_its_routes_only(api, published):
+    """The leak: a Channel-only admin read how many forecast rows every route had (e.g. 7 routes' worth)."""
+    import pyarrow.parquet as pq
+
+    everyone = api.get("/v1/releases", headers=bearer(published, "admin")).json()["releases"]
+    channel = api.get("/v1/releases", headers=bearer(published, "admin", [CHANNEL])).json()["releases"]
+    assert [r["release_id"] for r in channel] == [r["release_id"] for r in everyone]
+    for wide, narrow in zip(everyone, channel, strict=True):
+        table = pq.read_table(published.store_dir / "releases" / wide["release_id"] / "forecasts.parquet")
+        route_ids = table.column("route_id").to_pylist()
+        assert wide["rows"] == len(route_ids)
+        assert narrow["rows"] == route_ids.count(CHANNEL) < wide["rows"]
+    csv = api.get("/v1/releases", headers={**bearer(published, "admin", [CHANNEL]), "Accept": "text/csv"}).text
+    assert [int(r["rows"]) for r in DictReader(io.StringIO(csv))] == [r["rows"] for r in channel]

@@ -52,11 +52,21 @@ def test_arrivals_as_csv_one_row_per_point_and_day(client):
 
 def test_errors(client):
     assert client.get("/v1/crossing-points/atlantis/arrivals").status_code == 404
-    r = client.get("/v1/crossing-points/lampedusa/arrivals", params={"days": 29})
-    assert r.status_code == 422 and "beyond release" in r.json()["detail"]
     assert client.get("/v1/arrivals", params={"role": "ferry"}).status_code == 422
+    assert client.get("/v1/arrivals", params={"days": 366}).status_code == 422
     r = client.get("/v1/arrivals", params={"route": "atlantis"})
     assert r.status_code == 404 and r.json()["detail"] == "unknown route 'atlantis'; see GET /v1/routes"
+
+
+def test_days_valid_by_the_schema_but_beyond_the_release_answer_the_days_it_has(client):
+    """The schema allows up to 365 days; a release forecasting 28 answers 28 and says so (it used to answer 422)."""
+    for days in (29, 174, 365):
+        r = client.get("/v1/crossing-points/lampedusa/arrivals", params={"days": days})
+        assert r.status_code == 200, days
+        body = r.json()
+        assert body["days"] == 28
+        assert [len(cp["days"]) for cp in body["crossing_points"]] == [28]
+        assert body["crossing_points"][0]["total"]["days"] == 28
 
 
 def test_a_crossing_point_without_forecast_is_404(client, catalogue):

@@ -26,7 +26,7 @@ from serving.auth import (
 from serving.cli import RoleChoice
 from serving.settings import ServingSettings
 
-SECRET = "s" * 40
+SECRET = "7c1e5a9f3b2d8e4c6a0f1b3d5e7c9a2b4d6f8e0a"  # 40 characters of hex: a key the API accepts
 
 
 @pytest.fixture
@@ -255,8 +255,103 @@ def test_a_short_key_is_refused(tmp_path):
         signing_key(ServingSettings(var_dir=tmp_path, jwt_secret="short"))
     short = tmp_path / "short.key"
     short.write_bytes(b"x" * 16)
+    short.chmod(0o600)
     with pytest.raises(SigningKeyError, match="16 bytes"):
         signing_key(ServingSettings(var_dir=tmp_path, jwt_key_file=short))
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        ("a" * 40, "1 distinct bytes"),
+        ("abcd" * 10, "4 distinct bytes"),
+        ("0123456789" * 4, "10-byte pattern repeated"),
+        ("passwordpassword" * 2 + "pass", "distinct bytes"),
+    ],
+)
+def test_a_weak_secret_is_refused_with_advice(tmp_path, secret, reason):
+    with pytest.raises(SigningKeyError, match=reason) as err:
+        signing_key(ServingSettings(var_dir=tmp_path, jwt_secret=secret))
+    assert "openssl rand -hex 32" in str(err.value)
+
+
+def test_the_api_does_not_start_on_a_weak_secret(tmp_path):
+    from serving.app import create_app
+
+    with pytest.raises(SigningKeyError, match="weak"), TestClient(
+        create_app(ServingSettings(var_dir=tmp_path, jwt_secret="x" * 64))
+    ):
+        pass
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_a_key_file_others_or_the_group_may_read_is_refused(tmp_path, mode):
+    key = tmp_path / "jwt.key"
+    key.write_bytes(bytes(range(32)))
+    key.chmod(mode)
+    with pytest.raises(SigningKeyError, match=f"mode {mode:04o}.*chmod 600"):
+        signing_key(ServingSettings(var_dir=tmp_path, jwt_key_file=key))
+    key.chmod(0o600)
+    assert signing_key(ServingSettings(var_dir=tmp_path, jwt_key_file=key)) == bytes(range(32))
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat"])
+@pytest.mark.parametrize("value", ["now as text", "9999999999", "soon", None, True, [1]])
+def test_a_signed_token_with_a_non_numeric_time_claim_is_a_401_not_a_500(settings, claim, value):
+    now = int(time.time())
+    if value == "now as text":  # valid for PyJWT, then a TypeError in the lifetime check: the 500 once seen
+        value = str(now + 600 if claim == "exp" else now)
+    token = jwt.encode(claims(settings, **{"iat": now, "exp": now + 600, claim: value}), SECRET, algorithm="HS256")
+    with pytest.raises(AuthError):  # PyJWT reads some (a numeric string, True) as numbers: expired, not yet valid
+        decode_token(settings, token)
+    with TestClient(make_app(settings), raise_server_exceptions=False) as client:
+        r = client.get("/analyst", headers=bearer(token))
+        assert r.status_code == 401, r.text
+
+
+def test_two_authorization_headers_are_refused_whichever_comes_first(settings):
+    wide = create_token(settings, subject="boss", role="admin", routes=None, ttl=timedelta(hours=1))
+    narrow = create_token(settings, subject="ann", role="analyst", routes=["channel"], ttl=timedelta(hours=1))
+    with TestClient(make_app(settings)) as client:
+        for first, second in ((wide, narrow), (narrow, wide), (wide, wide)):
+            two = [("Authorization", f"Bearer {first}"), ("Authorization", f"Bearer {second}")]
+            r = client.get("/analyst", headers=two)
+            assert r.status_code == 400
+            assert r.json() == {"detail": "send one Authorization header, not 2"}
+
+
+def test_a_revoked_token_is_refused_within_the_check_interval(settings):
+    from serving.auth import revoke_token
+
+    settings = settings.model_copy(update={"revocation_check_s": 0.05})
+    token = create_token(settings, subject="eve", role="planner", routes=None, ttl=timedelta(hours=1))
+    other = create_token(settings, subject="ann", role="planner", routes=None, ttl=timedelta(hours=1))
+    jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+    with TestClient(make_app(settings)) as client:
+        assert client.get("/analyst", headers=bearer(token)).status_code == 200  # remembered as valid
+        entry = revoke_token(settings, jti, by="admin", reason="laptop stolen")
+        assert entry["jti"] == jti
+        time.sleep(0.1)
+        assert_401(client.get("/analyst", headers=bearer(token)), "token has been revoked")
+        assert client.get("/analyst", headers=bearer(other)).status_code == 200
+    assert stat.S_IMODE(settings.revoked_file.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("bad", ["", "two words", "x" * 129])
+def test_revoking_something_that_is_not_a_token_id_is_refused(settings, bad):
+    from serving.auth import revoke_token
+
+    with pytest.raises(ValueError, match="not a token id"):
+        revoke_token(settings, bad, by="admin")
+
+
+def test_a_corrupt_revocation_file_is_an_error_not_an_empty_list(settings):
+    from serving.auth import read_revocations
+
+    settings.revoked_file.parent.mkdir(parents=True)
+    settings.revoked_file.write_text('{"jti":"a"}\nnot json\n')
+    with pytest.raises(SigningKeyError, match="line 2"):
+        read_revocations(settings.revoked_file)
 
 
 def test_openapi_shows_the_bearer_scheme_on_protected_endpoints(settings):

@@ -104,3 +104,42 @@ def test_a_channel_analyst_cannot_learn_that_the_central_mediterranean_exists(ap
         assert leaked == [], (r.request.url, leaked)
     routes = api.get("/v1/routes", headers=headers).json()["routes"]
     assert [r["id"] for r in routes] == [CHANNEL]
+
+
+def test_the_whole_matrix_answers_the_same_from_the_cache(published):
+    """Every role × scope × endpoint × route × format, cold and then again in the same app (cached where it can
+    be): the same status and the same bytes, so the cache can never answer what the app would not."""
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from tests.serving.test_fastpath import answer_cache
+
+    settings = published.model_copy(update={"rate_limit_burst": 10_000})
+    tokens = {(role, scope): bearer(settings, role, SCOPES[scope]) for role in ROLES for scope in SCOPES}
+    requests = [
+        (headers, method, _url(template, route), accept)
+        for headers in tokens.values()
+        for method, template, _ in ENDPOINTS
+        for route in (CENTRAL_MED, CHANNEL, UNKNOWN)
+        for accept in ("application/json", "text/csv")
+    ]
+    with TestClient(create_app(settings)) as c:
+        cache = answer_cache(c.app)
+
+        def answers() -> list[tuple[int, bytes]]:
+            out = []
+            for headers, method, url, accept in requests:
+                r = c.request(method, url, headers={**headers, "Accept": accept})
+                out.append((r.status_code, r.content if method == "GET" else b""))
+            return out
+
+        cold = answers()
+        hits = cache.hits
+        warm = answers()
+    assert warm == cold
+    assert sum(status == 200 for status, _ in cold) > 100
+    assert cache.hits - hits >= sum(  # every cacheable 200 of the second pass came from the cache
+        1
+        for (_, method, url, _), (status, _) in zip(requests, cold, strict=True)
+        if status == 200 and method == "GET" and not url.startswith(("/v1/releases", "/v1/me"))
+    )

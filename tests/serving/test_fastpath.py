@@ -13,7 +13,7 @@ from serving.fastpath import AnswerCache
 from tests.serving.conftest import AS_OF, CENTRAL_MED, CHANNEL, bearer, publish_release
 
 
-def _cache(app) -> AnswerCache:
+def answer_cache(app) -> AnswerCache:
     layer = app.middleware_stack
     while not isinstance(layer, AnswerCache):
         layer = layer.app
@@ -23,7 +23,7 @@ def _cache(app) -> AnswerCache:
 def test_a_repeated_read_is_answered_from_the_cache_and_still_audited(client, published):
     url = f"/v1/routes/{CHANNEL}/forecast?horizon=3"
     first = client.get(url)
-    cache = _cache(client.app)
+    cache = answer_cache(client.app)
     before = cache.hits
     second = client.get(url)
     assert cache.hits == before + 1
@@ -76,4 +76,99 @@ def test_a_new_release_empties_the_cache(client, published, catalogue):
     new = publish_release(published, catalogue, AS_OF + dt.timedelta(days=1), "run-3")
     client.post("/v1/admin/reload")
     assert client.get(url).json()["release_id"] == new.release_id != old
-    assert all(key[0] == new.release_id for key in _cache(client.app).answers)
+    assert all(key[0] == new.release_id for key in answer_cache(client.app).answers)
+
+
+# ------------------------------------------------------------------------------------------ attacks on the cache
+
+
+def test_two_bearer_tokens_never_plant_a_wide_answer_under_a_narrow_key(api, published):
+    """The attack: a wide token first and a Channel analyst's last, so that an app reading the first header and a
+    cache keyed on the last would store every route under the Channel analyst's key."""
+    wide = bearer(published, "admin")["Authorization"]
+    narrow = bearer(published, "analyst", [CHANNEL])
+    for first, last in ((wide, narrow["Authorization"]), (narrow["Authorization"], wide)):
+        for url in ("/v1/routes", f"/v1/routes/{CENTRAL_MED}/forecast", "/v1/alerts"):
+            r = api.get(url, headers=[("Authorization", first), ("Authorization", last)])
+            assert r.status_code == 400 and r.json()["detail"] == "send one Authorization header, not 2", url
+    assert answer_cache(api.app).answers == {}
+    routes = api.get("/v1/routes", headers=narrow).json()["routes"]
+    assert [r["id"] for r in routes] == [CHANNEL]
+    assert api.get(f"/v1/routes/{CENTRAL_MED}/forecast", headers=narrow).status_code == 404
+    assert api.get("/v1/alerts", headers=narrow).status_code == 403
+
+
+def test_two_accept_headers_are_negotiated_once_for_the_answer_and_its_key(api, published):
+    """The attack: CSV asked in one Accept header and JSON in another, so that every later JSON client of the
+    role and scope would be served CSV from the cache."""
+    headers = bearer(published, "analyst")
+    url = "/v1/routes"
+    both = api.get(url, headers=[*headers.items(), ("Accept", "text/csv"), ("Accept", "application/json")])
+    assert both.status_code == 200 and both.headers["content-type"].startswith("text/csv")
+    flipped = api.get(url, headers=[*headers.items(), ("Accept", "application/json"), ("Accept", "text/csv")])
+    assert flipped.content == both.content
+    plain = api.get(url, headers=headers)
+    assert plain.headers["content-type"] == "application/json" and plain.json()["routes"]
+    refused = api.get(url, headers={**headers, "Accept": "text/csv;q=0, application/json"})
+    assert refused.headers["content-type"] == "application/json"
+
+
+def test_every_v1_answer_says_no_store(api, published):
+    headers = bearer(published, "admin")
+    for url in ("/v1/routes", "/v1/routes", "/v1/me", "/v1/releases", f"/v1/routes/{CHANNEL}/forecast"):
+        assert api.get(url, headers=headers).headers["cache-control"] == "no-store", url
+    assert api.get("/v1/routes").headers["cache-control"] == "no-store"  # the 401 too
+    assert api.post("/v1/admin/reload", headers=headers).headers["cache-control"] == "no-store"
+
+
+def test_memory_is_bounded_by_the_byte_budget(published):
+    budget = 64 * 1024
+    settings = published.model_copy(update={"answer_cache_mb": budget / 2**20, "rate_limit_burst": 10_000})
+    with TestClient(create_app(settings)) as c:
+        c.headers.update(bearer(settings))
+        cache = answer_cache(c.app)
+        for horizon in range(1, 60):
+            assert c.get(f"/v1/routes/{CHANNEL}/forecast?horizon={horizon}&history=30").status_code == 200
+            assert cache.bytes <= budget
+        assert 0 < len(cache.answers) < 59  # the oldest were dropped to keep the budget
+        assert cache.bytes == sum(a.size for a in cache.answers.values())
+        newest = next(reversed(cache.answers))
+        assert newest[4] == b"horizon=59&history=30"
+
+
+def test_an_answer_is_kept_only_under_the_principal_the_app_authorized(published):
+    """By construction: the key is recomputed from what the app actually did; a principal swapped in between
+    (as a wrong header read would) stores nothing."""
+    from serving.auth import AUTH_SCOPE_KEY, PRINCIPAL_SCOPE_KEY, decode_token
+
+    app = create_app(published)
+    narrow = decode_token(published, bearer(published, "analyst", [CHANNEL])["Authorization"][7:])
+
+    @app.middleware("http")
+    async def swap(request, call_next):  # runs inside the cache: what a confused app would do
+        response = await call_next(request)
+        request.scope[PRINCIPAL_SCOPE_KEY] = narrow
+        request.scope[AUTH_SCOPE_KEY] = narrow
+        return response
+
+    with TestClient(app) as c:
+        assert c.get("/v1/routes", headers=bearer(published, "admin")).status_code == 200
+        assert answer_cache(c.app).answers == {}
+
+
+def test_a_revoked_token_gets_no_cached_answer_and_is_audited(published):
+    from serving.auth import revoke_token
+
+    settings = published.model_copy(update={"revocation_check_s": 0.01})
+    headers = bearer(settings, "planner")
+    jti = jwt.decode(headers["Authorization"][7:], options={"verify_signature": False})["jti"]
+    with TestClient(create_app(settings)) as c:
+        url = f"/v1/routes/{CHANNEL}/forecast"
+        assert c.get(url, headers=headers).status_code == 200
+        assert c.get(url, headers=headers).status_code == 200  # now cached
+        revoke_token(settings, jti, by="test", reason="left the team")
+        time.sleep(0.05)
+        r = c.get(url, headers=headers)
+        assert r.status_code == 401 and r.json()["detail"] == "token has been revoked"
+    last = list(read_records(settings.audit_path))[-1]
+    assert (last["status"], last["token_id"], last["subject"]) == (401, jti, "tester")

@@ -46,7 +46,7 @@ def test_every_v1_operation_declares_bearer_auth_and_examples_name_no_real_route
 @pytest.fixture
 def served_app(published):
     # A limit high enough that the examples reach the endpoints (429 is documented and tested elsewhere).
-    app = create_app(published.model_copy(update={"rate_limit_burst": 1_000_000}))
+    app = create_app(published.model_copy(update={"rate_limit_burst": 1_000_000, "anon_rate_limit_burst": 1_000_000}))
     with TestClient(app):  # runs the lifespan: the release is loaded into app.state
         yield app
 
@@ -88,3 +88,17 @@ def _use_real_ids(case, route_id: str) -> None:
             query["series_id"] = f"route:{route_id}"
         if "route" in query:
             query["route"] = route_id
+
+
+def test_the_docs_page_loads_nothing_from_outside(api):
+    """/docs used to load Swagger UI from a CDN (and /redoc, ReDoc): every asset now comes from this server."""
+    import re
+
+    page = api.get("/docs")
+    assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+    urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']|url:\s*["']([^"']+)["']""", page.text)
+    urls = [a or b for a, b in urls]
+    assert urls and not [u for u in urls if "//" in u], urls
+    for url in urls:
+        assert api.get(url).status_code == 200, url
+    assert api.get("/redoc").status_code == 404
