@@ -42,6 +42,16 @@ def test_package_imports_only_what_it_may(package):
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
+def test_routers_do_not_import_each_other():
+    """What several routers share (roles, scope check, parameters) lives in serving/deps.py."""
+    offenders = {}
+    for p in (ROOT / "serving" / "routers").glob("*.py"):
+        tree = ast.parse(p.read_text(), filename=str(p))
+        modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        offenders[p.name] = sorted(m for m in modules if m.startswith("serving.routers"))
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
 def _run(code: str) -> str:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     return out.stdout.strip()

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
-from serving.auth import Principal, require
+from serving.deps import Admin
 from serving.models import ReleaseOut, ReleasesOut, ReloadOut
 from serving.respond import CSV, JSON, ROLE_GUARDED, csv_bytes, model_bytes, send, table_responses, wants_csv
 from serving.state import StateDep
@@ -15,7 +14,6 @@ from serving.store import list_releases
 
 router = APIRouter(tags=["admin"], responses=ROLE_GUARDED)
 
-Admin = Annotated[Principal, Depends(require("admin"))]
 
 
 @router.get(

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from serving.alerts import release_alerts
-from serving.auth import Principal, require
+from serving.deps import Planner
 from serving.models import Alert, AlertKind, AlertsOut
 from serving.respond import CSV, JSON, ROLE_GUARDED, csv_bytes, model_bytes, send, table_responses, wants_csv
 from serving.state import StateDep, require_release
 
 router = APIRouter(tags=["alerts"], responses=ROLE_GUARDED)
 
-Planner = Annotated[Principal, Depends(require("planner"))]
 CSV_COLUMNS = list(Alert.model_fields)
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 
 from geo.catalogue import CrossingPoint, Route
-from serving.auth import Principal, require
+from serving.deps import Planner
 from serving.models import ArrivalDay, ArrivalsOut, ArrivalTotal, CrossingArrivals, ErrorOut
 from serving.respond import CSV, JSON, ROLE_GUARDED, csv_bytes, model_bytes, send, table_responses, wants_csv
 from serving.state import StateDep, require_release
@@ -20,7 +20,6 @@ from serving.store import BOUNDS, Release
 
 router = APIRouter(tags=["arrivals"], responses=ROLE_GUARDED)
 
-Planner = Annotated[Principal, Depends(require("planner"))]
 Days = Annotated[
     int,
     Query(

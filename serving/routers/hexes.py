@@ -10,19 +10,17 @@ import datetime as dt
 from typing import Annotated
 
 import pandas as pd
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from geo.cells import cell_to_int, cells_to_geojson
-from serving.auth import Principal, require
+from serving.deps import NOT_FOUND, Planner, ReleaseId, RouteId, visible_route
 from serving.models import HexesGeoJSON
 from serving.respond import CSV, GEOJSON, ROLE_GUARDED, csv_bytes, model_bytes, send, table_responses, wants_csv
-from serving.routers.routes import NOT_FOUND, ReleaseId, RouteId, visible_route
 from serving.state import StateDep, chosen_release
 from serving.store import Release
 
 router = APIRouter(prefix="/v1/routes", tags=["hexes"], responses=ROLE_GUARDED)
 
-Planner = Annotated[Principal, Depends(require("planner"))]
 CSV_COLUMNS = ["cell", "res", "date", "segment_ids", "devices", "excess", "zscore", "forecast", "lo80", "hi80"]
 
 

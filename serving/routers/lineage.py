@@ -5,17 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from serving.auth import Principal, require
+from serving.deps import Analyst, ReleaseId
 from serving.models import ErrorOut, InputDates, LineageOut
 from serving.respond import GUARDED, JSON, model_bytes, send
-from serving.routers.routes import ReleaseId
 from serving.state import StateDep, chosen_release
 
 router = APIRouter(tags=["lineage"], responses=GUARDED)
 
-Analyst = Annotated[Principal, Depends(require("analyst"))]
 
 
 @router.get(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Request, Response
 
-from fastapi import APIRouter, Depends, Request, Response
-
-from serving.auth import Principal, require
+from serving.deps import Analyst
 from serving.models import MeOut
 from serving.respond import GUARDED, JSON, model_bytes, send
 
@@ -14,7 +12,7 @@ router = APIRouter(prefix="/v1", tags=["me"], responses=GUARDED)
 
 
 @router.get("/me", response_model=MeOut, summary="The caller: subject, role, route scope, expiry")
-async def me(request: Request, principal: Annotated[Principal, Depends(require("analyst"))]) -> Response:
+async def me(request: Request, principal: Analyst) -> Response:
     """What the token may see, so that a client (the map page) asks only for that: the routes themselves come from
     ``GET /v1/routes``; a planner or admin may also ask for hexes, arrivals and alerts."""
     out = MeOut(

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from geo.catalogue import Route, RouteNotFound, route_to_geojson
-from serving.auth import Principal, require
+from geo.catalogue import Route, route_to_geojson
+from serving.deps import NOT_FOUND, Analyst, ReleaseId, RouteId, visible_route
 from serving.models import (
-    ROUTE_EXAMPLE,
     CellDays,
     CrossingPointOut,
-    ErrorOut,
     ForecastPoint,
     HistoryPoint,
     IntervalLevel,
@@ -38,35 +36,13 @@ from serving.respond import (
     table_responses,
     wants_csv,
 )
-from serving.state import AppState, StateDep, chosen_release
+from serving.state import StateDep, chosen_release
 from serving.store import Release, Series
 
 router = APIRouter(prefix="/v1/routes", tags=["routes"], responses=GUARDED)
 
-Analyst = Annotated[Principal, Depends(require("analyst"))]
-RouteId = Annotated[str, Path(max_length=100, examples=[ROUTE_EXAMPLE], description="A route id from GET /v1/routes.")]
-ReleaseId = Annotated[
-    str | None,
-    Query(
-        pattern=r"^[0-9]{8}-[0-9a-f]{12}$",
-        description="A release id (see lineage); default: the release being served.",
-        examples=["20250301-0123456789ab"],
-    ),
-]
-NOT_FOUND = {404: {"model": ErrorOut, "description": "Unknown route, or one outside the token's scope."}}
-
 MAX_HISTORY = 1830  # five years of days; weekly and monthly series hold fewer periods
 DENSITY = "density"
-
-
-def visible_route(state: AppState, principal: Principal, route_id: str) -> Route:
-    """The route, if it exists and the token may see it; otherwise the same 404 either way."""
-    if principal.sees(route_id):
-        try:
-            return state.catalogue.route(route_id)
-        except RouteNotFound:
-            pass
-    raise HTTPException(status_code=404, detail=f"unknown route {route_id!r}; see GET /v1/routes")
 
 
 def _route_out(route: Route, sources: list[str], cell_days: CellDays | None) -> RouteOut:
