@@ -96,33 +96,51 @@ def _release_frames(keys: pd.DataFrame, levels: dict[str, float], as_of: dt.date
 
 
 def _cells(catalogue, as_of: dt.date, seed: int) -> pd.DataFrame:
+    """Cells as a real release holds them: sampled at the finest resolution, each coarser cell the sum of its
+    published children, so that no parent minus its children leaves a small remainder (the API refuses that)."""
     from geo.cells import corridor_cells, int_to_cell
+    from geo.points import cells_to_parents
 
     rng = np.random.default_rng(seed)
     days = pd.date_range(end=pd.Timestamp(as_of), periods=28, freq="D").date
-    parts = []
+    finest = max(CELL_RES)
+    devices_of: dict[int, np.ndarray] = {}  # one series per cell, whichever segments it lies in
+    owners = []
     for route in catalogue:
         for seg in route.segments:
-            for res in CELL_RES:
-                ids = sorted(corridor_cells(seg, res))
-                step = max(1, len(ids) // CELLS_PER_SEGMENT)
-                for cell_int in ids[::step][:CELLS_PER_SEGMENT]:
-                    devices = MIN_DEVICES + 1 + rng.poisson(rng.lognormal(3.0, 1.0), size=len(days))
-                    base = float(np.median(devices))
-                    parts.append(
-                        pd.DataFrame(
-                            {
-                                "route_id": route.id,
-                                "segment_id": seg.id,
-                                "cell": int_to_cell(int(cell_int)),
-                                "res": res,
-                                "date": days,
-                                "devices": devices,
-                                "excess": devices - base,
-                                "zscore": (devices - base) / max(np.std(devices), 1.0),
-                            }
-                        )
-                    )
+            ids = sorted(corridor_cells(seg, finest))
+            step = max(1, len(ids) // CELLS_PER_SEGMENT)
+            for cell_int in ids[::step][:CELLS_PER_SEGMENT]:
+                if int(cell_int) not in devices_of:
+                    devices_of[int(cell_int)] = MIN_DEVICES + 1 + rng.poisson(rng.lognormal(3.0, 1.0), size=len(days))
+                owners.append((route.id, seg.id, int(cell_int)))
+    sampled = np.array(sorted(devices_of), dtype=np.int64)
+    parts = []
+    for res in CELL_RES:
+        parent = cells_to_parents(sampled, res)
+        sums = {int(c): np.sum([devices_of[int(f)] for f in sampled[parent == c]], axis=0) for c in np.unique(parent)}
+        seen = set()
+        for route_id, seg_id, cell_int in owners:
+            cell = int(cells_to_parents(np.array([cell_int]), res)[0])
+            if (route_id, seg_id, cell) in seen:
+                continue
+            seen.add((route_id, seg_id, cell))
+            devices = sums[cell]
+            base = float(np.median(devices))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "route_id": route_id,
+                        "segment_id": seg_id,
+                        "cell": int_to_cell(cell),
+                        "res": res,
+                        "date": days,
+                        "devices": devices,
+                        "excess": devices - base,
+                        "zscore": (devices - base) / max(np.std(devices), 1.0),
+                    }
+                )
+            )
     cells = pd.concat(parts, ignore_index=True)
     totals = cells.groupby(["route_id", "segment_id", "res"])["devices"].transform("sum")
     per_cell = cells.groupby(["route_id", "segment_id", "res", "cell"])["devices"].transform("sum")

@@ -8,10 +8,16 @@ Resolutions
     parent's pings are the sum of its children's, and its distinct devices at most that sum.
 
 Suppression
-    Happens here, where the aggregate is made: only aggregates backed by more than ``min_devices`` distinct
-    devices are written (``suppress_small_counts``); the unsuppressed counts are never written to the lake
-    (Spark's own shuffle and spill files under ``spark.local.dir`` hold device-level rows while the job runs).
-    Optional differential-privacy noise (``jobs.privacy``) is added to what survives.
+    Happens here, where the aggregate is made (``suppress_density``): only aggregates backed by more than
+    ``min_devices`` distinct devices are kept (``jobs.suppression.suppress_small_counts``), then complementary
+    suppression (``jobs.suppression.complementary_suppression``) removes more rows until no published parent —
+    a coarser cell, a day over its hours, an hour over its finer cells' days — minus its published children
+    leaves 1..``min_devices`` devices, at every pair of resolutions; days at ``h3_res`` are kept (their coarser
+    parents go instead), so the series lose nothing to it. ``pings`` is not published
+    (null): it is additive, so a parent's pings minus its children's would give the suppressed remainder
+    exactly, and nothing downstream reads it. The unsuppressed counts are never written to the lake (Spark's own
+    shuffle and spill files under ``spark.local.dir`` hold device-level rows while the job runs). Optional
+    differential-privacy noise (``jobs.privacy``) is added to what survives.
 
 Baseline and anomaly (daily density)
     For each cell and day: the mean of the same weekday over the trailing 45 days (the six previous same
@@ -36,7 +42,16 @@ from geo.points import latlng_to_cells, parent_bits
 from jobs import privacy
 from jobs.lake import read_table, write_checks, write_partitions
 from jobs.schemas import BRONZE_PINGS, BRONZE_TILES, DENSITY, DENSITY_HOURLY
-from jobs.settings import MIN_DEVICES_FLOOR, RES_MIN, JobSettings
+from jobs.settings import RES_MIN, JobSettings
+from jobs.suppression import (
+    DAILY,
+    ComplementaryResult,
+    complementary_suppression,
+    daily_part,
+    hourly_part,
+    stack_levels,
+    suppress_small_counts,  # also imported from here by flows, the tests and bench/
+)
 
 # Same weekday over the trailing 45 days: the six previous same weekdays that fit in it (7..42 days back).
 BASELINE_WEEKS = 6
@@ -126,11 +141,34 @@ def count_by_cell_day(pings: DataFrame, res: int) -> DataFrame:
     return count_by_cell(device_cells(pings, res), (res,), hourly=False)
 
 
-def suppress_small_counts(aggregates: DataFrame, min_devices: int) -> DataFrame:
-    """Keep only aggregates backed by more than ``min_devices`` distinct devices (design.md privacy rule)."""
-    if min_devices < MIN_DEVICES_FLOOR:
-        raise ValueError(f"min_devices={min_devices} is below the privacy floor of {MIN_DEVICES_FLOOR}")
-    return aggregates.where(F.col("devices") > F.lit(min_devices))
+def suppress_density(
+    daily: DataFrame,
+    hourly: DataFrame | None,
+    min_devices: int,
+    resolutions: tuple[int, ...],
+    keep_res: int | None = None,
+) -> tuple[DataFrame, DataFrame | None, ComplementaryResult]:
+    """The publishable daily and hourly density from unsuppressed aggregates (``count_by_cell``): primary, then
+    complementary suppression over every resolution in ``resolutions`` and days against hours, checked together.
+
+    Daily rows at ``keep_res`` (the series' resolution, ``h3_res``) are never removed by complementary suppression:
+    where they would be the smallest child, their coarser parent goes instead, so the density series and the
+    release's finest cells lose nothing to it. Returns the daily rows, the hourly rows (None without ``hourly``) —
+    both with ``pings`` null, since it is not published — and the complementary result (rounds, rows removed).
+    Refuses a threshold below the floor.
+    """
+    primary = stack_levels(
+        suppress_small_counts(daily, min_devices).drop("pings"),
+        None if hourly is None else suppress_small_counts(hourly, min_devices).drop("pings"),
+    )
+    kept = None if keep_res is None else (F.col("res") == F.lit(keep_res)) & (F.col("hour") == F.lit(DAILY))
+    result = complementary_suppression(
+        primary, min_devices, counts=("devices",), resolutions=resolutions, protected=kept
+    )
+    no_pings = F.lit(None).cast("long").alias("pings")
+    daily_out = daily_part(result.published).select("*", no_pings)
+    hourly_out = None if hourly is None else hourly_part(result.published).select("*", no_pings)
+    return daily_out, hourly_out, result
 
 
 def with_baseline(density: DataFrame, first_day: dt.date) -> DataFrame:
@@ -160,11 +198,14 @@ def with_baseline(density: DataFrame, first_day: dt.date) -> DataFrame:
 class AggregateCounts:
     pings_in: int
     aggregates: int
-    published: int
-    suppressed: int
+    published: int  # daily aggregates kept by both suppressions
+    suppressed: int  # aggregates - published: primary and complementary
     hourly_aggregates: int = 0
     hourly_published: int = 0
     dp_refused: tuple[dt.date, ...] = ()  # dates whose release the privacy ledger refused (left as they were)
+    complementary_suppressed: int = 0  # daily aggregates above min_devices removed by complementary suppression
+    hourly_complementary_suppressed: int = 0
+    complementary_rounds: int = 0  # rounds complementary suppression took (0: primary alone was enough)
 
 
 def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt.date | None = None) -> AggregateCounts:
@@ -188,8 +229,10 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt
     daily = count_by_cell(reduced, resolutions, hourly=False).cache()
     dates = sorted(r["date"] for r in daily.select("date").distinct().collect())
 
-    daily_out = suppress_small_counts(daily, settings.min_devices)
-    hourly_out = suppress_small_counts(hourly, settings.min_devices) if hourly is not None else None
+    # Before any noise: which rows may be published is decided on the true (bounded) counts.
+    daily_out, hourly_out, secondary = suppress_density(
+        daily, hourly, settings.min_devices, resolutions, keep_res=settings.h3_res
+    )
     refused: list[dt.date] = []
     if dp_on and dates:
         # Cached (fingerprinted, then noised) and unpersisted below: Spark's cache is keyed by plan, and a stale
@@ -214,14 +257,18 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt
     by_res = _tally(daily, settings.min_devices, pings_at=None if dp_on else max(resolutions))
     pings_in = pings.count() if dp_on else by_res["pings"]
     hourly_totals = _tally(hourly, settings.min_devices) if hourly is not None else {"aggregates": 0, "published": 0}
+    published = by_res["published"] - secondary.suppressed_daily
     result = AggregateCounts(
         pings_in=pings_in,
         aggregates=by_res["aggregates"],
-        published=by_res["published"],
-        suppressed=by_res["aggregates"] - by_res["published"],
+        published=published,
+        suppressed=by_res["aggregates"] - published,
         hourly_aggregates=hourly_totals["aggregates"],
-        hourly_published=hourly_totals["published"],
+        hourly_published=hourly_totals["published"] - secondary.suppressed_hourly,
         dp_refused=tuple(refused),
+        complementary_suppressed=secondary.suppressed_daily,
+        hourly_complementary_suppressed=secondary.suppressed_hourly,
+        complementary_rounds=secondary.rounds,
     )
     for frame in (daily, hourly, *(cached if dp_on and dates else [])):
         if frame is not None:
@@ -245,7 +292,8 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt
 
 
 def _tally(aggregates: DataFrame, min_devices: int, pings_at: int | None = None) -> dict[str, int]:
-    """Aggregates, how many pass suppression and (with ``pings_at``) the pings at that resolution: one Spark action."""
+    """Aggregates, how many pass primary suppression and (with ``pings_at``) the pings at that resolution: one Spark
+    action."""
     columns = [
         F.count(F.lit(1)).alias("aggregates"),
         F.coalesce(F.sum((F.col("devices") > min_devices).cast("int")), F.lit(0)).alias("published"),
@@ -342,7 +390,8 @@ def run_tiles(
 ) -> AggregateCounts:
     """Aggregate bronze provider tiles (``jobs.tiles``) from ``since`` to ``run_date`` into silver density.
 
-    Each tile counts toward every configured resolution not finer than its own; ``pings`` is null.
+    Each tile counts toward every configured resolution not finer than its own; ``pings`` is null. Suppressed as
+    density from pings is (``suppress_density``), by day only.
     """
     if settings.dp_mechanism != "none":
         raise privacy.DPConfigError(
@@ -369,14 +418,20 @@ def run_tiles(
         .cache()
     )
     dates = sorted(r["date"] for r in daily.select("date").distinct().collect())
-    publish_daily(spark, settings, suppress_small_counts(daily, settings.min_devices), dates)
+    daily_out, _, secondary = suppress_density(
+        daily, None, settings.min_devices, settings.resolutions, keep_res=settings.h3_res
+    )
+    publish_daily(spark, settings, daily_out, dates)
     totals = _tally(daily, settings.min_devices)
     daily.unpersist()
+    published = totals["published"] - secondary.suppressed_daily
     result = AggregateCounts(
         pings_in=0,
         aggregates=totals["aggregates"],
-        published=totals["published"],
-        suppressed=totals["aggregates"] - totals["published"],
+        published=published,
+        suppressed=totals["aggregates"] - published,
+        complementary_suppressed=secondary.suppressed_daily,
+        complementary_rounds=secondary.rounds,
     )
     write_checks(
         spark,

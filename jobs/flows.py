@@ -12,9 +12,13 @@ Transition
     number of DISTINCT devices that made A → B on a day: a device going A → B twice that day counts once.
 
 Suppression
-    As for density (``jobs.aggregate.suppress_small_counts``): only flows backed by more than
+    As for density (``jobs.suppression.suppress_small_counts``): only flows backed by more than
     ``settings.min_devices`` devices are written. Device ids stay in this job's memory; silver and gold hold
-    counts only.
+    counts only. No complementary suppression is needed: no published table nests flows. Cell flows are at one
+    resolution and segment flows at one level; nothing publishes a total of flows (into, out of or through a place)
+    to subtract them from; a gold flow series is one silver flow, not a sum; and a cell's density is not a sum of
+    its flows (it also counts the devices that stayed, and a device with two flows out of a cell is in both), so
+    density minus flows bounds nothing that was suppressed.
 
 Gold
     For every route, each segment → segment flow within the route that was ever published becomes a daily
@@ -40,11 +44,12 @@ from pyspark.sql.window import WindowSpec
 
 from geo.catalogue import Catalogue, load_catalogue
 from geo.cells import cached_cell_segment_table, cell_segment_table
-from jobs.aggregate import ping_cell, suppress_small_counts
+from jobs.aggregate import ping_cell
 from jobs.lake import read_table, write_checks, write_partitions
 from jobs.schemas import BRONZE_PINGS, FLOWS_CELL, FLOWS_SEGMENT, SERIES
 from jobs.series import series_id
 from jobs.settings import JobSettings
+from jobs.suppression import suppress_small_counts
 
 FLOWS_SOURCE = "flows"
 FLOW_LEVEL = "flow"

@@ -1,7 +1,8 @@
 """Publish: forecasts → ``store/releases/<release_id>/`` (immutable) and ``store/CURRENT`` (atomic pointer).
 
 A release holds ``forecasts.parquet`` and, when given, ``history.parquet`` (the observed values of every published
-series) and ``cells.parquet`` (the suppressed silver density of the last 28 days in each segment's cells, with each
+series) and ``cells.parquet`` (the suppressed silver density of the last 28 days in each segment's cells, suppressed
+again where the release's subset of cells would let a reader subtract its way to a suppressed count, with each
 cell's share of its segment), described by ``manifest.json``.
 
 The release id is the run date plus a hash of the forecast, history and cell values, so re-running a date that
@@ -15,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -24,17 +26,21 @@ import h3
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyspark.sql import SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from forecasting.selection import FORECAST_COLUMNS
 from forecasting.tracking import RunInfo
 from geo.catalogue import Catalogue
+from jobs.aggregate import BASELINE_WEEKS, with_baseline
 from jobs.flows import cell_segment_table_for
 from jobs.lake import read_table
 from jobs.schemas import DENSITY, PUBLISHED_CELLS, PUBLISHED_FORECAST, PUBLISHED_HISTORY, arrow_schema
 from jobs.settings import JobSettings
+from jobs.suppression import check_min_devices, complementary_suppression
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 FORECASTS = "forecasts.parquet"
@@ -164,11 +170,13 @@ def publish(
 ) -> Release:
     """Write a release (unless an identical one exists) and point CURRENT at it.
 
-    The manifest records the suppression threshold the data was made with; serving refuses a release
-    whose manifest does not declare suppression at or above the privacy floor. ``history`` (PUBLISHED_HISTORY
-    columns, series with a forecast only) and ``cells`` (PUBLISHED_CELLS columns, every row above
-    ``min_devices``) are written when given; anything else is refused with a ValueError before a file is written.
+    The manifest records the suppression threshold the data was made with; a threshold below the privacy floor
+    is refused here, as serving refuses a release whose manifest does not declare one at or above it. ``history``
+    (PUBLISHED_HISTORY columns, series with a forecast only) and ``cells`` (PUBLISHED_CELLS columns, every row
+    above ``min_devices``; ``cells_table`` makes them) are written when given; anything else is refused with a
+    ValueError before a file is written.
     """
+    check_min_devices(min_devices)
     history = None if history is None else history_frame(history, forecasts)
     cells = None if cells is None else cells_frame(cells, min_devices)
     release_id = release_id_for(as_of, forecasts, history, cells)
@@ -221,18 +229,48 @@ def point_current(store_dir: Path, release_id: str) -> None:
 def cells_table(
     spark: SparkSession, settings: JobSettings, as_of: dt.date, catalogue: Catalogue | None = None
 ) -> pd.DataFrame:
-    """The published cells (PUBLISHED_CELLS columns) of ``as_of``: silver density of the CELL_DAYS days up to
-    ``as_of`` at ``settings.cell_resolutions()``, in the cells of each route segment (geo's cell → segment table at
-    each resolution; ``catalogue`` defaults to the packaged routes), with each cell's share of its segment's devices
-    over those days at that resolution. Rows at or below ``settings.min_devices`` (silver written under a lower
-    threshold) are left out, and the shares computed without them."""
-    resolutions = settings.cell_resolutions()
+    """The published cells (PUBLISHED_CELLS columns) of ``as_of``: ``release_cells`` of the CELL_DAYS days up to
+    ``as_of``, with each cell's share of its segment's devices over those days at that resolution (computed from
+    the published rows only)."""
     start = as_of - dt.timedelta(days=CELL_DAYS - 1)
-    density = read_table(spark, settings.lake("silver", "density"), DENSITY).where(
-        F.col("date").between(F.lit(start), F.lit(as_of))
+    cells = release_cells(spark, settings, start, as_of, catalogue)
+    cell_days = Window.partitionBy("route_id", "segment_id", "res", "cell")
+    segment_days = Window.partitionBy("route_id", "segment_id", "res")
+    out = (
+        cells.withColumn("share", F.sum("devices").over(cell_days) / F.sum("devices").over(segment_days))
+        .select(*PUBLISHED_CELLS.fieldNames())
+        .toPandas()
+    )
+    out["cell"] = [h3.int_to_str(int(c)) for c in out["cell"]]
+    out["date"] = pd.to_datetime(out["date"])
+    return out.sort_values(_CELLS_ORDER, ignore_index=True)
+
+
+def release_cells(
+    spark: SparkSession, settings: JobSettings, start: dt.date, end: dt.date, catalogue: Catalogue | None = None
+) -> DataFrame:
+    """The cell rows a release publishes for ``start`` .. ``end`` (Spark; columns route_id, segment_id, cell (int64),
+    res, date, devices, excess, zscore).
+
+    Silver density at ``settings.cell_resolutions()`` in the cells of each route segment (geo's cell → segment
+    table at each resolution; ``catalogue`` defaults to the packaged routes), above ``settings.min_devices``
+    (silver written under a lower threshold is left out), then complementary suppression again: silver satisfies
+    the rule over all its cells, but the release holds only corridor cells, and an API token may see only some
+    routes, so a parent's published children can be fewer here than in silver. The rule is enforced within the
+    whole release and within each route (``jobs.suppression``, scopes). A cell at ``h3_res`` is never removed —
+    the series are sums of those cells, so removing one would let a reader recover it from its segment's series
+    — its coarser parent is removed instead. ``excess`` and ``zscore`` are recomputed from the release's own
+    rows of the 42 days before (``with_baseline``), so that a baseline never averages in a value the release
+    removed. Every date is suppressed on its own rows only, so a date is published alike by every release.
+    """
+    resolutions = settings.cell_resolutions()
+    history_start = start - dt.timedelta(days=7 * BASELINE_WEEKS)
+    silver = read_table(spark, settings.lake("silver", "density"), DENSITY)
+    density = silver.where(
+        F.col("date").between(F.lit(history_start), F.lit(end))
         & F.col("res").isin(list(resolutions))
         & (F.col("devices") > F.lit(settings.min_devices))
-    )
+    ).select("cell", "res", "date", "devices")
     tables = []
     for res in resolutions:
         table = cell_segment_table_for(res, catalogue)
@@ -248,14 +286,24 @@ def cells_table(
         )
     mapping = pd.concat(tables, ignore_index=True)
     segments = spark.createDataFrame(mapping, "cell long, res int, route_id string, segment_id string")
-    cell_days = Window.partitionBy("route_id", "segment_id", "res", "cell")
-    segment_days = Window.partitionBy("route_id", "segment_id", "res")
-    out = (
-        density.join(F.broadcast(segments), ["cell", "res"])
-        .withColumn("share", F.sum("devices").over(cell_days) / F.sum("devices").over(segment_days))
-        .select(*PUBLISHED_CELLS.fieldNames())
-        .toPandas()
+    in_segments = density.join(F.broadcast(segments), ["cell", "res"])
+    kept = complementary_suppression(
+        in_segments,
+        settings.min_devices,
+        resolutions=resolutions,
+        protected=F.col("res") == F.lit(settings.h3_res),
+        scopes=F.array(F.lit("*"), F.col("route_id")),
     )
-    out["cell"] = [h3.int_to_str(int(c)) for c in out["cell"]]
-    out["date"] = pd.to_datetime(out["date"])
-    return out.sort_values(_CELLS_ORDER, ignore_index=True)
+    log.info(
+        "release cells %s..%s: complementary suppression removed %d rows in %d rounds",
+        start,
+        end,
+        kept.suppressed,
+        kept.rounds,
+    )
+    first_day = silver.agg(F.min("date")).first()[0] or history_start
+    return (
+        with_baseline(kept.published, first_day)
+        .where(F.col("date") >= F.lit(start))
+        .select("route_id", "segment_id", "cell", "res", "date", "devices", "excess", "zscore")
+    )

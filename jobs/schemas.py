@@ -88,8 +88,9 @@ QUARANTINE_COUNTS = StructType(
 
 # Silver: H3 cell x day density, suppressed before it is written, with the same-weekday baseline
 # (jobs.aggregate): null baseline/excess/zscore while a cell has under three weeks of history.
-# pings is null for density that came as provider tiles (counts of devices only) and under differential privacy
-# (only noisy device counts are published then).
+# pings is always null: pings are additive, so a parent's minus its children's would give a suppressed remainder
+# exactly, and nothing downstream needs them (docs/privacy.md, "What each table publishes"). The column stays so
+# that lakes written before keep one schema.
 DENSITY = StructType(
     [
         StructField("cell", LongType(), False),
@@ -110,7 +111,7 @@ DENSITY_HOURLY = StructType(
         StructField("res", IntegerType(), False),
         StructField("hour", IntegerType(), False),
         StructField("devices", LongType(), False),
-        StructField("pings", LongType(), True),  # null under differential privacy (not published)
+        StructField("pings", LongType(), True),  # always null, as in DENSITY
         StructField("date", DateType(), False),
     ]
 )

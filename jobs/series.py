@@ -3,6 +3,15 @@
 Cells map to route segments through geo's cell → segment table (one segment per cell). ``y`` is the sum of
 published distinct-device counts over a segment's cells that day; a day with no published cell is 0 (the
 published density was zero, possibly because every cell was suppressed). Levels: all, route, segment.
+
+Nesting
+    Every series is a sum of published numbers: a segment's y of its published cells at ``h3_res`` (silver, after
+    complementary suppression), a route's of its segments', ``all`` of the routes'. Each remainder (parent minus
+    its published children) is therefore exactly 0 and reveals nothing, so the series need no suppression of
+    their own. Two things keep it so: silver rows at or below ``min_devices`` (written under a lower threshold)
+    are not counted, as the release's cells leave them out; and ``jobs.publish.cells_table`` never removes a cell
+    at ``h3_res`` from the release (it removes the coarser parent instead), so a segment's series minus the
+    segment's published cells stays 0.
 """
 
 from __future__ import annotations
@@ -103,10 +112,13 @@ def build_series(segments: DataFrame, skeleton: DataFrame) -> DataFrame:
 
 
 def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, catalogue: Catalogue | None = None) -> int:
-    """Rebuild the density series up to ``run_date`` in gold (replaces the ``source=density`` partition)."""
+    """Rebuild the density series up to ``run_date`` in gold (replaces the ``source=density`` partition) from the
+    silver cells at ``h3_res`` above ``min_devices``."""
     catalogue = catalogue or load_catalogue()
     density = read_table(spark, settings.lake("silver", "density"), DENSITY).where(
-        (F.col("res") == settings.h3_res) & (F.col("date") <= F.lit(run_date))
+        (F.col("res") == settings.h3_res)
+        & (F.col("date") <= F.lit(run_date))
+        & (F.col("devices") > F.lit(settings.min_devices))
     )
     first = density.agg(F.min("date")).first()[0]
     if first is None:

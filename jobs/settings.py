@@ -13,16 +13,23 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The privacy floor from design.md: the threshold may be raised by configuration, never lowered below this.
-MIN_DEVICES_FLOOR = 10
+# The privacy floor from design.md (FlowKit's redaction level): the threshold may be raised by configuration, never
+# lowered below this. Every check of the floor in jobs/ reads this one constant (serving has its own copy).
+MIN_DEVICES_FLOOR = 15
 # The H3 resolutions silver density may hold (res 5 ≈ 250 km², res 9 ≈ 0.1 km²).
 RES_MIN, RES_MAX = 5, 9
+# The placeholder default of dp_secret, and what a secret that seeds the noise must at least have: differential
+# privacy refuses weaker ones (here when the settings are made, and again in jobs.privacy before any noise).
+DEFAULT_DP_SECRET = "change-me"
+MIN_DP_SECRET_LENGTH = 16
+MIN_DP_SECRET_DISTINCT = 8
 # spark-conf/ sits beside the packages in the repository (the editable install used by `make`).
 DEFAULT_SPARK_CONF_DIR = Path(__file__).resolve().parent.parent / "spark-conf"
 
 
 class JobSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ROUTECAST_", frozen=True)
+    # hide_input_in_errors: a validation error would otherwise print every input, ROUTECAST_DP_SECRET included.
+    model_config = SettingsConfigDict(env_prefix="ROUTECAST_", frozen=True, hide_input_in_errors=True)
 
     var_dir: Path = Path("var")
     routes_dir: Path | None = None  # the route catalogue the nightly run uses; default: the one packaged with geo
@@ -55,7 +62,8 @@ class JobSettings(BaseSettings):
     dp_budget: Annotated[float, Field(gt=0)] = 31.0  # total epsilon allowed per period
     dp_period: Literal["month"] = "month"  # budget period, by the data date of each release
     dp_max_cells_per_device_day: Annotated[int, Field(ge=1)] = 8  # contribution bound (sensitivity)
-    dp_secret: SecretStr = SecretStr("change-me")  # seeds the noise; set ROUTECAST_DP_SECRET in production
+    # Seeds the noise; with DP on, the default and weak values are refused (dp_secret_problem).
+    dp_secret: SecretStr = SecretStr(DEFAULT_DP_SECRET)
 
     # Holdout (model selection) and horizon, in periods of each series' frequency.
     holdout_days: Annotated[int, Field(ge=1)] = 14
@@ -122,6 +130,16 @@ class JobSettings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _dp_secret_is_strong(self) -> JobSettings:
+        # Refused here, before any command reads data; jobs.privacy checks again for settings made without
+        # validation (model_copy).
+        if self.dp_mechanism != "none":
+            problem = dp_secret_problem(self.dp_secret.get_secret_value())
+            if problem:
+                raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
     def _published_cells_are_aggregated(self) -> JobSettings:
         if self.publish_cell_resolutions is not None:
             if not self.publish_cell_resolutions:
@@ -179,3 +197,30 @@ class JobSettings(BaseSettings):
     def lake(self, layer: str, table: str) -> Path:
         """Path of a lake table, e.g. ``lake("silver", "density")``."""
         return self.lake_dir / layer / table
+
+
+def dp_secret_problem(secret: str) -> str | None:
+    """Why ``secret`` cannot seed differential-privacy noise, or None when it can.
+
+    Refused: the default, fewer than ``MIN_DP_SECRET_LENGTH`` characters, fewer than ``MIN_DP_SECRET_DISTINCT``
+    distinct characters (``aaaa…``, ``1212…``), a shorter string repeated (``abcdefghabcdefgh``) and anything
+    containing the placeholder. These catch typed-in and placeholder secrets; they cannot prove a secret random.
+    """
+    fix = "set ROUTECAST_DP_SECRET to a long random value (e.g. `openssl rand -hex 32`) and keep it secret"
+    if secret == DEFAULT_DP_SECRET:
+        return (
+            f"differential privacy refuses the default secret {DEFAULT_DP_SECRET!r}: anyone could recompute the "
+            f"noise; {fix}"
+        )
+    if len(secret) < MIN_DP_SECRET_LENGTH:
+        return f"ROUTECAST_DP_SECRET is {len(secret)} characters, under {MIN_DP_SECRET_LENGTH}: easy to guess; {fix}"
+    if len(set(secret)) < MIN_DP_SECRET_DISTINCT:
+        return (
+            f"ROUTECAST_DP_SECRET has {len(set(secret))} distinct characters, under {MIN_DP_SECRET_DISTINCT}: "
+            f"too easy to guess; {fix}"
+        )
+    if secret in (secret + secret)[1:-1]:  # s occurs inside s+s (not at 0 or len) only if s is a repeated unit
+        return f"ROUTECAST_DP_SECRET is one shorter string repeated: too easy to guess; {fix}"
+    if DEFAULT_DP_SECRET in secret.lower():
+        return f"ROUTECAST_DP_SECRET contains the placeholder {DEFAULT_DP_SECRET!r}; {fix}"
+    return None

@@ -185,6 +185,14 @@ def test_cells_at_or_below_min_devices_are_refused_and_nothing_is_written(tmp_pa
         _publish_all(store, min_devices=20)
 
 
+def test_a_threshold_below_the_floor_is_refused_before_anything_is_written(tmp_path):
+    store = tmp_path / "store"
+    with pytest.raises(ValueError, match="min_devices=14 is below the privacy floor of 15"):
+        _publish_all(store, min_devices=14)
+    assert not store.exists()
+    assert _publish_all(store, cells=_cells(devices=(21, 30, 50)), min_devices=20).created
+
+
 def test_history_of_a_series_without_forecast_is_refused(tmp_path):
     stray = pd.concat([_history(), pd.DataFrame({"series_id": ["route:zzz"], "ds": [AS_OF], "y": [1.0]})])
     with pytest.raises(ValueError, match=r"no published forecast: \['route:zzz'\]"):
@@ -208,7 +216,7 @@ def test_history_start_per_frequency():
 @hypothesis_settings(max_examples=40, deadline=None)
 @given(
     devices=st.lists(st.integers(min_value=0, max_value=60), min_size=1, max_size=12),
-    min_devices=st.integers(min_value=10, max_value=40),
+    min_devices=st.integers(min_value=15, max_value=40),
 )
 def test_published_cells_never_hold_counts_at_or_below_min_devices(devices, min_devices):
     cells = pd.DataFrame(
@@ -282,3 +290,41 @@ def test_cells_table_reads_the_segment_cells_of_the_last_28_days_with_their_shar
         settings.store_dir, _forecasts(), KEYS, as_of=AS_OF, run=RUN, min_devices=settings.min_devices, cells=got
     )
     assert len(pd.read_parquet(rel.path / "cells.parquet")) == 4
+
+
+def _corridor_parent(routes, res: int, child_res: int) -> tuple[int, list[int], list[int], tuple[str, str]]:
+    """A corridor cell at ``res`` with children at ``child_res`` both inside and outside every corridor."""
+    inside = set(int(c) for c in cell_segment_table(routes, child_res).cell)
+    at_res = cell_segment_table(routes, res)
+    for row in at_res.itertuples():
+        children = [h3.str_to_int(c) for c in sorted(h3.cell_to_children(h3.int_to_str(int(row.cell)), child_res))]
+        ins, outs = [c for c in children if c in inside], [c for c in children if c not in inside]
+        if ins and outs:
+            return int(row.cell), ins, outs, (row.route_id, row.segment_id)
+    raise AssertionError("no corridor cell at the edge of its corridor")
+
+
+def test_cells_table_suppresses_a_parent_whose_corridor_children_would_reveal_the_rest(spark, settings, catalogue):
+    # Silver: a res-5 corridor cell with 40 devices, one res-7 child in a corridor with 30 and one outside every
+    # corridor with 20. Silver itself is fine (40 - 50 < 0), but the release holds only corridor cells: 40 - 30 = 10
+    # would bound the cells it leaves out. Res-7 cells are what the series add up, so the parent goes, not the child.
+    routes = catalogue.subset(catalogue.route_ids()[:2])
+    parent, inside, outside, (route_id, segment_id) = _corridor_parent(routes, 5, 7)
+    at7 = cell_segment_table(routes, 7).set_index("cell")
+    rows = [
+        (parent, 5, 40, None, None, None, None, AS_OF),
+        (inside[0], 7, 30, None, None, None, None, AS_OF),
+        (outside[0], 7, 20, None, None, None, None, AS_OF),
+        (parent, 5, 50, None, None, None, None, AS_OF - dt.timedelta(days=1)),  # 50 - 30 = 20 > 15: kept
+        (inside[0], 7, 30, None, None, None, None, AS_OF - dt.timedelta(days=1)),
+    ]
+    write_partitions(spark.createDataFrame(rows, DENSITY), settings.lake("silver", "density"), ["date", "res"])
+    got = publish.cells_table(spark, settings, AS_OF, routes)
+    as_tuples = {(r.cell, r.res, r.date.date(), r.devices) for r in got.itertuples()}
+    assert as_tuples == {
+        (h3.int_to_str(inside[0]), 7, AS_OF, 30),
+        (h3.int_to_str(inside[0]), 7, AS_OF - dt.timedelta(days=1), 30),
+        (h3.int_to_str(parent), 5, AS_OF - dt.timedelta(days=1), 50),
+    }
+    assert (got[got.res == 5][["route_id", "segment_id"]].values.tolist()) == [[route_id, segment_id]]
+    assert got[got.res == 7]["segment_id"].tolist() == [at7.loc[inside[0], "segment_id"]] * 2

@@ -59,6 +59,20 @@ def test_density_rolls_up_segment_route_all_with_zero_days(spark, settings, two_
     assert gold.where(F.col("source") != "density").count() == 0
 
 
+def test_a_segment_is_the_sum_of_its_published_cells_only(spark, settings, two_routes):
+    # Silver written under a lower threshold: the 12-device cell is not published by the release, so the series
+    # must not count it either (the segment minus its published cells would be 12).
+    table = cell_segment_table(two_routes, settings.h3_res)
+    r1 = two_routes.route_ids()[0]
+    seg = two_routes.route(r1).segments[0].id
+    c1, c2 = (int(c) for c in table[(table.route_id == r1) & (table.segment_id == seg)].cell.iloc[:2])
+    rows = [(c1, 7, 20, None, None, None, None, D1), (c2, 7, 12, None, None, None, None, D1)]
+    write_partitions(spark.createDataFrame(rows, DENSITY), settings.lake("silver", "density"), ["date", "res"])
+    series.run(spark, settings, D1, two_routes)
+    got = {r.series_id: r.y for r in read_table(spark, settings.lake("gold", "series"), SERIES).collect()}
+    assert got[f"segment:{r1}/{seg}"] == got[f"route:{r1}"] == got["all"] == 20
+
+
 def test_no_density_is_a_clear_error(spark, settings, two_routes):
     with pytest.raises(ValueError, match="no published density"):
         series.run(spark, settings, D3, two_routes)
