@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -258,6 +259,10 @@ def log_forecast_run(
         pq.write_table(metrics_table, metrics_path)
         plots_dir = Path(tmp) / PLOTS_ARTIFACT_DIR
         plot_files = write_forecast_plots(plots_dir, route_ids[:plots], forecasts, history)
+        # MLflow copies the entry file with its mode bits; a copy by content takes the process's umask instead of
+        # the checkout's (often world-readable) mode.
+        entry = Path(tmp) / _PYFUNC_ENTRY.name
+        shutil.copyfile(_PYFUNC_ENTRY, entry)
 
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
             parent_id = run.info.run_id
@@ -273,7 +278,7 @@ def log_forecast_run(
             model_info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME_IN_RUN,
                 # Models-from-code: the entry file is stored and run on load, so no pickle is involved.
-                python_model=str(_PYFUNC_ENTRY),
+                python_model=str(entry),
                 artifacts={"forecasts": str(forecasts_path)},
                 signature=_SIGNATURE,
                 input_example=_input_example(forecasts),

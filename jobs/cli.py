@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +18,36 @@ app = typer.Typer(help="routecast: migration-flow forecasts from anonymised mobi
 app.add_typer(serving_cli.token_app, name="token")
 app.add_typer(serving_cli.audit_app, name="audit")
 console = Console(stderr=True)
+# Others may not read what routecast writes (design.md): files 0640, folders 0750 at most. Equal to
+# jobs.spark.PRIVATE_UMASK, which is not imported here so that commands without Spark do not load pyspark.
+PRIVATE_UMASK = 0o027
+
+
+@app.callback()
+def restrict_umask() -> None:
+    """Before every command: narrow the process umask by 027 (a tighter one stays as it is).
+
+    Everything a command creates inherits it: the lake, the store, MLflow, the ledger, and the Spark JVM and the
+    API server that `serve` and `demo` start in this process (Hadoop's own umask is jobs.spark's business).
+    """
+    os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)  # os.umask returns the previous mask: keep its bits
+
+
+def main() -> None:
+    """The ``routecast`` command. Settings that fail validation (e.g. a weak ROUTECAST_DP_SECRET) end it with one
+    message naming each variable, exit code 2, instead of a traceback; the value itself is never printed."""
+    from pydantic import ValidationError
+
+    try:
+        app()
+    except ValidationError as exc:
+        problems = "; ".join(
+            ("ROUTECAST_" + "_".join(map(str, e["loc"])).upper() + ": " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors(include_input=False)
+        )
+        console.print(f"[red]error:[/] invalid settings: {problems}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
 
 
 class CountsSource(StrEnum):

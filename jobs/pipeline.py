@@ -199,7 +199,10 @@ def _run_stages(
     raw = raw_path or settings.raw_dir / "pings"
     gold = settings.lake("gold", "series")
     density = settings.lake("silver", "density")
-    if stages.wanted("ingest", fingerprint(raw), lambda: fingerprint(bronze, since=window[0], until=window[1])):
+    # Raw pings: files wholly before the window are left out, so that retention deleting them (the raw routecast
+    # owns) does not make the next run for this date ingest again.
+    raw_inputs = fingerprint(raw) if settings.density_input == "tiles" else retention.raw_fingerprint(raw, window[0])
+    if stages.wanted("ingest", raw_inputs, lambda: fingerprint(bronze, since=window[0], until=window[1])):
         if settings.density_input == "tiles" and raw_path is None:
             raise ValueError("ROUTECAST_DENSITY_INPUT=tiles needs the tiles file: routecast nightly --raw FILE")
         with stages.run("ingest", lambda: _describe_ingest(report.ingest), lambda: _ingest_counts(report.ingest)):
@@ -239,7 +242,7 @@ def _run_stages(
         stages.check("flows", report.flows)
     if stages.wanted("retention"):
         with stages.run("retention", lambda: _describe_retention(report.retention), dict):
-            report.retention = retention.run(settings, run_date)
+            report.retention = retention.run(settings, run_date, raw_path)
     if stages.wanted("series", fingerprint(density, until=run_date), lambda: fingerprint(gold / "source=density")):
         with stages.run(
             "series", lambda: f"{report.series_rows:,} series-days", lambda: {"rows_out": report.series_rows}
@@ -253,7 +256,8 @@ def _run_stages(
             forecast.save_result(report.forecast, saved)  # for a publish stage run by another process
         stages.check("forecast", report.forecast)
         _warn_stale(report.forecast, run_date, console)
-    cells_from = run_date - dt.timedelta(days=publish.CELL_DAYS - 1)
+    # The release's cells read CELL_DAYS of silver and, for their baselines, the weeks before (publish.release_cells).
+    cells_from = run_date - dt.timedelta(days=publish.CELL_DAYS - 1 + 7 * aggregate.BASELINE_WEEKS)
     if stages.wanted(
         "publish", fingerprint(saved, settings.lake("silver", "density"), since=cells_from, until=run_date)
     ):
@@ -367,9 +371,7 @@ def _describe_flows(c: flows.FlowCounts | None) -> str:
 
 
 def _describe_retention(r: retention.RetentionReport | None) -> str:
-    if r is None:
-        return ""
-    return f"deleted {len(r.bronze_days)} bronze days and {len(r.quarantine_days)} quarantine days before {r.cutoff}"
+    return "" if r is None else r.describe()
 
 
 def describe_aggregate(c: aggregate.AggregateCounts | None, settings: JobSettings) -> str:

@@ -7,7 +7,7 @@ person-day, and the ledger caps what a period (a calendar month) of releases may
 
 Order of operations in the aggregation job, per data date (see ``README`` "Differential privacy")::
 
-    secret = require_dp(settings)                       # refuses DP off or the default secret
+    secret = require_dp(settings)                       # refuses DP off, a default or a weak secret
     bound = ContributionBound.from_settings(settings)
     rows = bound.apply(reduced, secret)                 # 1. bound each person-day (before any aggregation)
     tables = {...}                                      # 2. aggregate the bounded rows: daily tables and flows
@@ -57,14 +57,13 @@ from pyspark.sql.types import StructType
 
 from jobs.lake import LOCK
 from jobs.schemas import PRIVACY_LEDGER, arrow_schema
-from jobs.settings import JobSettings
+from jobs.settings import DEFAULT_DP_SECRET, JobSettings, dp_secret_problem
 
 Mechanism = Literal["laplace", "gaussian"]
 TableKind = Literal["density", "density_hourly", "flows"]
 
 # The default of settings.dp_secret: DP refuses to run with it (anyone could recompute the noise).
-DEFAULT_SECRET = JobSettings.model_fields["dp_secret"].default.get_secret_value()
-MIN_SECRET_LENGTH = 16
+DEFAULT_SECRET = DEFAULT_DP_SECRET
 # Contribution bounds that have no setting yet (see ContributionBound).
 DEFAULT_MAX_PINGS_PER_CELL = 4  # pings of one person-day in one finest cell (the simulator's phones: ~4 a day)
 DEFAULT_MAX_CELL_HOURS = 24  # (cell, hour) slots of one person-day counted in the hourly tables
@@ -95,7 +94,8 @@ class PrivacyBudgetExceeded(RuntimeError):
 
 
 def require_dp(settings: JobSettings) -> str:
-    """The DP secret, after checking that DP is on and the secret is not the default; raises ``DPConfigError``."""
+    """The DP secret, after checking that DP is on and the secret is neither the default nor weak
+    (:func:`jobs.settings.dp_secret_problem`); raises ``DPConfigError``."""
     if settings.dp_mechanism == "none":
         raise DPConfigError("differential privacy is off (ROUTECAST_DP_MECHANISM=none); set laplace or gaussian")
     secret = settings.dp_secret.get_secret_value()
@@ -104,15 +104,10 @@ def require_dp(settings: JobSettings) -> str:
 
 
 def _check_secret(secret: str) -> None:
-    if secret == DEFAULT_SECRET:
-        raise DPConfigError(
-            f"differential privacy refuses the default secret {DEFAULT_SECRET!r}: anyone could recompute the noise. "
-            f"Set ROUTECAST_DP_SECRET to a long random value (e.g. `openssl rand -hex 32`) and keep it secret."
-        )
-    if len(secret) < MIN_SECRET_LENGTH:
-        raise DPConfigError(
-            f"ROUTECAST_DP_SECRET is {len(secret)} characters; use at least {MIN_SECRET_LENGTH} random characters"
-        )
+    # JobSettings refuses these when DP is on; settings made without validation (model_copy) are caught here.
+    problem = dp_secret_problem(secret)
+    if problem:
+        raise DPConfigError(problem)
 
 
 def _derive_key(secret: str, purpose: str) -> str:

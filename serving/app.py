@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -46,6 +47,9 @@ def load_state(settings: ServingSettings) -> AppState:
 
 def create_app(settings: ServingSettings | None = None) -> FastAPI:
     """Build the API for ``settings`` (default: from the environment)."""
+    # Files the API writes (audit log, anchor, keys) 0640 at most, folders 0750, also when it is started without the
+    # routecast CLI (uvicorn serving.app:create_app --factory); a tighter umask is kept.
+    os.umask(os.umask(0o027) | 0o027)
     settings = settings or get_settings()
 
     @asynccontextmanager

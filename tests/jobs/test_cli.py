@@ -140,3 +140,25 @@ def test_models_lists_the_champion_history(tmp_path, monkeypatch):
     assert "◀ champion" in listed.output
     # The newest version is listed first and is the champion (same scores on the same backtest: promoted).
     assert listed.output.index("nightly-2026-11-22") < listed.output.index("nightly-2026-11-21")
+
+
+def test_bad_settings_end_the_command_with_one_clear_message_not_a_traceback(tmp_path, monkeypatch, capsys):
+    from jobs.cli import main
+
+    secret = "change-me-please-0123"
+    monkeypatch.setenv("ROUTECAST_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("ROUTECAST_DP_MECHANISM", "laplace")
+    monkeypatch.setenv("ROUTECAST_DP_SECRET", secret)
+    monkeypatch.setenv("COLUMNS", "1000")
+    monkeypatch.setattr(sys, "argv", ["routecast", "privacy-ledger"])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 2
+    err = plain(capsys.readouterr().err)
+    assert err.startswith("error: invalid settings: ROUTECAST_DP_SECRET contains the placeholder")
+    assert "Traceback" not in err
+    assert secret not in err
+    monkeypatch.setenv("ROUTECAST_MIN_DEVICES", "14")
+    with pytest.raises(SystemExit):
+        main()
+    assert "ROUTECAST_MIN_DEVICES: " in plain(capsys.readouterr().err)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from pyspark.sql import functions as F
 
 from jobs import privacy as dp
@@ -323,10 +324,17 @@ def test_each_month_has_its_own_budget(settings, spark):
 
 
 def test_dp_refuses_the_default_secret_and_dp_off(settings, spark):
+    # JobSettings itself refuses these (tests/jobs/test_settings_and_spark.py); settings copied without validation
+    # reach the ledger, which refuses them too.
+    def unchecked(secret: str) -> JobSettings:
+        return _dp_settings(settings).model_copy(update={"dp_secret": SecretStr(secret)})
+
     with pytest.raises(dp.DPConfigError, match="ROUTECAST_DP_SECRET"):
-        dp.PrivacyLedger(JobSettings(var_dir=settings.var_dir, dp_mechanism="laplace"))
+        dp.PrivacyLedger(unchecked(dp.DEFAULT_SECRET))
     with pytest.raises(dp.DPConfigError, match="ROUTECAST_DP_SECRET"):
-        dp.PrivacyLedger(_dp_settings(settings, dp_secret="short"))
+        dp.PrivacyLedger(unchecked("short"))
+    with pytest.raises(dp.DPConfigError, match="ROUTECAST_DP_SECRET"):
+        dp.PrivacyLedger(unchecked("0123012301230123"))  # long enough, 4 distinct characters
     with pytest.raises(dp.DPConfigError, match="ROUTECAST_DP_MECHANISM"):
         dp.PrivacyLedger(_dp_settings(settings, dp_mechanism="none"))
     with pytest.raises(dp.DPConfigError, match="ROUTECAST_DP_SECRET"):
