@@ -16,11 +16,14 @@ Safe by construction rather than by care:
 Nothing that guards the data is skipped on a hit: the token is checked (a remembered signature, its expiry and
 revocation), the rate limit is charged, and the audit log writes its record. Memory is bounded by a byte budget
 (``ROUTECAST_ANSWER_CACHE_MB``), least recently used answers out first; answers of a release no longer served are
-dropped. Every ``/v1`` answer, cached or not, says ``Cache-Control: no-store``: it is for its caller only.
+dropped. The same request arriving while its answer is being made waits for that answer (up to ``MAKING_WAIT_S``)
+instead of making it again: many clients asking one new question at once cost one answer, not one each. Every
+``/v1`` answer, cached or not, says ``Cache-Control: no-store``: it is for its caller only.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +41,9 @@ UNCACHED_PREFIXES = ("/v1/releases", "/v1/admin", "/v1/me")
 ENTRY_OVERHEAD_BYTES = 1024
 NO_STORE = (b"cache-control", b"no-store")
 DROPPED_HEADERS = (b"x-request-id", b"date", b"cache-control")
+# How long a request waits for the same answer being made by another one before making it itself (a slow reader of
+# the first answer holds the others up no longer than this).
+MAKING_WAIT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,7 @@ class AnswerCache:
         self.max_bytes = max_bytes
         self.answers: OrderedDict[tuple, _Answer] = OrderedDict()
         self.bytes = 0  # what the stored answers cost, by the accounting above; never above max_bytes
+        self.making: dict[tuple, asyncio.Event] = {}  # key -> set when the request making that answer is done
         self.hits = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -84,7 +91,12 @@ class AnswerCache:
         if self.max_bytes is None:
             self.max_bytes = int(ctx.settings.answer_cache_mb * 1024 * 1024)
         key = _key(release.release_id, principal, scope)
-        hit = self.answers.get(key)
+        # The same request arriving while its answer is being made waits for that answer instead of making it too.
+        while (hit := self.answers.get(key)) is None and (making := self.making.get(key)) is not None:
+            try:
+                await asyncio.wait_for(making.wait(), MAKING_WAIT_S)
+            except TimeoutError:
+                break
         if hit is not None:
             self.answers.move_to_end(key)
             self.hits += 1
@@ -107,7 +119,16 @@ class AnswerCache:
                 chunks.append(message.get("body", b""))
             await send(message)
 
-        await self.app(scope, receive, keep)
+        self.making[key] = made = asyncio.Event()
+        try:
+            await self.app(scope, receive, keep)
+            self._keep(key, scope, start, chunks)
+        finally:
+            if self.making.get(key) is made:
+                del self.making[key]
+            made.set()
+
+    def _keep(self, key: tuple, scope: Scope, start: Message | None, chunks: list[bytes]) -> None:
         if start is None or start["status"] != 200:
             return
         served = getattr(scope["app"].state.routecast, "release", None)
