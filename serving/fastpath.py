@@ -74,7 +74,7 @@ class AnswerCache:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
             await self.app(scope, receive, send)
             return
-        send = _no_store(send)
+        raw_send, send = send, _no_store(send)
         if scope.get("method") != "GET" or scope["path"].startswith(UNCACHED_PREFIXES):
             await self.app(scope, receive, send)
             return
@@ -101,9 +101,10 @@ class AnswerCache:
             self.answers.move_to_end(key)
             self.hits += 1
             scope["route"], scope["path_params"], scope[ROWS_SCOPE_KEY] = hit.route, hit.path_params, hit.rows
-            # A copy: the audit middleware appends this request's X-Request-ID to the list it is given.
-            await send({"type": "http.response.start", "status": 200, "headers": list(hit.headers)})
-            await send({"type": "http.response.body", "body": hit.body})
+            # A copy: the audit middleware appends this request's X-Request-ID to the list it is given. The stored
+            # headers already say no-store (no wrapper on the hot path).
+            await raw_send({"type": "http.response.start", "status": 200, "headers": list(hit.headers)})
+            await raw_send({"type": "http.response.body", "body": hit.body})
             return
         await self._fill(key, scope, receive, send)
 
@@ -139,7 +140,7 @@ class AnswerCache:
         actual = _key(served.release_id, authorized, scope)
         if actual != key:
             return
-        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in DROPPED_HEADERS]
+        headers = [*((k, v) for k, v in start.get("headers", []) if k.lower() not in DROPPED_HEADERS), NO_STORE]
         body = b"".join(chunks)
         size = ENTRY_OVERHEAD_BYTES + len(body) + sum(len(k) + len(v) for k, v in headers) + _key_size(key)
         path_params = dict(scope.get("path_params") or {})

@@ -727,3 +727,19 @@ def test_with_the_anchor_any_edit_or_deletion_is_reported(records, data):
             lines[i] = bytes(line)
         path.write_bytes(b"".join(lines))
         assert verify_log(d, KEY).problems != []
+
+
+@hyp_settings(max_examples=300, deadline=None)
+@given(
+    query=st.lists(
+        st.sampled_from([*"ab=&+%2Fé\"\\ x", "%20", "%C3%A9", "=" * 3, "y" * 70, "z" * 130]), max_size=60
+    ).map("".join),
+    path_value=st.text(max_size=40),
+)
+def test_the_cheap_parameter_path_records_exactly_what_the_bounded_one_does(query, path_value):
+    from serving.audit import _bounded_params, _plain_params
+
+    scope = {"query_string": query.encode("utf-8"), "path_params": {"route_id": path_value}}
+    plain = _plain_params(scope)
+    if plain is not None:
+        assert plain == _bounded_params(scope)
