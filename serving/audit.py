@@ -76,6 +76,7 @@ from urllib.parse import unquote_plus
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving.keys import ADVICE, KEY_BYTES, ExposedKeyFile, create_key_file, key_weakness, read_private_key_file
 from serving.settings import ServingSettings
 
 log = logging.getLogger("routecast.audit")
@@ -87,8 +88,6 @@ PRINCIPAL_SCOPE_KEY = "routecast.principal"  # = serving.auth.PRINCIPAL_SCOPE_KE
 ROWS_SCOPE_KEY = "routecast.rows"
 REQUEST_ID_SCOPE_KEY = "routecast.request_id"
 
-KEY_BYTES = 32  # as long as the HMAC-SHA256 output (RFC 2104 §3)
-MIN_DISTINCT_KEY_BYTES = 10  # a hex key has 16 distinct bytes, a random binary one about 30
 # Domain separation: a line's HMAC can never be taken for a file's genesis or an anchor's signature.
 GENESIS_CONTEXT = b"routecast-audit-genesis-v1\n"
 ANCHOR_CONTEXT = b"routecast-audit-anchor-v1\n"
@@ -147,27 +146,11 @@ def audit_key(settings: ServingSettings, *, create: bool = True) -> bytes:
 def check_audit_key(key: bytes, where: str) -> None:
     """Refuse (``AuditKeyError``) a key shorter than 32 bytes, of fewer than 10 distinct bytes, or one pattern
     repeated: not a random key."""
-    advice = "make one with `openssl rand -hex 32` (or delete the key file and let routecast create one)"
     if len(key) < KEY_BYTES:
-        raise AuditKeyError(f"{where}: the audit key has {len(key)} bytes; it needs at least {KEY_BYTES}; {advice}")
-    if len(set(key)) < MIN_DISTINCT_KEY_BYTES:
-        raise AuditKeyError(
-            f"{where}: the audit key is weak ({len(set(key))} distinct bytes, e.g. one repeated character); {advice}"
-        )
-    period = _smallest_period(key)
-    if period <= len(key) // 2:
-        raise AuditKeyError(f"{where}: the audit key is one {period}-byte pattern repeated; {advice}")
-
-
-def _smallest_period(data: bytes) -> int:
-    """The smallest p such that data[i] == data[i - p] for every i >= p (the prefix function; linear time)."""
-    border = [0] * len(data)
-    for i in range(1, len(data)):
-        k = border[i - 1]
-        while k and data[i] != data[k]:
-            k = border[k - 1]
-        border[i] = k + (data[i] == data[k])
-    return len(data) - (border[-1] if data else 0)
+        raise AuditKeyError(f"{where}: the audit key has {len(key)} bytes; it needs at least {KEY_BYTES}; {ADVICE}")
+    weakness = key_weakness(key, "audit key")
+    if weakness:
+        raise AuditKeyError(f"{where}: {weakness}")
 
 
 def _token_keys(settings: ServingSettings) -> set[bytes]:
@@ -184,46 +167,24 @@ def _token_keys(settings: ServingSettings) -> set[bytes]:
 
 def _read_key_file(path: Path, create: bool) -> bytes:
     try:
-        fd = os.open(path, os.O_RDONLY)
+        return read_private_key_file(path)
     except FileNotFoundError:
         if not create:
             raise AuditKeyError(
                 f"{path}: no audit key file; set ROUTECAST_AUDIT_KEY or ROUTECAST_AUDIT_KEY_FILE to the key the API "
                 "writes with (the API creates this file on its first start)"
             ) from None
-        _create_key_file(path)
+        create_key_file(path)
         return _read_key_file(path, create=False)
+    except ExposedKeyFile as exc:
+        if not stat.S_ISREG(exc.mode):
+            raise AuditKeyError(f"{path}: the audit key file is not a regular file") from None
+        raise AuditKeyError(
+            f"{path}: the audit key file may be read or written by group or others (mode "
+            f"{stat.S_IMODE(exc.mode):04o}); whoever reads it can rewrite the audit log undetected: `chmod 600 {path}`"
+        ) from None
     except OSError as exc:
         raise AuditKeyError(f"{path}: the audit key file cannot be read ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(f.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            raise AuditKeyError(f"{path}: the audit key file is not a regular file")
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise AuditKeyError(
-                f"{path}: the audit key file may be read or written by group or others (mode "
-                f"{stat.S_IMODE(mode):04o}); whoever reads it can rewrite the audit log undetected: `chmod 600 {path}`"
-            )
-        return f.read()
-
-
-def _create_key_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # Written in full under a temporary name, then linked into place: a reader never sees a partial key, and when
-    # two processes race, os.link refuses to replace the winner's key, so both end up using the same one.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(KEY_BYTES))
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _mac(key: bytes, line: bytes) -> str:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
 import stat
 import threading
 import time
@@ -45,19 +44,17 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import Scope
 
+from serving.keys import KEY_BYTES, ExposedKeyFile, create_key_file, key_weakness, read_private_key_file
 from serving.settings import ServingSettings, get_settings
 
 Role = Literal["analyst", "planner", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
 ALGORITHM = "HS256"
-KEY_BYTES = 32  # RFC 7518 §3.2: an HS256 key must be at least as long as the hash output
 ALL_ROUTES = "*"
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "role", "routes", "iat", "exp", "jti")
 LEEWAY_S = 10  # clock skew tolerated between the machine that issued a token and the API
 PRINCIPAL_SCOPE_KEY = "routecast.principal"
 AUTH_SCOPE_KEY = "routecast.auth"  # the outcome of authenticate() for this request: Principal or AuthFailure
-# A key with fewer distinct bytes than this is not random (a hex key has 16, a random binary one about 30).
-MIN_DISTINCT_KEY_BYTES = 10
 
 
 @dataclass(frozen=True)
@@ -116,49 +113,24 @@ def _signing_key(secret: str | None, key_file: Path) -> bytes:
 
 def check_key_strength(key: bytes, where: str) -> None:
     """Refuse a key that is short, of few distinct bytes or one repeated pattern (``SigningKeyError``)."""
-    advice = "make one with `openssl rand -hex 32` (or delete the key file and let routecast create one)"
     if len(key) < KEY_BYTES:
         raise SigningKeyError(f"{where}: the signing key has {len(key)} bytes; HS256 needs at least {KEY_BYTES}")
-    if len(set(key)) < MIN_DISTINCT_KEY_BYTES:
-        raise SigningKeyError(
-            f"{where}: the signing key is weak ({len(set(key))} distinct bytes, e.g. one repeated character); {advice}"
-        )
-    for period in range(1, len(key) // 2 + 1):
-        if key == (key[:period] * (len(key) // period + 1))[: len(key)]:
-            raise SigningKeyError(f"{where}: the signing key is one {period}-byte pattern repeated; {advice}")
+    weakness = key_weakness(key, "signing key")
+    if weakness:
+        raise SigningKeyError(f"{where}: {weakness}")
 
 
 def _read_or_create_key_file(path: Path) -> bytes:
     try:
-        fd = os.open(path, os.O_RDONLY)
+        return read_private_key_file(path)
     except FileNotFoundError:
-        pass
-    else:
-        with os.fdopen(fd, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise SigningKeyError(
-                    f"{path}: the key file may be read or written by group or others (mode {stat.S_IMODE(mode):04o}); "
-                    f"anyone who reads it can issue tokens: `chmod 600 {path}`"
-                )
-            return f.read()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # Written in full under a temporary name, then linked into place: a reader never sees a partial key, and
-    # when two processes race, os.link refuses to replace the winner's key, so both end up using the same one.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(KEY_BYTES))
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-    finally:
-        tmp.unlink(missing_ok=True)
-    return _read_or_create_key_file(path)
+        create_key_file(path)
+        return read_private_key_file(path)
+    except ExposedKeyFile as exc:
+        raise SigningKeyError(
+            f"{path}: the key file may be read or written by group or others (mode {stat.S_IMODE(exc.mode):04o}); "
+            f"anyone who reads it can issue tokens: `chmod 600 {path}`"
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------- issue and decode

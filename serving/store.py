@@ -1,5 +1,5 @@
 """Reading the published store: ``store/CURRENT`` → ``store/releases/<id>/`` with ``manifest.json``,
-``forecasts.parquet`` and, in releases from issue 6 on, ``history.parquet`` (observed values of the published
+``forecasts.parquet`` and, when the release has them, ``history.parquet`` (observed values of the published
 series) and ``cells.parquet`` (suppressed H3 cell density of the last 28 days, with each cell's share of its segment).
 
 This is the only way the API reads data. It refuses any release whose manifest does not declare that it was made
