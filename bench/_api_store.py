@@ -1,6 +1,6 @@
-"""A published store for bench/api.py, written by the real publish step (``jobs.publish.publish``).
+"""A published store for bench/api.py, written by the real publish step (``jobs.stages.publish.publish``).
 
-Every series of the catalogue's hierarchy (``jobs.series.series_keys``: all, every route, every segment) gets a
+Every series of the catalogue's hierarchy (``jobs.stages.series.series_keys``: all, every route, every segment) gets a
 28-day density forecast with 80 and 95 % intervals and 365 days of history; every segment gets suppressed cells at
 H3 resolutions 5 and 7 for the last 28 days. Two releases (``as_of - 1`` and ``as_of``) so that the current one has
 a previous release, as in production. Values are synthetic but shaped like the real thing: segment levels from a
@@ -41,7 +41,7 @@ class StoreInfo:
 
 
 def _keys(catalogue) -> pd.DataFrame:
-    from jobs.series import series_keys
+    from jobs.stages.series import series_keys
 
     keys = pd.DataFrame(series_keys(catalogue), columns=["series_id", "level", "route_id", "segment_id"])
     return keys.assign(freq="D", source="density")[KEY_COLUMNS]
@@ -151,7 +151,7 @@ def build_store(store_dir: Path, as_of: dt.date, seed: int = 7) -> StoreInfo:
     """Publish two releases (``as_of`` - 1 day, then ``as_of``, current) into ``store_dir``."""
     from forecasting.tracking import RunInfo
     from geo.catalogue import load_catalogue
-    from jobs import publish
+    from jobs.stages import publish
 
     catalogue = load_catalogue()
     keys = _keys(catalogue)

@@ -1,7 +1,7 @@
-"""Experimental copies of ``jobs.aggregate.run`` with one change each, to measure what would make it faster.
+"""Experimental copies of ``jobs.stages.aggregate.run`` with one change each, to measure what would make it faster.
 
-Not the job: bench/aggregate.py always times the real ``jobs.aggregate.run``. Each flag of ``Variant`` is a
-candidate change to jobs/aggregate.py; ``Variant()`` (all off) does what the job does today.
+Not the job: bench/aggregate.py always times the real ``jobs.stages.aggregate.run``. Each flag of ``Variant`` is a
+candidate change to jobs/stages/aggregate.py; ``Variant()`` (all off) does what the job does today.
 
 - ``cache_reduced``: persist ``device_cells`` so that the bronze scan, the h3 UDF and the first shuffle run once,
   not once for the daily and once for the hourly table (today ``reduced`` is recomputed by each).
@@ -33,7 +33,10 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from geo.points import cells_to_parents, latlng_to_cells, parent_bits
-from jobs.aggregate import (
+from jobs.lake import read_table, write_partitions
+from jobs.schemas import BRONZE_PINGS, DENSITY, DENSITY_HOURLY
+from jobs.settings import JobSettings
+from jobs.stages.aggregate import (
     BASELINE_WEEKS,
     AggregateCounts,
     _first_day,
@@ -42,9 +45,6 @@ from jobs.aggregate import (
     suppress_small_counts,
     with_baseline,
 )
-from jobs.lake import read_table, write_partitions
-from jobs.schemas import BRONZE_PINGS, DENSITY, DENSITY_HOURLY
-from jobs.settings import JobSettings
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,7 @@ def polars_counts(reduced: DataFrame, resolutions: tuple[int, ...], fn_only: boo
 
 
 def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt.date, v: Variant) -> AggregateCounts:
-    """``jobs.aggregate.run`` with the changes ``v`` turns on (the QA checks table is not written)."""
+    """``jobs.stages.aggregate.run`` with the changes ``v`` turns on (the QA checks table is not written)."""
     pings = read_table(spark, settings.lake("bronze", "pings"), BRONZE_PINGS).where(
         F.col("date").between(F.lit(since), F.lit(run_date))
     )

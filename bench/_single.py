@@ -1,4 +1,4 @@
-"""The aggregation of ``jobs.aggregate.run`` in one process, without Spark: Polars or DuckDB, plus h3ronpy.
+"""The aggregation of ``jobs.stages.aggregate.run`` in one process, without Spark: Polars or DuckDB, plus h3ronpy.
 
 Same input, same output, same rules as the job (see its module docstring):
 
@@ -6,7 +6,7 @@ Same input, same output, same rules as the job (see its module docstring):
   releases the GIL); the coarser cells are its H3 parents (``geo.points.cells_to_parents`` bit masks);
 - per (cell, res, date) and per (cell, res, date, hour UTC): distinct devices and pings;
 - only aggregates with more than ``min_devices`` devices are written;
-- the daily table gets the same-weekday ``baseline``/``excess``/``zscore`` of ``jobs.aggregate.with_baseline``,
+- the daily table gets the same-weekday ``baseline``/``excess``/``zscore`` of ``jobs.stages.aggregate.with_baseline``,
   computed over the published rows of the run (the benchmark's silver lake starts empty, so there is no history);
 - both tables are written as Parquet partitioned by ``date`` and ``res``, in the DENSITY / DENSITY_HOURLY
   column types.
@@ -29,8 +29,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from geo.points import latlng_to_cells, parent_bits
-from jobs.aggregate import BASELINE_MIN_WEEKS, BASELINE_WEEKS
 from jobs.schemas import DENSITY, DENSITY_HOURLY, arrow_schema
+from jobs.stages.aggregate import BASELINE_MIN_WEEKS, BASELINE_WEEKS
 
 US_PER_HOUR = 3_600_000_000
 # An H3 cell index (int64) has bit 63 and bits 56-58 at 0 and the mode (bits 59-62) at 1: those seven bits always
@@ -44,7 +44,7 @@ CELL_BITS = (1 << 56) - 1  # the cell without its mode: resolution, base cell, d
 
 @dataclass(frozen=True)
 class Counts:
-    """What ``jobs.aggregate.AggregateCounts`` reports, for the same checks."""
+    """What ``jobs.stages.aggregate.AggregateCounts`` reports, for the same checks."""
 
     pings_in: int
     aggregates: int
@@ -177,7 +177,7 @@ def _pl_unpack(df):
 
 
 def _pl_with_baseline(density, first_day: dt.date):
-    """``jobs.aggregate.with_baseline`` in Polars: the same-weekday rows 7..42 days back, a missing day as 0."""
+    """``jobs.stages.aggregate.with_baseline`` in Polars: the same-weekday rows 7..42 days back, a missing day as 0."""
     import polars as pl
 
     day = (pl.col("date") - pl.lit(first_day, pl.Date)).dt.total_days()
@@ -328,7 +328,7 @@ def run_duckdb(
 
 
 def _duck_write_baseline(con, table: Path, first_day: dt.date) -> None:
-    """``jobs.aggregate.with_baseline`` as a DuckDB window over the published daily rows."""
+    """``jobs.stages.aggregate.with_baseline`` as a DuckDB window over the published daily rows."""
     lag_from, lag_to = 7 * BASELINE_WEEKS, 7
     con.execute(
         f"""

@@ -6,7 +6,7 @@ For each N: generate N pings of a week into a bronze table (bench/_gen.py; not t
 each implementation in its own child process, read the same bronze Parquet and write silver density (daily and
 hourly, partitioned by date and res):
 
-- ``spark``: the real ``jobs.aggregate.run`` with ``JobSettings(var_dir=<tmp>/spark-var)`` (resolutions 5..9,
+- ``spark``: the real ``jobs.stages.aggregate.run`` with ``JobSettings(var_dir=<tmp>/spark-var)`` (resolutions 5..9,
   hourly, min_devices 15) on the ``local`` profile (spark-conf/local.conf), after a warm-up run on a tiny input;
 - ``polars`` / ``duckdb``: bench/_single.py, the same aggregation, one date at a time, on all cores.
 
@@ -78,8 +78,8 @@ def _child(args: argparse.Namespace) -> None:
     since, until = dt.date.fromisoformat(args.since), dt.date.fromisoformat(args.until)
     bronze = settings.lake("bronze", "pings")
     if args.child == "spark":
-        from jobs import aggregate
         from jobs.spark import build_spark
+        from jobs.stages import aggregate
 
         spark = build_spark(settings)
         # The first UDF query of a session is ~10 s slower: warm up on a tiny lake of its own.
@@ -171,9 +171,9 @@ def compare_published(reference: Path, other: Path, label: str) -> None:
     removed, with the same device counts.
 
     The single-process implementations do primary suppression only: they keep rows Spark removes so that no
-    parent minus its children reveals a suppressed count (jobs/suppression.py), and their baselines (which count a
-    removed day as 0 in Spark) and pings (null in Spark) are not compared. So Spark does strictly more work than
-    they do, and the ratios are conservative for Spark.
+    parent minus its children reveals a suppressed count (jobs/privacy/suppression.py), and their baselines
+    (which count a removed day as 0 in Spark) and pings (null in Spark) are not compared. So Spark does strictly more
+    work than they do, and the ratios are conservative for Spark.
     """
     for name, hourly in (("density", False), ("density_hourly", True)):
         a, b = read_published(reference / name, hourly), read_published(other / name, hourly)

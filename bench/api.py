@@ -4,7 +4,7 @@
 
 What runs, all on 127.0.0.1 of this machine:
 
-- a store: two releases written by the real publish step (``jobs.publish.publish``, bench/_api_store.py) with a
+- a store: two releases written by the real publish step (``jobs.stages.publish.publish``, bench/_api_store.py) with a
   28-day density forecast (80 and 95 % intervals) and 365 days of history for every series of the catalogue's
   hierarchy (all, 7 routes, their 101 segments: 109 series), and suppressed cells of every segment at res 5 and 7;
 - the API: ``python -m uvicorn serving.app:create_app --factory --host 127.0.0.1 --port P --no-access-log

@@ -3,7 +3,7 @@ children, leave between 1 and min_devices devices (or pings) — what complement
 
     .venv/bin/python bench/differencing_attack.py [--var-dir var] [--release ID] [--min-devices 15]
 
-Tables attacked (``jobs.suppression.differencing_remainders``; every pair of published resolutions, and days
+Tables attacked (``jobs.privacy.suppression.differencing_remainders``; every pair of published resolutions, and days
 against their hours):
 
 - the release's ``cells.parquet`` (CURRENT by default), as a reader of every route sees it and as a reader of one
@@ -30,10 +30,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.lake import read_table
+from jobs.privacy.suppression import DAILY, differencing_remainders, stack_levels
 from jobs.schemas import DENSITY, DENSITY_HOURLY
 from jobs.settings import JobSettings
 from jobs.spark import build_spark
-from jobs.suppression import DAILY, differencing_remainders, stack_levels
 
 
 def summarise(found: DataFrame, counts: list[str], k: int) -> dict[str, tuple[int, int, int]]:

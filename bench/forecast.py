@@ -6,7 +6,7 @@ For each N, the same synthetic daily series (bench/_forecast_gen.py: 730 days, w
 surges, over-dispersed counts, ~1 % zero days; seeded) go through the same work in both, one after the other in
 this process:
 
-- ``routecast``: ``jobs.forecast.fan_out`` — ``groupBy("series_id").applyInPandas`` running
+- ``routecast``: ``jobs.stages.forecast.fan_out`` — ``groupBy("series_id").applyInPandas`` running
   ``forecasting.selection.select`` per series (forecast, metrics and the champion's backtest residuals) — with
   ``SelectionConfig(freq="D", holdout=14, horizon=28, origins=3, step=14, candidates=--models)`` and the selection
   defaults (``ensemble_top=3``: the median of the best three competes as "ensemble"; ``calibrate=True``: the
@@ -253,7 +253,7 @@ def _stage_tasks(sc, group: str) -> list[int]:
 
 def warm_up_routecast(spark, cfg, days: int, seed: int) -> None:
     """One fan-out over a few other series: starts the Python workers and their imports (not timed)."""
-    from jobs.forecast import fan_out
+    from jobs.stages.forecast import fan_out
 
     sdf = _input_frame(spark, synthetic_daily_series(WARMUP_SERIES, days, seed=seed + 1))
     fan_out(sdf, {"D": cfg})
@@ -262,7 +262,7 @@ def warm_up_routecast(spark, cfg, days: int, seed: int) -> None:
 
 def run_routecast(spark, frame: pd.DataFrame, cfg, console, every: float) -> tuple[Result, pd.DataFrame, pd.DataFrame]:
     from forecasting.selection import FORECAST_COLUMNS
-    from jobs.forecast import fan_out
+    from jobs.stages.forecast import fan_out
 
     n = frame["series_id"].nunique()
     sdf = _input_frame(spark, frame)

@@ -234,7 +234,7 @@ def _level_of(series_id: str) -> str | None:
 
 
 def _member_id(level: object, route: object, segment: object) -> str | None:
-    """The id a density series of that level, route and segment has (as jobs.series.series_id builds it)."""
+    """The id a density series of that level, route and segment has (as jobs.stages.series.series_id builds it)."""
     if level == "all":
         return "all"
     if level == "route" and isinstance(route, str):

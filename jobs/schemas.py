@@ -87,7 +87,7 @@ QUARANTINE_COUNTS = StructType(
 )
 
 # Silver: H3 cell x day density, suppressed before it is written, with the same-weekday baseline
-# (jobs.aggregate): null baseline/excess/zscore while a cell has under three weeks of history.
+# (jobs.stages.aggregate): null baseline/excess/zscore while a cell has under three weeks of history.
 # pings is always null: pings are additive, so a parent's minus its children's would give a suppressed remainder
 # exactly, and nothing downstream needs them (docs/privacy.md, "What each table publishes"). The column stays so
 # that lakes written before keep one schema.
@@ -252,7 +252,7 @@ TRUTH_JOURNEYS = StructType(
 )
 
 
-# The differential-privacy ledger (lake/privacy/ledger, partitioned by period; written by jobs.privacy): one row
+# The differential-privacy ledger (lake/privacy/ledger, partitioned by period; written by jobs.privacy.dp): one row
 # per charge of a release's epsilon against its period's budget. Append-only: a charge is never rewritten.
 PRIVACY_LEDGER = StructType(
     [

@@ -19,7 +19,7 @@ MIN_DEVICES_FLOOR = 15
 # The H3 resolutions silver density may hold (res 5 ≈ 250 km², res 9 ≈ 0.1 km²).
 RES_MIN, RES_MAX = 5, 9
 # The placeholder default of dp_secret, and what a secret that seeds the noise must at least have: differential
-# privacy refuses weaker ones (here when the settings are made, and again in jobs.privacy before any noise).
+# privacy refuses weaker ones (here when the settings are made, and again in jobs.privacy.dp before any noise).
 DEFAULT_DP_SECRET = "change-me"
 MIN_DP_SECRET_LENGTH = 16
 MIN_DP_SECRET_DISTINCT = 8
@@ -33,7 +33,9 @@ class JobSettings(BaseSettings):
 
     var_dir: Path = Path("var")
     routes_dir: Path | None = None  # the route catalogue the nightly run uses; default: the one packaged with geo
-    qa_config: Path | None = None  # the QA checks and thresholds (jobs.qa); default: the packaged jobs/qa.toml
+    qa_config: Path | None = (
+        None  # the QA checks and thresholds (jobs.orchestration.qa); default: the packaged jobs/orchestration/qa.toml
+    )
     spark_conf_dir: Path = DEFAULT_SPARK_CONF_DIR
     spark_profile: str = "local"
     spark_master: str | None = None  # overrides the profile's spark.master when set
@@ -131,7 +133,7 @@ class JobSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _dp_secret_is_strong(self) -> JobSettings:
-        # Refused here, before any command reads data; jobs.privacy checks again for settings made without
+        # Refused here, before any command reads data; jobs.privacy.dp checks again for settings made without
         # validation (model_copy).
         if self.dp_mechanism != "none":
             problem = dp_secret_problem(self.dp_secret.get_secret_value())
@@ -175,6 +177,11 @@ class JobSettings(BaseSettings):
         return self.var_dir / "raw"
 
     @cached_property
+    def truth_dir(self) -> Path:
+        """Where the simulator writes its ground truth: ``var/truth/{segment_people,arrivals,journeys}``."""
+        return self.var_dir / "truth"
+
+    @cached_property
     def lake_dir(self) -> Path:
         return self.var_dir / "lake"
 
@@ -184,7 +191,7 @@ class JobSettings(BaseSettings):
 
     @property
     def runs_dir(self) -> Path:
-        """The run ledger, the per-date run locks and the forecast hand-off between stages (jobs.runs)."""
+        """The run ledger, the per-date run locks and the forecast hand-off between stages (jobs.orchestration.runs)."""
         return self.var_dir / "runs"
 
     @cached_property

@@ -16,7 +16,7 @@ from pyspark.sql import SparkSession
 from jobs.settings import JobSettings
 
 # What others may not do with the files Spark writes: group write and everything for others (files 0640, folders
-# 0750 or tighter). The `routecast` CLI sets the same process umask before any Spark starts (jobs/cli.py).
+# 0750 or tighter). The `routecast` CLI sets the same process umask before any Spark starts (routecast/cli.py).
 PRIVATE_UMASK = 0o027
 # Hadoop's local file system chmods every file it creates to 0666 minus this umask (its default, 022, makes them
 # 0644 whatever the process umask is); folders it makes with a plain mkdir, which the process umask governs.

@@ -1,6 +1,6 @@
 """``routecast token`` and ``routecast audit``: issue and inspect API tokens, query and verify the audit log.
 
-Registered in the ``routecast`` command by jobs/cli.py. Importing this module stays light: the auth and audit
+Registered in the ``routecast`` command by routecast/cli.py. Importing this module stays light: the auth and audit
 modules (FastAPI, PyJWT) are imported by the commands that use them.
 """
 

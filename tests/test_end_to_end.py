@@ -12,12 +12,12 @@ import pytest
 import uvicorn
 from rich.console import Console
 
-from jobs.pipeline import nightly
-from jobs.runs import STAGES, Ledger
-from jobs.synth import SynthConfig, generate_pings
+from jobs.orchestration.pipeline import nightly
+from jobs.orchestration.runs import STAGES, Ledger
 from serving.app import create_app
 from serving.auth import create_token
 from serving.settings import ServingSettings
+from tests.synth import SynthConfig, generate_pings
 
 END = dt.date(2025, 6, 30)
 

@@ -15,7 +15,6 @@ from serving.store import list_releases
 router = APIRouter(tags=["admin"], responses=ROLE_GUARDED)
 
 
-
 @router.get(
     "/v1/releases",
     response_model=ReleasesOut,

@@ -15,7 +15,6 @@ from serving.state import StateDep, chosen_release
 router = APIRouter(tags=["lineage"], responses=GUARDED)
 
 
-
 @router.get(
     "/v1/lineage",
     response_model=LineageOut,

@@ -25,7 +25,7 @@ DS1, DS2 = pd.Timestamp("2025-01-06"), pd.Timestamp("2025-01-07")
 
 
 def keys_of(*series_ids: str) -> pd.DataFrame:
-    """Key rows (series_id, level, route_id, segment_id) of density ids, as jobs.series writes them."""
+    """Key rows (series_id, level, route_id, segment_id) of density ids, as jobs.stages.series writes them."""
     rows = []
     for sid in series_ids:
         if sid == "all":

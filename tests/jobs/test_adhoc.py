@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.adhoc import ADHOC_COLUMNS, adhoc_forecast, last_ended_period, to_coarser
+from jobs.analysis.adhoc import ADHOC_COLUMNS, adhoc_forecast, last_ended_period, to_coarser
 from tests.conftest import SHARED_DATA
 
 WEEK = [10, 20, 30, 40, 50, 60, 70]
@@ -84,7 +84,17 @@ def test_bad_requests_are_refused_clearly(tmp_path):
 
 def test_the_cli_prints_csv_and_json_and_refuses_a_finer_freq(tmp_path):
     path = _generic(tmp_path, _weekly_pattern("channel", "2025-01-06", 70))
-    base = [sys.executable, "-m", "jobs.cli", "forecast", str(path), "--source", "generic", "--as-of", "2025-03-16"]
+    base = [
+        sys.executable,
+        "-m",
+        "routecast.cli",
+        "forecast",
+        str(path),
+        "--source",
+        "generic",
+        "--as-of",
+        "2025-03-16",
+    ]
     out = subprocess.run([*base, "--horizon", "2"], capture_output=True, text=True, check=True)
     frame = pd.read_csv(io.StringIO(out.stdout))
     assert list(frame.columns) == ADHOC_COLUMNS and frame["yhat"].tolist() == [10.0, 20.0]
@@ -93,7 +103,7 @@ def test_the_cli_prints_csv_and_json_and_refuses_a_finer_freq(tmp_path):
     if not (SHARED_DATA / "frontex_ibc_monthly_by_route.csv").is_file():
         pytest.skip(f"real data absent: {SHARED_DATA} (the shared folder beside the repository)")
     bad = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "forecast", str(SHARED_DATA / "frontex_ibc_monthly_by_route.csv"),
+        [sys.executable, "-m", "routecast.cli", "forecast", str(SHARED_DATA / "frontex_ibc_monthly_by_route.csv"),
          "--source", "frontex", "--as-of", "2024-03-31", "--horizon", "1", "--freq", "D"],
         capture_output=True, text=True,
     )  # fmt: skip

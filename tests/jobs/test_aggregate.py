@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from geo.points import cells_to_parents
-from jobs import aggregate
 from jobs.lake import read_checks, read_table, write_partitions
 from jobs.schemas import BRONZE_PINGS, DENSITY, DENSITY_HOURLY
+from jobs.stages import aggregate
 
 DAY = dt.date(2025, 3, 10)
 T = dt.datetime(2025, 3, 10, 8, 0)
@@ -262,7 +262,7 @@ def test_no_published_aggregate_at_any_resolution_or_hour_has_k_devices_or_fewer
 
 
 def test_differential_privacy_noises_published_devices_reproducibly_and_the_ledger_refuses_overspend(spark, settings):
-    from jobs import privacy
+    from jobs.privacy import dp as privacy
 
     dp = settings.model_copy(
         update={"dp_mechanism": "laplace", "dp_secret": SecretStr("a-long-test-secret-0123456789"), "dp_budget": 1.5}

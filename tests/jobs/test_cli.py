@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from jobs.cli import CountsSource, app
-from jobs.counts import SOURCES
+from jobs.stages.counts import SOURCES
+from routecast.cli import CountsSource, app
 
 # Rich wraps error boxes to the terminal's width, which depends on the machine and, with a temporary path in the
 # message, on how long that path is: a fixed, wide terminal, and checks on the words (plain) rather than the lines.
@@ -57,7 +57,7 @@ def test_ingest_counts_writes_gold_and_quarantine_and_prints_the_accounting(tmp_
     )
     var = tmp_path / "var"
     env = {**os.environ, "ROUTECAST_VAR_DIR": str(var)}
-    cmd = [sys.executable, "-m", "jobs.cli", "ingest-counts", str(f), "--source", "generic", "--freq", "W"]
+    cmd = [sys.executable, "-m", "routecast.cli", "ingest-counts", str(f), "--source", "generic", "--freq", "W"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     out = " ".join(done.stderr.split())
@@ -90,7 +90,7 @@ def test_truth_without_a_simulation_says_what_to_run(tmp_path, monkeypatch):
 def test_privacy_ledger_lists_what_each_month_spent(tmp_path, monkeypatch):
     import datetime as dt
 
-    from jobs.privacy import PrivacyLedger
+    from jobs.privacy.dp import PrivacyLedger
     from jobs.settings import JobSettings
 
     monkeypatch.setenv("ROUTECAST_VAR_DIR", str(tmp_path))
@@ -143,7 +143,7 @@ def test_models_lists_the_champion_history(tmp_path, monkeypatch):
 
 
 def test_bad_settings_end_the_command_with_one_clear_message_not_a_traceback(tmp_path, monkeypatch, capsys):
-    from jobs.cli import main
+    from routecast.cli import main
 
     secret = "change-me-please-0123"
     monkeypatch.setenv("ROUTECAST_VAR_DIR", str(tmp_path / "var"))

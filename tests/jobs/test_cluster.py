@@ -270,7 +270,7 @@ def test_aggregate_on_a_standalone_cluster_matches_local_mode(standalone: Standa
     submit = [str(SPARK_HOME / "bin" / "spark-submit"), "--master", MASTER_URL]
     submit += ["--properties-file", str(REPO / "spark-conf" / "cluster.conf")]
     submit += ["--conf", "spark.sql.shuffle.partitions=4", "--conf", "spark.ui.enabled=false"]
-    submit += [str(REPO / "jobs" / "cli.py"), *args]
+    submit += [str(REPO / "routecast" / "cli.py"), *args]
     _run_together(
         [
             Job(
@@ -285,7 +285,7 @@ def test_aggregate_on_a_standalone_cluster_matches_local_mode(standalone: Standa
                 tmp_path / "submit.log",
             ),
             Job(
-                [python, "-m", "jobs.cli", *args],
+                [python, "-m", "routecast.cli", *args],
                 _clean_env(ROUTECAST_VAR_DIR=str(local), ROUTECAST_SPARK_PROFILE="test", PYSPARK_PYTHON=python),
                 tmp_path / "local.log",
             ),

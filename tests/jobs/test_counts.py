@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.counts import CountsFileError, SeriesSpan, ingest_counts, read_counts
 from jobs.lake import read_checks, read_table
 from jobs.schemas import QUARANTINE_COUNTS, SERIES
+from jobs.stages.counts import CountsFileError, SeriesSpan, ingest_counts, read_counts
 from tests.conftest import SHARED_DATA
 
 RUN = dt.date(2025, 9, 1)

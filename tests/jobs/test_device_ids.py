@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from jobs import aggregate, flows, ingest, series
 from jobs.schemas import PINGS
+from jobs.stages import aggregate, flows, ingest, series
 
 RUN = dt.date(2025, 3, 10)
 # Agadez, on the Central Mediterranean route's first segment: enough devices there publish cells and series.

@@ -9,7 +9,7 @@ import pytest
 from mlflow import MlflowClient
 
 from forecasting.evaluation import CHAMPION
-from jobs.experiment import (
+from jobs.analysis.experiment import (
     DEFAULT_EXPERIMENTS_DIR,
     MAIN,
     MLFLOW_EXPERIMENT,
@@ -149,14 +149,24 @@ def test_the_declared_experiments_load_and_build_their_configs():
 
 def test_the_cli_refuses_an_unknown_experiment_and_variant(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "experiment", "run", "nope", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "routecast.cli", "experiment", "run", "nope", "--data-dir", str(tmp_path)],
         capture_output=True,
         text=True,
     )
     assert out.returncode == 2 and "no experiment 'nope'" in out.stderr
     out = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "experiment", "run", "frontex-monthly", "--data-dir", str(tmp_path),
-         "--variant", "worst"],
+        [
+            sys.executable,
+            "-m",
+            "routecast.cli",
+            "experiment",
+            "run",
+            "frontex-monthly",
+            "--data-dir",
+            str(tmp_path),
+            "--variant",
+            "worst",
+        ],
         capture_output=True,
         text=True,
     )

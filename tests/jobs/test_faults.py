@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 
 from geo.catalogue import DEFAULT_ROUTES_DIR, load_catalogue
-from jobs.runs import STAGES, Ledger, RunLocked, date_lock
-from jobs.synth import SynthConfig, generate_pings
+from jobs.orchestration.runs import STAGES, Ledger, RunLocked, date_lock
+from tests.synth import SynthConfig, generate_pings
 
 ROOT = Path(__file__).resolve().parents[2]
 END = dt.date(2025, 6, 30)
@@ -71,7 +71,7 @@ def _nightly(world: Path, var: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "jobs.cli",
+        "routecast.cli",
         "nightly",
         "--date",
         str(END),
@@ -152,7 +152,7 @@ def test_killed_at_every_stage_then_resumed_equals_an_uninterrupted_run(world, t
             pd.testing.assert_frame_equal(got[name], want[name], obj=name)
     # `routecast status` after the killed-and-resumed run: every stage done once in the last run.
     status = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "status", "--date", str(END), "--limit", "100"],
+        [sys.executable, "-m", "routecast.cli", "status", "--date", str(END), "--limit", "100"],
         env=_env(world, var),
         cwd=ROOT,
         capture_output=True,
@@ -177,7 +177,8 @@ def test_the_lock_dies_with_its_holder(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time, datetime as dt; from pathlib import Path; from jobs.runs import date_lock\n"
+            "import sys, time, datetime as dt; from pathlib import Path\n"
+            "from jobs.orchestration.runs import date_lock\n"
             f"with date_lock(Path({str(runs)!r}), dt.date(2025, 6, 30)):\n"
             "    print('held', flush=True); time.sleep(600)",
         ],
@@ -211,7 +212,7 @@ def test_a_write_failure_in_publish_leaves_the_previous_release_serving(world, t
     # New forecasts (a shorter horizon: the same models, so the champion gate passes) make publish write a new
     # release; that write fails on a file size limit (EFBIG), as on a full disk.
     env = {**_env(world, var), "ROUTECAST_HORIZON_DAYS": "21"}
-    cli = [sys.executable, "-m", "jobs.cli", "stage"]
+    cli = [sys.executable, "-m", "routecast.cli", "stage"]
     # --force: the ledger tracks inputs, not settings, so a changed setting is redone on request.
     forecast = subprocess.run(
         [*cli, "forecast", "--date", str(END), "--force"], env=env, cwd=ROOT, capture_output=True, text=True
@@ -245,7 +246,7 @@ def test_backfill_runs_each_date_in_turn_and_a_rerun_skips_them(world, tmp_path)
     cmd = [
         sys.executable,
         "-m",
-        "jobs.cli",
+        "routecast.cli",
         "backfill",
         "--from",
         str(first),

@@ -22,9 +22,9 @@ import pytest
 from typer.testing import CliRunner
 
 from geo.catalogue import DEFAULT_ROUTES_DIR, load_catalogue
-from jobs import cli
 from jobs.spark import PRIVATE_UMASK
-from jobs.synth import SynthConfig, generate_pings
+from routecast import cli
+from tests.synth import SynthConfig, generate_pings
 
 ROOT = Path(__file__).resolve().parents[2]
 END = dt.date(2025, 6, 30)
@@ -82,7 +82,7 @@ def _env(world: Path, var: Path) -> dict[str, str]:
 
 
 def _routecast(*args: str) -> list[str]:
-    return [sys.executable, "-m", "jobs.cli", *args]
+    return [sys.executable, "-m", "routecast.cli", *args]
 
 
 def _free_port() -> int:

@@ -15,12 +15,12 @@ from pydantic import SecretStr
 from pyspark.sql import functions as F
 
 from geo.cells import cached_cell_segment_table
-from jobs import flows
-from jobs.aggregate import suppress_small_counts
 from jobs.lake import read_checks, read_table, write_partitions
 from jobs.schemas import BRONZE_PINGS, FLOWS_CELL, FLOWS_SEGMENT, SERIES
-from jobs.series import series_id
 from jobs.settings import JobSettings
+from jobs.stages import flows
+from jobs.stages.aggregate import suppress_small_counts
+from jobs.stages.series import series_id
 
 ROUTE = "central_mediterranean"
 SEG_A, SEG_B, SEG_C = "agadez_sabha", "sabha_tripoli", "tripoli_zuwara"

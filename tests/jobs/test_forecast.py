@@ -9,10 +9,10 @@ from pyspark import cloudpickle
 
 from forecasting.hierarchy import coherence_gap, hierarchy_from_keys
 from forecasting.selection import SelectionConfig
-from jobs import forecast
-from jobs.counts import ingest_counts
 from jobs.lake import read_table, write_partitions
 from jobs.schemas import SERIES
+from jobs.stages import forecast
+from jobs.stages.counts import ingest_counts
 from tests.conftest import SHARED_DATA
 from tests.forecasting import fakes
 from tests.forecasting.fakes import Flat

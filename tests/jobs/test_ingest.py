@@ -9,9 +9,9 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from pyspark.sql import functions as F
 
-from jobs import ingest
 from jobs.lake import read_checks, read_table
 from jobs.schemas import BRONZE_PINGS, PINGS, QUARANTINE_FILES, QUARANTINE_PINGS, arrow_schema
+from jobs.stages import ingest
 
 RUN = dt.date(2025, 3, 10)
 T = dt.datetime(2025, 3, 10, 12, 0)

@@ -10,13 +10,13 @@ import pyarrow.parquet as pq
 from rich.console import Console
 
 from geo.catalogue import load_catalogue
-from jobs.counts import ingest_counts
 from jobs.lake import read_table
-from jobs.pipeline import nightly
-from jobs.runs import STAGES
+from jobs.orchestration.pipeline import nightly
+from jobs.orchestration.runs import STAGES
 from jobs.schemas import DENSITY, PINGS, arrow_schema
 from jobs.settings import JobSettings
-from jobs.synth import SynthConfig, generate_pings
+from jobs.stages.counts import ingest_counts
+from tests.synth import SynthConfig, generate_pings
 
 END = dt.date(2025, 6, 30)
 LATE_DAY = END - dt.timedelta(days=3)

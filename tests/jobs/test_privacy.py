@@ -1,4 +1,4 @@
-"""Differential privacy (jobs/privacy.py): contribution bound, noise, budget split and the privacy ledger."""
+"""Differential privacy (jobs/privacy/dp.py): contribution bound, noise, budget split and the privacy ledger."""
 
 import dataclasses
 import datetime as dt
@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from pyspark.sql import functions as F
 
-from jobs import privacy as dp
 from jobs.lake import read_table
+from jobs.privacy import dp
 from jobs.schemas import PRIVACY_LEDGER
 from jobs.settings import JobSettings
 

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from forecasting.tracking import RunInfo
 from geo.cells import cell_segment_table
-from jobs import publish
 from jobs.lake import write_partitions
 from jobs.schemas import DENSITY, PUBLISHED_CELLS, PUBLISHED_HISTORY, arrow_schema
+from jobs.stages import publish
 
 AS_OF = dt.date(2025, 3, 1)
 RUN = RunInfo(run_id="r1", model_version="3", experiment_id="1", tracking_uri="sqlite:///x.db")

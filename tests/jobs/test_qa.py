@@ -1,4 +1,4 @@
-"""QA checks as data (jobs.qa), on hand-made stage results: no Spark."""
+"""QA checks as data (jobs.orchestration.qa), on hand-made stage results: no Spark."""
 
 import datetime as dt
 import io
@@ -15,14 +15,14 @@ from rich.console import Console
 
 from forecasting.selection import FORECAST_COLUMNS, METRICS_COLUMNS
 from forecasting.tracking import RunInfo
-from jobs import qa
-from jobs.aggregate import AggregateCounts
-from jobs.flows import FlowCounts
-from jobs.forecast import KEY_COLUMNS, ForecastResult
-from jobs.ingest import IngestCounts
-from jobs.runs import Ledger
+from jobs.orchestration import qa
+from jobs.orchestration.runs import Ledger
 from jobs.settings import JobSettings
-from jobs.tiles import TileCounts
+from jobs.stages.aggregate import AggregateCounts
+from jobs.stages.flows import FlowCounts
+from jobs.stages.forecast import KEY_COLUMNS, ForecastResult
+from jobs.stages.ingest import IngestCounts
+from jobs.stages.tiles import TileCounts
 
 DAY = dt.date(2025, 6, 30)
 RUN = RunInfo(run_id="mlflow-1", model_version="1", experiment_id="1", tracking_uri="sqlite:///m.db")

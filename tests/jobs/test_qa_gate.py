@@ -8,11 +8,11 @@ import pytest
 from rich.console import Console
 
 from geo.catalogue import load_catalogue
-from jobs.pipeline import nightly
-from jobs.qa import QAFailed, QAStore
-from jobs.runs import Ledger
+from jobs.orchestration.pipeline import nightly
+from jobs.orchestration.qa import QAFailed, QAStore
+from jobs.orchestration.runs import Ledger
 from jobs.settings import JobSettings
-from jobs.synth import SynthConfig, generate_pings
+from tests.synth import SynthConfig, generate_pings
 
 END = dt.date(2025, 6, 30)
 

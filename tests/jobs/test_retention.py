@@ -1,6 +1,6 @@
-"""Retention (jobs/retention.py): every device-level table routecast owns goes after the retention period — bronze,
-quarantined pings, the raw pings under var/raw, the simulator's journeys, stale Spark scratch — and raw input given
-with --raw outside var/raw is the operator's and is never touched."""
+"""Retention (jobs/stages/retention.py): every device-level table routecast owns goes after the retention period —
+bronze, quarantined pings, the raw pings under var/raw, the simulator's journeys, stale Spark scratch — and raw input
+given with --raw outside var/raw is the operator's and is never touched."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import pyarrow.parquet as pq
 from pyspark.sql import functions as F
 from rich.console import Console
 
-from jobs import ingest, retention
 from jobs.lake import read_table, write_partitions
-from jobs.pipeline import nightly
-from jobs.runs import Ledger
+from jobs.orchestration.pipeline import nightly
+from jobs.orchestration.runs import Ledger
 from jobs.schemas import BRONZE_PINGS, PINGS, QUARANTINE_PINGS, TRUTH_JOURNEYS, arrow_schema
 from jobs.settings import JobSettings
+from jobs.stages import ingest, retention
 
 RUN = dt.date(2025, 6, 10)
 CUTOFF = dt.date(2025, 6, 8)  # RUN with 3 days of retention keeps 8, 9 and 10 June
@@ -140,9 +140,7 @@ def test_bronze_quarantine_simulated_journeys_and_stale_spark_scratch_go_on_the_
     pings = [("a", _at(day, 9), 35.0, 12.0, None, "605", day) for day in DAYS]
     write_partitions(spark.createDataFrame(pings, BRONZE_PINGS), settings.lake("bronze", "pings"), ["date"])
     bad = [("a", _at(day, 9), 95.0, 12.0, None, "605", "lat_out_of_range", day) for day in DAYS]
-    write_partitions(
-        spark.createDataFrame(bad, QUARANTINE_PINGS), settings.lake("quarantine", "pings"), ["run_date"]
-    )
+    write_partitions(spark.createDataFrame(bad, QUARANTINE_PINGS), settings.lake("quarantine", "pings"), ["run_date"])
     # Journeys of simulated people: one that ended before the cut-off, one that ended on it, one still going.
     journeys = [
         (1, 0, "channel", "a>b", _at(DAYS[0], 8), _at(DAYS[2], 20), "completed"),

@@ -4,7 +4,7 @@ import datetime as dt
 import subprocess
 import sys
 
-from jobs.runs import STAGES, Ledger, new_run_id
+from jobs.orchestration.runs import STAGES, Ledger, new_run_id
 
 DAY = dt.date(2025, 6, 30)
 
@@ -45,7 +45,7 @@ def test_failed_and_skipped_attempts(tmp_path):
 
 def test_a_running_attempt_whose_process_is_gone_reads_interrupted(tmp_path):
     code = (
-        "import datetime as dt, pathlib; from jobs.runs import Ledger;"
+        "import datetime as dt, pathlib; from jobs.orchestration.runs import Ledger;"
         f"Ledger(pathlib.Path({str(tmp_path)!r})).start('r1', dt.date(2025, 6, 30), 'aggregate')"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -67,7 +67,7 @@ def test_a_stage_whose_output_was_rewritten_since_is_not_up_to_date(tmp_path):
 
 
 def test_fingerprints_change_with_files_in_the_window_only(tmp_path):
-    from jobs.runs import fingerprint
+    from jobs.orchestration.runs import fingerprint
 
     table = tmp_path / "table"
     for day in ("2025-06-01", "2025-06-20"):

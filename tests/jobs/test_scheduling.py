@@ -1,4 +1,5 @@
-"""jobs/scheduling: the systemd units and the crontab line (always), the Airflow DAG (when Airflow is installed)."""
+"""jobs/orchestration/scheduling: the systemd units and the crontab line (always), the Airflow DAG (when Airflow is
+installed)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-SCHEDULING = Path(__file__).resolve().parents[2] / "jobs" / "scheduling"
+SCHEDULING = Path(__file__).resolve().parents[2] / "jobs" / "orchestration" / "scheduling"
 DAG_FILE = SCHEDULING / "airflow_dag.py"
 STAGES = ["ingest", "aggregate", "flows", "retention", "series", "forecast", "publish"]
 
@@ -137,7 +138,7 @@ def test_spark_stages_are_spark_submits_and_python_stages_run_routecast(dag):
     task = dag.get_task("aggregate")
     if type(task).__name__ != "SparkSubmitOperator":
         pytest.skip("apache-airflow-providers-apache-spark is not installed (the BashOperator path is tested below)")
-    assert _render(task.application, home) == "/srv/rc/jobs/cli.py"
+    assert _render(task.application, home) == "/srv/rc/routecast/cli.py"
     assert _render(task.application_args, home) == ["stage", "aggregate", "--date", "2025-05-03"]
     assert _render(task.properties_file, {}) == "/opt/routecast/spark-conf/cluster.conf"
     assert _render(task.properties_file, {**home, "ROUTECAST_SPARK_PROPERTIES": "/etc/rc.conf"}) == "/etc/rc.conf"
@@ -160,5 +161,5 @@ def test_without_the_spark_provider_the_spark_stages_run_spark_submit_in_bash(ai
         "cd /srv/rc && ROUTECAST_SPARK_PROFILE=cluster ROUTECAST_VAR_DIR=/mnt/lake"
         " PYSPARK_PYTHON=/srv/rc/.venv/bin/python"
         " spark-submit --master 'spark://m:7077' --properties-file /srv/rc/spark-conf/cluster.conf"
-        " --name routecast-flows jobs/cli.py stage flows --date 2025-05-03"
+        " --name routecast-flows routecast/cli.py stage flows --date 2025-05-03"
     )

@@ -5,9 +5,9 @@ from pyspark.sql import functions as F
 
 from geo.catalogue import load_catalogue
 from geo.cells import cell_segment_table
-from jobs import series
 from jobs.lake import read_table, write_partitions
 from jobs.schemas import DENSITY, SERIES
+from jobs.stages import series
 
 D1, D2, D3 = dt.date(2025, 3, 1), dt.date(2025, 3, 2), dt.date(2025, 3, 3)
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from jobs import privacy
+from jobs.privacy import dp as privacy
 from jobs.settings import DEFAULT_DP_SECRET, MIN_DEVICES_FLOOR, JobSettings
 from jobs.spark import HADOOP_UMASK, SparkConfError, private_conf, read_spark_conf
 

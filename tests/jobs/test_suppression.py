@@ -1,7 +1,7 @@
 """Complementary suppression: no published parent minus its published children may leave 1..min_devices.
 
 The remainders are checked here by ``offenders``, a pandas re-implementation of the subtraction attack that
-shares no code with ``jobs.suppression`` (H3 parents by geo's numpy bit masks, one loop per pair of levels).
+shares no code with ``jobs.privacy.suppression`` (H3 parents by geo's numpy bit masks, one loop per pair of levels).
 """
 
 from __future__ import annotations
@@ -20,12 +20,9 @@ from pyspark.sql import functions as F
 from rich.console import Console
 
 from geo.points import cells_to_parents
-from jobs import aggregate
 from jobs.lake import read_table
-from jobs.pipeline import nightly
-from jobs.schemas import BRONZE_PINGS, DENSITY, DENSITY_HOURLY
-from jobs.settings import MIN_DEVICES_FLOOR, JobSettings
-from jobs.suppression import (
+from jobs.orchestration.pipeline import nightly
+from jobs.privacy.suppression import (
     DAILY,
     SuppressionDidNotConverge,
     complementary_suppression,
@@ -33,7 +30,10 @@ from jobs.suppression import (
     stack_levels,
     suppress_small_counts,
 )
-from jobs.synth import SynthConfig, generate_pings
+from jobs.schemas import BRONZE_PINGS, DENSITY, DENSITY_HOURLY
+from jobs.settings import MIN_DEVICES_FLOOR, JobSettings
+from jobs.stages import aggregate
+from tests.synth import SynthConfig, generate_pings
 
 DAY = dt.date(2025, 3, 10)
 T = dt.datetime(2025, 3, 10, 8, 0)

@@ -5,9 +5,9 @@ import datetime as dt
 import h3
 import pytest
 
-from jobs import aggregate, tiles
 from jobs.lake import read_checks, read_table
 from jobs.schemas import DENSITY, QUARANTINE_TILES
+from jobs.stages import aggregate, tiles
 
 RUN = dt.date(2025, 3, 10)
 SABHA = (27.0377, 14.4283)

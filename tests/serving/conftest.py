@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from forecasting.tracking import RunInfo
 from geo.cells import corridor_cells, int_to_cell
-from jobs import publish
-from jobs.series import series_keys
+from jobs.stages import publish
+from jobs.stages.series import series_keys
 from serving.app import create_app
 from serving.auth import create_token
 from serving.settings import ServingSettings

@@ -7,7 +7,7 @@ from csv import DictReader
 
 from fastapi.testclient import TestClient
 
-from jobs import publish
+from jobs.stages import publish
 from serving.app import create_app
 from tests.serving.conftest import AS_OF, CHANNEL, bearer, publish_release
 

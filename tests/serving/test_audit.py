@@ -732,7 +732,7 @@ def test_with_the_anchor_any_edit_or_deletion_is_reported(records, data):
 @hyp_settings(max_examples=300, deadline=None)
 @given(
     query=st.lists(
-        st.sampled_from([*"ab=&+%2Fé\"\\ x", "%20", "%C3%A9", "=" * 3, "y" * 70, "z" * 130]), max_size=60
+        st.sampled_from([*'ab=&+%2Fé"\\ x', "%20", "%C3%A9", "=" * 3, "y" * 70, "z" * 130]), max_size=60
     ).map("".join),
     path_value=st.text(max_size=40),
 )

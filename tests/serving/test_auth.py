@@ -278,8 +278,9 @@ def test_a_weak_secret_is_refused_with_advice(tmp_path, secret, reason):
 def test_the_api_does_not_start_on_a_weak_secret(tmp_path):
     from serving.app import create_app
 
-    with pytest.raises(SigningKeyError, match="weak"), TestClient(
-        create_app(ServingSettings(var_dir=tmp_path, jwt_secret="x" * 64))
+    with (
+        pytest.raises(SigningKeyError, match="weak"),
+        TestClient(create_app(ServingSettings(var_dir=tmp_path, jwt_secret="x" * 64))),
     ):
         pass
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from jobs.cli import app
+from routecast.cli import app
 from serving.audit import AuditLog
 from serving.auth import create_token, decode_token
 from serving.cli import parse_ttl

@@ -100,7 +100,7 @@ def hourly_part(levels: DataFrame) -> DataFrame:
 
 
 def _parent_cell(cell: Column, res: int) -> Column:
-    # The same bit operation as jobs.aggregate.parent_cell (kept here so that aggregate can import this module).
+    # The same bit operation as jobs.stages.aggregate.parent_cell (kept here so that aggregate can import this module).
     keep, set_bits = parent_bits(res)
     return cell.bitwiseAND(F.lit(keep)).bitwiseOR(F.lit(set_bits))
 

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from jobs.settings import JobSettings
-from serving import cli as serving_cli  # `routecast token|audit`: the only jobs module allowed to import serving
+from serving import cli as serving_cli  # `routecast token|audit`, the API's admin commands
 
 app = typer.Typer(help="routecast: migration-flow forecasts from anonymised mobility density.", no_args_is_help=True)
 app.add_typer(serving_cli.token_app, name="token")
@@ -51,7 +51,7 @@ def main() -> None:
 
 
 class CountsSource(StrEnum):
-    """The official sources ``ingest-counts`` reads (jobs.counts.SOURCES)."""
+    """The official sources ``ingest-counts`` reads (jobs.stages.counts.SOURCES)."""
 
     frontex = "frontex"
     uk_channel = "uk-channel"
@@ -73,7 +73,7 @@ def _yesterday() -> dt.date:
 
 
 class Scale(StrEnum):
-    """The simulator's size presets (jobs/simulator.toml, [scales.*])."""
+    """The simulator's size presets (simulator/simulator.toml, [scales.*])."""
 
     small = "small"
     medium = "medium"
@@ -82,7 +82,7 @@ class Scale(StrEnum):
 
 def _load_sim_config(config: Path | None, scale: str):
     """The simulator config, checked before any Spark starts; a bad file is one clear line and exit code 2."""
-    from jobs.simulate import DEFAULT_CONFIG_PATH, SimulatorConfigError, load_config
+    from simulator.simulate import DEFAULT_CONFIG_PATH, SimulatorConfigError, load_config
 
     try:
         cfg = load_config(config)
@@ -96,7 +96,7 @@ def _load_sim_config(config: Path | None, scale: str):
 
 
 def _simulate(spark, settings: JobSettings, end: dt.date, scale: str, days: int | None, cfg):
-    from jobs.simulate import simulate
+    from simulator.simulate import simulate
 
     n_days = days or cfg.scales[scale].days
     start = end - dt.timedelta(days=n_days - 1)
@@ -120,7 +120,7 @@ EndOpt = Annotated[
 SimDaysOpt = Annotated[int | None, typer.Option(min=1, help="Days to simulate (default: the scale's days).")]
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option(exists=True, dir_okay=False, help="Simulator config (default: jobs/simulator.toml)."),
+    typer.Option(exists=True, dir_okay=False, help="Simulator config (default: simulator/simulator.toml)."),
 ]
 
 
@@ -152,13 +152,13 @@ def simulate(
 @app.command()
 def truth(date: DateOpt) -> None:
     """How well the published density tracks the simulated truth: Pearson r per route, up to DATE."""
-    from jobs.simulate import truth_correlation, truth_dir
     from jobs.spark import build_spark
+    from simulator.simulate import truth_correlation
 
     settings = JobSettings()
-    if not (truth_dir(settings) / "segment_people").exists() or not settings.lake("gold", "series").exists():
+    if not (settings.truth_dir / "segment_people").exists() or not settings.lake("gold", "series").exists():
         console.print(
-            f"[red]error:[/] no simulated truth under {truth_dir(settings)} or no gold series; "
+            f"[red]error:[/] no simulated truth under {settings.truth_dir} or no gold series; "
             "run routecast simulate, then routecast nightly"
         )
         raise typer.Exit(code=2)
@@ -195,9 +195,9 @@ RawOpt = Annotated[
 def _run_dates(dates: list[dt.date], raw: Path | None, since: dt.date | None, force: bool, only=None) -> None:
     """Run the chain (or ``only`` some stages) for each date in turn; stop at the first failure (exit 1), or
     refuse when another run holds a date (exit 3)."""
-    from jobs.pipeline import nightly as run_nightly
-    from jobs.qa import QAFailed
-    from jobs.runs import RunLocked
+    from jobs.orchestration.pipeline import nightly as run_nightly
+    from jobs.orchestration.qa import QAFailed
+    from jobs.orchestration.runs import RunLocked
     from jobs.spark import build_spark
 
     settings = JobSettings()
@@ -214,7 +214,7 @@ def _run_dates(dates: list[dt.date], raw: Path | None, since: dt.date | None, fo
                 console.print(
                     f"[red]failed:[/] {date}: no release — blocking QA checks failed:\n{exc}\n"
                     "The previous release keeps serving. Fix the input and run again, or change the thresholds "
-                    "(ROUTECAST_QA_CONFIG; see jobs/qa.toml).",
+                    "(ROUTECAST_QA_CONFIG; see jobs/orchestration/qa.toml).",
                     highlight=False,
                 )
                 raise typer.Exit(code=1) from None
@@ -294,7 +294,7 @@ def status(
     """The run ledger: recent stage attempts, newest first (status, rows in/out, time, MLflow run, release)."""
     from rich.table import Table
 
-    from jobs.runs import Ledger
+    from jobs.orchestration.runs import Ledger
 
     settings = JobSettings()
     rows = Ledger(settings.runs_dir).rows(run_date=date.date() if date else None, limit=limit)
@@ -336,8 +336,8 @@ def qa(
     everything: Annotated[bool, typer.Option("--all", help="Also the informational values.")] = False,
 ) -> None:
     """The QA checks of DATE (the latest value of each, whichever run computed it): value, range, pass, blocking."""
-    from jobs.qa import QAStore, summary
-    from jobs.runs import Ledger
+    from jobs.orchestration.qa import QAStore, summary
+    from jobs.orchestration.runs import Ledger
 
     settings = JobSettings()
     results = QAStore(Ledger(settings.runs_dir).path).results(date.date())
@@ -352,11 +352,11 @@ def aggregate_cmd(date: DateOpt, since: SinceOpt = None) -> None:
     """Aggregate bronze pings from SINCE to DATE into suppressed H3 density in silver (the Spark job alone).
 
     Runs on the Spark profile of the settings, so it can be submitted to a cluster:
-    ROUTECAST_SPARK_PROFILE=cluster spark-submit --master spark://HOST:7077 jobs/cli.py aggregate --date D
+    ROUTECAST_SPARK_PROFILE=cluster spark-submit --master spark://HOST:7077 routecast/cli.py aggregate --date D
     """
-    from jobs import aggregate
-    from jobs.pipeline import describe_aggregate
+    from jobs.orchestration.pipeline import describe_aggregate
     from jobs.spark import build_spark
+    from jobs.stages import aggregate
 
     settings = JobSettings()
     spark = build_spark(settings)
@@ -372,7 +372,7 @@ def privacy_ledger_cmd(
     period: Annotated[str | None, typer.Option(help="One month, YYYY-MM: list its charges.")] = None,
 ) -> None:
     """The differential-privacy ledger: epsilon spent per month against the budget, or one month's charges."""
-    from jobs.privacy import ledger_entries, ledger_summary
+    from jobs.privacy.dp import ledger_entries, ledger_summary
 
     settings = JobSettings()
     table = ledger_entries(settings, period) if period else ledger_summary(settings)
@@ -391,8 +391,8 @@ def ingest_counts_cmd(
     freq: Annotated[Freq | None, typer.Option(help="Frequency, for --source generic only (default D).")] = None,
 ) -> None:
     """Validate an official counts file into route-level gold series; bad rows go to quarantine."""
-    from jobs.counts import CountsFileError, ingest_counts
     from jobs.spark import build_spark
+    from jobs.stages.counts import CountsFileError, ingest_counts
 
     settings = JobSettings()
     try:
@@ -430,8 +430,8 @@ def forecast_cmd(
     """
     import sys
 
-    from jobs.adhoc import adhoc_forecast
-    from jobs.counts import CountsFileError
+    from jobs.analysis.adhoc import adhoc_forecast
+    from jobs.stages.counts import CountsFileError
 
     try:
         result = adhoc_forecast(file, source.value, as_of.date(), horizon, freq.value if freq else None)
@@ -467,9 +467,9 @@ def demo(
     port: Annotated[int, typer.Option(help="Port for the API.")] = 8000,
 ) -> None:
     """Simulate pings, run the nightly pipeline on them, score density against the truth, then serve the API."""
-    from jobs.pipeline import nightly as run_nightly
-    from jobs.simulate import truth_correlation
+    from jobs.orchestration.pipeline import nightly as run_nightly
     from jobs.spark import build_spark
+    from simulator.simulate import truth_correlation
 
     cfg = _load_sim_config(None, scale.value)
     settings = JobSettings()
@@ -515,7 +515,7 @@ app.add_typer(experiment_app, name="experiment")
 @experiment_app.command("list")
 def experiment_list() -> None:
     """The declared experiments and their questions."""
-    from jobs.experiment import DEFAULT_EXPERIMENTS_DIR, load_experiment
+    from jobs.analysis.experiment import DEFAULT_EXPERIMENTS_DIR, load_experiment
 
     for path in sorted(DEFAULT_EXPERIMENTS_DIR.glob("*/experiment.toml")):
         spec = load_experiment(path.parent.name)
@@ -537,7 +537,7 @@ def experiment_run(
     Prints the result table (markdown), writes var/experiments/<name>/ and logs a parent run with one nested run per
     variant to the MLflow experiment routecast-experiments.
     """
-    from jobs.experiment import ExperimentError, load_experiment, run_experiment
+    from jobs.analysis.experiment import ExperimentError, load_experiment, run_experiment
 
     settings = JobSettings()
     try:

@@ -12,7 +12,7 @@ Transition
     number of DISTINCT devices that made A → B on a day: a device going A → B twice that day counts once.
 
 Suppression
-    As for density (``jobs.suppression.suppress_small_counts``): only flows backed by more than
+    As for density (``jobs.privacy.suppression.suppress_small_counts``): only flows backed by more than
     ``settings.min_devices`` devices are written. Device ids stay in this job's memory; silver and gold hold
     counts only. No complementary suppression is needed: no published table nests flows. Cell flows are at one
     resolution and segment flows at one level; nothing publishes a total of flows (into, out of or through a place)
@@ -44,12 +44,12 @@ from pyspark.sql.window import WindowSpec
 
 from geo.catalogue import Catalogue, load_catalogue
 from geo.cells import cached_cell_segment_table, cell_segment_table
-from jobs.aggregate import ping_cell
 from jobs.lake import read_table, write_checks, write_partitions
+from jobs.privacy.suppression import suppress_small_counts
 from jobs.schemas import BRONZE_PINGS, FLOWS_CELL, FLOWS_SEGMENT, SERIES
-from jobs.series import series_id
 from jobs.settings import JobSettings
-from jobs.suppression import suppress_small_counts
+from jobs.stages.aggregate import ping_cell
+from jobs.stages.series import series_id
 
 FLOWS_SOURCE = "flows"
 FLOW_LEVEL = "flow"

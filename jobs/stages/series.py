@@ -9,7 +9,7 @@ Nesting
     complementary suppression), a route's of its segments', ``all`` of the routes'. Each remainder (parent minus
     its published children) is therefore exactly 0 and reveals nothing, so the series need no suppression of
     their own. Two things keep it so: silver rows at or below ``min_devices`` (written under a lower threshold)
-    are not counted, as the release's cells leave them out; and ``jobs.publish.cells_table`` never removes a cell
+    are not counted, as the release's cells leave them out; and ``jobs.stages.publish.cells_table`` never removes a cell
     at ``h3_res`` from the release (it removes the coarser parent instead), so a segment's series minus the
     segment's published cells stays 0.
 """

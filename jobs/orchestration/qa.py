@@ -2,10 +2,10 @@
 stored in the run ledger's SQLite file (table ``qa_checks``), a failing blocking check stops the release.
 
 After a stage, :func:`evaluate` computes its values (:func:`stage_values`), compares them with the thresholds of
-``jobs/qa.toml`` (or ``ROUTECAST_QA_CONFIG``), records them as rows ``(run_date, run_id, dataset, check, value,
-min, max, passed, blocking)`` and returns them. The dataset is the stage. A value with no threshold in the config
-is informational: stored with ``passed`` true, so it can be charted and later thresholded. A value that cannot be
-computed (a share of nothing, a comparison with no earlier run date) is neither evaluated nor stored.
+``jobs/orchestration/qa.toml`` (or ``ROUTECAST_QA_CONFIG``), records them as rows ``(run_date, run_id, dataset, check,
+value, min, max, passed, blocking)`` and returns them. The dataset is the stage. A value with no threshold in the
+config is informational: stored with ``passed`` true, so it can be charted and later thresholded. A value that cannot
+be computed (a share of nothing, a comparison with no earlier run date) is neither evaluated nor stored.
 
 The values, per stage (all counts are over the stage's whole processing window, as its counts objects are):
 
@@ -56,14 +56,14 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from jobs.runs import STAGES, Ledger, connect
+from jobs.orchestration.runs import STAGES, Ledger, connect
 
 if TYPE_CHECKING:
-    from jobs.aggregate import AggregateCounts
-    from jobs.flows import FlowCounts
-    from jobs.forecast import ForecastResult
-    from jobs.ingest import IngestCounts
-    from jobs.tiles import TileCounts
+    from jobs.stages.aggregate import AggregateCounts
+    from jobs.stages.flows import FlowCounts
+    from jobs.stages.forecast import ForecastResult
+    from jobs.stages.ingest import IngestCounts
+    from jobs.stages.tiles import TileCounts
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().with_name("qa.toml")
 DEFAULT_WINDOW = 7
@@ -221,7 +221,7 @@ def _allowed_keys(dataset: str, check: str) -> set[str]:
 
 
 def load_config(path: Path | None = None) -> QAConfig:
-    """Read and check a QA config (default: the packaged ``jobs/qa.toml``).
+    """Read and check a QA config (default: the packaged ``jobs/orchestration/qa.toml``).
 
     Raises QAConfigError naming the file and the check for unknown stages, checks or keys, values of the wrong
     type, min > max, or a blocking check with no bound (it could never fail)."""

@@ -1,7 +1,7 @@
 """Ad-hoc forecasts from an analyst's counts file: ``routecast forecast FILE --source ... --as-of DATE``.
 
-The file is read and checked exactly as ``ingest-counts`` reads it (jobs.counts), nothing is written, and each
-route's series goes through the pipeline's model selection (jobs.forecast.selection_configs) on pandas alone,
+The file is read and checked exactly as ``ingest-counts`` reads it (jobs.stages.counts), nothing is written, and each
+route's series goes through the pipeline's model selection (jobs.stages.forecast.selection_configs) on pandas alone,
 no Spark. Only periods that have *ended* by the as-of date are used (a month dated 1 March counts once
 31 March has passed), so the same command scores forecasts on data that arrives later: run it with an earlier
 ``--as-of`` and compare with the file's later rows.
@@ -20,9 +20,9 @@ import pandas as pd
 
 from forecasting.protocol import PERIOD_NAMES, PERIOD_OFFSETS, check_freq, period_grid
 from forecasting.selection import select_and_forecast
-from jobs.counts import read_counts
-from jobs.forecast import selection_configs
 from jobs.settings import JobSettings
+from jobs.stages.counts import read_counts
+from jobs.stages.forecast import selection_configs
 
 ADHOC_COLUMNS = ["route", "ds", "yhat", "lo80", "hi80", "lo95", "hi95", "model"]
 _COARSER = {"D": {"W", "M"}, "W": set(), "M": set()}

@@ -36,9 +36,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from jobs.lake import purge_partitions
-from jobs.runs import fingerprint
+from jobs.orchestration.runs import fingerprint
 from jobs.settings import JobSettings
-from jobs.simulate import truth_dir
 from jobs.spark import scratch_dir
 
 
@@ -52,10 +51,7 @@ class PurgedFiles:
     rows_deleted: int = 0  # rows of readable files (an unreadable file's rows cannot be counted)
 
     def describe(self, what: str) -> str:
-        return (
-            f"{what}: {len(self.deleted)} files deleted, {len(self.rewritten)} rewritten, "
-            f"{self.rows_deleted:,} rows"
-        )
+        return f"{what}: {len(self.deleted)} files deleted, {len(self.rewritten)} rewritten, {self.rows_deleted:,} rows"
 
 
 @dataclass(frozen=True)
@@ -115,7 +111,7 @@ def run(settings: JobSettings, run_date: dt.date, raw_path: Path | None = None) 
     quarantine = purge_partitions(settings.lake("quarantine", "pings"), "run_date", cutoff)
     owned, operator = owned_raw(settings, raw_path)
     raw = tuple(purge_rows_before(path, "ts", cutoff) for path in owned if path.exists())
-    journeys_path = truth_dir(settings) / "journeys"
+    journeys_path = settings.truth_dir / "journeys"
     journeys = purge_rows_before(journeys_path, "ended", cutoff) if journeys_path.exists() else None
     # Scratch is not dated by its data: its age is what it shows (and a live session keeps writing to its own).
     idle = dt.datetime.now(dt.UTC) - dt.timedelta(days=settings.bronze_retention_days)
@@ -160,7 +156,7 @@ def purge_rows_before(path: Path, column: str, cutoff: dt.date) -> PurgedFiles:
 
 
 def raw_fingerprint(raw: Path, since: dt.date) -> str:
-    """:func:`jobs.runs.fingerprint` of the raw ping files that may hold rows dated ``since`` or later.
+    """:func:`jobs.orchestration.runs.fingerprint` of the raw ping files that may hold rows dated ``since`` or later.
 
     A file whose Parquet statistics show every ``ts`` before ``since`` is left out: ingest only counts its rows as
     *earlier*, so retention deleting it must not make the next run for the date ingest again. Files without such

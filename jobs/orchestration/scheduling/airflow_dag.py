@@ -3,8 +3,8 @@
 Each task runs ``routecast stage NAME --date {{ ds }}``: a run of the DAG for logical date D builds day D (the data
 interval is D 02:30 .. D+1 02:30, so the run starts at 02:30 UTC on D+1). Stages are idempotent and recorded in the
 run ledger, so a retried or re-run task redoes only its own stage. The Spark stages are spark-submits of
-``jobs/cli.py`` (SparkSubmitOperator from apache-airflow-providers-apache-spark, else a BashOperator running the same
-spark-submit line); forecast and publish run ``routecast stage`` on the worker, with a local Spark session (the
+``routecast/cli.py`` (SparkSubmitOperator from apache-airflow-providers-apache-spark, else a BashOperator running
+the same spark-submit line); forecast and publish run ``routecast stage`` on the worker, with a local Spark session (the
 forecast fans series out over it; publish reads the cells from silver), since they also log to MLflow and write the
 store from the driver.
 
@@ -16,7 +16,7 @@ Deploy:
    fastapi<0.137. spark-submit must be on the workers' PATH (the venv's own, from pip's pyspark, or
    ``$SPARK_HOME/bin``).
 2. Copy or symlink this file into the dags folder:
-   ``ln -s /opt/routecast/jobs/scheduling/airflow_dag.py $AIRFLOW_HOME/dags/routecast_nightly.py``.
+   ``ln -s /opt/routecast/jobs/orchestration/scheduling/airflow_dag.py $AIRFLOW_HOME/dags/routecast_nightly.py``.
 3. Set the Airflow Variables (``airflow variables set NAME VALUE``, or ``AIRFLOW_VAR_NAME=VALUE`` in the workers'
    environment); they are read when a task runs, not when the file is parsed:
 
@@ -52,7 +52,8 @@ try:
 except ImportError:
     SparkSubmitOperator = None
 
-# jobs/pipeline.py runs these in this order; forecast and publish run on the worker (local Spark, MLflow, the store).
+# jobs/orchestration/pipeline.py runs these in this order; forecast and publish run on the worker
+# (local Spark, MLflow, the store).
 STAGES = ("ingest", "aggregate", "flows", "retention", "series", "forecast", "publish")
 PYTHON_STAGES = {"forecast", "publish"}
 SCHEDULE = "30 2 * * *"
@@ -89,7 +90,7 @@ def _task(stage: str):
         return SparkSubmitOperator(
             task_id=stage,
             name=f"routecast-{stage}",
-            application=f"{HOME}/jobs/cli.py",
+            application=f"{HOME}/routecast/cli.py",
             application_args=args,
             properties_file=PROPERTIES,
             env_vars=DRIVER_ENV,
@@ -98,7 +99,7 @@ def _task(stage: str):
     return BashOperator(
         task_id=stage,
         bash_command=f"cd {HOME} && {env} spark-submit --master '{MASTER}' --properties-file {PROPERTIES}"
-        f" --name routecast-{stage} jobs/cli.py {' '.join(args)}",
+        f" --name routecast-{stage} routecast/cli.py {' '.join(args)}",
     )
 
 

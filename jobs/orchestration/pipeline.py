@@ -1,5 +1,5 @@
 """The nightly run: ingest → aggregate → flows → retention → series → forecast → publish for one date, each stage
-idempotent, recorded in the run ledger and skipped when already done (``jobs.runs``)."""
+idempotent, recorded in the run ledger and skipped when already done (``jobs.orchestration.runs``)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from rich.console import Console
 
 from forecasting.protocol import FREQS
 from geo.catalogue import Catalogue, load_catalogue
-from jobs import aggregate, flows, forecast, ingest, publish, qa, retention, series, tiles
-from jobs.runs import STAGES, Ledger, date_lock, fingerprint, new_run_id
+from jobs.orchestration import qa
+from jobs.orchestration.runs import STAGES, Ledger, date_lock, fingerprint, new_run_id
 from jobs.settings import JobSettings
+from jobs.stages import aggregate, flows, forecast, ingest, publish, retention, series, tiles
 
 
 @dataclass
@@ -166,7 +167,7 @@ def nightly(
     Pings dated ``since`` .. ``run_date`` are (re)processed; ``since`` defaults to the bronze retention window.
     Each stage is recorded in the run ledger (``routecast status``); stages already done for the date are skipped
     unless ``force`` (see :class:`_Stages`), so a killed run resumes where it stopped. A second live run for the
-    same date is refused (:class:`jobs.runs.RunLocked`).
+    same date is refused (:class:`jobs.orchestration.runs.RunLocked`).
     """
     console = console or Console(stderr=True)
     catalogue = catalogue or load_catalogue(settings.routes_dir)

@@ -61,8 +61,8 @@ from forecasting.protocol import PERIOD_NAMES, check_freq, is_on_grid, period_gr
 from geo.catalogue import Catalogue, load_catalogue
 from jobs.lake import write_checks, write_partitions
 from jobs.schemas import QUARANTINE_COUNTS, SERIES
-from jobs.series import series_id
 from jobs.settings import JobSettings
+from jobs.stages.series import series_id
 
 __all__ = [
     "REASONS",

@@ -33,12 +33,12 @@ from pyspark.sql.types import StructType
 from forecasting.selection import FORECAST_COLUMNS
 from forecasting.tracking import RunInfo
 from geo.catalogue import Catalogue
-from jobs.aggregate import BASELINE_WEEKS, with_baseline
-from jobs.flows import cell_segment_table_for
 from jobs.lake import read_table
+from jobs.privacy.suppression import check_min_devices, complementary_suppression
 from jobs.schemas import DENSITY, PUBLISHED_CELLS, PUBLISHED_FORECAST, PUBLISHED_HISTORY, arrow_schema
 from jobs.settings import JobSettings
-from jobs.suppression import check_min_devices, complementary_suppression
+from jobs.stages.aggregate import BASELINE_WEEKS, with_baseline
+from jobs.stages.flows import cell_segment_table_for
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ def release_cells(
     (silver written under a lower threshold is left out), then complementary suppression again: silver satisfies
     the rule over all its cells, but the release holds only corridor cells, and an API token may see only some
     routes, so a parent's published children can be fewer here than in silver. The rule is enforced within the
-    whole release and within each route (``jobs.suppression``, scopes). A cell at ``h3_res`` is never removed —
+    whole release and within each route (``jobs.privacy.suppression``, scopes). A cell at ``h3_res`` is never removed —
     the series are sums of those cells, so removing one would let a reader recover it from its segment's series
     — its coarser parent is removed instead. ``excess`` and ``zscore`` are recomputed from the release's own
     rows of the 42 days before (``with_baseline``), so that a baseline never averages in a value the release

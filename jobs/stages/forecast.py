@@ -34,9 +34,9 @@ from forecasting.selection import (
 )
 from forecasting.tracking import RunInfo, log_forecast_run
 from jobs.lake import read_table
-from jobs.publish import history_start
 from jobs.schemas import SERIES
 from jobs.settings import JobSettings
+from jobs.stages.publish import history_start
 
 METRIC_COLUMNS = METRICS_COLUMNS
 

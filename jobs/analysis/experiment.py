@@ -42,9 +42,9 @@ from forecasting.evaluation import (
 from forecasting.protocol import LEVELS, PERIOD_NAMES
 from forecasting.selection import MODEL_FACTORIES, SelectionConfig
 from forecasting.tracking import artifact_location_for
-from jobs.adhoc import to_coarser
-from jobs.counts import SOURCES, read_counts
+from jobs.analysis.adhoc import to_coarser
 from jobs.settings import JobSettings
+from jobs.stages.counts import SOURCES, read_counts
 
 # The experiments declared in the repository: experiments/<name>/experiment.toml beside the packages.
 DEFAULT_EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"

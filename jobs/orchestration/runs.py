@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS stage_runs (
     mlflow_run_id TEXT,
     release_id TEXT,
     detail TEXT,                   -- a one-line summary, or the error
-    inputs TEXT,                   -- fingerprint of the files the stage read (jobs.runs.fingerprint)
+    inputs TEXT,                   -- fingerprint of the files the stage read (jobs.orchestration.runs.fingerprint)
     outputs TEXT,                  -- fingerprint of the files it wrote, when it finished
     pid INTEGER NOT NULL,
     host TEXT NOT NULL,

@@ -9,15 +9,15 @@ Resolutions
 
 Suppression
     Happens here, where the aggregate is made (``suppress_density``): only aggregates backed by more than
-    ``min_devices`` distinct devices are kept (``jobs.suppression.suppress_small_counts``), then complementary
-    suppression (``jobs.suppression.complementary_suppression``) removes more rows until no published parent —
+    ``min_devices`` distinct devices are kept (``jobs.privacy.suppression.suppress_small_counts``), then complementary
+    suppression (``jobs.privacy.suppression.complementary_suppression``) removes more rows until no published parent —
     a coarser cell, a day over its hours, an hour over its finer cells' days — minus its published children
     leaves 1..``min_devices`` devices, at every pair of resolutions; days at ``h3_res`` are kept (their coarser
     parents go instead), so the series lose nothing to it. ``pings`` is not published
     (null): it is additive, so a parent's pings minus its children's would give the suppressed remainder
     exactly, and nothing downstream reads it. The unsuppressed counts are never written to the lake (Spark's own
     shuffle and spill files under ``spark.local.dir`` hold device-level rows while the job runs). Optional
-    differential-privacy noise (``jobs.privacy``) is added to what survives.
+    differential-privacy noise (``jobs.privacy.dp``) is added to what survives.
 
 Baseline and anomaly (daily density)
     For each cell and day: the mean of the same weekday over the trailing 45 days (the six previous same
@@ -39,11 +39,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
 from geo.points import latlng_to_cells, parent_bits
-from jobs import privacy
 from jobs.lake import read_table, write_checks, write_partitions
-from jobs.schemas import BRONZE_PINGS, BRONZE_TILES, DENSITY, DENSITY_HOURLY
-from jobs.settings import RES_MIN, JobSettings
-from jobs.suppression import (
+from jobs.privacy import dp as privacy
+from jobs.privacy.suppression import (
     DAILY,
     ComplementaryResult,
     complementary_suppression,
@@ -52,6 +50,8 @@ from jobs.suppression import (
     stack_levels,
     suppress_small_counts,  # also imported from here by flows, the tests and bench/
 )
+from jobs.schemas import BRONZE_PINGS, BRONZE_TILES, DENSITY, DENSITY_HOURLY
+from jobs.settings import RES_MIN, JobSettings
 
 # Same weekday over the trailing 45 days: the six previous same weekdays that fit in it (7..42 days back).
 BASELINE_WEEKS = 6
@@ -218,7 +218,7 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt
     # Persisted: the daily and the hourly tables both start from it (one bronze scan, one UDF pass, one shuffle).
     reduced = device_cells(pings, max(resolutions))
     dp_on = settings.dp_mechanism != "none"
-    if dp_on:  # bound each person-day's contribution before anything is counted (jobs.privacy)
+    if dp_on:  # bound each person-day's contribution before anything is counted (jobs.privacy.dp)
         secret = privacy.require_dp(settings)
         bound = privacy.ContributionBound.from_settings(settings)
         reduced = bound.apply(reduced, secret).repartition("date", "block")  # back into blocks after the bound
@@ -388,7 +388,7 @@ def publish_daily(spark: SparkSession, settings: JobSettings, daily: DataFrame, 
 def run_tiles(
     spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt.date | None = None
 ) -> AggregateCounts:
-    """Aggregate bronze provider tiles (``jobs.tiles``) from ``since`` to ``run_date`` into silver density.
+    """Aggregate bronze provider tiles (``jobs.stages.tiles``) from ``since`` to ``run_date`` into silver density.
 
     Each tile counts toward every configured resolution not finer than its own; ``pings`` is null. Suppressed as
     density from pings is (``suppress_density``), by day only.

@@ -5,7 +5,7 @@ A tiles file (CSV with a header, or Parquet) has ``date``, ``count`` (distinct d
 cast explicitly (no inference); a row that breaks a rule goes to ``quarantine/tiles`` with its reason, and
 in = accepted + deferred + earlier + quarantined + duplicates, as for pings.
 
-Aggregation (``jobs.aggregate.run_tiles``) sums the counts of the tiles inside each H3 cell at every
+Aggregation (``jobs.stages.aggregate.run_tiles``) sums the counts of the tiles inside each H3 cell at every
 configured resolution that is not finer than the tile (a res-6 tile says nothing about res-7 cells), then
 suppresses and adds the baseline like pings. Summing the distinct-device counts of several tiles
 over-counts a device seen in two of them; tiles carry no device ids, so it cannot be undone — prefer tiles
@@ -24,10 +24,10 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
-from jobs.aggregate import h3_cell
 from jobs.lake import write_checks, write_partitions
 from jobs.schemas import BRONZE_TILES, QUARANTINE_TILES, TILES
 from jobs.settings import JobSettings
+from jobs.stages.aggregate import h3_cell
 
 TEXT_COLUMNS = TILES.fieldNames()
 

@@ -1,7 +1,7 @@
 """The migration simulator: synthetic phone pings along the routes, and the ground truth behind them.
 
 A Spark job, so that it scales from tests to hundreds of millions of pings. What it models (parameters in
-``jobs/simulator.toml``, one file):
+``simulator/simulator.toml``, one file):
 
 - **departures** per route and day, drawn on the driver: a base rate x scale x yearly season x trend x a slow
   random wave (AR(1) in logs), Poisson. Journeys start ``warmup_days`` before the first simulated day, so the
@@ -63,8 +63,8 @@ from geo.catalogue import Catalogue, Route, load_catalogue
 from geo.countries import country_codes
 from jobs.lake import read_table
 from jobs.schemas import PINGS, SERIES, TRUTH_JOURNEYS, TRUTH_SEGMENT_PEOPLE
-from jobs.series import DENSITY_SOURCE
 from jobs.settings import JobSettings
+from jobs.stages.series import DENSITY_SOURCE
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ class _Reader:
 
 
 def load_config(path: Path | None = None) -> SimulatorConfig:
-    """Read and check the simulator parameter file (default: ``jobs/simulator.toml``).
+    """Read and check the simulator parameter file (default: ``simulator/simulator.toml``).
 
     Raises SimulatorConfigError naming the key for unknown keys, missing values or values out of range.
     """
@@ -1385,11 +1385,6 @@ def resident_pings(spark: SparkSession, model: _Model) -> DataFrame:
     )
 
 
-def truth_dir(settings: JobSettings) -> Path:
-    """Where the simulator writes its ground truth: ``var/truth/{segment_people,arrivals,journeys}``."""
-    return settings.var_dir / "truth"
-
-
 def simulate(
     spark: SparkSession,
     settings: JobSettings,
@@ -1423,7 +1418,7 @@ def simulate(
 
     legs = _legs(spark, model).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        truth = truth_dir(settings)
+        truth = settings.truth_dir
         truth_segment_people(spark, legs, model).write.mode("overwrite").parquet(str(truth / "segment_people"))
         truth_arrivals(spark, legs, model).write.mode("overwrite").parquet(str(truth / "arrivals"))
         journeys = truth_journeys(spark, legs, model)
@@ -1496,7 +1491,7 @@ def truth_correlation(spark: SparkSession, settings: JobSettings, run_date: dt.d
     )
     truth = (
         spark.read.schema(TRUTH_SEGMENT_PEOPLE)
-        .parquet(str(truth_dir(settings) / "segment_people"))
+        .parquet(str(settings.truth_dir / "segment_people"))
         .where(F.col("date") <= F.lit(run_date))
         .groupBy("route_id", "date")
         .agg(F.sum("people").cast("double").alias("people"))

@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import aggregate, ingest, series
 from jobs.lake import read_table
 from jobs.schemas import PINGS, SERIES, TRUTH_ARRIVALS, TRUTH_JOURNEYS, TRUTH_SEGMENT_PEOPLE
 from jobs.settings import JobSettings
-from jobs.simulate import (
+from jobs.stages import aggregate, ingest, series
+from simulator.simulate import (
     DEFAULT_CONFIG_PATH,
     Closure,
     ScalePreset,
@@ -35,7 +35,6 @@ from jobs.simulate import (
     seasonal_factor,
     simulate,
     truth_correlation,
-    truth_dir,
 )
 
 START = dt.date(2025, 6, 2)  # a Monday in early summer
@@ -196,7 +195,7 @@ def test_device_ids_rotate_daily(spark, tiny_run):
 
 def test_the_truth_names_only_catalogue_segments_and_crossings(spark, tiny_run, catalogue):
     settings, report = tiny_run
-    truth = truth_dir(settings)
+    truth = settings.truth_dir
     people = spark.read.schema(TRUTH_SEGMENT_PEOPLE).parquet(str(truth / "segment_people")).toPandas()
     arrivals = spark.read.schema(TRUTH_ARRIVALS).parquet(str(truth / "arrivals")).toPandas()
     segments = {(r.id, s.id) for r in catalogue.routes for s in r.segments}
@@ -215,7 +214,7 @@ def test_the_truth_names_only_catalogue_segments_and_crossings(spark, tiny_run, 
 
 def test_a_closed_crossing_has_no_arrivals_while_closed_and_diverts_its_agents(spark, tiny_run):
     settings, report = tiny_run
-    truth = truth_dir(settings)
+    truth = settings.truth_dir
     arrivals = spark.read.schema(TRUTH_ARRIVALS).parquet(str(truth / "arrivals")).toPandas()
     closed_from = START + dt.timedelta(days=CLOSURE.start_day)
     closed_to = closed_from + dt.timedelta(days=7 * CLOSURE.weeks)
