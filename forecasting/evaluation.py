@@ -38,6 +38,7 @@ from forecasting.selection import (
     make_model,
     select_and_forecast,
 )
+from forecasting.vocabulary import from_published
 
 __all__ = [
     "CHAMPION",
@@ -155,13 +156,7 @@ class SelectionForecaster:
         if forecast.empty:
             raise RuntimeError("every candidate failed: " + "; ".join(self.metrics_["error"].dropna().astype(str)))
         self.chosen_ = str(forecast["model"].iloc[0])
-        return pd.DataFrame(
-            {
-                "ds": forecast["ds"].to_numpy(),
-                "mean": forecast["yhat"].to_numpy(),
-                **{f"{side}-{lvl}": forecast[f"{side}{lvl}"].to_numpy() for lvl in LEVELS for side in ("lo", "hi")},
-            }
-        )
+        return from_published(forecast)
 
 
 def evaluate_procedure(

@@ -28,14 +28,17 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from contracts.series import series_id
 from forecasting.selection import FORECAST_COLUMNS
+from forecasting.vocabulary import PUBLISHED_INTERVALS, PUBLISHED_VALUES
 
 __all__ = [
-    "KEY_COLUMNS",
+    "HIERARCHY_KEY_COLUMNS",
     "METHODS",
     "MIN_RESIDUAL_KEYS",
     "RECONCILED_COLUMNS",
@@ -48,7 +51,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-KEY_COLUMNS = ["series_id", "level", "route_id", "segment_id"]
+# The columns of ``keys`` that place a density series in the hierarchy (hierarchy_from_keys).
+HIERARCHY_KEY_COLUMNS = ["series_id", "level", "route_id", "segment_id"]
 RESIDUAL_COLUMNS = ["series_id", "key", "residual"]
 RECONCILED_COLUMNS = [*FORECAST_COLUMNS, "reconciliation"]
 METHODS = ("bottom_up", "ols", "mint_shrink")
@@ -63,7 +67,6 @@ _FALLBACKS = {
     "bottom_up": ("bottom_up",),
 }
 _LEVELS = ("all", "route", "segment")
-_INTERVALS = (("lo80", "hi80"), ("lo95", "hi95"))
 # mint_shrink floors each error variance at this fraction of the largest one, so a series forecast without error
 # (a segment that is always 0) is trusted almost exactly instead of making W singular.
 _RELATIVE_VARIANCE_FLOOR = 1e-6
@@ -119,13 +122,13 @@ def hierarchy_from_keys(keys: pd.DataFrame) -> Hierarchy:
 
     ValueError when a column is missing, or when a member's id disagrees with its level, route_id and segment_id.
     """
-    missing = [c for c in KEY_COLUMNS if c not in keys.columns]
+    missing = [c for c in HIERARCHY_KEY_COLUMNS if c not in keys.columns]
     if missing:
-        raise ValueError(f"keys: column(s) {', '.join(missing)} missing; expected {', '.join(KEY_COLUMNS)}")
+        raise ValueError(f"keys: column(s) {', '.join(missing)} missing; expected {', '.join(HIERARCHY_KEY_COLUMNS)}")
     has_all = False
     routes: set[str] = set()
     segments: dict[str, set[str]] = {}  # route_id -> segment series ids
-    for sid, level, route, segment in keys[KEY_COLUMNS].drop_duplicates().itertuples(index=False):
+    for sid, level, route, segment in keys[HIERARCHY_KEY_COLUMNS].drop_duplicates().itertuples(index=False):
         if _level_of(sid) is None:
             continue  # another source or a flow: outside the hierarchy
         expected = _member_id(level, route, segment)
@@ -145,7 +148,7 @@ def hierarchy_from_keys(keys: pd.DataFrame) -> Hierarchy:
     coverage: dict[str, frozenset[str]] = {}
     leaves: set[str] = set()
     for route, route_segments in segments.items():
-        route_id = f"route:{route}"
+        route_id = series_id("route", route)
         for sid in route_segments:
             coverage[sid] = frozenset({sid})
         if route_id in routes:
@@ -182,7 +185,7 @@ def reconcile(
     if method not in METHODS:
         raise ValueError(f"unknown reconciliation method {method!r}; expected one of {', '.join(METHODS)}")
     frame, hierarchy, ds = _hierarchy_rows(forecasts, hierarchy)
-    out = frame.astype({c: float for c in ("yhat", *(c for pair in _INTERVALS for c in pair))})
+    out = frame.astype(dict.fromkeys(PUBLISHED_VALUES, float))
     out["reconciliation"] = pd.Series([None] * len(out), index=out.index, dtype=object)
     if not hierarchy.series_ids:
         return out
@@ -234,13 +237,13 @@ def _level_of(series_id: str) -> str | None:
 
 
 def _member_id(level: object, route: object, segment: object) -> str | None:
-    """The id a density series of that level, route and segment has (as jobs.stages.series.series_id builds it)."""
+    """The id a density series of that level, route and segment has (``contracts.series``), None if it has none."""
     if level == "all":
-        return "all"
+        return series_id("all")
     if level == "route" and isinstance(route, str):
-        return f"route:{route}"
+        return series_id("route", route)
     if level == "segment" and isinstance(route, str) and isinstance(segment, str):
-        return f"segment:{route}/{segment}"
+        return series_id("segment", route, segment)
     return None
 
 
@@ -343,7 +346,7 @@ def _moved(rows: pd.DataFrame, new: np.ndarray) -> dict[str, np.ndarray]:
     """yhat and the interval bounds of ``rows`` moved to the reconciled means ``new``, keeping each side's width."""
     yhat = np.clip(rows["yhat"].to_numpy(dtype=float), 0.0, None)
     moved = {"yhat": new}
-    for lo_col, hi_col in _INTERVALS:
+    for lo_col, hi_col in PUBLISHED_INTERVALS:
         below = np.clip(yhat - rows[lo_col].to_numpy(dtype=float), 0.0, None)
         above = np.clip(rows[hi_col].to_numpy(dtype=float) - yhat, 0.0, None)
         moved[lo_col], moved[hi_col] = np.clip(new - below, 0.0, None), new + above
@@ -422,7 +425,7 @@ def _min_trace(S: np.ndarray, base: np.ndarray, n_aggs: int, method: str, errors
         # qpsolvers warns on every solve that it converted dense matrices to sparse ones.
         warnings.filterwarnings("ignore", module="qpsolvers")
         reconciler = MinTrace(method=method, **options)
-        bottom = reconciler.fit_predict(S=S, y_hat=base, **insample)["mean"][n_aggs:]
+        bottom = _reconciled_means(reconciler, S, base, insample)[n_aggs:]
         eigenvalues = np.linalg.eigvalsh(reconciler.W)
         if not eigenvalues.min() > eigenvalues.max() / _MAX_CONDITION:
             raise _Unusable("the covariance estimate of the residuals is singular")
@@ -431,5 +434,14 @@ def _min_trace(S: np.ndarray, base: np.ndarray, n_aggs: int, method: str, errors
         if bottom.min() < -1e-9 * max(1.0, float(base.max())):
             # The closed form went negative: solve the constrained programme. Its solution comes back as float32.
             reconciler = MinTrace(method=method, nonnegative=True, **options)
-            bottom = reconciler.fit_predict(S=S, y_hat=base, **insample)["mean"][n_aggs:]
+            bottom = _reconciled_means(reconciler, S, base, insample)[n_aggs:]
     return np.clip(bottom, 0.0, None)
+
+
+def _reconciled_means(reconciler: Any, S: np.ndarray, base: np.ndarray, insample: dict) -> np.ndarray:
+    """hierarchicalforecast's reconciled point forecasts (series × ds) of the ``yhat`` in ``base``.
+
+    hierarchicalforecast names them ``mean`` (its methods take ``y_hat`` in and return a dict); this is the one place
+    that reads its output.
+    """
+    return reconciler.fit_predict(S=S, y_hat=base, **insample)["mean"]

@@ -2,7 +2,7 @@
 
 A forecaster is fitted on one series (float values on a regular DatetimeIndex of one frequency) and
 predicts ``h`` periods ahead as a frame with ``ds``, ``mean`` and one ``lo-<level>``/``hi-<level>`` pair
-per level.
+per level (published as ``yhat``, ``lo80``, ...: :mod:`forecasting.vocabulary`).
 
 Frequencies (the ``freq`` column of the gold series): ``D`` daily, ``W`` weekly dated on Mondays,
 ``M`` monthly dated on the 1st. A series lives on that grid, one value per period.

@@ -25,9 +25,11 @@ from forecasting.backtest import (
     rolling_origin_backtest,
     rolling_origins,
 )
-from forecasting.baselines import Drift, Naive, WindowAverage
 from forecasting.metrics import seasonal_scale
-from forecasting.models import ProphetForecaster, SeasonalNaive, describe_failure
+from forecasting.models.base import describe_failure
+from forecasting.models.baselines import Drift, Naive, SeasonalNaive, WindowAverage
+from forecasting.models.prophet import ProphetForecaster
+from forecasting.models.statsforecast import StatsForecastModel
 from forecasting.protocol import (
     LEVELS,
     PERIOD_NAMES,
@@ -39,7 +41,7 @@ from forecasting.protocol import (
     on_grid,
     period_grid,
 )
-from forecasting.statsforecast_models import StatsForecastModel
+from forecasting.vocabulary import PUBLISHED_VALUES, to_published
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -59,7 +61,8 @@ __all__ = [
     "select_and_forecast",
 ]
 
-FORECAST_COLUMNS = ["series_id", "ds", "yhat", "lo80", "hi80", "lo95", "hi95", "model"]
+# The published forecast table: its values are named as published (forecasting.vocabulary), not as predicted.
+FORECAST_COLUMNS = ["series_id", "ds", *PUBLISHED_VALUES, "model"]
 METRICS_COLUMNS = [
     "series_id",
     "model",
@@ -260,11 +263,7 @@ def forecast_schema() -> pa.Schema:
         [
             pa.field("series_id", pa.string(), nullable=False),
             pa.field("ds", pa.date32(), nullable=False),
-            pa.field("yhat", pa.float64(), nullable=False),
-            pa.field("lo80", pa.float64(), nullable=False),
-            pa.field("hi80", pa.float64(), nullable=False),
-            pa.field("lo95", pa.float64(), nullable=False),
-            pa.field("hi95", pa.float64(), nullable=False),
+            *(pa.field(name, pa.float64(), nullable=False) for name in PUBLISHED_VALUES),
             pa.field("model", pa.string(), nullable=False),
         ]
     )
@@ -484,15 +483,12 @@ def _regular_series(series: pd.DataFrame, freq: str) -> tuple[str, pd.Series]:
 
 
 def _forecast_rows(series_id: str, alias: str, prediction: pd.DataFrame) -> pd.DataFrame:
+    """The champion's prediction as published rows (FORECAST_COLUMNS): where a forecast takes its published names."""
     return pd.DataFrame(
         {
             "series_id": series_id,
             "ds": pd.to_datetime(prediction["ds"].to_numpy()).astype("datetime64[ns]"),
-            "yhat": prediction["mean"].to_numpy(dtype="float64"),
-            "lo80": prediction["lo-80"].to_numpy(dtype="float64"),
-            "hi80": prediction["hi-80"].to_numpy(dtype="float64"),
-            "lo95": prediction["lo-95"].to_numpy(dtype="float64"),
-            "hi95": prediction["hi-95"].to_numpy(dtype="float64"),
+            **to_published(prediction),
             "model": alias,
         },
         columns=FORECAST_COLUMNS,
@@ -504,7 +500,7 @@ def _empty_forecast() -> pd.DataFrame:
         {
             "series_id": pd.Series(dtype="object"),
             "ds": pd.Series(dtype="datetime64[ns]"),
-            **{name: pd.Series(dtype="float64") for name in ("yhat", "lo80", "hi80", "lo95", "hi95")},
+            **{name: pd.Series(dtype="float64") for name in PUBLISHED_VALUES},
             "model": pd.Series(dtype="object"),
         },
         columns=FORECAST_COLUMNS,

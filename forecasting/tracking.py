@@ -3,9 +3,10 @@
 One parent run per forecasting batch: its parameters; backtest aggregates overall, per level and per route;
 the forecast and metrics tables as Parquet artifacts; PNG plots of the route-level forecasts under
 ``plots/``; and one nested run per model family with that family's backtest scores. The forecasts are
-registered as a pyfunc model version, and the alias ``champion`` (what serving loads as
-``models:/<name>@champion``) moves to it only when its choices do at least as well as the current
-champion's on this run's backtest (:func:`compare_with_champion`). :func:`champion_history` lists the
+registered as a pyfunc model version, and the alias ``champion`` (``models:/<name>@champion``; only a promoted
+version's forecasts are published to the store serving reads) moves to it only when its choices do at least as well
+as the current champion's on this run's backtest. That rule is :mod:`forecasting.champion` (pure, no MLflow);
+this module reads its inputs from the registry and records its decisions. :func:`champion_history` lists the
 versions with those decisions.
 """
 
@@ -38,6 +39,14 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from forecasting.champion import (
+    ChampionComparison,
+    compare_with_champion,
+    no_champion,
+    recorded_decision,
+    serving_version,
+    unreadable_champion,
+)
 from forecasting.plots import route_series_ids, write_forecast_plots
 from forecasting.selection import (
     FORECAST_COLUMNS,
@@ -46,9 +55,10 @@ from forecasting.selection import (
     forecast_schema,
     metrics_schema,
 )
+from forecasting.vocabulary import PUBLISHED_VALUES
 
 __all__ = [
-    "HISTORY_COLUMNS",
+    "CHAMPION_HISTORY_COLUMNS",
     "ChampionComparison",
     "ForecastTableModel",
     "RunInfo",
@@ -68,7 +78,8 @@ FORECASTS_ARTIFACT = "forecasts.parquet"
 METRICS_ARTIFACT = "metrics.parquet"
 PLOTS_ARTIFACT_DIR = "plots"
 DEFAULT_PLOTS = 40
-KEY_COLUMNS = ("series_id", "level", "route_id")
+# The columns of ``keys`` that place a series for the per-level and per-route breakdown (source is optional).
+BREAKDOWN_KEY_COLUMNS = ("series_id", "level", "route_id")
 
 # Scores without a unit: their means over series of different sizes, levels and sources still mean something.
 UNIT_FREE_SCORES = ("mase", "coverage80", "coverage95")
@@ -91,7 +102,8 @@ TAG_FAMILY = "routecast.family"
 TAG_PLOTS = "routecast.plots"
 NO_VERSION = "none"
 
-HISTORY_COLUMNS = [
+# The columns of champion_history: one row per registered version and its champion decision.
+CHAMPION_HISTORY_COLUMNS = [
     "version",
     "created",
     "run_id",
@@ -126,26 +138,6 @@ class RunInfo:
             object.__setattr__(self, "champion_version", self.model_version)  # frozen: resolved once, here
         if not self.champion_run_id:
             object.__setattr__(self, "champion_run_id", self.run_id)
-
-
-@dataclass(frozen=True)
-class ChampionComparison:
-    """A run's per-series choices against the current champion's, both scored on the run's own backtest.
-
-    ``compared_series``: series where both choices have a finite MASE here; ``mase_new`` / ``mase_old``: the
-    mean MASE over them of this run's choices / the champion's choices (NaN when nothing was compared);
-    ``not_comparable``: series both forecast where either MASE is not finite here (the champion's family is
-    not a candidate of this run, or failed, or the series' MASE scale is 0); ``lost_series``: series the
-    champion forecast that this run does not.
-    """
-
-    promote: bool
-    reason: str
-    compared_series: int = 0
-    mase_new: float = math.nan
-    mase_old: float = math.nan
-    not_comparable: int = 0
-    lost_series: tuple[str, ...] = ()
 
 
 class UnknownSeriesError(KeyError):
@@ -292,13 +284,16 @@ def log_forecast_run(
             # a version whose decision nobody recorded.
             previous = _current_champion(client, registered_model, alias)
             if previous is None:
-                decision = ChampionComparison(promote=True, reason=f"promoted: no version had the alias {alias!r}")
+                decision = no_champion(alias)
             else:
                 decision = _compare_with_version(previous, metrics, tracking_uri, Path(tmp) / "champion")
-            if decision.promote or previous is None:
-                champion, champion_run_id = model_version, parent_id
-            else:
-                champion, champion_run_id = str(previous.version), str(previous.run_id)
+            champion, champion_run_id = serving_version(
+                decision,
+                new_version=model_version,
+                new_run_id=parent_id,
+                previous_version=None if previous is None else str(previous.version),
+                previous_run_id=None if previous is None else str(previous.run_id),
+            )
             tags = _decision_tags(decision, previous, champion)
             mlflow.set_tags({**tags, TAG_MODEL_VERSION: model_version})
             for key, value in tags.items():
@@ -317,78 +312,17 @@ def log_forecast_run(
     )
 
 
-def compare_with_champion(metrics: pd.DataFrame, champion_metrics: pd.DataFrame) -> ChampionComparison:
-    """Should the selection in ``metrics`` replace the one in ``champion_metrics`` (both METRICS_COLUMNS)?
-
-    The registered model is a per-series selection, so the two are compared series by series on THIS run's
-    backtest, where every candidate of a series was scored on the same origins: for each series the champion
-    chose a model for (its ``chosen`` row) and this run forecasts, the champion's choice is looked up among
-    this run's rows for that series and model. Over the series where both this run's choice and the
-    champion's choice have a finite MASE here, the new selection is promoted when its mean MASE is <= the
-    champion's choices' (ties promote: same skill on fresher data). If no series is comparable (e.g. the
-    champion's families are no longer candidates) it is promoted and the reason says so.
-
-    Mean MASE rather than total MAE: MASE is unit-free, so each series weighs the same, whereas total MAE would
-    be decided by the largest series and would add devices to official arrivals. Series whose MASE is not
-    finite here (scale 0, failed fits) are left out of both means and counted as not comparable.
-
-    Series the champion forecast and this run does not are recorded in ``lost_series`` and the reason, but do
-    not block promotion: one series refused (too short, a gap) should not keep every other series on older
-    forecasts.
-    """
-    new = _chosen_rows(metrics)[["series_id", "mase"]]
-    old = _chosen_rows(champion_metrics)[["series_id", "model"]]
-    scored_here = metrics.loc[metrics["model"].notna(), ["series_id", "model", "mase"]].drop_duplicates(
-        ["series_id", "model"]
-    )
-    old_here = old.merge(scored_here, on=["series_id", "model"], how="left")  # NaN: family not a candidate here
-    both = new.merge(old_here[["series_id", "mase"]], on="series_id", suffixes=("_new", "_old"))
-    finite = np.isfinite(both["mase_new"].to_numpy(dtype="float64")) & np.isfinite(
-        both["mase_old"].to_numpy(dtype="float64")
-    )
-    compared = both[finite]
-    not_comparable = int((~finite).sum())
-    lost = tuple(sorted(set(old["series_id"]) - set(new["series_id"])))
-    notes = f"{not_comparable} series not comparable" if not_comparable else ""
-    if lost:
-        notes += ("; " if notes else "") + f"{len(lost)} series the champion forecast have no forecast in this run"
-    notes = f" ({notes})" if notes else ""
-    if compared.empty:
-        return ChampionComparison(
-            promote=True,
-            reason=f"promoted: no series comparable with the champion on this backtest{notes}",
-            not_comparable=not_comparable,
-            lost_series=lost,
-        )
-    mase_new, mase_old = float(compared["mase_new"].mean()), float(compared["mase_old"].mean())
-    # The same rows in the same order: identical choices give identical means, isclose only absorbs rounding.
-    promote = mase_new <= mase_old or math.isclose(mase_new, mase_old, rel_tol=1e-12)
-    verdict = "promoted" if promote else "not promoted"
-    relation = "<=" if promote else ">"
-    return ChampionComparison(
-        promote=promote,
-        reason=(
-            f"{verdict}: mean MASE {mase_new:.4g} {relation} {mase_old:.4g} of the champion's choices on this "
-            f"backtest, over {len(compared)} series{notes}"
-        ),
-        compared_series=len(compared),
-        mase_new=mase_new,
-        mase_old=mase_old,
-        not_comparable=not_comparable,
-        lost_series=lost,
-    )
-
-
 def champion_history(
     tracking_uri: str, registered_model: str = "routecast-forecaster", alias: str = "champion"
 ) -> pd.DataFrame:
-    """Every version of ``registered_model`` with its champion decision, newest first (HISTORY_COLUMNS).
+    """Every version of ``registered_model`` with its champion decision, newest first (CHAMPION_HISTORY_COLUMNS).
 
     version (str), created (UTC timestamp of registration), run_id and run_name of the run that logged it,
     promoted (whether the alias moved to it when it was logged), is_champion_now (``alias`` points at it),
     mase_mean_chosen and n_series (that run's metrics; NaN / missing when the run is gone), reason (the
     recorded decision). Versions registered before champion gating have no decision tags: promoted is True
-    (the alias then moved to every new version) and the reason says so. An unknown model gives no rows.
+    (the alias then moved to every new version) and the reason says so (:func:`forecasting.champion.recorded_decision`).
+    An unknown model gives no rows.
     """
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
@@ -402,7 +336,7 @@ def champion_history(
     for version in _all_versions(client, registered_model):
         run = _run_or_none(client, version.run_id)
         run_metrics = run.data.metrics if run is not None else {}
-        decided = version.tags.get(TAG_PROMOTED)
+        promoted, reason = recorded_decision(version.tags.get(TAG_PROMOTED), version.tags.get(TAG_REASON))
         n_series = run_metrics.get("n_series")
         rows.append(
             {
@@ -410,13 +344,11 @@ def champion_history(
                 "created": pd.Timestamp(version.creation_timestamp, unit="ms", tz="UTC"),
                 "run_id": version.run_id,
                 "run_name": run.info.run_name if run is not None else None,
-                "promoted": decided == "true" if decided is not None else True,
+                "promoted": promoted,
                 "is_champion_now": champion_now is not None and str(version.version) == str(champion_now),
                 "mase_mean_chosen": run_metrics.get("mase_mean_chosen", math.nan),
                 "n_series": int(n_series) if n_series is not None and math.isfinite(n_series) else None,
-                "reason": version.tags.get(
-                    TAG_REASON, "no recorded decision: registered before champion gating, which promoted every version"
-                ),
+                "reason": reason,
             }
         )
     return _history_frame(rows)
@@ -536,16 +468,16 @@ def _experiment_id(client: MlflowClient, name: str, tracking_uri: str) -> str:
 
 
 def _checked_keys(keys: pd.DataFrame) -> pd.DataFrame:
-    missing = [name for name in KEY_COLUMNS if name not in keys.columns]
+    missing = [name for name in BREAKDOWN_KEY_COLUMNS if name not in keys.columns]
     if missing:
         raise ValueError(
-            f"keys frame: columns {missing} missing; expected {', '.join(KEY_COLUMNS)} (source optional), "
+            f"keys frame: columns {missing} missing; expected {', '.join(BREAKDOWN_KEY_COLUMNS)} (source optional), "
             "one row per series"
         )
     repeated = keys["series_id"][keys["series_id"].duplicated()].unique()
     if len(repeated):
         raise ValueError(f"keys frame: series {list(repeated[:5])} appear more than once; expected one row per series")
-    return keys[[*KEY_COLUMNS, *(["source"] if "source" in keys.columns else [])]]
+    return keys[[*BREAKDOWN_KEY_COLUMNS, *(["source"] if "source" in keys.columns else [])]]
 
 
 def _name_part(value: object) -> str:
@@ -622,13 +554,7 @@ def _compare_with_version(
         )
         champion_metrics = pq.read_table(path, schema=metrics_schema()).to_pandas()
     except (MlflowException, OSError, ValueError) as exc:  # missing, unreadable or not our schema
-        return ChampionComparison(
-            promote=True,
-            reason=(
-                f"promoted: the backtest of champion version {champion.version} (run {champion.run_id}, "
-                f"{METRICS_ARTIFACT}) could not be read: {exc}"
-            )[:1000],
-        )
+        return unreadable_champion(str(champion.version), str(champion.run_id), METRICS_ARTIFACT, exc)
     return compare_with_champion(metrics, champion_metrics)
 
 
@@ -646,11 +572,6 @@ def _decision_tags(decision: ChampionComparison, previous: ModelVersion | None, 
         TAG_PREVIOUS_CHAMPION: str(previous.version) if previous is not None else NO_VERSION,
         TAG_CHAMPION_VERSION: champion,
     }
-
-
-def _chosen_rows(metrics: pd.DataFrame) -> pd.DataFrame:
-    """The chosen row of each series (select_and_forecast marks at most one)."""
-    return metrics[metrics["chosen"].astype(bool) & metrics["model"].notna()].drop_duplicates("series_id")
 
 
 def _all_versions(client: MlflowClient, registered_model: str) -> list[ModelVersion]:
@@ -677,7 +598,7 @@ def _run_or_none(client: MlflowClient, run_id: str | None) -> Any:
 
 
 def _history_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=HISTORY_COLUMNS).astype(
+    frame = pd.DataFrame(rows, columns=CHAMPION_HISTORY_COLUMNS).astype(
         {
             "created": "datetime64[ns, UTC]",
             "promoted": "bool",
@@ -760,7 +681,7 @@ _SIGNATURE = ModelSignature(
         [
             ColSpec("string", "series_id"),
             ColSpec("datetime", "ds"),
-            *(ColSpec("double", name) for name in ("yhat", "lo80", "hi80", "lo95", "hi95")),
+            *(ColSpec("double", name) for name in PUBLISHED_VALUES),
             ColSpec("string", "model"),
         ]
     ),

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecasting.models import ProphetForecaster, SeasonalNaive
+from forecasting.models.baselines import SeasonalNaive
+from forecasting.models.prophet import ProphetForecaster
 from geo.catalogue import Catalogue, Route, load_catalogue
 
 # Where an official statistic would count a person entering the EU or UK, as the catalogue places its crossing

@@ -1,8 +1,10 @@
-"""Simple benchmark forecasters (naive, drift, window mean) following :class:`forecasting.protocol.Forecaster`.
+"""Simple benchmark forecasters following :class:`forecasting.protocol.Forecaster`: naive, seasonal naive, drift,
+window mean.
 
 They are the yardsticks a fitted model has to beat, and cheap fallbacks. Each one has normal intervals with
 σ estimated from its own one-step in-sample residuals (Hyndman & Athanasopoulos, *Forecasting: Principles
-and Practice*, 3rd ed., §5.5). Plain pandas/numpy, deterministic and picklable.
+and Practice*, 3rd ed., §5.5). Plain pandas/numpy, deterministic and picklable. They compute their values
+themselves, so they name them in the protocol's vocabulary directly (through ``forecast_frame``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from forecasting.protocol import (
     normal_quantile,
 )
 
-__all__ = ["Drift", "Naive", "WindowAverage"]
+__all__ = ["Drift", "Naive", "SeasonalNaive", "WindowAverage"]
 
 
 def _rms(residuals: np.ndarray) -> float:
@@ -74,6 +76,52 @@ class Naive:
         steps = np.arange(1, h + 1)
         mean = np.full(h, self.last_)
         return _normal_forecast(self.last_ds_, self.freq, mean, self.sigma_ * np.sqrt(steps), levels)
+
+
+class SeasonalNaive:
+    """Forecast = the last full season repeated; normal intervals from in-sample seasonal residuals.
+
+    Works in periods of ``freq`` (D, W or M): ``season_length`` is a number of periods (7 days, 52 weeks,
+    12 months) and predict dates its rows on that grid.
+
+    Residuals are e_t = y_t - y_{t-s}; σ is their root mean square. For step h the standard error grows
+    as σ_h = σ·sqrt(k + 1) with k = floor((h - 1) / s) (Hyndman & Athanasopoulos, fpp3 §5.5).
+    Needs at least ``season_length + 1`` observations: one full season to repeat plus at least one
+    residual to estimate σ.
+    """
+
+    alias = "seasonal_naive"
+
+    def __init__(self, season_length: int = 7, freq: str = "D") -> None:
+        if season_length < 1:
+            raise ValueError(f"season_length={season_length} must be >= 1")
+        self.season_length = season_length
+        self.freq = check_freq(freq)
+
+    def fit(self, y: pd.Series) -> SeasonalNaive:
+        y = check_training_series(y, self.alias)
+        s = self.season_length
+        if len(y) < s + 1:
+            raise ValueError(
+                f"{self.alias}: needs at least season_length + 1 = {s + 1} observations "
+                f"(a full season and one residual), got {len(y)}"
+            )
+        values = y.to_numpy()
+        residuals = values[s:] - values[:-s]
+        self.last_season_ = values[-s:].copy()
+        self.sigma_ = float(np.sqrt(np.mean(residuals**2)))
+        self.last_ds_ = y.index[-1]
+        return self
+
+    def predict(self, h: int, levels: Sequence[int] = LEVELS) -> pd.DataFrame:
+        if not hasattr(self, "last_season_"):
+            raise NotFittedError(f"{self.alias}: call fit(y) before predict(h)")
+        h = check_horizon(h)
+        s = self.season_length
+        steps = np.arange(h)  # step index i = h_step - 1
+        mean = self.last_season_[steps % s]
+        sigma_h = self.sigma_ * np.sqrt(steps // s + 1)
+        return _normal_forecast(self.last_ds_, self.freq, mean, sigma_h, levels)
 
 
 class Drift:

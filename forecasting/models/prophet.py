@@ -1,7 +1,9 @@
-"""Forecasting models that follow :class:`forecasting.protocol.Forecaster`.
+"""Prophet behind :class:`forecasting.protocol.Forecaster`: :class:`ProphetForecaster`, fitted on log1p(counts).
 
-Every model here is plain pandas/numpy in and out and picklable, so Spark can ship it to executors.
-Heavy optional dependencies (Prophet) are imported on first use, never at import of this module.
+Plain pandas/numpy in and out and picklable, so Spark can ship it to executors. Prophet is imported on the first
+fit, never at import of this module. Prophet's own output (``yhat`` on the log scale, predictive samples; its
+``yhat_lower``/``yhat_upper`` are not used) becomes the protocol's ``mean`` and ``lo-<level>``/``hi-<level>`` in
+one function, :func:`_prediction_from_prophet`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import pandas as pd
 
 from forecasting.protocol import (
     LEVELS,
-    Forecaster,
     NotFittedError,
     check_freq,
     check_horizon,
@@ -23,60 +24,9 @@ from forecasting.protocol import (
     check_training_series,
     forecast_frame,
     future_dates,
-    normal_quantile,
 )
 
-__all__ = ["ProphetForecaster", "SeasonalNaive", "describe_failure", "fit_with_fallback"]
-
-
-class SeasonalNaive:
-    """Forecast = the last full season repeated; normal intervals from in-sample seasonal residuals.
-
-    Works in periods of ``freq`` (D, W or M): ``season_length`` is a number of periods (7 days, 52 weeks,
-    12 months) and predict dates its rows on that grid.
-
-    Residuals are e_t = y_t - y_{t-s}; σ is their root mean square. For step h the standard error grows
-    as σ_h = σ·sqrt(k + 1) with k = floor((h - 1) / s) (Hyndman & Athanasopoulos, fpp3 §5.5).
-    Needs at least ``season_length + 1`` observations: one full season to repeat plus at least one
-    residual to estimate σ.
-    """
-
-    alias = "seasonal_naive"
-
-    def __init__(self, season_length: int = 7, freq: str = "D") -> None:
-        if season_length < 1:
-            raise ValueError(f"season_length={season_length} must be >= 1")
-        self.season_length = season_length
-        self.freq = check_freq(freq)
-
-    def fit(self, y: pd.Series) -> SeasonalNaive:
-        y = check_training_series(y, self.alias)
-        s = self.season_length
-        if len(y) < s + 1:
-            raise ValueError(
-                f"{self.alias}: needs at least season_length + 1 = {s + 1} observations "
-                f"(a full season and one residual), got {len(y)}"
-            )
-        values = y.to_numpy()
-        residuals = values[s:] - values[:-s]
-        self.last_season_ = values[-s:].copy()
-        self.sigma_ = float(np.sqrt(np.mean(residuals**2)))
-        self.last_ds_ = y.index[-1]
-        return self
-
-    def predict(self, h: int, levels: Sequence[int] = LEVELS) -> pd.DataFrame:
-        if not hasattr(self, "last_season_"):
-            raise NotFittedError(f"{self.alias}: call fit(y) before predict(h)")
-        h = check_horizon(h)
-        s = self.season_length
-        steps = np.arange(h)  # step index i = h_step - 1
-        mean = self.last_season_[steps % s]
-        sigma_h = self.sigma_ * np.sqrt(steps // s + 1)
-        bounds = {}
-        for level in check_levels(levels):
-            z = normal_quantile(level)
-            bounds[level] = (mean - z * sigma_h, mean + z * sigma_h)
-        return forecast_frame(future_dates(self.last_ds_, h, self.freq), mean, bounds)
+__all__ = ["ProphetForecaster"]
 
 
 # Prophet decides "auto" yearly seasonality on the span of history; it enables it from two years on.
@@ -225,24 +175,18 @@ class ProphetForecaster:
         samples_setting = self.model_.uncertainty_samples
         self.model_.uncertainty_samples = 0
         try:
-            yhat_log = self.model_.predict(future)["yhat"].to_numpy()
+            point = self.model_.predict(future)
         finally:
             self.model_.uncertainty_samples = samples_setting
 
         rng_state = np.random.get_state()
         np.random.seed(self.seed)
         try:
-            samples_log = self.model_.predictive_samples(future)["yhat"]  # shape (h, n_samples)
+            samples = self.model_.predictive_samples(future)
         finally:
             np.random.set_state(rng_state)
 
-        samples = np.expm1(samples_log)
-        bounds = {}
-        for level in levels:
-            tail = (100 - level) / 200.0
-            lo, hi = np.quantile(samples, [tail, 1.0 - tail], axis=1)
-            bounds[level] = (lo, hi)
-        return forecast_frame(future["ds"], np.expm1(yhat_log), bounds)
+        return _prediction_from_prophet(future["ds"], point, samples, levels)
 
     def _regressor_values(
         self, X: pd.DataFrame | None, dates: pd.DatetimeIndex, method: str, arg: str
@@ -276,21 +220,22 @@ class ProphetForecaster:
         return values
 
 
-def fit_with_fallback(model: Forecaster, fallback: Forecaster, y: pd.Series) -> tuple[Forecaster, str | None]:
-    """Fit ``model`` on ``y``; if that raises, fit ``fallback`` instead.
+def _prediction_from_prophet(
+    ds: pd.Series, point: pd.DataFrame, samples: dict[str, np.ndarray], levels: Sequence[int]
+) -> pd.DataFrame:
+    """Prophet's output for the dates ``ds``, fitted on log1p, as a protocol prediction (ds, mean, lo-<level>, ...).
 
-    Returns the fitted forecaster and ``None``, or the fitted fallback and the reason the model failed
-    (``"<alias>: <ExceptionType>: <message>"``) so the caller can record it. If the fallback fails
-    too, its exception propagates.
+    ``point`` is what ``Prophet.predict`` returns: ``mean`` is expm1 of its ``yhat`` column, i.e. (approximately)
+    the predictive median of the counts. ``samples`` is what ``Prophet.predictive_samples`` returns: under ``yhat``
+    one row per date and one column per sample; each level's bounds are the central quantiles of their expm1, so
+    one set of samples serves every level. Prophet's ``yhat_lower``/``yhat_upper`` (a single interval, at its
+    ``interval_width``) are not used.
     """
-    try:
-        return model.fit(y), None
-    except Exception as exc:  # any model failure is recorded and the fallback takes over
-        reason = describe_failure(model.alias, exc)
-    return fallback.fit(y), reason
-
-
-def describe_failure(alias: str, exc: BaseException) -> str:
-    """Name the model, the exception type and its full message, for metrics tables and run logs."""
-    message = str(exc).strip()
-    return f"{alias}: {type(exc).__name__}: {message}" if message else f"{alias}: {type(exc).__name__}"
+    yhat_log = point["yhat"].to_numpy()
+    draws = np.expm1(samples["yhat"])  # shape (dates, samples)
+    bounds = {}
+    for level in levels:
+        tail = (100 - level) / 200.0
+        lo, hi = np.quantile(draws, [tail, 1.0 - tail], axis=1)
+        bounds[level] = (lo, hi)
+    return forecast_frame(ds, np.expm1(yhat_log), bounds)

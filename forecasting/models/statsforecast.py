@@ -1,6 +1,8 @@
 """Nixtla statsforecast's automatic models (ETS, Theta, ARIMA) behind :class:`forecasting.protocol.Forecaster`.
 
-statsforecast is imported on the first fit, never at import of this module.
+statsforecast is imported on the first fit, never at import of this module (which does not shadow it: imports are
+absolute, so ``statsforecast`` is always the installed package). Its predict output (``mean``, ``lo-<level>``,
+``hi-<level>``, the spelling the protocol borrowed) is read in one function, :func:`_prediction_values`.
 """
 
 from __future__ import annotations
@@ -48,9 +50,14 @@ def _import_model_class(kind: str) -> Any:
     return getattr(models, _CLASS_NAMES[kind])
 
 
-def _as_arrays(raw: Mapping[str, Any], keys: Sequence[str]) -> dict[str, np.ndarray]:
-    """statsforecast's predict output as float64 arrays (it mixes ndarrays, float32 and pandas Series)."""
-    return {key: np.asarray(raw[key], dtype="float64") for key in keys}
+def _prediction_values(raw: Mapping[str, Any], levels: Sequence[int]) -> dict[str, np.ndarray]:
+    """statsforecast's predict output as float64 arrays under the protocol's names (mean, lo-<level>, hi-<level>).
+
+    statsforecast names its point forecast ``mean`` and the bounds of its ``level`` % intervals ``lo-<level>`` and
+    ``hi-<level>``, the names the protocol uses, so only the types change: it mixes ndarrays, float32 and pandas
+    Series.
+    """
+    return {key: np.asarray(raw[key], dtype="float64") for key in ("mean", *interval_columns(levels))}
 
 
 class StatsForecastModel:
@@ -109,7 +116,7 @@ class StatsForecastModel:
         # series on every executor; a fit that really broke shows up as a non-finite forecast, refused below.
         with np.errstate(divide="ignore", invalid="ignore"):
             model = model_class(season_length=season_length).fit(y=values)
-            check = _as_arrays(model.predict(h=1, level=list(LEVELS)), ["mean", *interval_columns(LEVELS)])
+            check = _prediction_values(model.predict(h=1, level=list(LEVELS)), LEVELS)
         if not all(np.isfinite(v).all() for v in check.values()):
             raise ValueError(f"{self.alias}: the fitted model's forecast or intervals are not finite")
         self.model_ = model
@@ -124,7 +131,7 @@ class StatsForecastModel:
         levels = check_levels(levels)
         with np.errstate(divide="ignore", invalid="ignore"):
             raw = self.model_.predict(h=h, level=levels)
-        out = _as_arrays(raw, ["mean", *interval_columns(levels)])
+        out = _prediction_values(raw, levels)
         if self.transform == "log1p":
             with np.errstate(over="ignore"):  # an overflow becomes inf, refused just below
                 out = {key: np.expm1(values) for key, values in out.items()}

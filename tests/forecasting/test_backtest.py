@@ -12,7 +12,7 @@ from forecasting.backtest import (
     rolling_origin_backtest,
     rolling_origins,
 )
-from forecasting.models import SeasonalNaive
+from forecasting.models.baselines import SeasonalNaive
 from tests.forecasting.fakes import AlwaysFails, Flat, daily
 
 

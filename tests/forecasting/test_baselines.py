@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.baselines import Drift, Naive, WindowAverage
+from forecasting.models.baselines import Drift, Naive, WindowAverage
 from forecasting.protocol import Forecaster, NotFittedError
 from tests.forecasting.fakes import PANDAS_FREQ, daily, periodic
 

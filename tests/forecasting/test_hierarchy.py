@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 from scipy.linalg import hadamard
 
 from forecasting.hierarchy import (
-    KEY_COLUMNS,
+    HIERARCHY_KEY_COLUMNS,
     METHODS,
     RECONCILED_COLUMNS,
     coherence_gap,
@@ -35,7 +35,7 @@ def keys_of(*series_ids: str) -> pd.DataFrame:
         else:
             route, segment = sid.removeprefix("segment:").split("/")
             rows.append((sid, "segment", route, segment))
-    return pd.DataFrame(rows, columns=KEY_COLUMNS)
+    return pd.DataFrame(rows, columns=HIERARCHY_KEY_COLUMNS)
 
 
 TWO_ROUTES = keys_of("all", "route:a", "route:b", "segment:a/1", "segment:a/2", "segment:b/1")
@@ -89,7 +89,8 @@ def test_the_summing_matrix_of_two_routes_a_segmentless_route_and_series_outside
         [
             keys_of("all", "route:a", "route:b", "route:c", "segment:a/1", "segment:a/2", "segment:b/1"),
             pd.DataFrame(
-                [("frontex/route:a", "route", "a", None), ("flow:a/1>2", "flow", "a", "1")], columns=KEY_COLUMNS
+                [("frontex/route:a", "route", "a", None), ("flow:a/1>2", "flow", "a", "1")],
+                columns=HIERARCHY_KEY_COLUMNS,
             ),
         ]
     )

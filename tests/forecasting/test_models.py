@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.models import ProphetForecaster, SeasonalNaive, fit_with_fallback
+from forecasting.models.base import fit_with_fallback
+from forecasting.models.baselines import SeasonalNaive
+from forecasting.models.prophet import ProphetForecaster
 from forecasting.protocol import Forecaster, NotFittedError, future_dates
 from tests.forecasting.fakes import AlwaysFails, daily, periodic
 

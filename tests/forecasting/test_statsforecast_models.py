@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from forecasting.models.statsforecast import KINDS, StatsForecastModel
 from forecasting.protocol import Forecaster, NotFittedError
-from forecasting.statsforecast_models import KINDS, StatsForecastModel
 from tests.forecasting.fakes import PANDAS_FREQ, daily, periodic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -186,6 +186,6 @@ def test_invalid_settings_are_refused(kwargs, message):
 
 
 def test_importing_the_module_does_not_import_statsforecast():
-    code = "import sys, forecasting.statsforecast_models; print('statsforecast' in sys.modules)"
+    code = "import sys, forecasting.models.statsforecast; print('statsforecast' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"

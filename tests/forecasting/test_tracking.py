@@ -16,7 +16,7 @@ from forecasting.selection import (
     select_and_forecast,
 )
 from forecasting.tracking import (
-    HISTORY_COLUMNS,
+    CHAMPION_HISTORY_COLUMNS,
     RunInfo,
     UnknownSeriesError,
     artifact_location_for,
@@ -374,7 +374,7 @@ def test_a_better_run_is_promoted_against_the_champion_that_stayed(gated, mlflow
 
 def test_champion_history_lists_every_version_newest_first(gated, mlflow_store):
     history = champion_history(mlflow_store[0], GATED)
-    assert list(history.columns) == HISTORY_COLUMNS
+    assert list(history.columns) == CHAMPION_HISTORY_COLUMNS
     assert history["version"].tolist() == ["3", "2", "1"]
     assert history["run_name"].tolist() == ["v3", "v2", "v1"]
     assert history["run_id"].tolist() == [gated[name].run_id for name in ("v3", "v2", "v1")]
@@ -388,7 +388,7 @@ def test_champion_history_lists_every_version_newest_first(gated, mlflow_store):
 
 def test_champion_history_of_an_unknown_model_is_empty(mlflow_store):
     history = champion_history(mlflow_store[0], "never-registered")
-    assert history.empty and list(history.columns) == HISTORY_COLUMNS
+    assert history.empty and list(history.columns) == CHAMPION_HISTORY_COLUMNS
 
 
 def test_compare_with_champion_by_hand():
