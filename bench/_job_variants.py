@@ -32,6 +32,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from contracts import tables
 from geo.points import cells_to_parents, latlng_to_cells, parent_bits
 from jobs.lake import read_table, write_partitions
 from jobs.schemas import BRONZE_PINGS, DENSITY, DENSITY_HOURLY
@@ -222,7 +223,7 @@ def polars_counts(reduced: DataFrame, resolutions: tuple[int, ...], fn_only: boo
 
 def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt.date, v: Variant) -> AggregateCounts:
     """``jobs.stages.aggregate.run`` with the changes ``v`` turns on (the QA checks table is not written)."""
-    pings = read_table(spark, settings.lake("bronze", "pings"), BRONZE_PINGS).where(
+    pings = read_table(spark, settings.lake(tables.BRONZE_PINGS), BRONZE_PINGS).where(
         F.col("date").between(F.lit(since), F.lit(run_date))
     )
     resolutions = settings.resolutions
@@ -241,7 +242,7 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt
         ).cache()
     dates = sorted(r["date"] for r in daily.select("date").distinct().collect())
 
-    density_path = settings.lake("silver", "density")
+    density_path = settings.lake(tables.DENSITY)
     history_start = dates[0] - dt.timedelta(days=7 * BASELINE_WEEKS)
     history = (
         read_table(spark, density_path, DENSITY)
@@ -257,7 +258,7 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt
     write_partitions(published, density_path, ["date", "res"], replace={"date": dates})
     write_partitions(
         suppress_small_counts(hourly, settings.min_devices).select(*DENSITY_HOURLY.fieldNames()),
-        settings.lake("silver", "density_hourly"),
+        settings.lake(tables.DENSITY_HOURLY),
         ["date", "res"],
         replace={"date": dates},
     )

@@ -38,6 +38,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `bench`, `jobs` and `geo`
 
 from bench._gen import GenConfig, generate_bronze  # noqa: E402
 from bench._procs import MIB, TreePeaks, TreeSampler, busy_cpu_seconds, load_average, tree_cpu_seconds  # noqa: E402
+from contracts import tables  # noqa: E402
 
 IMPLS = ("spark", "polars", "duckdb")
 SINGLE = ("polars", "duckdb")
@@ -76,7 +77,7 @@ def _child(args: argparse.Namespace) -> None:
 
     settings = JobSettings(var_dir=Path(args.var))
     since, until = dt.date.fromisoformat(args.since), dt.date.fromisoformat(args.until)
-    bronze = settings.lake("bronze", "pings")
+    bronze = settings.lake(tables.BRONZE_PINGS)
     if args.child == "spark":
         from jobs.spark import build_spark
         from jobs.stages import aggregate
@@ -84,7 +85,7 @@ def _child(args: argparse.Namespace) -> None:
         spark = build_spark(settings)
         # The first UDF query of a session is ~10 s slower: warm up on a tiny lake of its own.
         warm = JobSettings(var_dir=Path(args.var).parent / "warmup-var")
-        for _ in generate_bronze(GenConfig(WARMUP_PINGS, start=since), warm.lake("bronze", "pings")):
+        for _ in generate_bronze(GenConfig(WARMUP_PINGS, start=since), warm.lake(tables.BRONZE_PINGS)):
             pass
         aggregate.run(spark, warm, until, since=since)
 
@@ -265,7 +266,7 @@ def bench_one(n: int, impls: list[str], base: Path | None, keep: bool, console) 
         settings = JobSettings(var_dir=var)
         cfg = GenConfig(pings=n)
         t0 = time.perf_counter()
-        for date, rows in generate_bronze(cfg, settings.lake("bronze", "pings")):
+        for date, rows in generate_bronze(cfg, settings.lake(tables.BRONZE_PINGS)):
             console.log(f"generated {date}: {rows:,} pings")
         gen_seconds = time.perf_counter() - t0
         results = []

@@ -31,6 +31,7 @@ if str(ROOT) not in sys.path:
 from bench._gen import GenConfig, generate_bronze  # noqa: E402
 from bench._procs import busy_cpu_seconds, tree_cpu_seconds  # noqa: E402
 from bench.aggregate import compare_published  # noqa: E402
+from contracts import tables  # noqa: E402
 
 
 def parse_variant(spec: str):
@@ -100,12 +101,12 @@ def main() -> None:
 
         def lake(name: str) -> JobSettings:
             settings = JobSettings(var_dir=tmp / name)
-            settings.lake("bronze", "x").parent.mkdir(parents=True, exist_ok=True)
-            settings.lake("bronze", "pings").symlink_to(bronze.resolve(), target_is_directory=True)
+            settings.lake(tables.BRONZE_PINGS).parent.mkdir(parents=True, exist_ok=True)
+            settings.lake(tables.BRONZE_PINGS).symlink_to(bronze.resolve(), target_is_directory=True)
             return settings
 
         warm = JobSettings(var_dir=tmp / "warm")
-        for _ in generate_bronze(GenConfig(50_000, start=since), warm.lake("bronze", "pings")):
+        for _ in generate_bronze(GenConfig(50_000, start=since), warm.lake(tables.BRONZE_PINGS)):
             pass
         _job_variants.run(spark, warm, until, since, parse_variant("job")[0])
 

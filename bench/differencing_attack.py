@@ -29,6 +29,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from contracts import tables
 from jobs.lake import read_table
 from jobs.privacy.suppression import DAILY, differencing_remainders, stack_levels
 from jobs.schemas import DENSITY, DENSITY_HOURLY
@@ -120,7 +121,7 @@ def main() -> None:
             found = series_remainders(spark, release, cells, int(manifest["h3_res"]))
             report(f"history.parquet segments - cells at res {manifest['h3_res']}", found, ["devices"], started)
 
-    daily_path, hourly_path = settings.lake("silver", "density"), settings.lake("silver", "density_hourly")
+    daily_path, hourly_path = settings.lake(tables.DENSITY), settings.lake(tables.DENSITY_HOURLY)
     if daily_path.exists():
         columns = ["cell", "res", "date", "devices", "pings"]
         daily = read_table(spark, daily_path, DENSITY).select(*columns)

@@ -10,6 +10,10 @@ access (``recover``), which every read and write runs first. A table is written 
 
 The lake is a local folder or a mount every executor and the driver can reach (the swap is done by the
 driver with POSIX renames).
+
+Job code reads and writes catalogued tables (``contracts.tables``) with :func:`read` and :func:`write`, which
+know each table's place, schema and partitioning; :func:`write` refuses a DataFrame whose columns or types are
+not the declared ones. :func:`read_table` and :func:`write_partitions` work on a path and are what those use.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from jobs.schemas import QA_CHECKS
+from contracts.tables import Table
+from jobs.schemas import QA_CHECKS, spark_schema
+from jobs.settings import JobSettings
 
 STAGING = "_staging"
 TRASH = "_trash"
@@ -187,6 +193,58 @@ def _matching(path: Path, depth: int, replace: Mapping[str, Iterable[object]]) -
     for rel in _leaf_partitions(path, depth):
         if wanted & set(rel.split("/")):
             yield rel
+
+
+class SchemaMismatch(ValueError):
+    """A DataFrame written to a catalogued table does not have the table's declared columns and types."""
+
+
+def check_schema(df: DataFrame, table: Table) -> None:
+    """Raise :class:`SchemaMismatch` unless ``df`` has exactly ``table``'s columns, each of its declared type.
+
+    Column order and nullability are not compared: Parquet stores partition columns apart, and Spark marks
+    computed columns nullable; a reader always applies the declared schema (:func:`read`).
+    """
+    declared = {f.name: f.dataType for f in spark_schema(table.schema).fields}
+    got = {f.name: f.dataType for f in df.schema.fields}
+    problems = []
+    if missing := [c for c in declared if c not in got]:
+        problems.append(f"missing {', '.join(missing)}")
+    if extra := [c for c in got if c not in declared]:
+        problems.append(f"not in the table: {', '.join(extra)}")
+    problems += [
+        f"{c} is {got[c].simpleString()}, declared {t.simpleString()}"
+        for c, t in declared.items()
+        if c in got and got[c] != t
+    ]
+    if problems:
+        raise SchemaMismatch(f"refusing to write {table.key}: {'; '.join(problems)} (contracts/schemas.py)")
+
+
+def read(spark: SparkSession, settings: JobSettings, table: Table) -> DataFrame:
+    """A catalogued lake table, read with its declared schema, columns in the declared order (partition columns
+    included; empty if it does not exist yet)."""
+    return read_table(spark, settings.lake(table), spark_schema(table.schema)).select(*table.columns)
+
+
+def write(
+    settings: JobSettings,
+    table: Table,
+    df: DataFrame,
+    *,
+    replace: Mapping[str, Iterable[object]] | None = None,
+    one_file_per_partition: bool = False,
+) -> list[str]:
+    """Check ``df`` against ``table``'s schema, then :func:`write_partitions` it into the table's partitions
+    (its columns in the declared order)."""
+    check_schema(df, table)
+    return write_partitions(
+        df.select(*table.columns),
+        settings.lake(table),
+        list(table.partition_by),
+        replace=replace,
+        one_file_per_partition=one_file_per_partition,
+    )
 
 
 def write_checks(spark: SparkSession, qa_path: Path, run_date: dt.date, stage: str, checks: dict) -> None:

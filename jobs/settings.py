@@ -6,6 +6,7 @@ One typed object, overridable by environment variables prefixed ``ROUTECAST_`` (
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -13,13 +14,13 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The privacy floor from design.md (FlowKit's redaction level): the threshold may be raised by configuration, never
-# lowered below this. Every check of the floor in jobs/ reads this one constant (serving has its own copy).
-MIN_DEVICES_FLOOR = 15
+from contracts.privacy import MIN_DEVICES_FLOOR
+from contracts.tables import Table
+
 # The H3 resolutions silver density may hold (res 5 ≈ 250 km², res 9 ≈ 0.1 km²).
 RES_MIN, RES_MAX = 5, 9
 # The placeholder default of dp_secret, and what a secret that seeds the noise must at least have: differential
-# privacy refuses weaker ones (here when the settings are made, and again in jobs.privacy.dp before any noise).
+# privacy refuses weaker ones (here when the settings are made, and again in jobs.privacy.mechanisms before any noise).
 DEFAULT_DP_SECRET = "change-me"
 MIN_DP_SECRET_LENGTH = 16
 MIN_DP_SECRET_DISTINCT = 8
@@ -51,13 +52,13 @@ class JobSettings(BaseSettings):
     bronze_retention_days: Annotated[int, Field(ge=1)] = 30  # bronze (and quarantined pings) older than this go
     min_devices: int = Field(
         default=15,
-        description="Aggregates backed by this many distinct devices or fewer are suppressed (design.md).",
+        description="Aggregates backed by this many distinct devices or fewer are suppressed (docs/design.md).",
     )
     # Resolutions of the per-cell density published with each release (cells.parquet); None: every resolution in
     # `resolutions` at or below h3_res (finer cells are many and small). Each must be in `resolutions`.
     publish_cell_resolutions: tuple[int, ...] | None = None
 
-    # Differential privacy on published counts (off by default; see README "Differential privacy").
+    # Differential privacy on published counts (off by default; see docs/privacy.md).
     dp_mechanism: Literal["none", "laplace", "gaussian"] = "none"
     dp_epsilon: Annotated[float, Field(gt=0)] = 1.0  # spent by each release (one data date's published tables)
     dp_delta: Annotated[float, Field(ge=0, lt=1)] = 1e-6  # gaussian only
@@ -133,7 +134,7 @@ class JobSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _dp_secret_is_strong(self) -> JobSettings:
-        # Refused here, before any command reads data; jobs.privacy.dp checks again for settings made without
+        # Refused here, before any command reads data; jobs.privacy.mechanisms checks again for settings made without
         # validation (model_copy).
         if self.dp_mechanism != "none":
             problem = dp_secret_problem(self.dp_secret.get_secret_value())
@@ -201,9 +202,20 @@ class JobSettings(BaseSettings):
         db = (self.var_dir / "mlflow" / "mlflow.db").resolve()
         return f"sqlite:///{db}"
 
-    def lake(self, layer: str, table: str) -> Path:
-        """Path of a lake table, e.g. ``lake("silver", "density")``."""
-        return self.lake_dir / layer / table
+    def lake(self, table: Table) -> Path:
+        """Where a catalogued table lives (``contracts.tables``): ``<var>/lake/<layer>/<name>``, the simulator's
+        truth ``<var>/truth/<name>``. A release's files live in the store, not here."""
+        if table.layer == "published":
+            raise ValueError(f"{table.key} lives in a release of the store, not in the lake")
+        return (self.truth_dir if table.layer == "truth" else self.lake_dir / table.layer) / table.name
+
+    def window(self, run_date: dt.date, since: dt.date | None = None) -> tuple[dt.date, dt.date]:
+        """The dates a nightly run for ``run_date`` (re)processes: ``since`` (default: the first day of the bronze
+        retention period, run date − retention + 1) to ``run_date``, both included."""
+        first = since or run_date - dt.timedelta(days=self.bronze_retention_days - 1)
+        if first > run_date:
+            raise ValueError(f"the window starts on {first}, after its run date {run_date}")
+        return first, run_date
 
 
 def dp_secret_problem(secret: str) -> str | None:

@@ -1,7 +1,7 @@
 """SparkSession construction from a profile in ``spark-conf/`` — Spark settings live there, not in code.
 
 The exceptions are the two keys that keep Spark's files private (:func:`private_conf`): they are a privacy rule
-(design.md: files are not world-readable), not a tuning: a profile may set them, the umask only tighter.
+(docs/design.md: files are not world-readable), not a tuning: a profile may set them, the umask only tighter.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def private_conf(
             raise SparkConfError(f"{HADOOP_UMASK} {umask!r}: give an octal umask, e.g. 027") from None
         if bits & PRIVATE_UMASK != PRIVATE_UMASK:
             raise SparkConfError(
-                f"{HADOOP_UMASK} {umask} would let others read the files Spark writes (design.md: files are not "
+                f"{HADOOP_UMASK} {umask} would let others read the files Spark writes (docs/design.md: files are not "
                 f"world-readable); use {PRIVATE_UMASK:03o} or tighter, e.g. 077"
             )
     if master.startswith("local") and "spark.local.dir" not in given and not os.environ.get("SPARK_LOCAL_DIRS"):

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from contracts import tables
 from jobs.settings import JobSettings
 from serving import cli as serving_cli  # `routecast token|audit`, the API's admin commands
 
@@ -18,7 +19,7 @@ app = typer.Typer(help="routecast: migration-flow forecasts from anonymised mobi
 app.add_typer(serving_cli.token_app, name="token")
 app.add_typer(serving_cli.audit_app, name="audit")
 console = Console(stderr=True)
-# Others may not read what routecast writes (design.md): files 0640, folders 0750 at most. Equal to
+# Others may not read what routecast writes (docs/design.md): files 0640, folders 0750 at most. Equal to
 # jobs.spark.PRIVATE_UMASK, which is not imported here so that commands without Spark do not load pyspark.
 PRIVATE_UMASK = 0o027
 
@@ -82,7 +83,7 @@ class Scale(StrEnum):
 
 def _load_sim_config(config: Path | None, scale: str):
     """The simulator config, checked before any Spark starts; a bad file is one clear line and exit code 2."""
-    from simulator.simulate import DEFAULT_CONFIG_PATH, SimulatorConfigError, load_config
+    from simulator.config import DEFAULT_CONFIG_PATH, SimulatorConfigError, load_config
 
     try:
         cfg = load_config(config)
@@ -96,7 +97,7 @@ def _load_sim_config(config: Path | None, scale: str):
 
 
 def _simulate(spark, settings: JobSettings, end: dt.date, scale: str, days: int | None, cfg):
-    from simulator.simulate import simulate
+    from simulator.run import simulate
 
     n_days = days or cfg.scales[scale].days
     start = end - dt.timedelta(days=n_days - 1)
@@ -153,10 +154,10 @@ def simulate(
 def truth(date: DateOpt) -> None:
     """How well the published density tracks the simulated truth: Pearson r per route, up to DATE."""
     from jobs.spark import build_spark
-    from simulator.simulate import truth_correlation
+    from simulator.truth import truth_correlation
 
     settings = JobSettings()
-    if not (settings.truth_dir / "segment_people").exists() or not settings.lake("gold", "series").exists():
+    if not (settings.truth_dir / "segment_people").exists() or not settings.lake(tables.SERIES).exists():
         console.print(
             f"[red]error:[/] no simulated truth under {settings.truth_dir} or no gold series; "
             "run routecast simulate, then routecast nightly"
@@ -372,13 +373,13 @@ def privacy_ledger_cmd(
     period: Annotated[str | None, typer.Option(help="One month, YYYY-MM: list its charges.")] = None,
 ) -> None:
     """The differential-privacy ledger: epsilon spent per month against the budget, or one month's charges."""
-    from jobs.privacy.dp import ledger_entries, ledger_summary
+    from jobs.privacy.ledger import ledger_entries, ledger_summary
 
     settings = JobSettings()
     table = ledger_entries(settings, period) if period else ledger_summary(settings)
     if table.empty:
         console.print(
-            f"no privacy charges{' in ' + period if period else ''} (ledger: {settings.lake('privacy', 'ledger')})"
+            f"no privacy charges{' in ' + period if period else ''} (ledger: {settings.lake(tables.PRIVACY_LEDGER)})"
         )
         return
     typer.echo(table.to_string(index=False))
@@ -469,7 +470,7 @@ def demo(
     """Simulate pings, run the nightly pipeline on them, score density against the truth, then serve the API."""
     from jobs.orchestration.pipeline import nightly as run_nightly
     from jobs.spark import build_spark
-    from simulator.simulate import truth_correlation
+    from simulator.truth import truth_correlation
 
     cfg = _load_sim_config(None, scale.value)
     settings = JobSettings()

@@ -11,9 +11,6 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The privacy floor of design.md (FlowKit's redaction level): a release made with a lower threshold is refused.
-MIN_DEVICES_FLOOR = 15
-
 
 class ServingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ROUTECAST_", frozen=True, extra="ignore")

@@ -24,33 +24,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from contracts import tables
+from contracts.privacy import MIN_DEVICES_FLOOR
+from contracts.published import FORECAST_VALUES
 from geo.cells import cell_to_int, int_to_cell
 from geo.points import cells_to_parents
-from serving.settings import MIN_DEVICES_FLOOR
 
 T = TypeVar("T")
 
-REQUIRED_COLUMNS = (
-    "series_id",
-    "level",
-    "route_id",
-    "segment_id",
-    "freq",
-    "source",
-    "ds",
-    "yhat",
-    "lo80",
-    "hi80",
-    "lo95",
-    "hi95",
-    "model",
-    "run_id",
-    "model_version",
-    "release_id",
-)
-HISTORY_COLUMNS = ("series_id", "ds", "y")
-CELL_COLUMNS = ("route_id", "segment_id", "cell", "res", "date", "devices", "excess", "zscore", "share")
-BOUNDS = ("yhat", "lo80", "hi80", "lo95", "hi95")
+# A release's three files and their columns are declared in contracts/ (what publish writes, what this reads).
+FORECAST_COLUMNS = tables.PUBLISHED_FORECAST.columns
+HISTORY_COLUMNS = tables.PUBLISHED_HISTORY.columns
+CELL_COLUMNS = tables.PUBLISHED_CELLS.columns
+BOUNDS = FORECAST_VALUES
 
 
 class StoreError(RuntimeError):
@@ -93,7 +79,7 @@ class Series:
 class Release:
     release_id: str
     manifest: dict
-    forecasts: pd.DataFrame  # REQUIRED_COLUMNS, ds as datetime.date
+    forecasts: pd.DataFrame  # FORECAST_COLUMNS, ds as datetime.date
     history: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(HISTORY_COLUMNS)))
     cells: pd.DataFrame | None = None  # CELL_COLUMNS; None when the release was published without cells
     # What the previous release forecast for this release's as_of day (series_id, release_id, yhat, lo95, hi95):
@@ -308,7 +294,7 @@ def load_release(store_dir: Path, release_id: str | None = None, *, with_previou
         raise UnknownRelease(f"release {release_id!r} is not in the store")
     manifest = read_manifest(folder)
     min_devices = check_privacy(manifest, folder / "manifest.json")
-    forecasts = _read_table(folder / "forecasts.parquet", REQUIRED_COLUMNS, release_id)
+    forecasts = _read_table(folder / "forecasts.parquet", FORECAST_COLUMNS, release_id)
     if forecasts.empty:
         raise StoreError(f"release {release_id}: forecasts.parquet has no rows")
     history_path = folder / "history.parquet"

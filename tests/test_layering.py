@@ -1,4 +1,4 @@
-"""The package rules of design.md, checked on the source: who may import whom, nothing heavy at import."""
+"""The package rules of docs/design.md, checked on the source: who may import whom, nothing heavy at import."""
 
 from __future__ import annotations
 

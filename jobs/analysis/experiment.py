@@ -47,7 +47,7 @@ from jobs.settings import JobSettings
 from jobs.stages.counts import SOURCES, read_counts
 
 # The experiments declared in the repository: experiments/<name>/experiment.toml beside the packages.
-DEFAULT_EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
+DEFAULT_EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
 MLFLOW_EXPERIMENT = "routecast-experiments"
 MAIN = "main"  # the variant declared by [selection] itself
 

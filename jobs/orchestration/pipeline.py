@@ -1,5 +1,8 @@
-"""The nightly run: ingest → aggregate → flows → retention → series → forecast → publish for one date, each stage
-idempotent, recorded in the run ledger and skipped when already done (``jobs.orchestration.runs``)."""
+"""The nightly run: ingest → aggregate → flows → retention → series → forecast → publish for one date.
+
+The stages are a table (:data:`PIPELINE`): each row says what the stage reads and writes and how it runs. Every
+stage is idempotent, recorded in the run ledger and skipped when what it reads and writes is unchanged since it last
+completed for the date (``jobs.orchestration.runs``), so a killed run resumes where it stopped."""
 
 from __future__ import annotations
 
@@ -9,10 +12,13 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from pyspark.sql import SparkSession
 from rich.console import Console
 
+from contracts import tables
+from contracts.tables import Table
 from forecasting.protocol import FREQS
 from geo.catalogue import Catalogue, load_catalogue
 from jobs.orchestration import qa
@@ -31,7 +37,7 @@ class NightlyReport:
     retention: retention.RetentionReport | None = None
     series_rows: int = 0
     forecast: forecast.ForecastResult | None = None
-    release: publish.Release | None = None
+    release: publish.PublishedRelease | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # stage -> why (done earlier, or not applicable)
     qa: list[qa.CheckResult] = field(default_factory=list)  # the checks of the stages this run ran
@@ -179,101 +185,267 @@ def nightly(
     ledger = Ledger(settings.runs_dir)
     stages = _Stages(ledger, report, console, force, only, checks, qa.QAStore(ledger.path))
     with date_lock(settings.runs_dir, run_date):
-        _run_stages(spark, settings, report, stages, raw_path, since, catalogue)
+        _run_stages(_Run(spark, settings, report, stages, raw_path, since, catalogue))
     return report
 
 
-def _run_stages(
-    spark: SparkSession,
-    settings: JobSettings,
-    report: NightlyReport,
-    stages: _Stages,
-    raw_path: Path | None,
-    since: dt.date | None,
-    catalogue: Catalogue,
-) -> None:
-    run_date, console = report.run_date, stages.console
-    # What each stage reads, fingerprinted when it is about to run: data that arrives late for a past date changes
-    # the fingerprint of the stage that reads it, which then runs again, and every stage after it.
-    window = (since or run_date - dt.timedelta(days=settings.bronze_retention_days - 1), run_date)
-    bronze = settings.lake("bronze", "tiles" if settings.density_input == "tiles" else "pings")
-    raw = raw_path or settings.raw_dir / "pings"
-    gold = settings.lake("gold", "series")
-    density = settings.lake("silver", "density")
-    # Raw pings: files wholly before the window are left out, so that retention deleting them (the raw routecast
-    # owns) does not make the next run for this date ingest again.
-    raw_inputs = fingerprint(raw) if settings.density_input == "tiles" else retention.raw_fingerprint(raw, window[0])
-    if stages.wanted("ingest", raw_inputs, lambda: fingerprint(bronze, since=window[0], until=window[1])):
-        if settings.density_input == "tiles" and raw_path is None:
-            raise ValueError("ROUTECAST_DENSITY_INPUT=tiles needs the tiles file: routecast nightly --raw FILE")
-        with stages.run("ingest", lambda: _describe_ingest(report.ingest), lambda: _ingest_counts(report.ingest)):
-            if settings.density_input == "tiles":
-                report.ingest = tiles.run(spark, settings, run_date, raw_path, since=since)
-            else:
-                report.ingest = ingest.run(spark, settings, run_date, raw_path, since=since)
-        stages.check("ingest", report.ingest)
-        for path, why in getattr(report.ingest, "rejected_files", ()):
-            console.print(f"[yellow]![/] skipped unreadable input {path}: {why}", highlight=False)
-    if stages.wanted(
+# --- the stages, as a table -------------------------------------------------------------------------------------
+
+Dates = Literal["all", "window", "until_run_date", "release_cells"]
+
+
+@dataclass(frozen=True)
+class Data:
+    """Something a stage reads or writes: a catalogued lake table (or one partition of it), ``bronze`` (pings or
+    tiles, whichever the deployment ingests), ``raw`` (the input files) or ``handoff`` (the forecast saved for a
+    publish run by another process)."""
+
+    what: Table | Literal["bronze", "raw", "handoff"]
+    partition: str | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row of the nightly run: what the stage reads and writes (fingerprinted to decide whether it must run
+    again; ``*_dates`` say which date partitions count) and how it runs, reports and is checked."""
+
+    name: str
+    reads: tuple[Data, ...]
+    writes: tuple[Data, ...]
+    work: Callable[[_Run], None]
+    describe: Callable[[_Run], str]
+    counts: Callable[[_Run], dict]
+    reads_dates: Dates = "all"
+    writes_dates: Dates = "all"
+    not_applicable: Callable[[_Run], str | None] = lambda _: None  # why the stage does not apply, if it does not
+    before: Callable[[_Run], None] | None = None  # once the stage is due, before it is recorded as started
+    after: Callable[[_Run], None] | None = None  # after its QA checks
+    checked: bool = True  # whether it has QA checks (jobs.orchestration.qa)
+
+
+@dataclass
+class _Run:
+    """One nightly run of one date: its inputs, its report and the ledger-backed stage runner."""
+
+    spark: SparkSession
+    settings: JobSettings
+    report: NightlyReport
+    stages: _Stages
+    raw_path: Path | None
+    since: dt.date | None
+    catalogue: Catalogue
+
+    @property
+    def console(self) -> Console:
+        return self.stages.console
+
+    @property
+    def run_date(self) -> dt.date:
+        return self.report.run_date
+
+    @property
+    def handoff(self) -> Path:
+        return self.settings.runs_dir / "forecast" / str(self.run_date)
+
+    def dates(self, which: Dates) -> tuple[dt.date | None, dt.date | None]:
+        if which == "window":
+            return self.settings.window(self.run_date, self.since)
+        if which == "until_run_date":
+            return None, self.run_date
+        if which == "release_cells":
+            # The release's cells read CELL_DAYS of silver and, for their baselines, the weeks before.
+            days = publish.CELL_DAYS - 1 + 7 * aggregate.BASELINE_WEEKS
+            return self.run_date - dt.timedelta(days=days), self.run_date
+        return None, None
+
+    def path(self, data: Data) -> Path:
+        if data.what == "raw":
+            return self.raw_path or self.settings.raw_dir / "pings"
+        if data.what == "handoff":
+            return self.handoff
+        table = data.what
+        if table == "bronze":
+            table = tables.BRONZE_TILES if self.settings.density_input == "tiles" else tables.BRONZE_PINGS
+        path = self.settings.lake(table)
+        return path / data.partition if data.partition else path
+
+    def fingerprint(self, data: tuple[Data, ...], dates: Dates) -> str | None:
+        """What the files of ``data`` are now (None for a stage that declares nothing)."""
+        if not data:
+            return None
+        since, until = self.dates(dates)
+        if data == (RAW,) and self.settings.density_input != "tiles":
+            # Raw ping files wholly before the window are left out, so that retention deleting them (the raw
+            # routecast owns) does not make the next run for this date ingest again.
+            return retention.raw_fingerprint(self.path(RAW), self.dates("window")[0])
+        return fingerprint(*(self.path(d) for d in data), since=since, until=until)
+
+
+RAW, BRONZE, HANDOFF = Data("raw"), Data("bronze"), Data("handoff")
+
+
+def _before_ingest(r: _Run) -> None:
+    if r.settings.density_input == "tiles" and r.raw_path is None:
+        raise ValueError("ROUTECAST_DENSITY_INPUT=tiles needs the tiles file: routecast nightly --raw FILE")
+
+
+def _ingest(r: _Run) -> None:
+    if r.settings.density_input == "tiles":
+        r.report.ingest = tiles.run(r.spark, r.settings, r.run_date, r.raw_path, since=r.since)
+    else:
+        r.report.ingest = ingest.run(r.spark, r.settings, r.run_date, r.raw_path, since=r.since)
+
+
+def _after_ingest(r: _Run) -> None:
+    for path, why in getattr(r.report.ingest, "rejected_files", ()):
+        r.console.print(f"[yellow]![/] skipped unreadable input {path}: {why}", highlight=False)
+
+
+def _aggregate(r: _Run) -> None:
+    run = aggregate.run_tiles if r.settings.density_input == "tiles" else aggregate.run
+    r.report.aggregate = run(r.spark, r.settings, r.run_date, since=r.since)
+
+
+def _flows_not_applicable(r: _Run) -> str | None:
+    if r.settings.density_input == "tiles":
+        return "tiles carry no trajectories"
+    if r.settings.dp_mechanism != "none":
+        return "differential privacy has no mechanism for flow counts, so they are not computed under it"
+    return None
+
+
+def _flows(r: _Run) -> None:
+    r.report.flows = flows.run(r.spark, r.settings, r.run_date, since=r.since, catalogue=r.catalogue)
+
+
+def _retention(r: _Run) -> None:
+    r.report.retention = retention.run(r.settings, r.run_date, r.raw_path)
+
+
+def _series(r: _Run) -> None:
+    r.report.series_rows = series.run(r.spark, r.settings, r.run_date, r.catalogue)
+
+
+def _forecast(r: _Run) -> None:
+    r.report.forecast = forecast.run(r.spark, r.settings, r.run_date)
+    forecast.save_result(r.report.forecast, r.handoff)  # for a publish stage run by another process
+
+
+def _after_publish(r: _Run) -> None:
+    for sid, why in r.report.forecast.failed.items():
+        r.console.print(f"[yellow]![/] no forecast for {sid}: {why}")
+
+
+def _publish_stage(r: _Run) -> None:
+    if r.report.forecast is None:
+        try:
+            r.report.forecast = forecast.load_result(r.handoff)
+        except FileNotFoundError:
+            raise RuntimeError(
+                f"no forecast to publish for {r.run_date} in {r.handoff}: run the forecast stage first"
+            ) from None
+    _publish(r.spark, r.settings, r.report, r.catalogue, r.console)
+
+
+# The nightly run, in order. A stage whose reads and writes are unchanged since its last completed attempt for the
+# date is skipped (see _Stages.wanted); late data changes the fingerprint of the stage that reads it.
+PIPELINE: tuple[Stage, ...] = (
+    Stage(
+        "ingest",
+        reads=(RAW,),
+        writes=(BRONZE,),
+        writes_dates="window",
+        work=_ingest,
+        describe=lambda r: _describe_ingest(r.report.ingest),
+        counts=lambda r: _ingest_counts(r.report.ingest),
+        before=_before_ingest,
+        after=_after_ingest,
+    ),
+    Stage(
         "aggregate",
-        fingerprint(bronze, since=window[0], until=window[1]),
-        lambda: fingerprint(density, since=window[0], until=window[1]),
-    ):
-        with stages.run(
-            "aggregate",
-            lambda: describe_aggregate(report.aggregate, settings),
-            lambda: {"rows_in": report.aggregate.aggregates, "rows_out": report.aggregate.published},
-        ):
-            if settings.density_input == "tiles":
-                report.aggregate = aggregate.run_tiles(spark, settings, run_date, since=since)
-            else:
-                report.aggregate = aggregate.run(spark, settings, run_date, since=since)
-        stages.check("aggregate", report.aggregate)
-    if settings.density_input == "tiles":
-        stages.not_applicable("flows", "tiles carry no trajectories")
-    elif settings.dp_mechanism != "none":
-        stages.not_applicable("flows", "their counts are not covered by differential privacy yet")
-    elif stages.wanted(
+        reads=(BRONZE,),
+        writes=(Data(tables.DENSITY),),
+        reads_dates="window",
+        writes_dates="window",
+        work=_aggregate,
+        describe=lambda r: describe_aggregate(r.report.aggregate, r.settings),
+        counts=lambda r: {"rows_in": r.report.aggregate.aggregates, "rows_out": r.report.aggregate.published},
+    ),
+    Stage(
         "flows",
-        fingerprint(bronze, since=window[0], until=window[1]),
-        lambda: fingerprint(gold / "source=flows", settings.lake("silver", "flows_segment"), until=window[1]),
-    ):
-        with stages.run("flows", lambda: _describe_flows(report.flows), lambda: _flow_counts(report.flows)):
-            report.flows = flows.run(spark, settings, run_date, since=since, catalogue=catalogue)
-        stages.check("flows", report.flows)
-    if stages.wanted("retention"):
-        with stages.run("retention", lambda: _describe_retention(report.retention), dict):
-            report.retention = retention.run(settings, run_date, raw_path)
-    if stages.wanted("series", fingerprint(density, until=run_date), lambda: fingerprint(gold / "source=density")):
-        with stages.run(
-            "series", lambda: f"{report.series_rows:,} series-days", lambda: {"rows_out": report.series_rows}
-        ):
-            report.series_rows = series.run(spark, settings, run_date, catalogue)
-        stages.check("series", report.series_rows)
-    saved = settings.runs_dir / "forecast" / str(run_date)
-    if stages.wanted("forecast", fingerprint(gold), lambda: fingerprint(saved)):
-        with stages.run("forecast", lambda: _describe_forecast(report.forecast), lambda: _forecast_counts(report)):
-            report.forecast = forecast.run(spark, settings, run_date)
-            forecast.save_result(report.forecast, saved)  # for a publish stage run by another process
-        stages.check("forecast", report.forecast)
-        _warn_stale(report.forecast, run_date, console)
-    # The release's cells read CELL_DAYS of silver and, for their baselines, the weeks before (publish.release_cells).
-    cells_from = run_date - dt.timedelta(days=publish.CELL_DAYS - 1 + 7 * aggregate.BASELINE_WEEKS)
-    if stages.wanted(
-        "publish", fingerprint(saved, settings.lake("silver", "density"), since=cells_from, until=run_date)
-    ):
-        stages.gate()
-        with stages.run("publish", lambda: _describe_release(report), lambda: _publish_counts(report)):
-            if report.forecast is None:
-                try:
-                    report.forecast = forecast.load_result(saved)
-                except FileNotFoundError:
-                    raise RuntimeError(
-                        f"no forecast to publish for {run_date} in {saved}: run the forecast stage first"
-                    ) from None
-            _publish(spark, settings, report, catalogue, console)
-        for sid, why in report.forecast.failed.items():
-            console.print(f"[yellow]![/] no forecast for {sid}: {why}")
+        reads=(BRONZE,),
+        writes=(Data(tables.SERIES, "source=flows"), Data(tables.FLOWS_SEGMENT)),
+        reads_dates="window",
+        writes_dates="until_run_date",
+        work=_flows,
+        describe=lambda r: _describe_flows(r.report.flows),
+        counts=lambda r: _flow_counts(r.report.flows),
+        not_applicable=_flows_not_applicable,
+    ),
+    Stage(
+        "retention",
+        reads=(),
+        writes=(),
+        work=_retention,
+        describe=lambda r: _describe_retention(r.report.retention),
+        counts=lambda r: {},
+        checked=False,
+    ),
+    Stage(
+        "series",
+        reads=(Data(tables.DENSITY),),
+        writes=(Data(tables.SERIES, "source=density"),),
+        reads_dates="until_run_date",
+        work=_series,
+        describe=lambda r: f"{r.report.series_rows:,} series-days",
+        counts=lambda r: {"rows_out": r.report.series_rows},
+    ),
+    Stage(
+        "forecast",
+        reads=(Data(tables.SERIES),),
+        writes=(HANDOFF,),
+        work=_forecast,
+        describe=lambda r: _describe_forecast(r.report.forecast),
+        counts=lambda r: _forecast_counts(r.report),
+        after=lambda r: _warn_stale(r.report.forecast, r.run_date, r.console),
+    ),
+    Stage(
+        "publish",
+        reads=(HANDOFF, Data(tables.DENSITY)),
+        writes=(),
+        reads_dates="release_cells",
+        work=_publish_stage,
+        describe=lambda r: _describe_release(r.report),
+        counts=lambda r: _publish_counts(r.report),
+        before=lambda r: r.stages.gate(),
+        after=_after_publish,
+        checked=False,
+    ),
+)
+
+
+def _run_stages(r: _Run) -> None:
+    for stage in PIPELINE:
+        if why := stage.not_applicable(r):
+            r.stages.not_applicable(stage.name, why)
+            continue
+        inputs = r.fingerprint(stage.reads, stage.reads_dates)
+        outputs = (lambda s=stage: r.fingerprint(s.writes, s.writes_dates)) if stage.writes else None
+        if not r.stages.wanted(stage.name, inputs, outputs):
+            continue
+        if stage.before:
+            stage.before(r)
+        with r.stages.run(stage.name, lambda s=stage: s.describe(r), lambda s=stage: s.counts(r)):
+            stage.work(r)
+        if stage.checked:
+            r.stages.check(stage.name, _checked_result(r.report, stage.name))
+        if stage.after:
+            stage.after(r)
+
+
+def _checked_result(report: NightlyReport, name: str) -> object:
+    """What a stage's QA checks are computed from (jobs.orchestration.qa.stage_values)."""
+    return report.series_rows if name == "series" else getattr(report, name)
 
 
 def _publish(

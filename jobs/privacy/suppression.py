@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from contracts.privacy import MIN_DEVICES_FLOOR
 from geo.points import parent_bits
-from jobs.settings import MIN_DEVICES_FLOOR
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ Suppression
     (null): it is additive, so a parent's pings minus its children's would give the suppressed remainder
     exactly, and nothing downstream reads it. The unsuppressed counts are never written to the lake (Spark's own
     shuffle and spill files under ``spark.local.dir`` hold device-level rows while the job runs). Optional
-    differential-privacy noise (``jobs.privacy.dp``) is added to what survives.
+    differential-privacy noise (``jobs.privacy.noise``, charged to ``jobs.privacy.ledger``) is added to what
+    survives.
 
 Baseline and anomaly (daily density)
     For each cell and day: the mean of the same weekday over the trailing 45 days (the six previous same
@@ -25,12 +26,23 @@ Baseline and anomaly (daily density)
     baseline; ``zscore`` = excess / max(sample sd, √max(baseline, 1)) — the Poisson floor keeps a cell
     that was flat at a few devices from scoring huge z on ordinary noise. Days before the lake's first day do
     not count; with fewer than three same-weekday days of history the three columns are null.
+
+Transform and run
+    ``transform`` (pings) and ``transform_tiles`` (provider tiles) plan a window's publishable density from bronze
+    rows: no reads, no writes, no ledger, no accounting; the only Spark actions they run are complementary
+    suppression's rounds, which its output depends on. Under differential privacy the output is not noised yet.
+    ``run`` and ``run_tiles`` read the window, call the transform, then under differential privacy charge each
+    date's release to the ledger (``charge_releases``: after the transform is planned, before anything is
+    written) and noise what was charged (``add_dp_noise``), add the baseline from silver history
+    (``with_history``), write silver and report (``AggregateCounts``, the QA checks).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import pandas as pd
 from pyspark import StorageLevel
@@ -38,9 +50,13 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
+from contracts import tables
 from geo.points import latlng_to_cells, parent_bits
-from jobs.lake import read_table, write_checks, write_partitions
-from jobs.privacy import dp as privacy
+from jobs import lake
+from jobs.lake import read_table, write_checks
+from jobs.privacy.ledger import PrivacyBudgetExceeded, PrivacyLedger
+from jobs.privacy.mechanisms import ContributionBound, DPConfigError, NoiseParams, Query, plan_release, require_dp
+from jobs.privacy.noise import add_noise, apply_bound, fingerprint_params, fingerprints_by, salt_column
 from jobs.privacy.suppression import (
     DAILY,
     ComplementaryResult,
@@ -50,7 +66,7 @@ from jobs.privacy.suppression import (
     stack_levels,
     suppress_small_counts,  # also imported from here by flows, the tests and bench/
 )
-from jobs.schemas import BRONZE_PINGS, BRONZE_TILES, DENSITY, DENSITY_HOURLY
+from jobs.schemas import DENSITY
 from jobs.settings import RES_MIN, JobSettings
 
 # Same weekday over the trailing 45 days: the six previous same weekdays that fit in it (7..42 days back).
@@ -58,6 +74,8 @@ BASELINE_WEEKS = 6
 BASELINE_MIN_WEEKS = 3
 # The H3 resolution of the blocks the job partitions by (see device_cells): the coarsest it may aggregate at.
 BLOCK_RES = RES_MIN
+# The noised queries of a density release (one per resolution each; jobs.privacy.mechanisms.Query).
+DAILY_QUERY, HOURLY_QUERY = "density.devices", "density_hourly.devices"
 
 
 def h3_cell(lat: Column, lon: Column, res: int) -> Column:
@@ -194,6 +212,23 @@ def with_baseline(density: DataFrame, first_day: dt.date) -> DataFrame:
     )
 
 
+def with_history(daily: DataFrame, silver: DataFrame, start: dt.date, first_day: dt.date) -> DataFrame:
+    """The ``DENSITY`` rows of publishable daily density from ``start`` on, with their baseline (``with_baseline``)
+    over silver's rows of the 42 days before ``start`` and ``daily`` itself.
+
+    ``silver`` is the silver density table as read (only the history is taken from it); ``first_day`` the lake's
+    first day of density (``_first_day``).
+    """
+    history = silver.where(
+        (F.col("date") >= F.lit(start - dt.timedelta(days=7 * BASELINE_WEEKS))) & (F.col("date") < F.lit(start))
+    ).select(*daily.columns)
+    return (
+        with_baseline(history.unionByName(daily), first_day)
+        .where(F.col("date") >= F.lit(start))
+        .select(*DENSITY.fieldNames())
+    )
+
+
 @dataclass(frozen=True)
 class AggregateCounts:
     pings_in: int
@@ -208,74 +243,174 @@ class AggregateCounts:
     complementary_rounds: int = 0  # rounds complementary suppression took (0: primary alone was enough)
 
 
-def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt.date | None = None) -> AggregateCounts:
-    """Aggregate the bronze dates from ``since`` to ``run_date`` into silver; idempotent (replaces those dates)."""
-    since = since or run_date - dt.timedelta(days=settings.bronze_retention_days - 1)
-    pings = read_table(spark, settings.lake("bronze", "pings"), BRONZE_PINGS).where(
-        F.col("date").between(F.lit(since), F.lit(run_date))
-    )
+@dataclass(frozen=True)
+class Density:
+    """A window's density as ``transform`` plans it: nothing of it is written.
+
+    ``daily`` and ``hourly`` are the publishable rows (both suppressions, ``pings`` null, no baseline yet; ``hourly``
+    is None without ``settings.hourly``); under differential privacy they are not noised yet. ``aggregates`` and
+    ``hourly_aggregates`` are every aggregate before suppression, for the row accounting only: never written.
+    ``complementary`` is what complementary suppression removed; ``cached`` the frames held in Spark's cache.
+    """
+
+    daily: DataFrame
+    hourly: DataFrame | None
+    aggregates: DataFrame
+    hourly_aggregates: DataFrame | None
+    complementary: ComplementaryResult
+    cached: tuple[DataFrame, ...] = ()
+
+    def unpersist(self) -> None:
+        """Free what the transform cached (once the output is written and counted)."""
+        for frame in self.cached:
+            frame.unpersist()
+
+
+def transform(pings: DataFrame, settings: JobSettings) -> Density:
+    """Bronze pings of a window (``BRONZE_PINGS`` rows) → its publishable daily and hourly density at every
+    resolution of ``settings``.
+
+    Under differential privacy each person-day's rows are bounded first (``jobs.privacy.noise.bound_contributions``)
+    and everything is counted from the bounded rows; which rows may be published is decided on these true (bounded)
+    counts, before any noise (``add_dp_noise``, once ``charge_releases`` has charged the release).
+    """
     resolutions = settings.resolutions
     # Persisted: the daily and the hourly tables both start from it (one bronze scan, one UDF pass, one shuffle).
     reduced = device_cells(pings, max(resolutions))
     dp_on = settings.dp_mechanism != "none"
-    if dp_on:  # bound each person-day's contribution before anything is counted (jobs.privacy.dp)
-        secret = privacy.require_dp(settings)
-        bound = privacy.ContributionBound.from_settings(settings)
-        reduced = bound.apply(reduced, secret).repartition("date", "block")  # back into blocks after the bound
+    if dp_on:  # bound each person-day's contribution before anything is counted (jobs.privacy.noise)
+        bound = ContributionBound.from_settings(settings)
+        reduced = apply_bound(reduced, bound, require_dp(settings)).repartition("date", "block")  # back into blocks
     reduced = reduced.persist(StorageLevel.MEMORY_AND_DISK)
     hourly_rows = reduced.where(F.col("in_hourly")) if dp_on else reduced
     hourly = count_by_cell(hourly_rows, resolutions, hourly=True).cache() if settings.hourly else None
     # Daily from hourly would double-count a device seen in two hours, so days are counted from devices.
     daily = count_by_cell(reduced, resolutions, hourly=False).cache()
-    dates = sorted(r["date"] for r in daily.select("date").distinct().collect())
-
-    # Before any noise: which rows may be published is decided on the true (bounded) counts.
     daily_out, hourly_out, secondary = suppress_density(
         daily, hourly, settings.min_devices, resolutions, keep_res=settings.h3_res
     )
-    refused: list[dt.date] = []
-    if dp_on and dates:
-        # Cached (fingerprinted, then noised) and unpersisted below: Spark's cache is keyed by plan, and a stale
-        # entry would answer the next run over the same files.
-        daily_out, hourly_out = daily_out.cache(), hourly_out.cache() if hourly_out is not None else None
-        cached = [daily_out, hourly_out]
-        daily_out, hourly_out, refused = _add_dp_noise(settings, secret, bound, daily_out, hourly_out, dates)
-        dates = [d for d in dates if d not in refused]
-    publish_daily(spark, settings, daily_out, dates)
-    if hourly_out is not None:
-        write_partitions(
-            hourly_out.where(F.col("date").isin(dates)).select(*DENSITY_HOURLY.fieldNames()),
-            settings.lake("silver", "density_hourly"),
-            ["date", "res"],
-            replace={"date": dates},
-            one_file_per_partition=True,
-        )
+    cached = (reduced, daily) if hourly is None else (reduced, daily, hourly)
+    return Density(daily_out, hourly_out, daily, hourly, secondary, cached)
 
-    reduced.unpersist()
-    # Every ping is in exactly one finest cell, so their pings sum to the input (the bounded rows under DP
-    # hold clipped pings: then the input itself is counted).
-    by_res = _tally(daily, settings.min_devices, pings_at=None if dp_on else max(resolutions))
-    pings_in = pings.count() if dp_on else by_res["pings"]
-    hourly_totals = _tally(hourly, settings.min_devices) if hourly is not None else {"aggregates": 0, "published": 0}
-    published = by_res["published"] - secondary.suppressed_daily
-    result = AggregateCounts(
-        pings_in=pings_in,
-        aggregates=by_res["aggregates"],
-        published=published,
-        suppressed=by_res["aggregates"] - published,
-        hourly_aggregates=hourly_totals["aggregates"],
-        hourly_published=hourly_totals["published"] - secondary.suppressed_hourly,
-        dp_refused=tuple(refused),
-        complementary_suppressed=secondary.suppressed_daily,
-        hourly_complementary_suppressed=secondary.suppressed_hourly,
-        complementary_rounds=secondary.rounds,
+
+def release_queries(settings: JobSettings) -> dict[str, Query]:
+    """The noised queries of one date's density release: devices per resolution, daily and (if on) hourly."""
+    n_res = len(settings.resolutions)
+    queries = {DAILY_QUERY: Query("density", "devices", count=n_res)}
+    if settings.hourly:
+        queries[HOURLY_QUERY] = Query("density_hourly", "devices", count=n_res)
+    return queries
+
+
+def charge_releases(
+    settings: JobSettings, daily: DataFrame, hourly: DataFrame | None, dates: list[dt.date]
+) -> tuple[dict[dt.date, dict[str, NoiseParams]], list[dt.date]]:
+    """Charge each date's release to the privacy ledger: a step of ``run``, after the transform is planned and
+    before anything is written.
+
+    ``daily`` and ``hourly`` are the transform's publishable, unnoised rows (cached: they are fingerprinted here and
+    noised from the same rows). Returns the noise plan of every date charged, and the dates the ledger refused
+    (over budget: nothing of them may be written). A date whose fingerprint the ledger already holds (a re-run on
+    the same input) costs nothing and gets its first charge's plan back, hence the same noise.
+    """
+    secret = require_dp(settings)
+    bound = ContributionBound.from_settings(settings)
+    queries = release_queries(settings)
+    frames = {"density": daily} if hourly is None else {"density": daily, "density_hourly": hourly}
+    params = fingerprint_params(
+        bound, queries, min_devices=settings.min_devices, resolutions=list(settings.resolutions)
     )
-    for frame in (daily, hourly, *(cached if dp_on and dates else [])):
-        if frame is not None:
+    prints = fingerprints_by(frames, secret, "date", params=params)
+    ledger = PrivacyLedger(settings)
+    plans: dict[dt.date, dict[str, NoiseParams]] = {}
+    refused = []
+    for d in dates:
+        try:
+            charge = ledger.charge(f"density/{d}", d, prints[d])
+        except PrivacyBudgetExceeded:
+            refused.append(d)
+            continue
+        plans[d] = plan_release(charge, bound, queries)
+    return plans, refused
+
+
+def add_dp_noise(
+    daily: DataFrame,
+    hourly: DataFrame | None,
+    plans: Mapping[dt.date, Mapping[str, NoiseParams]],
+    settings: JobSettings,
+) -> tuple[DataFrame, DataFrame | None]:
+    """The noised device counts of the dates in ``plans`` (``charge_releases``); other dates' rows are left out.
+
+    Suppression already ran on the true (bounded) counts; noisy counts are clamped to min_devices + 1, so nothing
+    published looks like it breaks the threshold. ``pings`` stays null (it is not published).
+    """
+    secret = require_dp(settings)
+    no_pings = F.lit(None).cast("long")
+
+    def noised(table: DataFrame, name: str, keys: list[str]) -> DataFrame:
+        out = table.where(F.lit(False)).withColumn("pings", no_pings)
+        # One add_noise call per group of dates charged alike (normally one group), each date with its own salt.
+        groups: dict[tuple, list[dt.date]] = {}
+        for d, plan in plans.items():
+            p = plan[name]
+            groups.setdefault((p.mechanism, p.epsilon, p.delta), []).append(d)
+        for group in groups.values():
+            salts = {d: plans[d][name].salt for d in group}
+            part = add_noise(
+                table.where(F.col("date").isin(group)),
+                ["devices"],
+                keys,
+                secret=secret,
+                floor=settings.min_devices + 1,
+                **plans[group[0]][name].kwargs(salt=salt_column("date", salts)),
+            )
+            out = out.unionByName(part.withColumn("pings", no_pings))
+        return out
+
+    noisy_daily = noised(daily, DAILY_QUERY, ["cell", "res", "date"])
+    noisy_hourly = noised(hourly, HOURLY_QUERY, ["cell", "res", "date", "hour"]) if hourly is not None else None
+    return noisy_daily, noisy_hourly
+
+
+def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt.date | None = None) -> AggregateCounts:
+    """Aggregate the bronze dates from ``since`` (default: the retention window) to ``run_date`` into silver;
+    idempotent (replaces those dates)."""
+    first, last = settings.window(run_date, since)
+    pings = lake.read(spark, settings, tables.BRONZE_PINGS).where(F.col("date").between(F.lit(first), F.lit(last)))
+    density = transform(pings, settings)
+    dp_on = settings.dp_mechanism != "none"
+    refused: list[dt.date] = []
+    held: list[DataFrame] = []
+    try:
+        dates = _dates(density.aggregates)
+        daily_out, hourly_out = density.daily, density.hourly
+        if dp_on and dates:
+            # Cached: fingerprinted, then noised, from the same rows.
+            held = [frame.cache() for frame in (daily_out, hourly_out) if frame is not None]
+            daily_out, hourly_out = held[0], held[1] if hourly_out is not None else None
+            plans, refused = charge_releases(settings, daily_out, hourly_out, dates)
+            daily_out, hourly_out = add_dp_noise(daily_out, hourly_out, plans, settings)
+            dates = [d for d in dates if d not in refused]
+        publish_daily(spark, settings, daily_out, dates)
+        if hourly_out is not None:
+            lake.write(
+                settings,
+                tables.DENSITY_HOURLY,
+                hourly_out.where(F.col("date").isin(dates)),
+                replace={"date": dates},
+                one_file_per_partition=True,
+            )
+        result = _counts(density, settings, pings_in=pings.count() if dp_on else None, refused=refused)
+    finally:
+        # Also when the run fails: Spark's cache is keyed by plan, and a stale entry would answer the next run over
+        # the same files.
+        density.unpersist()
+        for frame in held:
             frame.unpersist()
     write_checks(
         spark,
-        settings.lake("qa", "checks"),
+        settings.lake(tables.QA_CHECKS),
         run_date,
         "aggregate",
         {
@@ -284,11 +419,46 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt
             "dp_epsilon": settings.dp_epsilon if dp_on else 0.0,
             "dates": len(dates),
             "h3_res": settings.h3_res,
-            "resolutions": len(resolutions),
+            "resolutions": len(settings.resolutions),
             "min_devices": settings.min_devices,
         },
     )
     return result
+
+
+def _dates(aggregates: DataFrame) -> list[dt.date]:
+    """The dates a window has data for, sorted: the ones a run replaces."""
+    return sorted(r["date"] for r in aggregates.select("date").distinct().collect())
+
+
+def _counts(
+    density: Density, settings: JobSettings, *, pings_in: int | None = None, refused: list[dt.date] | None = None
+) -> AggregateCounts:
+    """The row accounting of a window's density (two Spark actions on the cached aggregates). ``pings_in``: the
+    pings read, when they are not the sum of the aggregates' (under DP the bounded rows hold clipped pings)."""
+    # Every ping is in exactly one finest cell, so their pings sum to the input.
+    by_res = _tally(
+        density.aggregates, settings.min_devices, pings_at=None if pings_in is not None else max(settings.resolutions)
+    )
+    hourly = (
+        _tally(density.hourly_aggregates, settings.min_devices)
+        if density.hourly_aggregates is not None
+        else {"aggregates": 0, "published": 0}
+    )
+    secondary = density.complementary
+    published = by_res["published"] - secondary.suppressed_daily
+    return AggregateCounts(
+        pings_in=by_res["pings"] if pings_in is None else pings_in,
+        aggregates=by_res["aggregates"],
+        published=published,
+        suppressed=by_res["aggregates"] - published,
+        hourly_aggregates=hourly["aggregates"],
+        hourly_published=hourly["published"] - secondary.suppressed_hourly,
+        dp_refused=tuple(refused or ()),
+        complementary_suppressed=secondary.suppressed_daily,
+        hourly_complementary_suppressed=secondary.suppressed_hourly,
+        complementary_rounds=secondary.rounds,
+    )
 
 
 def _tally(aggregates: DataFrame, min_devices: int, pings_at: int | None = None) -> dict[str, int]:
@@ -304,104 +474,31 @@ def _tally(aggregates: DataFrame, min_devices: int, pings_at: int | None = None)
     return aggregates.agg(*columns).first().asDict()
 
 
-def _add_dp_noise(
-    settings: JobSettings,
-    secret: str,
-    bound: privacy.ContributionBound,
-    daily: DataFrame,
-    hourly: DataFrame | None,
-    dates: list[dt.date],
-) -> tuple[DataFrame, DataFrame | None, list[dt.date]]:
-    """Charge each date's release to the privacy ledger and noise its device counts (pings are not published).
-
-    Suppression already ran on the true (bounded) counts; noisy counts are clamped to min_devices + 1, so
-    nothing published looks like it breaks the threshold. A date the ledger refuses is left out (its previous
-    silver data, if any, stays).
-    """
-    n_res = len(settings.resolutions)
-    queries = {"density.devices": privacy.Query("density", "devices", count=n_res)}
-    tables = {"density": daily}
-    if hourly is not None:
-        queries["density_hourly.devices"] = privacy.Query("density_hourly", "devices", count=n_res)
-        tables["density_hourly"] = hourly
-    params = privacy.fingerprint_params(
-        bound, queries, min_devices=settings.min_devices, resolutions=list(settings.resolutions)
-    )
-    prints = privacy.fingerprints_by(tables, secret, "date", params=params)
-    ledger = privacy.PrivacyLedger(settings)
-    charges: dict[dt.date, privacy.Charge] = {}
-    refused = []
-    for d in dates:
-        try:
-            charges[d] = ledger.charge(f"density/{d}", d, prints[d])
-        except privacy.PrivacyBudgetExceeded:
-            refused.append(d)
-    plans = {d: privacy.plan_release(c, bound, queries) for d, c in charges.items()}
-
-    def noised(table: DataFrame, name: str, keys: list[str]) -> DataFrame:
-        out = table.where(F.lit(False)).withColumn("pings", F.lit(None).cast("long"))
-        # One add_noise call per group of dates charged alike (normally one group), each date with its own salt.
-        groups: dict[tuple, list[dt.date]] = {}
-        for d, plan in plans.items():
-            p = plan[name]
-            groups.setdefault((p.mechanism, p.epsilon, p.delta), []).append(d)
-        for group in groups.values():
-            salts = {d: plans[d][name].salt for d in group}
-            part = privacy.add_noise(
-                table.where(F.col("date").isin(group)),
-                ["devices"],
-                keys,
-                secret=secret,
-                floor=settings.min_devices + 1,
-                **plans[group[0]][name].kwargs(salt=privacy.salt_column("date", salts)),
-            )
-            out = out.unionByName(part.withColumn("pings", F.lit(None).cast("long")))
-        return out
-
-    noisy_daily = noised(daily, "density.devices", ["cell", "res", "date"])
-    noisy_hourly = (
-        noised(hourly, "density_hourly.devices", ["cell", "res", "date", "hour"]) if hourly is not None else None
-    )
-    return noisy_daily, noisy_hourly, refused
-
-
 def publish_daily(spark: SparkSession, settings: JobSettings, daily: DataFrame, dates: list[dt.date]) -> None:
-    """Add the baseline from silver history to suppressed daily aggregates and replace ``dates`` in silver."""
-    density_path = settings.lake("silver", "density")
+    """Add the baseline from silver history to publishable daily rows (``with_history``) and replace ``dates`` in
+    silver."""
     published = spark.createDataFrame([], DENSITY)
     if dates:
-        history_start = dates[0] - dt.timedelta(days=7 * BASELINE_WEEKS)
-        history = (
-            read_table(spark, density_path, DENSITY)
-            .where((F.col("date") >= F.lit(history_start)) & (F.col("date") < F.lit(dates[0])))
-            .select(*daily.columns)
-        )
-        first_day = _first_day(spark, density_path, dates[0])
-        published = (
-            with_baseline(history.unionByName(daily), first_day)
-            .where(F.col("date") >= F.lit(dates[0]))
-            .select(*DENSITY.fieldNames())
-        )
-    write_partitions(published, density_path, ["date", "res"], replace={"date": dates}, one_file_per_partition=True)
+        silver = lake.read(spark, settings, tables.DENSITY)
+        published = with_history(daily, silver, dates[0], _first_day(spark, settings.lake(tables.DENSITY), dates[0]))
+    lake.write(settings, tables.DENSITY, published, replace={"date": dates}, one_file_per_partition=True)
 
 
-def run_tiles(
-    spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt.date | None = None
-) -> AggregateCounts:
-    """Aggregate bronze provider tiles (``jobs.stages.tiles``) from ``since`` to ``run_date`` into silver density.
-
-    Each tile counts toward every configured resolution not finer than its own; ``pings`` is null. Suppressed as
-    density from pings is (``suppress_density``), by day only.
-    """
+def _refuse_dp_for_tiles(settings: JobSettings) -> None:
     if settings.dp_mechanism != "none":
-        raise privacy.DPConfigError(
+        raise DPConfigError(
             "differential privacy covers pings only: tiles carry no device ids, so one person's contribution "
             "cannot be bounded; set ROUTECAST_DP_MECHANISM=none for tiles input (or ask the provider for DP tiles)"
         )
-    since = since or run_date - dt.timedelta(days=settings.bronze_retention_days - 1)
-    tiles = read_table(spark, settings.lake("bronze", "tiles"), BRONZE_TILES).where(
-        F.col("date").between(F.lit(since), F.lit(run_date))
-    )
+
+
+def transform_tiles(tiles: DataFrame, settings: JobSettings) -> Density:
+    """Bronze provider tiles of a window (``BRONZE_TILES`` rows) → its publishable daily density.
+
+    Each tile counts toward every configured resolution not finer than its own; ``pings`` is null. Suppressed as
+    density from pings is (``suppress_density``), by day only. Refused under differential privacy.
+    """
+    _refuse_dp_for_tiles(settings)
     per_res = [
         tiles.where(F.col("cell_res") >= r).select(
             parent_cell(F.col("cell"), r).alias("cell"), F.lit(r).alias("res"), "date", "count"
@@ -417,25 +514,30 @@ def run_tiles(
         .withColumn("pings", F.lit(None).cast("long"))
         .cache()
     )
-    dates = sorted(r["date"] for r in daily.select("date").distinct().collect())
     daily_out, _, secondary = suppress_density(
         daily, None, settings.min_devices, settings.resolutions, keep_res=settings.h3_res
     )
-    publish_daily(spark, settings, daily_out, dates)
-    totals = _tally(daily, settings.min_devices)
-    daily.unpersist()
-    published = totals["published"] - secondary.suppressed_daily
-    result = AggregateCounts(
-        pings_in=0,
-        aggregates=totals["aggregates"],
-        published=published,
-        suppressed=totals["aggregates"] - published,
-        complementary_suppressed=secondary.suppressed_daily,
-        complementary_rounds=secondary.rounds,
-    )
+    return Density(daily_out, None, daily, None, secondary, (daily,))
+
+
+def run_tiles(
+    spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt.date | None = None
+) -> AggregateCounts:
+    """Aggregate bronze provider tiles (``jobs.stages.tiles``) from ``since`` (default: the retention window) to
+    ``run_date`` into silver density (``transform_tiles``); idempotent (replaces those dates)."""
+    _refuse_dp_for_tiles(settings)  # before anything is read
+    first, last = settings.window(run_date, since)
+    tiles = lake.read(spark, settings, tables.BRONZE_TILES).where(F.col("date").between(F.lit(first), F.lit(last)))
+    density = transform_tiles(tiles, settings)
+    try:
+        dates = _dates(density.aggregates)
+        publish_daily(spark, settings, density.daily, dates)
+        result = _counts(density, settings, pings_in=0)
+    finally:
+        density.unpersist()
     write_checks(
         spark,
-        settings.lake("qa", "checks"),
+        settings.lake(tables.QA_CHECKS),
         run_date,
         "aggregate",
         {
@@ -448,7 +550,7 @@ def run_tiles(
     return result
 
 
-def _first_day(spark: SparkSession, density_path, new_first: dt.date) -> dt.date:
+def _first_day(spark: SparkSession, density_path: Path, new_first: dt.date) -> dt.date:
     """The lake's first day of density: the baseline never counts days before it as zeros."""
     existing = read_table(spark, density_path, DENSITY).agg(F.min("date")).first()[0]
     return min(existing, new_first) if existing else new_first

@@ -40,6 +40,9 @@ upstream). A written period summed from incomplete inputs (a country of the rout
 month has no row that month, or one of the period's rows was quarantined for its count) is reported as
 *partial*; its value is the sum of what was accepted. Both go to the report and to the QA checks.
 Re-ingesting a source replaces exactly that source's gold series and quarantine.
+
+:func:`transform` checks a file's text and makes the series, the quarantine and the report (no file, no lake);
+:func:`read_counts` reads a file and calls it, and :func:`ingest_counts` writes its result to the lake.
 """
 
 from __future__ import annotations
@@ -54,15 +57,16 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
+from contracts import tables
+from contracts.series import series_id
 from forecasting.protocol import PERIOD_NAMES, check_freq, is_on_grid, period_grid
 from geo.catalogue import Catalogue, load_catalogue
-from jobs.lake import write_checks, write_partitions
+from jobs import lake
 from jobs.schemas import QUARANTINE_COUNTS, SERIES
 from jobs.settings import JobSettings
-from jobs.stages.series import series_id
 
 __all__ = [
     "REASONS",
@@ -70,9 +74,12 @@ __all__ = [
     "CountsBatch",
     "CountsFileError",
     "CountsReport",
+    "CountsText",
     "SeriesSpan",
     "ingest_counts",
     "read_counts",
+    "read_counts_text",
+    "transform",
 ]
 
 SOURCES: tuple[str, ...] = ("frontex", "uk-channel", "iom-dtm", "generic")
@@ -243,6 +250,16 @@ class CountsReport:
         return lines
 
 
+@dataclass(frozen=True)
+class CountsText:
+    """A counts file as text: its name, its header's column names (stripped, lower case) and its non-blank data
+    lines with their line numbers (as an editor shows them; the header is line 1 or later)."""
+
+    name: str
+    header: tuple[str, ...]
+    lines: tuple[tuple[int, str], ...]
+
+
 @dataclass(frozen=True, eq=False)
 class CountsBatch:
     """A counts file read and checked, before anything is written."""
@@ -275,16 +292,24 @@ def read_counts(path: Path, source: str, catalogue: Catalogue | None = None, fre
     different ``freq`` is refused. Raises CountsFileError for a file that cannot be read as counts
     (missing, empty, not CSV, columns missing, no rows) and ValueError for an unknown source or freq.
     """
+    _freq_for(source, _source_spec(source), freq)  # refused before the file is read
+    return transform(read_counts_text(Path(path)), source, catalogue or load_catalogue(), freq)
+
+
+def transform(text: CountsText, source: str, catalogue: Catalogue, freq: str | None = None) -> CountsBatch:
+    """Check a counts file's text as ``source`` and make its series, quarantine and report (no file, no lake).
+
+    ``freq`` as :func:`read_counts`. Raises CountsFileError when the header lacks a column of the source's
+    layouts or there is no data line, and ValueError for an unknown source or freq.
+    """
     spec = _source_spec(source)
     freq = _freq_for(source, spec, freq)
-    catalogue = catalogue or load_catalogue()
-    path = Path(path)
-    header, lines = _read_csv_lines(path)
-    layout = _layout_for(path, spec, header)
-    if not lines:
-        raise CountsFileError(f"counts file {path.name}: a header but no rows; nothing to ingest")
+    header = list(text.header)
+    layout = _layout_for(text.name, spec, header)
+    if not text.lines:
+        raise CountsFileError(f"counts file {text.name}: a header but no rows; nothing to ingest")
     resolve = _route_names(catalogue, spec.names)
-    rows = [_checked_row(number, raw, header, layout, freq, resolve) for number, raw in lines]
+    rows = [_checked_row(number, raw, header, layout, freq, resolve) for number, raw in text.lines]
     unknown = Counter(row.route_name for row in rows if row.reason == "unknown_route")
     _mark_duplicates(rows)
 
@@ -307,7 +332,7 @@ def read_counts(path: Path, source: str, catalogue: Catalogue | None = None, fre
     reasons = Counter(r.reason for r in rows if r.reason not in (None, _DUPLICATE))
     report = CountsReport(
         source=source,
-        file=path.name,
+        file=text.name,
         freq=freq,
         rows_in=len(rows),
         accepted=len(accepted),
@@ -329,7 +354,7 @@ def read_counts(path: Path, source: str, catalogue: Catalogue | None = None, fre
         columns=SERIES.fieldNames(),
     )
     quarantine = pd.DataFrame(
-        [(path.name, r.line, r.raw, r.reason, source) for r in rows if r.reason not in (None, _DUPLICATE)],
+        [(text.name, r.line, r.raw, r.reason, source) for r in rows if r.reason not in (None, _DUPLICATE)],
         columns=QUARANTINE_COUNTS.fieldNames(),
     )
     return CountsBatch(series=series, quarantine=quarantine, report=report)
@@ -350,10 +375,12 @@ def ingest_counts(
     :func:`read_counts`; nothing is written when the file is refused.
     """
     batch = read_counts(path, source, catalogue, freq)
-    _replace_source(spark, batch.series, SERIES, settings.lake("gold", "series"), source)
-    _replace_source(spark, batch.quarantine, QUARANTINE_COUNTS, settings.lake("quarantine", "counts"), source)
+    # The source's partition is replaced even when it has no rows now: a previous ingest's rows must not stay.
+    lake.write(settings, tables.SERIES, _spark_frame(spark, batch.series, SERIES), replace={"source": [source]})
+    quarantine = _spark_frame(spark, batch.quarantine, QUARANTINE_COUNTS)
+    lake.write(settings, tables.QUARANTINE_COUNTS, quarantine, replace={"source": [source]})
     run_date = run_date or dt.datetime.now(dt.UTC).date()
-    write_checks(spark, settings.lake("qa", "checks"), run_date, f"counts:{source}", batch.report.checks())
+    lake.write_checks(spark, settings.lake(tables.QA_CHECKS), run_date, f"counts:{source}", batch.report.checks())
     return batch.report
 
 
@@ -376,8 +403,8 @@ def _freq_for(source: str, spec: _Source, freq: str | None) -> str:
     return spec.freq
 
 
-def _read_csv_lines(path: Path) -> tuple[list[str], list[tuple[int, str]]]:
-    """The header's column names (stripped, lower case) and the non-blank data lines with their numbers."""
+def read_counts_text(path: Path) -> CountsText:
+    """The header and the non-blank data lines of a counts file; CountsFileError when it is not CSV text."""
     if not path.exists():
         raise CountsFileError(f"counts file {path}: not found; check the path")
     if not path.is_file():
@@ -405,10 +432,10 @@ def _read_csv_lines(path: Path) -> tuple[list[str], list[tuple[int, str]]]:
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
         raise CountsFileError(f"counts file {path.name}: column {repeated[0]!r} appears more than once in the header")
-    return header, lines
+    return CountsText(path.name, tuple(header), tuple(lines))
 
 
-def _layout_for(path: Path, spec: _Source, header: list[str]) -> _Layout:
+def _layout_for(name: str, spec: _Source, header: list[str]) -> _Layout:
     """The layout sharing most columns with the header (ties: the documented one); refused if it lacks one."""
     layout = max(spec.layouts, key=lambda lay: (len(set(lay.columns) & set(header)), -spec.layouts.index(lay)))
     missing = [c for c in layout.columns if c not in header]
@@ -418,9 +445,7 @@ def _layout_for(path: Path, spec: _Source, header: list[str]) -> _Layout:
         alternative = "".join(f" (or {o})" for o in others)
         if len(header) == 1 and (separator := next((c for c in ";\t|" if c in header[0]), None)):
             alternative += f"; the header is one column: separate the columns with commas, not {separator!r}"
-        raise CountsFileError(
-            f"counts file {path.name}: {what} missing; expected {','.join(layout.columns)}{alternative}"
-        )
+        raise CountsFileError(f"counts file {name}: {what} missing; expected {','.join(layout.columns)}{alternative}")
     return layout
 
 
@@ -586,16 +611,10 @@ def _partial_periods(
 # --- writing -------------------------------------------------------------------------------------------------
 
 
-def _replace_source(spark: SparkSession, frame: pd.DataFrame, schema: StructType, path: Path, source: str) -> None:
-    """Replace the ``source=<source>`` partition of the table at ``path`` with ``frame``'s rows."""
-    if len(frame):
-        rows = list(frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None))
-        write_partitions(spark.createDataFrame(rows, schema), path, ["source"])
-    else:
-        # Dynamic overwrite replaces only partitions that receive rows, so an empty result would leave the
-        # previous ingest in place: overwrite the partition itself with an empty frame.
-        empty = spark.createDataFrame([], schema).drop("source")
-        empty.write.mode("overwrite").parquet(str(path / f"source={source}"))
+def _spark_frame(spark: SparkSession, frame: pd.DataFrame, schema: StructType) -> DataFrame:
+    """``frame``'s rows as a Spark DataFrame of ``schema`` (missing values as nulls)."""
+    rows = list(frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None))
+    return spark.createDataFrame(rows, schema)
 
 
 def _some(dates: tuple[dt.date, ...], shown: int = 3) -> str:

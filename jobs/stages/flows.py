@@ -25,6 +25,11 @@ Gold
     series (level ``flow``, id ``flow:<route>/<from>><to>``, ``segment_id`` = the from segment), 0 on days
     without a published row, from the first day of silver flows to the run date. It is built from silver, not
     bronze, so it survives bronze retention.
+
+Transform and run
+    ``transform`` plans a window's flows from bronze pings (no reads, writes, accounting or Spark actions);
+    ``flow_series`` the gold rows from silver. ``run`` reads the window, calls ``transform``, writes silver, rebuilds
+    gold (``write_flow_series``) and reports (``FlowCounts``, the QA checks).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import operator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import h3.api.basic_int as h3_int
@@ -42,14 +48,16 @@ from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.window import WindowSpec
 
+from contracts import tables
+from contracts.series import series_id
 from geo.catalogue import Catalogue, load_catalogue
 from geo.cells import cached_cell_segment_table, cell_segment_table
-from jobs.lake import read_table, write_checks, write_partitions
+from jobs import lake
+from jobs.lake import write_checks
 from jobs.privacy.suppression import suppress_small_counts
-from jobs.schemas import BRONZE_PINGS, FLOWS_CELL, FLOWS_SEGMENT, SERIES
+from jobs.schemas import FLOWS_CELL, SERIES
 from jobs.settings import JobSettings
 from jobs.stages.aggregate import ping_cell
-from jobs.stages.series import series_id
 
 FLOWS_SOURCE = "flows"
 FLOW_LEVEL = "flow"
@@ -182,42 +190,44 @@ def flow_series(flows: DataFrame, keys: DataFrame, start: dt.date, end: dt.date)
     )
 
 
-def write_flow_series(
-    spark: SparkSession, settings: JobSettings, run_date: dt.date, catalogue: Catalogue | None = None
-) -> int:
-    """Rebuild the gold flow series up to ``run_date`` from silver (replaces the ``source=flows`` partition);
-    returns the number of rows written. With no published flow yet, the partition is emptied.
+def flow_series_keys(
+    published: Iterable[tuple[str, str, str, str]], catalogue: Catalogue
+) -> list[tuple[str, str, str, str]]:
+    """The (series_id, route_id, from_segment, to_segment) of the flow series, sorted, from the (from_route,
+    from_segment, to_route, to_segment) flows ever published.
 
     Only transitions between consecutive legs of a route (``Route.successions``: B starts at a place on A) become
     series: the others — sibling legs out of one hub, or back the way one came — are mostly residents whose
     position jitters across corridor edges, not journeys. They stay in silver.
     """
-    catalogue = catalogue or load_catalogue()
     forward = {(r.id, a, b) for r in catalogue for a, b in r.successions()}
-    flows = read_table(spark, settings.lake("silver", "flows_segment"), FLOWS_SEGMENT).where(
-        F.col("date") <= F.lit(run_date)
+    return sorted(
+        (series_id(FLOW_LEVEL, from_route, from_segment, to_segment=to_segment), from_route, from_segment, to_segment)
+        for from_route, from_segment, to_route, to_segment in published
+        if from_route == to_route and (from_route, from_segment, to_segment) in forward
     )
+
+
+def write_flow_series(
+    spark: SparkSession, settings: JobSettings, run_date: dt.date, catalogue: Catalogue | None = None
+) -> int:
+    """Rebuild the gold flow series up to ``run_date`` from silver (replaces the ``source=flows`` partition);
+    returns the number of rows written. With no published flow yet, the partition is emptied. Which flows become
+    series: ``flow_series_keys``.
+    """
+    catalogue = catalogue or load_catalogue()
+    flows = lake.read(spark, settings, tables.FLOWS_SEGMENT).where(F.col("date") <= F.lit(run_date))
     # One small job: every flow ever published with its first day (the series start at the earliest of all).
     published = flows.groupBy("from_route", "from_segment", "to_route", "to_segment").agg(F.min("date").alias("first"))
     rows = published.collect()
-    keys = sorted(
-        (
-            series_id(FLOW_LEVEL, r.from_route, r.from_segment, to_segment=r.to_segment),
-            r.from_route,
-            r.from_segment,
-            r.to_segment,
-        )
-        for r in rows
-        if r.from_route == r.to_route and (r.from_route, r.from_segment, r.to_segment) in forward
-    )
-    path = settings.lake("gold", "series")
+    keys = flow_series_keys(((r.from_route, r.from_segment, r.to_route, r.to_segment) for r in rows), catalogue)
+    replace = {"source": [FLOWS_SOURCE]}
     if not keys:
-        write_partitions(spark.createDataFrame([], SERIES), path, ["source"], replace={"source": [FLOWS_SOURCE]})
+        lake.write(settings, tables.SERIES, spark.createDataFrame([], SERIES), replace=replace)
         return 0
     key_frame = spark.createDataFrame(keys, "series_id string, route_id string, from_segment string, to_segment string")
     first = min(r.first for r in rows)
-    series = flow_series(flows, key_frame, first, run_date).select(*SERIES.fieldNames())
-    write_partitions(series, path, ["source"], replace={"source": [FLOWS_SOURCE]})
+    lake.write(settings, tables.SERIES, flow_series(flows, key_frame, first, run_date), replace=replace)
     return len(keys) * ((run_date - first).days + 1)
 
 
@@ -235,6 +245,59 @@ class FlowCounts:
     series_rows: int = 0  # gold flow series rows written (every series x day)
 
 
+@dataclass(frozen=True)
+class Flows:
+    """A window's flows as ``transform`` plans them: nothing of it is written.
+
+    ``segment`` and ``cell`` are the publishable flows (``FLOWS_SEGMENT`` and ``FLOWS_CELL`` rows, suppressed).
+    ``segment_flows`` and ``cell_flows`` are every flow before suppression, and ``segment_moves`` and ``cell_moves``
+    the device transitions they count (device ids: never written): for the row accounting only, and cached.
+    """
+
+    segment: DataFrame
+    cell: DataFrame
+    segment_flows: DataFrame
+    cell_flows: DataFrame
+    segment_moves: DataFrame
+    cell_moves: DataFrame
+
+    def unpersist(self) -> None:
+        """Free what the transform cached (once the output is written and counted)."""
+        for frame in (self.segment_moves, self.segment_flows, self.cell_moves, self.cell_flows):
+            frame.unpersist()
+
+
+def _refuse_dp(settings: JobSettings) -> None:
+    if settings.dp_mechanism != "none":
+        raise ValueError(
+            f"flows are not computed under differential privacy (dp_mechanism={settings.dp_mechanism!r}): their "
+            "counts are not in the privacy accounting; skip the flows stage or set dp_mechanism=none"
+        )
+
+
+def transform(pings: DataFrame, cell_segments: pd.DataFrame, settings: JobSettings) -> Flows:
+    """Bronze pings of a window → its segment → segment flows (``cell_segments``: geo's cell → segment table, see
+    ``locate_segments``) and its cell → cell flows at ``settings.flow_res``, suppressed.
+
+    A ping's cell is the parent of its cell at the finest resolution, as in the density. Refused under
+    differential privacy: flow counts get no noise and are not in the privacy accounting.
+    """
+    _refuse_dp(settings)
+    finest = max(settings.resolutions)
+    segment_moves = device_transitions(locate_segments(pings, cell_segments, finest), SEGMENT_KEYS).cache()
+    segment_flows = _with_names(count_devices(segment_moves, SEGMENT_KEYS), segment_names(cell_segments)).cache()
+    cell_moves = device_transitions(locate_cells(pings, settings.flow_res, finest), CELL_KEYS).cache()
+    cell_flows = _with_res(count_devices(cell_moves, CELL_KEYS), settings.flow_res).cache()
+    return Flows(
+        segment=suppress_small_counts(segment_flows, settings.min_devices),
+        cell=suppress_small_counts(cell_flows, settings.min_devices),
+        segment_flows=segment_flows,
+        cell_flows=cell_flows,
+        segment_moves=segment_moves,
+        cell_moves=cell_moves,
+    )
+
+
 def run(
     spark: SparkSession,
     settings: JobSettings,
@@ -245,42 +308,26 @@ def run(
     """Flows of the bronze dates from ``since`` (default: the retention window) to ``run_date`` into silver,
     then the gold flow series up to ``run_date``; idempotent (replaces those dates and ``source=flows``).
 
-    ``catalogue`` defaults to the packaged routes. Refused under differential privacy: flow counts get no noise
-    and are not in the privacy accounting, so they must not be published then.
+    ``catalogue`` defaults to the packaged routes. Refused under differential privacy before anything is read:
+    flow counts get no noise and are not in the privacy accounting, so they must not be published then.
     """
-    if settings.dp_mechanism != "none":
-        raise ValueError(
-            f"flows are not computed under differential privacy (dp_mechanism={settings.dp_mechanism!r}): their "
-            "counts are not in the privacy accounting; skip the flows stage or set dp_mechanism=none"
-        )
-    since = since or run_date - dt.timedelta(days=settings.bronze_retention_days - 1)
+    _refuse_dp(settings)
+    first, last = settings.window(run_date, since)
     pings = (
-        read_table(spark, settings.lake("bronze", "pings"), BRONZE_PINGS)
-        .where(F.col("date").between(F.lit(since), F.lit(run_date)))
+        lake.read(spark, settings, tables.BRONZE_PINGS)
+        .where(F.col("date").between(F.lit(first), F.lit(last)))
         .select("device_id", "date", "ts", "lat", "lon")
     )
     per_date = pings.groupBy("date").agg(F.countDistinct("device_id").alias("n")).collect()
     dates = sorted(r["date"] for r in per_date)
-    cell_segments = cell_segment_table_for(settings.h3_res, catalogue)
-
-    finest = max(settings.resolutions)
-    segment_moves = device_transitions(locate_segments(pings, cell_segments, finest), SEGMENT_KEYS).cache()
-    segment_flows = _with_names(count_devices(segment_moves, SEGMENT_KEYS), segment_names(cell_segments)).cache()
-    cell_moves = device_transitions(locate_cells(pings, settings.flow_res, finest), CELL_KEYS).cache()
-    cell_flows = _with_res(count_devices(cell_moves, CELL_KEYS), settings.flow_res).cache()
-
-    for flows, table in ((segment_flows, "flows_segment"), (cell_flows, "flows_cell")):
-        write_partitions(
-            suppress_small_counts(flows, settings.min_devices),
-            settings.lake("silver", table),
-            ["date"],
-            replace={"date": dates},
-            one_file_per_partition=True,
-        )
-    segment = _tally(segment_moves, segment_flows, settings.min_devices)
-    cell = _tally(cell_moves, cell_flows, settings.min_devices)
-    for frame in (segment_moves, segment_flows, cell_moves, cell_flows):
-        frame.unpersist()
+    planned = transform(pings, cell_segment_table_for(settings.h3_res, catalogue), settings)
+    try:
+        for table, frame in ((tables.FLOWS_SEGMENT, planned.segment), (tables.FLOWS_CELL, planned.cell)):
+            lake.write(settings, table, frame, replace={"date": dates}, one_file_per_partition=True)
+        segment = _tally(planned.segment_moves, planned.segment_flows, settings.min_devices)
+        cell = _tally(planned.cell_moves, planned.cell_flows, settings.min_devices)
+    finally:
+        planned.unpersist()
 
     result = FlowCounts(
         device_days=sum(r["n"] for r in per_date),
@@ -290,7 +337,7 @@ def run(
     )
     write_checks(
         spark,
-        settings.lake("qa", "checks"),
+        settings.lake(tables.QA_CHECKS),
         run_date,
         "flows",
         {

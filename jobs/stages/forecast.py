@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, DateType, DoubleType, StringType, StructField, StructType
 
+from contracts import tables
 from forecasting.backtest import SCORE_NAMES
 from forecasting.hierarchy import RESIDUAL_COLUMNS, hierarchy_from_keys, reconcile
 from forecasting.plots import route_series_ids
@@ -33,8 +34,7 @@ from forecasting.selection import (
     select,
 )
 from forecasting.tracking import RunInfo, log_forecast_run
-from jobs.lake import read_table
-from jobs.schemas import SERIES
+from jobs import lake
 from jobs.settings import JobSettings
 from jobs.stages.publish import history_start
 
@@ -187,6 +187,25 @@ def fan_out(
     return FanOut(forecasts=forecasts, metrics=metrics, residuals=residuals)
 
 
+def transform(
+    series: DataFrame,
+    keys: pd.DataFrame,
+    settings: JobSettings,
+    configs: dict[str, SelectionConfig],
+    factories: Mapping[str, ModelFactory] = MODEL_FACTORIES,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The forecasts of every gold series (``keys``: where each sits in the hierarchy) and each series' selection
+    metrics: models chosen per series over the executors (``fan_out``), then the density hierarchy reconciled.
+
+    Density series add up (all = routes = segments): they are reconciled, weighing each by its champion's backtest
+    errors (``settings.reconciliation``; fallbacks recorded per row). Official counts and flows pass through."""
+    fanned = fan_out(series, configs, factories)
+    if settings.reconciliation == "none":
+        return fanned.forecasts.assign(reconciliation=None), fanned.metrics
+    hierarchy = hierarchy_from_keys(keys)
+    return reconcile(fanned.forecasts, hierarchy, settings.reconciliation, fanned.residuals), fanned.metrics
+
+
 def run(
     spark: SparkSession,
     settings: JobSettings,
@@ -201,7 +220,7 @@ def run(
     ``configs`` (one SelectionConfig per freq; default from settings) and ``factories`` are for experiments and
     tests that bring their own models."""
     configs = selection_configs(settings) if configs is None else configs
-    series = read_table(spark, settings.lake("gold", "series"), SERIES).where(F.col("ds") <= F.lit(run_date)).cache()
+    series = lake.read(spark, settings, tables.SERIES).where(F.col("ds") <= F.lit(run_date)).cache()
     keys = (
         series.groupBy(*KEY_COLUMNS)
         .agg(F.max("ds").alias("last_observed"))
@@ -211,19 +230,13 @@ def run(
     if keys.empty:
         series.unpersist()
         raise ValueError(f"no gold series up to {run_date}; run the series stage (or ingest-counts) first")
-    fanned = fan_out(series, configs, factories)
     history = _recent_history(series, keys)
     observed = _published_history(series, run_date)
     inputs = _inputs(series)
-    series.unpersist()
-    metrics = fanned.metrics
-    # Density series add up (all = routes = segments): reconcile them, weighing each by its champion's backtest
-    # errors (MinT-shrink; fallbacks recorded per row). Official counts and flows pass through unchanged.
-    if settings.reconciliation == "none":
-        reconciled = fanned.forecasts.assign(reconciliation=None)
-    else:
-        hierarchy = hierarchy_from_keys(keys)
-        reconciled = reconcile(fanned.forecasts, hierarchy, settings.reconciliation, fanned.residuals)
+    try:
+        reconciled, metrics = transform(series, keys, settings, configs, factories)
+    finally:
+        series.unpersist()
     forecasts = reconciled[FORECAST_COLUMNS]
     with_forecast = set(forecasts["series_id"])
     failed = {r.series_id: str(r.error) for r in metrics.itertuples() if r.series_id not in with_forecast}

@@ -30,12 +30,13 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from contracts import tables
 from forecasting.selection import FORECAST_COLUMNS
 from forecasting.tracking import RunInfo
 from geo.catalogue import Catalogue
-from jobs.lake import read_table
+from jobs import lake
 from jobs.privacy.suppression import check_min_devices, complementary_suppression
-from jobs.schemas import DENSITY, PUBLISHED_CELLS, PUBLISHED_FORECAST, PUBLISHED_HISTORY, arrow_schema
+from jobs.schemas import PUBLISHED_CELLS, PUBLISHED_FORECAST, PUBLISHED_HISTORY, arrow_schema
 from jobs.settings import JobSettings
 from jobs.stages.aggregate import BASELINE_WEEKS, with_baseline
 from jobs.stages.flows import cell_segment_table_for
@@ -58,7 +59,9 @@ _CELLS_ORDER = ["route_id", "segment_id", "res", "cell", "date"]
 
 
 @dataclass(frozen=True)
-class Release:
+class PublishedRelease:
+    """What :func:`publish` wrote: the release's id and folder in the store."""
+
     release_id: str
     path: Path
     created: bool  # False when an identical release already existed
@@ -167,7 +170,7 @@ def publish(
     manifest_extra: dict | None = None,
     history: pd.DataFrame | None = None,
     cells: pd.DataFrame | None = None,
-) -> Release:
+) -> PublishedRelease:
     """Write a release (unless an identical one exists) and point CURRENT at it.
 
     The manifest records the suppression threshold the data was made with; a threshold below the privacy floor
@@ -214,7 +217,7 @@ def publish(
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         os.rename(tmp, final)
     point_current(store_dir, release_id)
-    return Release(release_id=release_id, path=final, created=created)
+    return PublishedRelease(release_id=release_id, path=final, created=created)
 
 
 def point_current(store_dir: Path, release_id: str) -> None:
@@ -264,17 +267,20 @@ def release_cells(
     removed. Every date is suppressed on its own rows only, so a date is published alike by every release.
     """
     resolutions = settings.cell_resolutions()
-    history_start = start - dt.timedelta(days=7 * BASELINE_WEEKS)
-    silver = read_table(spark, settings.lake("silver", "density"), DENSITY)
-    density = silver.where(
-        F.col("date").between(F.lit(history_start), F.lit(end))
-        & F.col("res").isin(list(resolutions))
-        & (F.col("devices") > F.lit(settings.min_devices))
-    ).select("cell", "res", "date", "devices")
-    tables = []
+    silver = lake.read(spark, settings, tables.DENSITY)
+    first_day = silver.agg(F.min("date")).first()[0]
+    segments = spark.createDataFrame(
+        corridor_cell_table(resolutions, catalogue), "cell long, res int, route_id string, segment_id string"
+    )
+    return corridor_cells(silver, segments, settings, start, end, first_day)
+
+
+def corridor_cell_table(resolutions: tuple[int, ...], catalogue: Catalogue | None = None) -> pd.DataFrame:
+    """(cell, res, route_id, segment_id) of every cell of every route segment at each of ``resolutions``."""
+    parts = []
     for res in resolutions:
         table = cell_segment_table_for(res, catalogue)
-        tables.append(
+        parts.append(
             pd.DataFrame(
                 {
                     "cell": table["cell"].astype("int64"),
@@ -284,8 +290,27 @@ def release_cells(
                 }
             )
         )
-    mapping = pd.concat(tables, ignore_index=True)
-    segments = spark.createDataFrame(mapping, "cell long, res int, route_id string, segment_id string")
+    return pd.concat(parts, ignore_index=True)
+
+
+def corridor_cells(
+    silver: DataFrame,
+    segments: DataFrame,
+    settings: JobSettings,
+    start: dt.date,
+    end: dt.date,
+    first_day: dt.date | None,
+) -> DataFrame:
+    """The transform of :func:`release_cells`: silver density rows, the corridor cells (``corridor_cell_table``) and
+    silver's first date in, the release's cell rows out. It reads and writes nothing; complementary suppression
+    counts what each of its rounds removes."""
+    resolutions = settings.cell_resolutions()
+    history_start = start - dt.timedelta(days=7 * BASELINE_WEEKS)
+    density = silver.where(
+        F.col("date").between(F.lit(history_start), F.lit(end))
+        & F.col("res").isin(list(resolutions))
+        & (F.col("devices") > F.lit(settings.min_devices))
+    ).select("cell", "res", "date", "devices")
     in_segments = density.join(F.broadcast(segments), ["cell", "res"])
     kept = complementary_suppression(
         in_segments,
@@ -301,9 +326,8 @@ def release_cells(
         kept.suppressed,
         kept.rounds,
     )
-    first_day = silver.agg(F.min("date")).first()[0] or history_start
     return (
-        with_baseline(kept.published, first_day)
+        with_baseline(kept.published, first_day or history_start)
         .where(F.col("date") >= F.lit(start))
         .select("route_id", "segment_id", "cell", "res", "date", "devices", "excess", "zscore")
     )

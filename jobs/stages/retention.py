@@ -1,6 +1,6 @@
 """Retention: every device-level table routecast owns is deleted once older than ``bronze_retention_days``.
 
-design.md: device ids and home networks never leave bronze, and every device-level table, raw input included, is
+docs/design.md: device ids and home networks never leave bronze, and every device-level table, raw input included, is
 deleted after its retention period. The device-level data at rest, and how each goes (docs/privacy.md, "Device-level
 data at rest"):
 
@@ -20,6 +20,11 @@ The cut-off is the first day of the default window of a nightly run (run date �
 kept; the stage runs after every stage that reads device-level data (ingest, aggregate, flows), so a longer first
 run (``--since``) is aggregated first. Not device-level, so not purged here: quarantined files (names and reasons),
 density tiles and their quarantine (counts from providers), the simulator's per-segment and per-crossing counts.
+
+What is due is decided apart from the deleting: :func:`cutoff_date` (the window's first day), :func:`file_fate` (what
+happens to one file, given the dates of its rows) and :func:`stale_folders` (which scratch folders are idle) read
+nothing and delete nothing; :func:`run` and the ``purge_*`` functions look at the files and delete (the lake's
+partitions dated before the cut-off with :func:`jobs.lake.purge_partitions`, under the table's write lock).
 """
 
 from __future__ import annotations
@@ -27,14 +32,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from contracts import tables
 from jobs.lake import purge_partitions
 from jobs.orchestration.runs import fingerprint
 from jobs.settings import JobSettings
@@ -79,8 +86,32 @@ class RetentionReport:
 
 
 def cutoff_date(settings: JobSettings, run_date: dt.date) -> dt.date:
-    """The first day retention keeps for ``run_date``: run date − ``bronze_retention_days`` + 1."""
-    return run_date - dt.timedelta(days=settings.bronze_retention_days - 1)
+    """The first day retention keeps for ``run_date``: the first day of the default window of a nightly run,
+    run date − ``bronze_retention_days`` + 1."""
+    first, _ = settings.window(run_date)
+    return first
+
+
+Fate = Literal["keep", "delete", "rewrite"]
+
+
+def file_fate(dated: tuple[dt.datetime, dt.datetime] | None, modified: dt.date, cutoff: dt.date) -> Fate:
+    """What retention does to one Parquet file whose dated rows span ``dated`` (earliest, latest; naive UTC) or
+    that has no dated row (None), last modified on ``modified`` (UTC): ``delete`` it when every dated row is before
+    ``cutoff`` (an undated file: when it was modified before), ``rewrite`` it without its rows before ``cutoff``
+    when only some are, else ``keep`` it."""
+    cut = dt.datetime.combine(cutoff, dt.time())
+    if dated is None:
+        return "delete" if modified < cutoff else "keep"
+    if dated[1] < cut:
+        return "delete"
+    return "rewrite" if dated[0] < cut else "keep"
+
+
+def stale_folders(last_written: Mapping[str, float], idle_since: dt.datetime) -> tuple[str, ...]:
+    """The folders, of ``last_written`` (name → the latest modification time, POSIX seconds, of the folder and all
+    it holds), in which nothing was written since ``idle_since`` (aware), in name order."""
+    return tuple(name for name, stamp in sorted(last_written.items()) if stamp < idle_since.timestamp())
 
 
 def owned_raw(settings: JobSettings, raw_path: Path | None = None) -> tuple[list[Path], Path | None]:
@@ -107,8 +138,8 @@ def run(settings: JobSettings, run_date: dt.date, raw_path: Path | None = None) 
     ``raw_path`` is the run's ``--raw``: purged when inside ``<var_dir>/raw``, else reported as the operator's.
     """
     cutoff = cutoff_date(settings, run_date)
-    bronze = purge_partitions(settings.lake("bronze", "pings"), "date", cutoff)
-    quarantine = purge_partitions(settings.lake("quarantine", "pings"), "run_date", cutoff)
+    bronze = purge_partitions(settings.lake(tables.BRONZE_PINGS), "date", cutoff)
+    quarantine = purge_partitions(settings.lake(tables.QUARANTINE_PINGS), "run_date", cutoff)
     owned, operator = owned_raw(settings, raw_path)
     raw = tuple(purge_rows_before(path, "ts", cutoff) for path in owned if path.exists())
     journeys_path = settings.truth_dir / "journeys"
@@ -132,23 +163,19 @@ def purge_rows_before(path: Path, column: str, cutoff: dt.date) -> PurgedFiles:
     ingest and Spark skip them) are left alone, except a deleted or rewritten file's Hadoop checksum
     (``.name.crc``, which would no longer match). Folders left empty are removed (``path`` itself is kept).
     """
-    cut = dt.datetime.combine(cutoff, dt.time())
     deleted: list[str] = []
     rewritten: list[str] = []
     rows = 0
     for file in data_files(path):
         rel = file.relative_to(path).as_posix() if file != path else file.name
         dated = _dated_range(file, column, read_rows=True)
-        if dated is None:
-            if dt.datetime.fromtimestamp(file.stat().st_mtime, dt.UTC).date() < cutoff:
-                _remove(file)
-                deleted.append(rel)
-        elif dated[1] < cut:
-            rows += pq.ParquetFile(file).metadata.num_rows
+        fate = file_fate(dated, dt.datetime.fromtimestamp(file.stat().st_mtime, dt.UTC).date(), cutoff)
+        if fate == "delete":
+            rows += pq.ParquetFile(file).metadata.num_rows if dated is not None else 0
             _remove(file)
             deleted.append(rel)
-        elif dated[0] < cut:
-            rows += _rewrite_from(file, column, cut)
+        elif fate == "rewrite":
+            rows += _rewrite_from(file, column, dt.datetime.combine(cutoff, dt.time()))
             rewritten.append(rel)
     if path.is_dir():
         _remove_empty_folders(path)
@@ -244,10 +271,12 @@ def purge_stale_scratch(scratch: Path, idle_since: dt.datetime) -> tuple[str, ..
     UTC). A session that stops removes its own folders, so what stays idle that long was left by a killed one."""
     if not scratch.is_dir():
         return ()
-    removed = []
-    for child in sorted(scratch.iterdir()):
-        stamps = [child.lstat().st_mtime] + [p.lstat().st_mtime for p in child.rglob("*")] if child.is_dir() else []
-        if stamps and max(stamps) < idle_since.timestamp():
-            shutil.rmtree(child)
-            removed.append(child.name)
-    return tuple(removed)
+    last_written = {
+        child.name: max([child.lstat().st_mtime] + [p.lstat().st_mtime for p in child.rglob("*")])
+        for child in scratch.iterdir()
+        if child.is_dir()
+    }
+    removed = stale_folders(last_written, idle_since)
+    for name in removed:
+        shutil.rmtree(scratch / name)
+    return removed

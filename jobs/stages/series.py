@@ -12,6 +12,14 @@ Nesting
     are not counted, as the release's cells leave them out; and ``jobs.stages.publish.cells_table`` never removes a cell
     at ``h3_res`` from the release (it removes the coarser parent instead), so a segment's series minus the
     segment's published cells stays 0.
+
+Ids
+    ``contracts.series.series_id`` (re-exported here with ``DENSITY_SOURCE``); the rows are matched to their ids by
+    (level, route, segment), so that format lives in one place.
+
+Transform and run
+    ``transform`` turns silver density (as read) into the gold rows of a date range, with no reads, writes or
+    Spark actions; ``run`` reads silver, finds the first published day, calls it and writes gold.
 """
 
 from __future__ import annotations
@@ -22,39 +30,12 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from contracts import tables
+from contracts.series import DENSITY_SOURCE, series_id
 from geo.catalogue import Catalogue, load_catalogue
 from geo.cells import cell_segment_table
-from jobs.lake import read_table, write_partitions
-from jobs.schemas import DENSITY, SERIES
+from jobs import lake
 from jobs.settings import JobSettings
-
-DENSITY_SOURCE = "density"
-
-
-def series_id(
-    level: str,
-    route_id: str | None = None,
-    segment_id: str | None = None,
-    source: str = DENSITY_SOURCE,
-    *,
-    to_segment: str | None = None,
-) -> str:
-    """Ids unique across the whole gold table: ``all``, ``route:<route>``, ``segment:<route>/<segment>``
-    for density, ``flow:<route>/<segment>><to_segment>`` for a segment → segment flow within a route; other
-    sources are prefixed, e.g. ``frontex/route:central_mediterranean``."""
-    if level == "all":
-        key = "all"
-    elif level == "route":
-        key = f"route:{route_id}"
-    elif level == "segment":
-        key = f"segment:{route_id}/{segment_id}"
-    elif level == "flow":
-        if to_segment is None:
-            raise ValueError("a flow series id needs to_segment (the segment the flow goes to)")
-        key = f"flow:{route_id}/{segment_id}>{to_segment}"
-    else:
-        raise ValueError(f"unknown level {level!r}; expected all|route|segment|flow")
-    return key if source == DENSITY_SOURCE else f"{source}/{key}"
 
 
 def segment_density(density: DataFrame, cell_segments: DataFrame) -> DataFrame:
@@ -68,7 +49,7 @@ def segment_density(density: DataFrame, cell_segments: DataFrame) -> DataFrame:
 
 def series_keys(catalogue: Catalogue) -> list[tuple[str, str, str | None, str | None]]:
     """(series_id, level, route_id, segment_id) of every series in the hierarchy."""
-    rows: list[tuple[str, str, str | None, str | None]] = [("all", "all", None, None)]
+    rows: list[tuple[str, str, str | None, str | None]] = [(series_id("all"), "all", None, None)]
     for route in catalogue:
         rows.append((series_id("route", route.id), "route", route.id, None))
         rows.extend((series_id("segment", route.id, seg.id), "segment", route.id, seg.id) for seg in route.segments)
@@ -85,44 +66,58 @@ def series_skeleton(spark: SparkSession, catalogue: Catalogue, start: dt.date, e
 
 
 def build_series(segments: DataFrame, skeleton: DataFrame) -> DataFrame:
-    """Roll segment density up to route and all levels and fill the daily grid with zeros."""
-    by_segment = segments.select(
-        F.concat(F.lit("segment:"), "route_id", F.lit("/"), "segment_id").alias("series_id"),
-        F.col("date").alias("ds"),
-        "y",
-    )
+    """Roll segment density up to route and all levels and fill the daily grid (``series_skeleton``) with zeros.
+
+    Each value finds its series by (level, route_id, segment_id), never by rebuilding its id.
+    """
+    no_segment = F.lit(None).cast("string")
+    by_segment = segments.select(F.lit("segment").alias("level"), "route_id", "segment_id", "date", "y")
     by_route = (
         segments.groupBy("route_id", "date")
         .agg(F.sum("y").alias("y"))
-        .select(F.concat(F.lit("route:"), "route_id").alias("series_id"), F.col("date").alias("ds"), "y")
+        .select(F.lit("route").alias("level"), "route_id", no_segment.alias("segment_id"), "date", "y")
     )
     overall = (
         segments.groupBy("date")
         .agg(F.sum("y").alias("y"))
-        .select(F.lit("all").alias("series_id"), F.col("date").alias("ds"), "y")
+        .select(F.lit("all").alias("level"), no_segment.alias("route_id"), no_segment.alias("segment_id"), "date", "y")
     )
-    values = by_segment.unionByName(by_route).unionByName(overall)
-    return (
-        skeleton.join(values, ["series_id", "ds"], "left")
-        .withColumn("y", F.coalesce(F.col("y"), F.lit(0.0)))
-        .withColumn("freq", F.lit("D"))
-        .withColumn("source", F.lit(DENSITY_SOURCE))
-        .select(*SERIES.fieldNames())
+    values = by_segment.unionByName(by_route).unionByName(overall).alias("v")
+    grid = skeleton.alias("s")
+    same = [
+        F.col("s.level") == F.col("v.level"),
+        F.col("s.route_id").eqNullSafe(F.col("v.route_id")),
+        F.col("s.segment_id").eqNullSafe(F.col("v.segment_id")),
+        F.col("s.ds") == F.col("v.date"),
+    ]
+    return grid.join(values, same, "left").select(
+        "s.series_id",
+        "s.level",
+        "s.route_id",
+        "s.segment_id",
+        "s.ds",
+        F.coalesce(F.col("v.y"), F.lit(0.0)).alias("y"),
+        F.lit("D").alias("freq"),
+        F.lit(DENSITY_SOURCE).alias("source"),
     )
 
 
-def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, catalogue: Catalogue | None = None) -> int:
-    """Rebuild the density series up to ``run_date`` in gold (replaces the ``source=density`` partition) from the
-    silver cells at ``h3_res`` above ``min_devices``."""
-    catalogue = catalogue or load_catalogue()
-    density = read_table(spark, settings.lake("silver", "density"), DENSITY).where(
+def published_density(density: DataFrame, settings: JobSettings, end: dt.date) -> DataFrame:
+    """The silver density rows the series count: cells at ``h3_res`` above ``min_devices`` (the release's cells),
+    up to ``end``."""
+    return density.where(
         (F.col("res") == settings.h3_res)
-        & (F.col("date") <= F.lit(run_date))
+        & (F.col("date") <= F.lit(end))
         & (F.col("devices") > F.lit(settings.min_devices))
     )
-    first = density.agg(F.min("date")).first()[0]
-    if first is None:
-        raise ValueError(f"no published density up to {run_date} at res {settings.h3_res}; run aggregate first")
+
+
+def transform(
+    density: DataFrame, catalogue: Catalogue, settings: JobSettings, start: dt.date, end: dt.date
+) -> DataFrame:
+    """The gold density series (``SERIES`` rows) of every series of ``catalogue``, every day from ``start`` to
+    ``end``, from silver density as read (``DENSITY`` rows; only ``published_density`` counts)."""
+    spark = density.sparkSession
     table = cell_segment_table(catalogue, settings.h3_res)
     cell_segments = spark.createDataFrame(
         pd.DataFrame(
@@ -133,7 +128,17 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, catalogue
             }
         )
     )
-    skeleton = series_skeleton(spark, catalogue, first, run_date)
-    series = build_series(segment_density(density, cell_segments), skeleton)
-    write_partitions(series, settings.lake("gold", "series"), ["source"])
+    segments = segment_density(published_density(density, settings, end), cell_segments)
+    return build_series(segments, series_skeleton(spark, catalogue, start, end))
+
+
+def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, catalogue: Catalogue | None = None) -> int:
+    """Rebuild the density series up to ``run_date`` in gold (replaces the ``source=density`` partition) from the
+    silver cells at ``h3_res`` above ``min_devices``; returns the number of rows written."""
+    catalogue = catalogue or load_catalogue()
+    density = lake.read(spark, settings, tables.DENSITY)
+    first = published_density(density, settings, run_date).agg(F.min("date")).first()[0]
+    if first is None:
+        raise ValueError(f"no published density up to {run_date} at res {settings.h3_res}; run aggregate first")
+    lake.write(settings, tables.SERIES, transform(density, catalogue, settings, first, run_date))
     return len(series_keys(catalogue)) * ((run_date - first).days + 1)

@@ -1,4 +1,4 @@
-"""Provider density tiles: the alternative input for providers that aggregate phones themselves (design.md).
+"""Provider density tiles: the alternative input for providers that aggregate phones themselves (docs/design.md).
 
 A tiles file (CSV with a header, or Parquet) has ``date``, ``count`` (distinct devices) and a location:
 ``cell`` (an H3 cell id as hex text, at any resolution) or ``lat``/``lon``. Every value is read as text and
@@ -10,6 +10,9 @@ configured resolution that is not finer than the tile (a res-6 tile says nothing
 suppresses and adds the baseline like pings. Summing the distinct-device counts of several tiles
 over-counts a device seen in two of them; tiles carry no device ids, so it cannot be undone — prefer tiles
 at the finest resolution the provider offers.
+
+:func:`transform` is the validation itself (no reading, writing or Spark action); :func:`run` reads the file,
+calls it, writes bronze and the quarantine and records the row accounting as QA figures.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
-from jobs.lake import write_checks, write_partitions
+from contracts import tables
+from jobs import lake
 from jobs.schemas import BRONZE_TILES, QUARANTINE_TILES, TILES
 from jobs.settings import JobSettings
 from jobs.stages.aggregate import h3_cell
@@ -43,6 +47,15 @@ class TileCounts:
 
     def balanced(self) -> bool:
         return self.rows_in == self.accepted + self.deferred + self.earlier + self.quarantined + self.duplicates
+
+
+@dataclass(frozen=True, eq=False)
+class TileOutputs:
+    """What ingest makes of a tiles file's rows, before anything is written."""
+
+    tagged: DataFrame  # every row read: typed, located, with reason and status (due | deferred | earlier | quarantined)
+    bronze: DataFrame  # the due tiles, duplicates dropped: the BRONZE_TILES columns
+    quarantine: DataFrame  # the rows that break a rule, as text, with the first rule and the run date
 
 
 def read_tiles_text(spark: SparkSession, path: Path) -> DataFrame:
@@ -90,8 +103,11 @@ def _parse_cell(text: Column) -> Column:
     return _parse(text)
 
 
-def tag_tiles(text: DataFrame, run_date: dt.date, since: dt.date, finest: int) -> DataFrame:
-    """Typed columns, ``cell``/``cell_res`` of each tile, ``reason`` (or null) and ``status``."""
+def tag_tiles(
+    text: DataFrame, run_date: dt.date, since: dt.date, finest: int, today: dt.date | None = None
+) -> DataFrame:
+    """Typed columns, ``cell``/``cell_res`` of each tile, ``reason`` (or null) and ``status``; a tile dated after
+    ``today`` (default: today, UTC) is a ``future_date``."""
     typed = text.select(
         *[F.col(c).alias(f"raw_{c}") for c in TEXT_COLUMNS],
         F.expr("try_cast(trim(date) AS date)").alias("date"),
@@ -104,7 +120,7 @@ def tag_tiles(text: DataFrame, run_date: dt.date, since: dt.date, finest: int) -
     reason = (
         F.when(F.col("raw_date").isNull(), F.lit("missing_date"))
         .when(F.col("date").isNull(), F.lit("unparseable_date"))
-        .when(F.col("date") > F.lit(dt.datetime.now(dt.UTC).date()), F.lit("future_date"))
+        .when(F.col("date") > F.lit(today or dt.datetime.now(dt.UTC).date()), F.lit("future_date"))
         .when(F.col("raw_count").isNull(), F.lit("missing_count"))
         .when(F.col("count").isNull(), F.lit("unparseable_count"))
         .when(F.col("count") < 0, F.lit("negative_count"))
@@ -133,27 +149,49 @@ def tag_tiles(text: DataFrame, run_date: dt.date, since: dt.date, finest: int) -
     )
 
 
-def run(
-    spark: SparkSession, settings: JobSettings, run_date: dt.date, path: Path, since: dt.date | None = None
-) -> TileCounts:
-    """Validate a tiles file's rows dated ``since`` .. ``run_date`` into ``bronze/tiles``; idempotent."""
-    since = since or run_date - dt.timedelta(days=settings.bronze_retention_days - 1)
-    tagged = tag_tiles(read_tiles_text(spark, path), run_date, since, max(settings.resolutions)).cache()
-    tally = {r["status"]: r["count"] for r in tagged.groupBy("status").count().collect()}
-    due = tagged.where(F.col("status") == "due").select(*BRONZE_TILES.fieldNames())
-    # The same tile twice (same cell, day and count) is a duplicate; the same tile with two counts is kept
-    # twice and summed — a provider splitting a tile's count over rows is legitimate.
-    bronze = due.dropDuplicates(["cell", "date", "count"]).cache()
-    accepted = bronze.count()
-    dates = [since + dt.timedelta(days=i) for i in range((run_date - since).days + 1)]
-    write_partitions(bronze, settings.lake("bronze", "tiles"), ["date"], replace={"date": dates})
+def transform(
+    text: DataFrame,
+    settings: JobSettings,
+    run_date: dt.date,
+    since: dt.date | None = None,
+    today: dt.date | None = None,
+) -> TileOutputs:
+    """Validate a tiles file's rows (``text``: the TILES columns as text) for the window
+    ``settings.window(run_date, since)``: each row tagged and located (lat/lon tiles at the finest configured
+    resolution), the due tiles deduplicated for bronze, the rejected rows with their reason for quarantine.
+
+    The same tile twice (same cell, day and count) is a duplicate; the same tile with two counts is kept twice and
+    summed — a provider splitting a tile's count over rows is legitimate. Reads, writes and counts nothing.
+    """
+    first, _ = settings.window(run_date, since)
+    tagged = tag_tiles(text, run_date, first, max(settings.resolutions), today)
+    bronze = (
+        tagged.where(F.col("status") == "due")
+        .select(*BRONZE_TILES.fieldNames())
+        .dropDuplicates(["cell", "date", "count"])
+    )
     quarantine = (
         tagged.where(F.col("status") == "quarantined")
         .select(*[F.col(f"raw_{c}").alias(c) for c in TEXT_COLUMNS], "reason")
         .withColumn("run_date", F.lit(run_date))
         .select(*QUARANTINE_TILES.fieldNames())
     )
-    write_partitions(quarantine, settings.lake("quarantine", "tiles"), ["run_date"], replace={"run_date": [run_date]})
+    return TileOutputs(tagged, bronze, quarantine)
+
+
+def run(
+    spark: SparkSession, settings: JobSettings, run_date: dt.date, path: Path, since: dt.date | None = None
+) -> TileCounts:
+    """Validate a tiles file's rows dated ``since`` .. ``run_date`` into ``bronze/tiles``; idempotent."""
+    first, last = settings.window(run_date, since)
+    outputs = transform(read_tiles_text(spark, path), settings, run_date, first)
+    tagged = outputs.tagged.cache()
+    tally = {r["status"]: r["count"] for r in tagged.groupBy("status").count().collect()}
+    bronze = outputs.bronze.cache()
+    accepted = bronze.count()
+    dates = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    lake.write(settings, tables.BRONZE_TILES, bronze, replace={"date": dates})
+    lake.write(settings, tables.QUARANTINE_TILES, outputs.quarantine, replace={"run_date": [run_date]})
     bronze.unpersist()
     tagged.unpersist()
     counts = TileCounts(
@@ -164,5 +202,5 @@ def run(
         quarantined=tally.get("quarantined", 0),
         duplicates=tally.get("due", 0) - accepted,
     )
-    write_checks(spark, settings.lake("qa", "checks"), run_date, "ingest_tiles", asdict(counts))
+    lake.write_checks(spark, settings.lake(tables.QA_CHECKS), run_date, "ingest_tiles", asdict(counts))
     return counts

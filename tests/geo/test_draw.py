@@ -46,7 +46,7 @@ def test_map_size_follows_the_extent() -> None:
     # 10° of latitude at a middle latitude of 35° are 10 / cos 35° = 12.21 "longitude degrees" tall: 400 px for
     # 20° of longitude gives 400 * 12.21 / 20 = 244 px.
     assert map_size_px(400, (0.0, 20.0, 30.0, 40.0)) == (400, 244)
-    # The README image: 73° x 48.5° around 34.25°N.
+    # The route map in docs/routes.md: 73° x 48.5° around 34.25°N.
     assert map_size_px(1600) == (1600, 1286)
 
 

@@ -11,10 +11,14 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from pydantic import SecretStr
+from pyspark.sql import functions as F
 
+from contracts import tables
 from geo.points import cells_to_parents
 from jobs.lake import read_checks, read_table, write_partitions
-from jobs.schemas import BRONZE_PINGS, DENSITY, DENSITY_HOURLY
+from jobs.privacy.ledger import Charge, PrivacyLedger
+from jobs.privacy.mechanisms import ContributionBound, plan_release
+from jobs.schemas import BRONZE_PINGS, BRONZE_TILES, DENSITY, DENSITY_HOURLY
 from jobs.stages import aggregate
 
 DAY = dt.date(2025, 3, 10)
@@ -24,13 +28,14 @@ AGADEZ = (16.9742, 7.9865)
 SABHA = (27.0377, 14.4283)
 
 
-def _bronze(spark, devices_per_place: dict[tuple[float, float], int], extra_pings: int = 0):
+def _bronze(spark, devices_per_place: dict[tuple[float, float], int], extra_pings: int = 0, day: dt.date = DAY):
     rows = []
+    t = dt.datetime.combine(day, T.time())
     for (lat, lon), n in devices_per_place.items():
         for i in range(n):
-            rows.append((f"{lat}-{i}", T, lat, lon, None, None, DAY))
+            rows.append((f"{lat}-{i}", t, lat, lon, None, None, day))
         for j in range(extra_pings):  # the same device again: more pings, not more devices
-            rows.append((f"{lat}-0", T + dt.timedelta(minutes=j + 1), lat, lon, None, None, DAY))
+            rows.append((f"{lat}-0", t + dt.timedelta(minutes=j + 1), lat, lon, None, None, day))
     return spark.createDataFrame(rows, BRONZE_PINGS)
 
 
@@ -65,8 +70,37 @@ def test_nothing_at_or_below_the_threshold_is_ever_published(spark, sizes, k):
     assert got == sorted(n for n in sizes if n > k)
 
 
+def test_the_transform_plans_the_publishable_density_without_the_lake(spark, settings):
+    density = aggregate.transform(_bronze(spark, {AGADEZ: 16, SABHA: 15}, extra_pings=2), settings)
+    everywhere = settings.resolutions
+    assert sorted((r.res, r.devices, r.pings, r.date) for r in density.daily.collect()) == [
+        (r, 16, None, DAY) for r in everywhere
+    ]
+    assert sorted((r.res, r.hour, r.devices, r.pings) for r in density.hourly.collect()) == [
+        (r, 8, 16, None) for r in everywhere
+    ]
+    # The unsuppressed aggregates, for the accounting: both places at every resolution, with their pings.
+    finest = density.aggregates.where(F.col("res") == max(everywhere)).collect()
+    assert sorted((r.devices, r.pings) for r in finest) == [(15, 17), (16, 18)]
+    assert density.hourly_aggregates.count() == 2 * len(everywhere) and density.complementary.rounds == 0
+    density.unpersist()
+    assert not settings.var_dir.exists()  # nothing read or written
+
+
+def test_the_tiles_transform_counts_each_tile_at_its_resolution_and_coarser(spark, settings):
+    agadez, sabha = h3.str_to_int(h3.latlng_to_cell(*AGADEZ, 9)), h3.str_to_int(h3.latlng_to_cell(*SABHA, 7))
+    tiles = spark.createDataFrame([(agadez, 9, 20, DAY), (sabha, 7, 10, DAY)], BRONZE_TILES)
+    density = aggregate.transform_tiles(tiles, settings)
+    assert sorted((r.res, r.devices, r.pings) for r in density.daily.collect()) == [
+        (r, 20, None) for r in settings.resolutions
+    ]
+    assert density.hourly is None and density.aggregates.count() == len(settings.resolutions) + 3  # Sabha: 5, 6, 7
+    density.unpersist()
+    assert not settings.var_dir.exists()
+
+
 def test_run_writes_every_resolution_daily_and_hourly_suppressed_and_accounts(spark, settings):
-    write_partitions(_bronze(spark, {AGADEZ: 16, SABHA: 15}), settings.lake("bronze", "pings"), ["date"])
+    write_partitions(_bronze(spark, {AGADEZ: 16, SABHA: 15}), settings.lake(tables.BRONZE_PINGS), ["date"])
     result = aggregate.run(spark, settings, DAY)
     n_res = len(settings.resolutions)
     assert result == aggregate.AggregateCounts(
@@ -77,15 +111,15 @@ def test_run_writes_every_resolution_daily_and_hourly_suppressed_and_accounts(sp
         hourly_aggregates=2 * n_res,
         hourly_published=n_res,
     )
-    silver = read_table(spark, settings.lake("silver", "density"), DENSITY).collect()
+    silver = read_table(spark, settings.lake(tables.DENSITY), DENSITY).collect()
     # pings are counted (pings_in) but not published
     assert sorted((r.res, r.devices, r.pings, r.date) for r in silver) == [
         (r, 16, None, DAY) for r in settings.resolutions
     ]
     assert {r.cell for r in silver if r.res == 7} == {h3.str_to_int(h3.latlng_to_cell(*AGADEZ, 7))}
-    hourly = read_table(spark, settings.lake("silver", "density_hourly"), DENSITY_HOURLY).collect()
+    hourly = read_table(spark, settings.lake(tables.DENSITY_HOURLY), DENSITY_HOURLY).collect()
     assert sorted((r.res, r.hour, r.devices) for r in hourly) == [(r, 8, 16) for r in settings.resolutions]
-    checks = read_checks(spark, settings.lake("qa", "checks"), DAY, "aggregate")
+    checks = read_checks(spark, settings.lake(tables.QA_CHECKS), DAY, "aggregate")
     assert checks["suppressed"] == n_res and checks["min_devices"] == 15 and checks["dates"] == 1
 
 
@@ -96,29 +130,29 @@ def test_run_suppresses_every_view_that_would_reveal_a_suppressed_sibling(spark,
     # everything else above the threshold goes.
     parent = h3.latlng_to_cell(*SABHA, 6)
     big, small = (h3.cell_to_latlng(c) for c in sorted(h3.cell_to_children(parent, 7))[:2])
-    write_partitions(_bronze(spark, {big: 25, small: 10}), settings.lake("bronze", "pings"), ["date"])
+    write_partitions(_bronze(spark, {big: 25, small: 10}), settings.lake(tables.BRONZE_PINGS), ["date"])
     result = aggregate.run(spark, settings, DAY)
-    silver = read_table(spark, settings.lake("silver", "density"), DENSITY).collect()
+    silver = read_table(spark, settings.lake(tables.DENSITY), DENSITY).collect()
     assert [(r.res, r.devices, h3.cell_to_parent(h3.int_to_str(r.cell), 6)) for r in silver] == [(7, 25, parent)]
-    assert read_table(spark, settings.lake("silver", "density_hourly"), DENSITY_HOURLY).count() == 0
+    assert read_table(spark, settings.lake(tables.DENSITY_HOURLY), DENSITY_HOURLY).count() == 0
     # Primary suppression kept 5 of the 8 daily aggregates (res 5, 6 and the 25 at 7, 8, 9), and as many hourly.
     assert (result.aggregates, result.published, result.suppressed) == (8, 1, 7)
     assert (result.complementary_suppressed, result.hourly_complementary_suppressed) == (4, 5)
     assert (result.hourly_published, result.complementary_rounds) == (0, 1)
-    checks = read_checks(spark, settings.lake("qa", "checks"), DAY, "aggregate")
+    checks = read_checks(spark, settings.lake(tables.QA_CHECKS), DAY, "aggregate")
     assert (checks["complementary_suppressed"], checks["complementary_rounds"]) == (4, 1)
 
 
 def test_rerunning_a_date_replaces_it_even_when_everything_is_now_suppressed(spark, settings):
-    bronze = settings.lake("bronze", "pings")
+    bronze = settings.lake(tables.BRONZE_PINGS)
     write_partitions(_bronze(spark, {AGADEZ: 20}), bronze, ["date"])
     aggregate.run(spark, settings, DAY)
-    assert read_table(spark, settings.lake("silver", "density"), DENSITY).count() == len(settings.resolutions)
+    assert read_table(spark, settings.lake(tables.DENSITY), DENSITY).count() == len(settings.resolutions)
     # Late corrections removed devices: the day's aggregates are now all suppressed; the old rows must go.
     write_partitions(_bronze(spark, {AGADEZ: 12}), bronze, ["date"])
     aggregate.run(spark, settings, DAY)
-    assert read_table(spark, settings.lake("silver", "density"), DENSITY).count() == 0
-    assert read_table(spark, settings.lake("silver", "density_hourly"), DENSITY_HOURLY).count() == 0
+    assert read_table(spark, settings.lake(tables.DENSITY), DENSITY).count() == 0
+    assert read_table(spark, settings.lake(tables.DENSITY_HOURLY), DENSITY_HOURLY).count() == 0
 
 
 def _random_pings(spark, n_devices: int, seed: int, days: int = 1):
@@ -199,7 +233,7 @@ def test_a_flat_cell_scores_against_the_poisson_floor(spark):
 
 
 def test_run_uses_silver_history_for_the_baseline_after_bronze_is_gone(spark, settings):
-    bronze = settings.lake("bronze", "pings")
+    bronze = settings.lake(tables.BRONZE_PINGS)
     monday = dt.date(2025, 3, 3)
     for w in range(4):
         day = monday + dt.timedelta(weeks=w)
@@ -207,7 +241,7 @@ def test_run_uses_silver_history_for_the_baseline_after_bronze_is_gone(spark, se
         write_partitions(spark.createDataFrame(rows, BRONZE_PINGS), bronze, ["date"], replace={"date": [day]})
         aggregate.run(spark, settings, day, since=day)  # one day at a time, as nightly runs do
     shutil.rmtree(bronze)
-    silver = read_table(spark, settings.lake("silver", "density"), DENSITY).where("res = 7").toPandas()
+    silver = read_table(spark, settings.lake(tables.DENSITY), DENSITY).where("res = 7").toPandas()
     last = silver.sort_values("date").iloc[-1]
     assert last.devices == 23 and last.baseline == pytest.approx(21.0) and last.excess == pytest.approx(2.0)
 
@@ -218,13 +252,13 @@ GOLDEN = Path(__file__).parent / "golden"
 def test_aggregation_of_a_fixed_input_matches_the_approved_files(spark, settings):
     """Approved output for a small fixed input. After a deliberate change, regenerate with
     ROUTECAST_UPDATE_GOLDEN=1 pytest tests/jobs/test_aggregate.py and review the diff before committing."""
-    write_partitions(_random_pings(spark, 120, seed=11, days=2), settings.lake("bronze", "pings"), ["date"])
+    write_partitions(_random_pings(spark, 120, seed=11, days=2), settings.lake(tables.BRONZE_PINGS), ["date"])
     aggregate.run(spark, settings, DAY + dt.timedelta(days=1))
-    for table, schema in (("density", DENSITY), ("density_hourly", DENSITY_HOURLY)):
-        got = read_table(spark, settings.lake("silver", table), schema).toPandas()
+    for table, schema in ((tables.DENSITY, DENSITY), (tables.DENSITY_HOURLY, DENSITY_HOURLY)):
+        got = read_table(spark, settings.lake(table), schema).toPandas()
         got = got.assign(cell=got.cell.map(h3.int_to_str), date=got.date.astype(str))
         got = got.sort_values(list(got.columns)).reset_index(drop=True)
-        path = GOLDEN / f"aggregate_{table}.csv"
+        path = GOLDEN / f"aggregate_{table.name}.csv"
         if os.environ.get("ROUTECAST_UPDATE_GOLDEN"):
             path.parent.mkdir(exist_ok=True)
             got.to_csv(path, index=False)
@@ -252,36 +286,88 @@ def test_no_published_aggregate_at_any_resolution_or_hour_has_k_devices_or_fewer
             ts = T.replace(hour=int(rng.integers(0, 3)))
             lat, lon = 10.0 + i + rng.normal(0, 0.01), 20.0 + rng.normal(0, 0.01)
             rows.append((f"{i}-{j}", ts, float(lat), float(lon), None, None, DAY))
-    write_partitions(spark.createDataFrame(rows, BRONZE_PINGS), settings.lake("bronze", "pings"), ["date"])
+    write_partitions(spark.createDataFrame(rows, BRONZE_PINGS), settings.lake(tables.BRONZE_PINGS), ["date"])
     result = aggregate.run(spark, settings, DAY)
-    for table, schema in (("density", DENSITY), ("density_hourly", DENSITY_HOURLY)):
-        devices = [r.devices for r in read_table(spark, settings.lake("silver", table), schema).collect()]
+    for table, schema in ((tables.DENSITY, DENSITY), (tables.DENSITY_HOURLY, DENSITY_HOURLY)):
+        devices = [r.devices for r in read_table(spark, settings.lake(table), schema).collect()]
         assert all(d > k for d in devices)
     assert result.pings_in == len(rows)
     assert result.published + result.suppressed == result.aggregates
 
 
 def test_differential_privacy_noises_published_devices_reproducibly_and_the_ledger_refuses_overspend(spark, settings):
-    from jobs.privacy import dp as privacy
-
-    dp = settings.model_copy(
-        update={"dp_mechanism": "laplace", "dp_secret": SecretStr("a-long-test-secret-0123456789"), "dp_budget": 1.5}
-    )
-    write_partitions(_bronze(spark, {AGADEZ: 60, SABHA: 12}), dp.lake("bronze", "pings"), ["date"])
+    dp = _dp(settings, dp_budget=1.5)
+    write_partitions(_bronze(spark, {AGADEZ: 60, SABHA: 12}), dp.lake(tables.BRONZE_PINGS), ["date"])
     first = aggregate.run(spark, dp, DAY)
-    silver = read_table(spark, dp.lake("silver", "density"), DENSITY).orderBy("res").toPandas()
+    silver = read_table(spark, dp.lake(tables.DENSITY), DENSITY).orderBy("res").toPandas()
     assert first.dp_refused == () and len(silver) == len(dp.resolutions)  # Sabha's 12 devices: suppressed
     assert (silver.devices > dp.min_devices).all() and silver.pings.isna().all()
     assert not (silver.devices == 60).all()  # noised (ε = 1 over 10 queries: a scale of ~80 devices)
 
     again = aggregate.run(spark, dp, DAY)  # the same data again: the same release, charged once
     assert again.dp_refused == ()
-    rerun = read_table(spark, dp.lake("silver", "density"), DENSITY).orderBy("res").toPandas()
+    rerun = read_table(spark, dp.lake(tables.DENSITY), DENSITY).orderBy("res").toPandas()
     pd.testing.assert_frame_equal(silver, rerun)
-    assert privacy.PrivacyLedger(dp).spent("2025-03") == 1.0
+    assert PrivacyLedger(dp).spent("2025-03") == 1.0
 
-    write_partitions(_bronze(spark, {AGADEZ: 61}), dp.lake("bronze", "pings"), ["date"])  # late data: a new release
+    write_partitions(_bronze(spark, {AGADEZ: 61}), dp.lake(tables.BRONZE_PINGS), ["date"])  # late data: a new release
     late = aggregate.run(spark, dp, DAY)
     assert late.dp_refused == (DAY,)  # 1.0 + 1.0 > 1.5: refused, and the published day is left as it was
-    kept = read_table(spark, dp.lake("silver", "density"), DENSITY).orderBy("res").toPandas()
+    kept = read_table(spark, dp.lake(tables.DENSITY), DENSITY).orderBy("res").toPandas()
     pd.testing.assert_frame_equal(silver, kept)
+
+
+DP_SECRET = SecretStr("a-long-test-secret-0123456789")
+
+
+def _dp(settings, **kw):
+    return settings.model_copy(update={"dp_mechanism": "laplace", "dp_secret": DP_SECRET} | kw)
+
+
+def test_the_noise_is_a_function_of_the_charged_plans_alone(spark, settings):
+    dp = _dp(settings)
+    second = DAY + dt.timedelta(days=1)
+    pings = _bronze(spark, {AGADEZ: 60}).unionByName(_bronze(spark, {AGADEZ: 40}, day=second))
+    density = aggregate.transform(pings, dp)
+    charge = Charge("2025-03", 1, f"density/{DAY}", DAY, "laplace", 1.0, 0.0, "fp", dt.datetime.now(dt.UTC), True)
+    plans = {DAY: plan_release(charge, ContributionBound.from_settings(dp), aggregate.release_queries(dp))}
+
+    def noised():
+        daily, hourly = aggregate.add_dp_noise(density.daily, density.hourly, plans, dp)
+        return daily.orderBy("res").toPandas(), hourly.orderBy("res").toPandas()
+
+    (daily, hourly), again = noised(), noised()
+    pd.testing.assert_frame_equal(daily, again[0])
+    assert set(daily.date) == set(hourly.date) == {DAY}  # the date without a charge is left out
+    assert len(daily) == len(dp.resolutions) and daily.pings.isna().all()
+    assert (daily.devices > dp.min_devices).all() and not (daily.devices == 60).all()
+    density.unpersist()
+    assert not dp.var_dir.exists()  # no ledger, no lake
+
+
+def test_a_date_the_ledger_refuses_is_not_written_and_the_others_are(spark, settings):
+    dp = _dp(settings, dp_budget=1.5)  # one release of epsilon 1 per month
+    second = DAY + dt.timedelta(days=1)
+    pings = _bronze(spark, {AGADEZ: 60}).unionByName(_bronze(spark, {AGADEZ: 40}, day=second))
+    write_partitions(pings, dp.lake(tables.BRONZE_PINGS), ["date"])
+    result = aggregate.run(spark, dp, second, since=DAY)
+    assert result.dp_refused == (second,)
+    for table, schema in ((tables.DENSITY, DENSITY), (tables.DENSITY_HOURLY, DENSITY_HOURLY)):
+        assert {r.date for r in read_table(spark, dp.lake(table), schema).collect()} == {DAY}
+    assert PrivacyLedger(dp).spent("2025-03") == 1.0
+    checks = read_checks(spark, dp.lake(tables.QA_CHECKS), second, "aggregate")
+    assert (checks["dates"], checks["dp_refused_dates"]) == (1, 1)
+
+
+def test_the_ledger_is_charged_before_anything_is_written(spark, settings, monkeypatch):
+    dp = _dp(settings)
+    write_partitions(_bronze(spark, {AGADEZ: 60}), dp.lake(tables.BRONZE_PINGS), ["date"])
+
+    def unavailable(self, release, data_date, fingerprint):
+        raise OSError("the ledger is unavailable")
+
+    monkeypatch.setattr(PrivacyLedger, "charge", unavailable)
+    with pytest.raises(OSError, match="unavailable"):
+        aggregate.run(spark, dp, DAY)
+    for table in (tables.DENSITY, tables.DENSITY_HOURLY, tables.QA_CHECKS):
+        assert not dp.lake(table).exists()

@@ -90,7 +90,7 @@ def test_truth_without_a_simulation_says_what_to_run(tmp_path, monkeypatch):
 def test_privacy_ledger_lists_what_each_month_spent(tmp_path, monkeypatch):
     import datetime as dt
 
-    from jobs.privacy.dp import PrivacyLedger
+    from jobs.privacy.ledger import PrivacyLedger
     from jobs.settings import JobSettings
 
     monkeypatch.setenv("ROUTECAST_VAR_DIR", str(tmp_path))

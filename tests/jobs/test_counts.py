@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
+from contracts import tables
 from jobs.lake import read_checks, read_table
 from jobs.schemas import QUARANTINE_COUNTS, SERIES
-from jobs.stages.counts import CountsFileError, SeriesSpan, ingest_counts, read_counts
+from jobs.stages.counts import CountsFileError, CountsText, SeriesSpan, ingest_counts, read_counts, transform
 from tests.conftest import SHARED_DATA
 
 RUN = dt.date(2025, 9, 1)
@@ -142,7 +143,7 @@ def test_a_real_file_lands_in_the_lake_with_its_quarantine_and_checks(spark, set
     report = ingest_counts(
         spark, settings, real("frontex_ibc_monthly_by_route.csv"), "frontex", catalogue, run_date=RUN
     )
-    gold = read_table(spark, settings.lake("gold", "series"), SERIES)
+    gold = read_table(spark, settings.lake(tables.SERIES), SERIES)
     assert gold.where(F.col("source") == "frontex").count() == 1104
     row = gold.where((F.col("route_id") == "central_mediterranean") & (F.col("ds") == D(2009, 1, 1))).first()
     assert (row.series_id, row.y, row.freq, row.level, row.segment_id) == (
@@ -152,14 +153,14 @@ def test_a_real_file_lands_in_the_lake_with_its_quarantine_and_checks(spark, set
         "route",
         None,
     )
-    bad = read_table(spark, settings.lake("quarantine", "counts"), QUARANTINE_COUNTS).orderBy("line").first()
+    bad = read_table(spark, settings.lake(tables.QUARANTINE_COUNTS), QUARANTINE_COUNTS).orderBy("line").first()
     assert (bad.line, bad.raw, bad.reason, bad.file) == (
         2,
         "2009-01-01,Black Sea Route,0,0",
         "unknown_route",
         "frontex_ibc_monthly_by_route.csv",
     )
-    checks = read_checks(spark, settings.lake("qa", "checks"), RUN, "counts:frontex")
+    checks = read_checks(spark, settings.lake(tables.QA_CHECKS), RUN, "counts:frontex")
     assert checks["rows_in"] == 1656 and checks["accepted"] == 1104 and checks["quarantined_unknown_route"] == 552
     assert checks["periods_written"] == 1104 and checks["gap_periods"] == 0
     assert report.summary_lines()[0] == (
@@ -212,6 +213,23 @@ def test_every_row_rule_quarantines_with_its_reason_and_line(tmp_path, catalogue
     assert values(batch, "channel") == {D(2024, 1, 4): 7, D(2024, 1, 6): 3}
     assert report.gaps == {"channel": (D(2024, 1, 5),)}  # not invented: reported
     assert set(batch.series["source"]) == {"generic"} and set(batch.series["freq"]) == {"D"}
+
+
+def test_transform_checks_text_without_a_file(catalogue):
+    text = CountsText(
+        "weekly.csv",
+        ("date", "route", "count"),
+        ((2, "2024-01-01,channel,4"), (3, "2024-01-08,channel,4"), (3, "2024-01-08,channel,4"), (5, "2024-01-10,x,1")),
+    )
+    batch = transform(text, "generic", catalogue, freq="W")
+    assert values(batch, "channel") == {D(2024, 1, 1): 4, D(2024, 1, 8): 4}
+    assert quarantined(batch) == [(5, "off_grid_date")]
+    assert set(batch.quarantine["file"]) == {"weekly.csv"} and batch.report.file == "weekly.csv"
+    assert (batch.report.rows_in, batch.report.duplicates) == (4, 1) and batch.report.balanced()
+    with pytest.raises(CountsFileError, match="counts file weekly.csv: a header but no rows"):
+        transform(CountsText("weekly.csv", text.header, ()), "generic", catalogue)
+    with pytest.raises(CountsFileError, match="counts file weekly.csv: column 'route' missing"):
+        transform(CountsText("weekly.csv", ("date", "count"), text.lines), "generic", catalogue)
 
 
 @pytest.mark.parametrize(
@@ -442,13 +460,13 @@ def test_reingesting_a_source_replaces_it_and_leaves_other_sources_alone(spark, 
     ingest_counts(spark, settings, boats, "uk-channel", catalogue, run_date=RUN)
     report = ingest_counts(spark, settings, second, "frontex", catalogue, run_date=RUN)
 
-    gold = read_table(spark, settings.lake("gold", "series"), SERIES)
+    gold = read_table(spark, settings.lake(tables.SERIES), SERIES)
     got = sorted((r.source, r.route_id, r.ds, r.y) for r in gold.collect())
     assert got == [
         ("frontex", "central_mediterranean", D(2024, 2, 1), 9.0),
         ("uk-channel", "channel", D(2024, 6, 1), 40.0),
     ]
     # The first file's quarantined "Other" row went with it; the second file has none.
-    assert read_table(spark, settings.lake("quarantine", "counts"), QUARANTINE_COUNTS).count() == 0
-    checks = read_checks(spark, settings.lake("qa", "checks"), RUN, "counts:frontex")
+    assert read_table(spark, settings.lake(tables.QUARANTINE_COUNTS), QUARANTINE_COUNTS).count() == 0
+    checks = read_checks(spark, settings.lake(tables.QA_CHECKS), RUN, "counts:frontex")
     assert checks["rows_in"] == 1 == report.rows_in and "quarantined_unknown_route" not in checks

@@ -14,13 +14,14 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from pyspark.sql import functions as F
 
+from contracts import tables
+from contracts.series import series_id
 from geo.cells import cached_cell_segment_table
 from jobs.lake import read_checks, read_table, write_partitions
 from jobs.schemas import BRONZE_PINGS, FLOWS_CELL, FLOWS_SEGMENT, SERIES
 from jobs.settings import JobSettings
 from jobs.stages import flows
 from jobs.stages.aggregate import suppress_small_counts
-from jobs.stages.series import series_id
 
 ROUTE = "central_mediterranean"
 SEG_A, SEG_B, SEG_C = "agadez_sabha", "sabha_tripoli", "tripoli_zuwara"
@@ -93,7 +94,7 @@ def test_flow_series_ids():
 
 def test_sixteen_devices_publish_a_flow_of_sixteen_fifteen_do_not(spark, settings, places):
     trajectories = _many("ab", 16, ["A", "B"]) | _many("ba", 15, ["B", "A"])
-    write_partitions(_pings(spark, places, trajectories), settings.lake("bronze", "pings"), ["date"])
+    write_partitions(_pings(spark, places, trajectories), settings.lake(tables.BRONZE_PINGS), ["date"])
 
     result = flows.run(spark, settings, D1)
 
@@ -109,25 +110,44 @@ def test_sixteen_devices_publish_a_flow_of_sixteen_fifteen_do_not(spark, setting
         cell_suppressed=1,
         series_rows=1,
     )
-    segment = read_table(spark, settings.lake("silver", "flows_segment"), FLOWS_SEGMENT)
+    segment = read_table(spark, settings.lake(tables.FLOWS_SEGMENT), FLOWS_SEGMENT)
     assert [tuple(r) for r in segment.collect()] == [(*AB, 16, D1)]
-    cell = read_table(spark, settings.lake("silver", "flows_cell"), FLOWS_CELL)
+    cell = read_table(spark, settings.lake(tables.FLOWS_CELL), FLOWS_CELL)
     assert [tuple(r) for r in cell.collect()] == [(_coarse(places, "A"), _coarse(places, "B"), FLOW_RES, 16, D1)]
-    gold = read_table(spark, settings.lake("gold", "series"), SERIES)
+    gold = read_table(spark, settings.lake(tables.SERIES), SERIES)
     assert [tuple(r) for r in gold.collect()] == [
         (f"flow:{ROUTE}/{SEG_A}>{SEG_B}", "flow", ROUTE, SEG_A, D1, 16.0, "D", "flows")
     ]
-    checks = read_checks(spark, settings.lake("qa", "checks"), D1, "flows")
+    checks = read_checks(spark, settings.lake(tables.QA_CHECKS), D1, "flows")
     assert checks["segment_suppressed"] == 1 and checks["cell_published"] == 1 and checks["min_devices"] == 15
 
     # Device ids never leave bronze: not in the declared schemas, nor in the files as written.
     for path, schema in (
-        (settings.lake("silver", "flows_segment"), FLOWS_SEGMENT),
-        (settings.lake("silver", "flows_cell"), FLOWS_CELL),
-        (settings.lake("gold", "series"), SERIES),
+        (settings.lake(tables.FLOWS_SEGMENT), FLOWS_SEGMENT),
+        (settings.lake(tables.FLOWS_CELL), FLOWS_CELL),
+        (settings.lake(tables.SERIES), SERIES),
     ):
         assert "device_id" not in schema.fieldNames()
         assert "device_id" not in spark.read.parquet(str(path)).columns
+
+
+def test_the_transform_plans_suppressed_flows_without_the_lake(spark, settings, places, cell_segments):
+    trajectories = _many("ab", 16, ["A", "B"]) | _many("ba", 15, ["B", "A"])
+    planned = flows.transform(_pings(spark, places, trajectories), cell_segments, settings)
+    assert [tuple(r) for r in planned.segment.collect()] == [(*AB, 16, D1)]
+    assert _segment_counts(planned.segment_flows) == {AB: 16, BA: 15}  # before suppression, for the accounting
+    assert _cell_counts(planned.cell) == {(_coarse(places, "A"), _coarse(places, "B")): 16}
+    assert planned.segment_moves.count() == 31
+    planned.unpersist()
+    assert not settings.var_dir.exists()  # nothing read or written
+
+
+def test_only_consecutive_legs_within_a_route_become_flow_series(catalogue):
+    other_route = (ROUTE, SEG_C, "eastern_mediterranean", "x")
+    assert flows.flow_series_keys([BC, BA, AB, other_route], catalogue) == [
+        (f"flow:{ROUTE}/{SEG_A}>{SEG_B}", ROUTE, SEG_A, SEG_B),
+        (f"flow:{ROUTE}/{SEG_B}>{SEG_C}", ROUTE, SEG_B, SEG_C),
+    ]
 
 
 def test_flows_are_refused_under_differential_privacy(spark, tmp_path):
@@ -181,14 +201,14 @@ def test_two_dates_are_independent(spark, places, cell_segments):
 
 def test_rerunning_dates_replaces_them_and_keeps_the_others(spark, settings, places, catalogue):
     # What earlier runs left in silver for D1, D2 and D3.
-    segment_path, cell_path = settings.lake("silver", "flows_segment"), settings.lake("silver", "flows_cell")
+    segment_path, cell_path = settings.lake(tables.FLOWS_SEGMENT), settings.lake(tables.FLOWS_CELL)
     a, b = _coarse(places, "A"), _coarse(places, "B")
     old_segments = [(*AB, 16, D1), (*BA, 30, D1), (*AB, 25, D2), (*BA, 17, D3)]
     write_partitions(spark.createDataFrame(old_segments, FLOWS_SEGMENT), segment_path, ["date"])
     old_cells = [(a, b, FLOW_RES, 16, D1), (a, b, FLOW_RES, 25, D2), (b, a, FLOW_RES, 17, D3)]
     write_partitions(spark.createDataFrame(old_cells, FLOWS_CELL), cell_path, ["date"])
     # Bronze now says: D1 20 devices A → B and 15 B → A; D2 15 devices A → B (all suppressed).
-    bronze = settings.lake("bronze", "pings")
+    bronze = settings.lake(tables.BRONZE_PINGS)
     d1 = _many("ab", 20, ["A", "B"]) | _many("ba", 15, ["B", "A"])
     write_partitions(
         _pings(spark, places, d1, D1).union(_pings(spark, places, _many("ab", 15, ["A", "B"]), D2)), bronze, ["date"]
@@ -220,8 +240,8 @@ def test_gold_flow_series_come_from_silver_along_consecutive_legs_with_zero_days
         (ROUTE, SEG_C, "eastern_mediterranean", "x", 30, D2),  # between two routes: no series
         (*AB, 99, D3 + dt.timedelta(days=1)),  # after the run date
     ]
-    write_partitions(spark.createDataFrame(silver, FLOWS_SEGMENT), settings.lake("silver", "flows_segment"), ["date"])
-    gold_path = settings.lake("gold", "series")
+    write_partitions(spark.createDataFrame(silver, FLOWS_SEGMENT), settings.lake(tables.FLOWS_SEGMENT), ["date"])
+    gold_path = settings.lake(tables.SERIES)
     earlier = [
         ("all", "all", None, None, D1, 5.0, "D", "density"),  # another source: kept
         ("flow:gone/a>b", "flow", "gone", "a", D1, 40.0, "D", "flows"),  # a stale flow series: replaced
@@ -243,7 +263,7 @@ def test_gold_flow_series_come_from_silver_along_consecutive_legs_with_zero_days
 
 
 def test_no_published_flow_empties_the_gold_flows(spark, settings):
-    gold_path = settings.lake("gold", "series")
+    gold_path = settings.lake(tables.SERIES)
     write_partitions(
         spark.createDataFrame([("flow:gone/a>b", "flow", "gone", "a", D1, 40.0, "D", "flows")], SERIES),
         gold_path,

@@ -7,6 +7,7 @@ import pytest
 from mlflow import MlflowClient
 from pyspark import cloudpickle
 
+from contracts import tables
 from forecasting.hierarchy import coherence_gap, hierarchy_from_keys
 from forecasting.selection import SelectionConfig
 from jobs.lake import read_table, write_partitions
@@ -26,7 +27,7 @@ def _gold(spark, settings, series: dict[str, list[float]]):
     for sid, values in series.items():
         for i, y in enumerate(values):
             rows.append((sid, "route", sid.split(":")[1], None, START + dt.timedelta(days=i), y, "D", "density"))
-    write_partitions(spark.createDataFrame(rows, SERIES), settings.lake("gold", "series"), ["source"])
+    write_partitions(spark.createDataFrame(rows, SERIES), settings.lake(tables.SERIES), ["source"])
     return START + dt.timedelta(days=max(len(v) for v in series.values()) - 1)
 
 
@@ -77,7 +78,7 @@ def test_the_real_official_counts_are_forecast_at_their_own_frequency(spark, set
     assert result.failed == {}
     keys = result.keys.set_index("series_id")
     assert set(keys["source"]) == set(files)
-    gold = read_table(spark, settings.lake("gold", "series"), SERIES).toPandas()
+    gold = read_table(spark, settings.lake(tables.SERIES), SERIES).toPandas()
     last = gold.groupby("series_id")["ds"].max()
     for sid, fc in result.forecasts.groupby("series_id"):
         freq = keys.loc[sid, "freq"]
@@ -113,7 +114,7 @@ def _density_gold(spark, settings, last_values: dict[str, float], days: int = 35
         values = list(rng.uniform(0, 2 * last, days - 1)) + [last]
         for i, y in enumerate(values):
             rows.append((sid, level, route, segment, START + dt.timedelta(days=i), float(y), "D", "density"))
-    write_partitions(spark.createDataFrame(rows, SERIES), settings.lake("gold", "series"), ["source"])
+    write_partitions(spark.createDataFrame(rows, SERIES), settings.lake(tables.SERIES), ["source"])
     return START + dt.timedelta(days=days - 1)
 
 

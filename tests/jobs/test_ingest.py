@@ -9,6 +9,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from pyspark.sql import functions as F
 
+from contracts import tables
 from jobs.lake import read_checks, read_table
 from jobs.schemas import BRONZE_PINGS, PINGS, QUARANTINE_FILES, QUARANTINE_PINGS, arrow_schema
 from jobs.stages import ingest
@@ -43,10 +44,10 @@ def test_every_row_is_accounted_for(spark, settings):
     )
     assert counts.balanced()
 
-    bronze = read_table(spark, settings.lake("bronze", "pings"), BRONZE_PINGS)
+    bronze = read_table(spark, settings.lake(tables.BRONZE_PINGS), BRONZE_PINGS)
     assert sorted((r.device_id, str(r.date)) for r in bronze.collect()) == [("a", "2025-03-10"), ("g", "2025-03-08")]
 
-    quarantine = read_table(spark, settings.lake("quarantine", "pings"), QUARANTINE_PINGS)
+    quarantine = read_table(spark, settings.lake(tables.QUARANTINE_PINGS), QUARANTINE_PINGS)
     reasons = {(r.device_id, r.reason) for r in quarantine.collect()}
     assert reasons == {
         ("b", "lat_out_of_range"),
@@ -56,15 +57,51 @@ def test_every_row_is_accounted_for(spark, settings):
         ("e", "future_ts"),
     }
 
-    checks = read_checks(spark, settings.lake("qa", "checks"), RUN, "ingest")
+    checks = read_checks(spark, settings.lake(tables.QA_CHECKS), RUN, "ingest")
     assert checks["rows_in"] == 9 and checks["quarantined_future_ts"] == 1
+
+
+def test_transform_tags_splits_and_deduplicates_without_touching_disk(spark, settings):
+    rows = [
+        ("a", T, 35.0, 12.0, 10.0, "605"),  # valid
+        ("a", T, 35.0, 12.0, 99.0, None),  # same device, time and place: a duplicate
+        ("b", T, 35.0, 12.0, -1.0, None),  # negative accuracy
+        ("c", T, float("nan"), 12.0, None, None),  # NaN latitude
+        (" ", T, 35.0, 12.0, None, None),  # blank device id
+        ("d", T + dt.timedelta(hours=1), 35.0, 12.0, None, None),  # after "now"
+        ("e", T - dt.timedelta(days=30), 35.0, 12.0, None, None),  # the day before the 30-day window
+        ("f", T - dt.timedelta(days=29), 35.0, 12.0, None, None),  # its first day
+        ("g", T + dt.timedelta(days=1), 35.0, 12.0, None, None),  # after the run date
+    ]
+    now = T + dt.timedelta(minutes=30)
+    out = ingest.transform(spark.createDataFrame(rows, PINGS), settings, RUN, now)
+
+    assert {r.device_id: (r.status, r.reason) for r in out.tagged.collect()} == {
+        "a": ("due", None),
+        "b": ("quarantined", "negative_accuracy"),
+        "c": ("quarantined", "missing_lat"),
+        " ": ("quarantined", "missing_device_id"),
+        "d": ("quarantined", "future_ts"),
+        "e": ("earlier", None),
+        "f": ("due", None),
+        "g": ("quarantined", "future_ts"),
+    }
+    assert out.bronze.columns == BRONZE_PINGS.fieldNames()
+    assert sorted((r.device_id, r.date) for r in out.bronze.collect()) == [("a", RUN), ("f", dt.date(2025, 2, 9))]
+    assert out.quarantine.columns == QUARANTINE_PINGS.fieldNames()
+    assert {r.run_date for r in out.quarantine.collect()} == {RUN} and out.quarantine.count() == 5
+    assert not settings.var_dir.exists()
+
+    later = ingest.transform(spark.createDataFrame(rows, PINGS), settings, RUN, T + dt.timedelta(days=2), since=RUN)
+    statuses = {r.device_id: r.status for r in later.tagged.collect()}
+    assert (statuses["d"], statuses["f"], statuses["g"]) == ("due", "earlier", "deferred")
 
 
 def test_rerun_replaces_the_same_partitions(spark, settings):
     raw = _write_raw(spark, settings, [("a", T, 35.0, 12.0, None, None), ("b", T, 35.0, 12.0, None, None)])
     ingest.run(spark, settings, RUN, raw)
     ingest.run(spark, settings, RUN, raw)
-    bronze = read_table(spark, settings.lake("bronze", "pings"), BRONZE_PINGS)
+    bronze = read_table(spark, settings.lake(tables.BRONZE_PINGS), BRONZE_PINGS)
     assert bronze.where(F.col("date") == RUN).count() == 2
 
 
@@ -130,9 +167,9 @@ def test_unreadable_files_are_reported_by_name_and_the_rest_is_ingested(spark, s
     assert reasons["pages.parquet"].startswith("corrupt data")
     assert counts.files_in == 7
 
-    table = read_table(spark, settings.lake("quarantine", "files"), QUARANTINE_FILES).collect()
+    table = read_table(spark, settings.lake(tables.QUARANTINE_FILES), QUARANTINE_FILES).collect()
     assert {Path(r.file).name for r in table} == set(reasons) and {r.run_date for r in table} == {RUN}
-    checks = read_checks(spark, settings.lake("qa", "checks"), RUN, "ingest")
+    checks = read_checks(spark, settings.lake(tables.QA_CHECKS), RUN, "ingest")
     assert checks["files_rejected"] == 6 and checks["files_in"] == 7
 
 
@@ -165,6 +202,6 @@ def test_row_accounting_always_balances(spark, tmp_path_factory, rows):
     counts = ingest.run(spark, settings, RUN, raw)
     assert counts.rows_in == len(rows)
     assert counts.balanced()
-    bronze = read_table(spark, settings.lake("bronze", "pings"), BRONZE_PINGS).count()
-    quarantined = read_table(spark, settings.lake("quarantine", "pings"), QUARANTINE_PINGS).count()
+    bronze = read_table(spark, settings.lake(tables.BRONZE_PINGS), BRONZE_PINGS).count()
+    quarantined = read_table(spark, settings.lake(tables.QUARANTINE_PINGS), QUARANTINE_PINGS).count()
     assert (bronze, quarantined) == (counts.accepted, counts.quarantined)

@@ -4,8 +4,13 @@ import datetime as dt
 import json
 import shutil
 
-from jobs import lake
+import pytest
+from pyspark.sql import functions as F
+
+from contracts import tables
+from jobs import lake, schemas
 from jobs.schemas import QA_CHECKS
+from jobs.settings import JobSettings
 
 D1, D2, D3 = dt.date(2025, 3, 1), dt.date(2025, 3, 2), dt.date(2025, 3, 3)
 
@@ -99,3 +104,36 @@ def test_a_table_never_written_reads_empty_and_a_failed_write_leaves_no_trace(sp
     assert _read(spark, path) == [(D1, "c0", 1.0)]
     shutil.rmtree(path)
     assert lake.read_table(spark, path, QA_CHECKS).count() == 0
+
+
+def test_a_catalogued_table_is_written_and_read_with_its_declared_schema(spark, tmp_path):
+    settings = JobSettings(var_dir=tmp_path)
+    rows = _rows(spark, D1, [1, 2]).select("value", "check", "stage", "run_date")  # any column order
+    assert lake.write(settings, tables.QA_CHECKS, rows) == ["run_date=2025-03-01/stage=s"]
+    assert settings.lake(tables.QA_CHECKS) == tmp_path / "lake" / "qa" / "checks"
+    back = lake.read(spark, settings, tables.QA_CHECKS)
+    assert back.columns == list(tables.QA_CHECKS.columns)
+    assert sorted(r.value for r in back.collect()) == [1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda df: df.drop("value"), "missing value"),
+        (lambda df: df.withColumn("note", F.lit("x")), "not in the table: note"),
+        (lambda df: df.withColumn("value", F.col("value").cast("int")), "value is int, declared double"),
+        (lambda df: df.withColumn("run_date", F.col("run_date").cast("string")), "run_date is string, declared date"),
+    ],
+)
+def test_a_write_whose_columns_are_not_the_declared_ones_is_refused(spark, tmp_path, change, message):
+    settings = JobSettings(var_dir=tmp_path)
+    with pytest.raises(lake.SchemaMismatch, match=message):
+        lake.write(settings, tables.QA_CHECKS, change(_rows(spark, D1, [1])))
+    assert not settings.lake(tables.QA_CHECKS).exists() or not list(settings.lake(tables.QA_CHECKS).rglob("*.parquet"))
+
+
+@pytest.mark.parametrize("table", list(tables.CATALOGUE.values()), ids=list(tables.CATALOGUE))
+def test_every_catalogued_table_has_a_spark_twin_and_partitions_by_its_own_columns(table):
+    spark_schema = schemas.spark_schema(table.schema)
+    assert schemas.arrow_schema(spark_schema) == table.schema
+    assert set(table.partition_by) <= set(table.columns)

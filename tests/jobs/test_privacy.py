@@ -1,8 +1,11 @@
-"""Differential privacy (jobs/privacy/dp.py): contribution bound, noise, budget split and the privacy ledger."""
+"""Differential privacy (jobs/privacy/: mechanisms, noise, ledger): contribution bound, noise, budget split and the
+privacy ledger."""
 
 import dataclasses
 import datetime as dt
 import math
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -13,7 +16,15 @@ from pydantic import SecretStr
 from pyspark.sql import functions as F
 
 from jobs.lake import read_table
-from jobs.privacy import dp
+from jobs.privacy import mechanisms, noise
+from jobs.privacy.ledger import (
+    Charge,
+    PrivacyBudgetExceeded,
+    PrivacyLedger,
+    ledger_entries,
+    ledger_path,
+    ledger_summary,
+)
 from jobs.schemas import PRIVACY_LEDGER
 from jobs.settings import JobSettings
 
@@ -51,7 +62,7 @@ rows_strategy = st.lists(
 
 def _bounded(spark, rows, k, p, m, secret=SECRET) -> pd.DataFrame:
     df = spark.createDataFrame([(f"d{d}", DAY, h, c, n) for d, h, c, n in rows], REDUCED)
-    out = dp.bound_contributions(df, k, secret, max_pings=p, max_cell_hours=m).toPandas()
+    out = noise.bound_contributions(df, k, secret, max_pings=p, max_cell_hours=m).toPandas()
     return out.sort_values(["device_id", "cell", "hour"], ignore_index=True)
 
 
@@ -96,7 +107,7 @@ def test_each_person_day_contributes_within_the_bound(spark, rows, k, p, m):
     # Neighbouring data: removing one person-day (the busiest) changes every table by at most the declared
     # sensitivity. Every step of the bound is a window over one (device_id, date), so the neighbour's bounded rows
     # are these rows without that person-day's.
-    bound = dp.ContributionBound(k, p, m)
+    bound = mechanisms.ContributionBound(k, p, m)
     without = b[b["device_id"] != raw["device_id"].value_counts().idxmax()]
     full, less = _tables(b), _tables(without)
     for name, table in full.items():
@@ -112,7 +123,7 @@ def test_kept_cells_are_a_keyed_pseudo_random_choice_not_the_first_k(spark):
     df = spark.createDataFrame(rows, REDUCED)
 
     def kept(secret):
-        return dp.bound_contributions(df, 2, secret).select("device_id", "cell").toPandas()
+        return noise.bound_contributions(df, 2, secret).select("device_id", "cell").toPandas()
 
     first, again, other = kept(SECRET), kept(SECRET), kept(SECRET + "-rotated")
     per_cell = first["cell"].value_counts()
@@ -129,7 +140,7 @@ def test_kept_cells_are_a_keyed_pseudo_random_choice_not_the_first_k(spark):
 
 def _noise(spark, mechanism, *, n=4000, value=1000, salt="density/2025-03-10#1", floor=0, **kw):
     params = {"epsilon": 1.0, "delta": 1e-5, "l1_sensitivity": 1.0, "l2_sensitivity": 1.0} | kw
-    noisy = dp.add_noise(
+    noisy = noise.add_noise(
         _counts(spark, n, value),
         ["devices"],
         ["cell"],
@@ -147,7 +158,7 @@ def test_noise_is_deterministic_given_the_salt_and_fresh_for_another(spark):
     c = _noise(spark, "laplace", n=500, l1_sensitivity=20, salt="density/2025-03-10#2")
     assert a.equals(b)
     assert (a != c).mean() > 0.8
-    two = dp.add_noise(
+    two = noise.add_noise(
         _counts(spark, 500, 1000).withColumn("pings", F.col("devices")),
         ["devices", "pings"],
         ["cell"],
@@ -164,23 +175,23 @@ def test_noise_is_deterministic_given_the_salt_and_fresh_for_another(spark):
 
 def test_laplace_noise_has_the_declared_scale(spark):
     b = 10.0
-    noise = _noise(spark, "laplace", epsilon=0.5, l1_sensitivity=5.0) - 1000
-    assert dp.noise_scale("laplace", 0.5, 0.0, 5.0, 0.0) == b
-    assert abs(noise.mean()) < 1.0  # standard error ≈ 0.22
-    assert noise.std() == pytest.approx(math.sqrt(2) * b, rel=0.07)
-    assert (noise.abs() <= b).mean() == pytest.approx(1 - math.exp(-1), abs=0.03)  # P(|X| ≤ b) for Laplace(b)
+    drawn = _noise(spark, "laplace", epsilon=0.5, l1_sensitivity=5.0) - 1000
+    assert mechanisms.noise_scale("laplace", 0.5, 0.0, 5.0, 0.0) == b
+    assert abs(drawn.mean()) < 1.0  # standard error ≈ 0.22
+    assert drawn.std() == pytest.approx(math.sqrt(2) * b, rel=0.07)
+    assert (drawn.abs() <= b).mean() == pytest.approx(1 - math.exp(-1), abs=0.03)  # P(|X| ≤ b) for Laplace(b)
 
 
 def test_gaussian_noise_has_the_declared_sigma(spark):
-    sigma = dp.gaussian_sigma(1.0, 1e-5, 2.0)
-    noise = _noise(spark, "gaussian", epsilon=1.0, delta=1e-5, l2_sensitivity=2.0) - 1000
-    assert abs(noise.mean()) < 0.6  # standard error ≈ 0.12
-    assert noise.std() == pytest.approx(sigma, rel=0.07)
-    assert (noise.abs() <= sigma).mean() == pytest.approx(0.6827, abs=0.03)
+    sigma = mechanisms.gaussian_sigma(1.0, 1e-5, 2.0)
+    drawn = _noise(spark, "gaussian", epsilon=1.0, delta=1e-5, l2_sensitivity=2.0) - 1000
+    assert abs(drawn.mean()) < 0.6  # standard error ≈ 0.12
+    assert drawn.std() == pytest.approx(sigma, rel=0.07)
+    assert (drawn.abs() <= sigma).mean() == pytest.approx(0.6827, abs=0.03)
 
 
 def test_noisy_counts_are_rounded_and_never_below_the_floor(spark):
-    noisy = dp.add_noise(
+    noisy = noise.add_noise(
         _counts(spark, 500, 16),
         ["devices"],
         ["cell"],
@@ -199,9 +210,9 @@ def test_noisy_counts_are_rounded_and_never_below_the_floor(spark):
 
 
 def test_a_row_without_a_salt_fails_rather_than_publishing_unnoised(spark):
-    salts = dp.salt_column("cell", {0: "a"})
+    salts = noise.salt_column("cell", {0: "a"})
     with pytest.raises(Exception, match="no DP salt"):
-        dp.add_noise(
+        noise.add_noise(
             _counts(spark, 2, 100),
             ["devices"],
             ["cell"],
@@ -215,34 +226,102 @@ def test_a_row_without_a_salt_fails_rather_than_publishing_unnoised(spark):
         ).collect()
 
 
+@pytest.mark.parametrize("mechanism", ["laplace", "gaussian"])
+def test_the_spark_noise_of_every_row_is_the_seeded_noise_of_its_value(spark, mechanism):
+    days = {DAY: "density/2025-03-10#1.1#fp", DAY + dt.timedelta(days=1): "density/2025-03-11#1.2#fp"}
+    rows = [(cell, day, f"r{cell % 3}", 500 + cell) for cell in range(40) for day in days]
+    frame = spark.createDataFrame(rows, "cell long, date date, route string, devices long")
+    params = {"mechanism": mechanism, "epsilon": 0.5, "delta": 1e-6, "l1_sensitivity": 3.0, "l2_sensitivity": 2.0}
+    noisy = noise.add_noise(
+        frame,
+        ["devices"],
+        ["cell", "date", "route"],
+        secret=SECRET,
+        salt=noise.salt_column("date", days),
+        floor=-9999,
+        **params,
+    )
+    scale = mechanisms.noise_scale(mechanism, 0.5, 1e-6, 3.0, 2.0)
+    expected = {
+        (cell, day): mechanisms.noisy_count(
+            devices,
+            mechanisms.seeded_noise(
+                mechanism, scale, SECRET, days[day], "devices", {"cell": cell, "date": day, "route": route}
+            ),
+            floor=-9999,
+        )
+        for cell, day, route, devices in rows
+    }
+    got = {(r.cell, r.date): r.devices for r in noisy.collect()}
+    assert got == expected
+    assert sum(got[cell, day] != devices for cell, day, _, devices in rows) > 70  # and noised
+
+
+def test_seeded_noise_is_a_function_of_the_secret_salt_column_and_key_only():
+    def draw(secret=SECRET, salt="s#1", column="devices", key=None, scale=10.0):
+        return mechanisms.seeded_noise("laplace", scale, secret, salt, column, key or {"cell": 7, "date": DAY})
+
+    first = draw()
+    assert draw() == first
+    assert len({first, draw(secret=SECRET + "!"), draw(salt="s#2"), draw(column="pings"), draw(key={"cell": 8})}) == 5
+    assert draw(scale=20.0) != 2 * first  # another scale is fresh noise, not this noise rescaled
+    assert mechanisms.noise_message("s", "laplace:2.0", "devices", {"cell": 7, "date": DAY, "hour": None}) == (
+        '{"salt":"s","params":"laplace:2.0","column":"devices","key":{"cell":7,"date":"2025-03-10"}}'
+    )
+    with pytest.raises(TypeError, match="float"):
+        mechanisms.noise_message("s", "t", "devices", {"x": 0.5})
+    with pytest.raises(mechanisms.DPConfigError, match="ROUTECAST_DP_SECRET"):
+        draw(secret=mechanisms.DEFAULT_SECRET)
+
+
+def test_noisy_counts_round_halves_away_from_zero_and_respect_the_floor():
+    assert [mechanisms.noisy_count(10, n, floor=-99) for n in (0.5, -0.5, 0.49, -10.5, -11.5)] == [11, 10, 10, -1, -2]
+    assert mechanisms.noisy_count(10, -8.0, floor=16) == 16
+    u = mechanisms.uniform("0" * 13 + "f" * 13, 0), mechanisms.uniform("0" * 13 + "f" * 13, 1)
+    assert 0 < u[0] < 1e-15 and 1 - 1e-15 < u[1] < 1
+    assert mechanisms.laplace(2.0, 0.5) == 0.0 and mechanisms.laplace(2.0, 0.75) == pytest.approx(2 * math.log(2))
+
+
+def test_the_mechanisms_and_the_ledger_start_no_spark():
+    code = (
+        "import sys, jobs.privacy.mechanisms;"
+        "print('pyspark' in sys.modules);"
+        "import jobs.privacy.ledger;"
+        "from pyspark import SparkContext;"
+        "print(SparkContext._active_spark_context is None)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]
+
+
 def test_analytic_gaussian_sigma_is_the_smallest_that_meets_delta():
     # Reference: ε=1, δ=1e-5, Δ₂=1 → σ ≈ 3.7306 (Balle & Wang 2018; also scipy brentq on their Theorem 8).
-    assert dp.gaussian_sigma(1.0, 1e-5, 1.0) == pytest.approx(3.73063, rel=1e-5)
+    assert mechanisms.gaussian_sigma(1.0, 1e-5, 1.0) == pytest.approx(3.73063, rel=1e-5)
     for eps, delta, l2 in [(0.05, 1e-6, 8.0), (0.5, 1e-9, 1.0), (4.0, 1e-6, 3.0)]:
-        sigma = dp.gaussian_sigma(eps, delta, l2)
-        assert dp.gaussian_delta(sigma, eps, l2) <= delta < dp.gaussian_delta(sigma * (1 - 1e-6), eps, l2)
+        sigma = mechanisms.gaussian_sigma(eps, delta, l2)
+        assert (
+            mechanisms.gaussian_delta(sigma, eps, l2) <= delta < mechanisms.gaussian_delta(sigma * (1 - 1e-6), eps, l2)
+        )
         if eps < 1:
-            assert sigma < dp.gaussian_sigma(eps, delta, l2, analytic=False)
+            assert sigma < mechanisms.gaussian_sigma(eps, delta, l2, analytic=False)
     with pytest.raises(ValueError, match="epsilon < 1"):
-        dp.gaussian_sigma(2.0, 1e-6, 1.0, analytic=False)
+        mechanisms.gaussian_sigma(2.0, 1e-6, 1.0, analytic=False)
     with pytest.raises(ValueError, match="delta"):
-        dp.noise_scale("gaussian", 1.0, 0.0, 1.0, 1.0)
+        mechanisms.noise_scale("gaussian", 1.0, 0.0, 1.0, 1.0)
 
 
 def test_the_release_budget_is_split_over_its_queries():
-    shares = dp.split_budget(1.0, 1e-6, [2, 1, 1])
+    shares = mechanisms.split_budget(1.0, 1e-6, [2, 1, 1])
     assert shares == [(0.5, 5e-7), (0.25, 2.5e-7), (0.25, 2.5e-7)]
-    charge = dp.Charge(
-        "2025-03", 1, "density/2025-03-10", DAY, "gaussian", 1.0, 1e-6, "fp", dt.datetime.now(dt.UTC), True
-    )
-    bound = dp.ContributionBound(max_cells=4, max_pings=3, max_cell_hours=12)
-    plan = dp.plan_release(
+    charge = Charge("2025-03", 1, "density/2025-03-10", DAY, "gaussian", 1.0, 1e-6, "fp", dt.datetime.now(dt.UTC), True)
+    bound = mechanisms.ContributionBound(max_cells=4, max_pings=3, max_cell_hours=12)
+    plan = mechanisms.plan_release(
         charge,
         bound,
         {
-            "density.devices": dp.Query("density", "devices", count=5, weight=2),
-            "density.pings": dp.Query("density", "pings", count=5),
-            "flows.devices": dp.Query("flows", "devices"),
+            "density.devices": mechanisms.Query("density", "devices", count=5, weight=2),
+            "density.pings": mechanisms.Query("density", "pings", count=5),
+            "flows.devices": mechanisms.Query("flows", "devices"),
         },
     )
     total = 5 * plan["density.devices"].epsilon + 5 * plan["density.pings"].epsilon + plan["flows.devices"].epsilon
@@ -259,15 +338,15 @@ def test_the_release_budget_is_split_over_its_queries():
 def test_fingerprint_depends_on_the_data_and_params_not_on_row_order(spark):
     rows = [(c, 20 + c, DAY + dt.timedelta(days=c % 2)) for c in range(50)]
     df = spark.createDataFrame(rows, "cell long, devices long, date date")
-    fp = dp.fingerprint({"density": df}, SECRET, params={"max_cells": 8})
+    fp = noise.fingerprint({"density": df}, SECRET, params={"max_cells": 8})
     shuffled = spark.createDataFrame(rows[::-1], df.schema).repartition(3)
-    assert dp.fingerprint({"density": shuffled}, SECRET, params={"max_cells": 8}) == fp
+    assert noise.fingerprint({"density": shuffled}, SECRET, params={"max_cells": 8}) == fp
     changed = df.withColumn("devices", F.when(F.col("cell") == 7, 99).otherwise(F.col("devices")))
-    assert dp.fingerprint({"density": changed}, SECRET, params={"max_cells": 8}) != fp
-    assert dp.fingerprint({"density": df}, SECRET, params={"max_cells": 4}) != fp
-    assert dp.fingerprint({"density": df}, SECRET + "!", params={"max_cells": 8}) != fp
-    by_date = dp.fingerprints_by({"density": df}, SECRET, "date", params={})
-    by_date_changed = dp.fingerprints_by({"density": changed}, SECRET, "date", params={})
+    assert noise.fingerprint({"density": changed}, SECRET, params={"max_cells": 8}) != fp
+    assert noise.fingerprint({"density": df}, SECRET, params={"max_cells": 4}) != fp
+    assert noise.fingerprint({"density": df}, SECRET + "!", params={"max_cells": 8}) != fp
+    by_date = noise.fingerprints_by({"density": df}, SECRET, "date", params={})
+    by_date_changed = noise.fingerprints_by({"density": changed}, SECRET, "date", params={})
     assert set(by_date) == {DAY, DAY + dt.timedelta(days=1)}
     assert (
         by_date[DAY] == by_date_changed[DAY]
@@ -276,11 +355,11 @@ def test_fingerprint_depends_on_the_data_and_params_not_on_row_order(spark):
 
 
 def test_ledger_accepts_within_budget_and_refuses_beyond_it(settings):
-    ledger = dp.PrivacyLedger(_dp_settings(settings))  # ε = 1 per release, budget 2.5 per month
+    ledger = PrivacyLedger(_dp_settings(settings))  # ε = 1 per release, budget 2.5 per month
     first = ledger.charge("density/2025-03-10", DAY, "fp-a")
     second = ledger.charge("density/2025-03-11", DAY + dt.timedelta(days=1), "fp-b")
     assert (first.seq, second.seq, first.new, ledger.spent("2025-03")) == (1, 2, True, 2.0)
-    with pytest.raises(dp.PrivacyBudgetExceeded) as refused:
+    with pytest.raises(PrivacyBudgetExceeded) as refused:
         ledger.charge("density/2025-03-12", DAY + dt.timedelta(days=2), "fp-c")
     message = str(refused.value)
     for part in ("2025-03", "spent ε=2", "ε=1", "budget ε=2.5", "ROUTECAST_DP_BUDGET"):
@@ -289,7 +368,7 @@ def test_ledger_accepts_within_budget_and_refuses_beyond_it(settings):
 
 
 def test_recharging_the_same_input_is_free_and_a_new_input_is_a_new_charge(settings):
-    ledger = dp.PrivacyLedger(_dp_settings(settings, dp_budget=5.0))
+    ledger = PrivacyLedger(_dp_settings(settings, dp_budget=5.0))
     first = ledger.charge("density/2025-03-10", DAY, "fp-a")
     again = ledger.charge("density/2025-03-10", DAY, "fp-a")
     assert again == dataclasses.replace(first, new=False) and again.salt == first.salt
@@ -303,20 +382,20 @@ def test_recharging_the_same_input_is_free_and_a_new_input_is_a_new_charge(setti
 
 def test_each_month_has_its_own_budget(settings, spark):
     s = _dp_settings(settings, dp_mechanism="gaussian", dp_delta=1e-6, dp_budget=1.0)
-    ledger = dp.PrivacyLedger(s)
+    ledger = PrivacyLedger(s)
     ledger.charge("density/2025-03-31", dt.date(2025, 3, 31), "fp-march")
-    with pytest.raises(dp.PrivacyBudgetExceeded):
+    with pytest.raises(PrivacyBudgetExceeded):
         ledger.charge("density/2025-03-30", dt.date(2025, 3, 30), "fp-march-2")
     april = ledger.charge("density/2025-04-01", dt.date(2025, 4, 1), "fp-april")
     assert (april.period, april.seq, april.delta) == ("2025-04", 1, 1e-6)
 
-    summary = dp.ledger_summary(s)
+    summary = ledger_summary(s)
     assert summary[["period", "charges", "epsilon_spent", "remaining"]].values.tolist() == [
         ["2025-03", 1, 1.0, 0.0],
         ["2025-04", 1, 1.0, 0.0],
     ]
-    assert list(dp.ledger_entries(s, "2025-04")["release"]) == ["density/2025-04-01"]
-    on_spark = read_table(spark, dp.ledger_path(s), PRIVACY_LEDGER).orderBy("period").collect()
+    assert list(ledger_entries(s, "2025-04")["release"]) == ["density/2025-04-01"]
+    on_spark = read_table(spark, ledger_path(s), PRIVACY_LEDGER).orderBy("period").collect()
     assert [(r.period, r.release, r.mechanism) for r in on_spark] == [
         ("2025-03", "density/2025-03-31", "gaussian"),
         ("2025-04", "density/2025-04-01", "gaussian"),
@@ -329,16 +408,16 @@ def test_dp_refuses_the_default_secret_and_dp_off(settings, spark):
     def unchecked(secret: str) -> JobSettings:
         return _dp_settings(settings).model_copy(update={"dp_secret": SecretStr(secret)})
 
-    with pytest.raises(dp.DPConfigError, match="ROUTECAST_DP_SECRET"):
-        dp.PrivacyLedger(unchecked(dp.DEFAULT_SECRET))
-    with pytest.raises(dp.DPConfigError, match="ROUTECAST_DP_SECRET"):
-        dp.PrivacyLedger(unchecked("short"))
-    with pytest.raises(dp.DPConfigError, match="ROUTECAST_DP_SECRET"):
-        dp.PrivacyLedger(unchecked("0123012301230123"))  # long enough, 4 distinct characters
-    with pytest.raises(dp.DPConfigError, match="ROUTECAST_DP_MECHANISM"):
-        dp.PrivacyLedger(_dp_settings(settings, dp_mechanism="none"))
-    with pytest.raises(dp.DPConfigError, match="ROUTECAST_DP_SECRET"):
-        dp.add_noise(
+    with pytest.raises(mechanisms.DPConfigError, match="ROUTECAST_DP_SECRET"):
+        PrivacyLedger(unchecked(mechanisms.DEFAULT_SECRET))
+    with pytest.raises(mechanisms.DPConfigError, match="ROUTECAST_DP_SECRET"):
+        PrivacyLedger(unchecked("short"))
+    with pytest.raises(mechanisms.DPConfigError, match="ROUTECAST_DP_SECRET"):
+        PrivacyLedger(unchecked("0123012301230123"))  # long enough, 4 distinct characters
+    with pytest.raises(mechanisms.DPConfigError, match="ROUTECAST_DP_MECHANISM"):
+        PrivacyLedger(_dp_settings(settings, dp_mechanism="none"))
+    with pytest.raises(mechanisms.DPConfigError, match="ROUTECAST_DP_SECRET"):
+        noise.add_noise(
             _counts(spark, 2, 100),
             ["devices"],
             ["cell"],
@@ -347,11 +426,11 @@ def test_dp_refuses_the_default_secret_and_dp_off(settings, spark):
             delta=0.0,
             l1_sensitivity=1.0,
             l2_sensitivity=1.0,
-            secret=dp.DEFAULT_SECRET,
+            secret=mechanisms.DEFAULT_SECRET,
             salt="s",
         )
-    with pytest.raises(dp.DPConfigError, match="ROUTECAST_DP_SECRET"):
-        dp.bound_contributions(spark.createDataFrame([], REDUCED), 8, "change-me")
+    with pytest.raises(mechanisms.DPConfigError, match="ROUTECAST_DP_SECRET"):
+        noise.bound_contributions(spark.createDataFrame([], REDUCED), 8, "change-me")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -360,34 +439,36 @@ def test_dp_refuses_the_default_secret_and_dp_off(settings, spark):
 
 def test_a_rerun_reproduces_the_release_and_late_data_gets_fresh_noise(spark, settings):
     s = _dp_settings(settings, dp_budget=10.0)
-    secret = dp.require_dp(s)
-    bound = dp.ContributionBound.from_settings(s)
+    secret = mechanisms.require_dp(s)
+    bound = mechanisms.ContributionBound.from_settings(s)
     days = [DAY, DAY + dt.timedelta(days=1)]
 
     def release(extra_devices: int) -> tuple[dict, pd.DataFrame]:
         rows = [(f"{d}-{i}", d, 9, 100 + i % 2, 3) for d in days for i in range(40)]
         rows += [(f"late-{i}", DAY, 10, 100, 1) for i in range(extra_devices)]
-        bounded = bound.apply(spark.createDataFrame(rows, REDUCED), secret)
+        bounded = noise.apply_bound(spark.createDataFrame(rows, REDUCED), bound, secret)
         density = (
             bounded.groupBy("cell", "date")
             .agg(F.countDistinct("device_id").alias("devices"))
             .where(F.col("devices") > s.min_devices)  # suppression on the unnoised counts, before any noise
             .cache()
         )
-        queries = {"devices": dp.Query("density", "devices")}
-        params = dp.fingerprint_params(bound, queries, min_devices=s.min_devices)
-        fps = dp.fingerprints_by({"density": density}, secret, "date", params=params)
-        ledger = dp.PrivacyLedger(s)
+        queries = {"devices": mechanisms.Query("density", "devices")}
+        params = noise.fingerprint_params(bound, queries, min_devices=s.min_devices)
+        fps = noise.fingerprints_by({"density": density}, secret, "date", params=params)
+        ledger = PrivacyLedger(s)
         charges = {d: ledger.charge(f"density/{d}", d, fps[d]) for d in days}
-        plan = {d: dp.plan_release(c, bound, queries) for d, c in charges.items()}
-        noisy = dp.add_noise(
+        plan = {d: mechanisms.plan_release(c, bound, queries) for d, c in charges.items()}
+        noisy = noise.add_noise(
             density,
             ["devices"],
             ["cell", "date"],
             secret=secret,
             floor=s.min_devices + 1,
             # one call for both dates (same ε and sensitivities), each date with its own charge's salt
-            **plan[DAY]["devices"].kwargs(salt=dp.salt_column("date", {d: p["devices"].salt for d, p in plan.items()})),
+            **plan[DAY]["devices"].kwargs(
+                salt=noise.salt_column("date", {d: p["devices"].salt for d, p in plan.items()})
+            ),
         )
         out = noisy.orderBy("date", "cell").toPandas()
         density.unpersist()
@@ -396,10 +477,10 @@ def test_a_rerun_reproduces_the_release_and_late_data_gets_fresh_noise(spark, se
     charges, published = release(0)
     charges_again, published_again = release(0)
     assert published.equals(published_again)
-    assert not any(c.new for c in charges_again.values()) and dp.PrivacyLedger(s).spent("2025-03") == 2.0
+    assert not any(c.new for c in charges_again.values()) and PrivacyLedger(s).spent("2025-03") == 2.0
 
     charges_late, published_late = release(5)
     assert charges_late[DAY].new and not charges_late[days[1]].new
     day2 = published["date"] == days[1]
     assert published[day2].equals(published_late[published_late["date"] == days[1]])
-    assert dp.PrivacyLedger(s).spent("2025-03") == 3.0
+    assert PrivacyLedger(s).spent("2025-03") == 3.0

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from contracts import tables
 from forecasting.tracking import RunInfo
 from geo.cells import cell_segment_table
 from jobs.lake import write_partitions
@@ -266,7 +267,7 @@ def test_cells_table_reads_the_segment_cells_of_the_last_28_days_with_their_shar
         (h3.str_to_int(c8), 8, 99, None, None, None, None, AS_OF),  # res 8 is not published by default
         (c5, 5, 33, None, None, None, None, AS_OF),
     ]
-    write_partitions(spark.createDataFrame(rows, DENSITY), settings.lake("silver", "density"), ["date", "res"])
+    write_partitions(spark.createDataFrame(rows, DENSITY), settings.lake(tables.DENSITY), ["date", "res"])
 
     got = publish.cells_table(spark, settings, AS_OF, routes)
     assert got.columns.tolist() == PUBLISHED_CELLS.fieldNames()
@@ -318,7 +319,7 @@ def test_cells_table_suppresses_a_parent_whose_corridor_children_would_reveal_th
         (parent, 5, 50, None, None, None, None, AS_OF - dt.timedelta(days=1)),  # 50 - 30 = 20 > 15: kept
         (inside[0], 7, 30, None, None, None, None, AS_OF - dt.timedelta(days=1)),
     ]
-    write_partitions(spark.createDataFrame(rows, DENSITY), settings.lake("silver", "density"), ["date", "res"])
+    write_partitions(spark.createDataFrame(rows, DENSITY), settings.lake(tables.DENSITY), ["date", "res"])
     got = publish.cells_table(spark, settings, AS_OF, routes)
     as_tuples = {(r.cell, r.res, r.date.date(), r.devices) for r in got.itertuples()}
     assert as_tuples == {

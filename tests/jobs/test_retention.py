@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import functions as F
 from rich.console import Console
 
+from contracts import tables
 from jobs.lake import read_table, write_partitions
 from jobs.orchestration.pipeline import nightly
 from jobs.orchestration.runs import Ledger
@@ -62,8 +63,29 @@ def _set_mtime(path: Path, day: dt.date) -> None:
 
 
 def _bronze(spark, settings: JobSettings) -> list[tuple]:
-    rows = read_table(spark, settings.lake("bronze", "pings"), BRONZE_PINGS).orderBy("device_id", "ts").collect()
+    rows = read_table(spark, settings.lake(tables.BRONZE_PINGS), BRONZE_PINGS).orderBy("device_id", "ts").collect()
     return [tuple(r) for r in rows]
+
+
+def test_the_cutoff_is_the_first_day_of_the_default_window(tmp_path):
+    settings = _settings(tmp_path)
+    assert retention.cutoff_date(settings, RUN) == settings.window(RUN)[0] == CUTOFF
+
+
+def test_what_happens_to_a_file_follows_from_the_dates_of_its_rows_alone():
+    before, on, after = _at(dt.date(2025, 6, 7), 23), _at(CUTOFF, 0), _at(dt.date(2025, 6, 9), 1)
+    fate = retention.file_fate
+    assert fate((before, before), dt.date(2025, 6, 10), CUTOFF) == "delete"  # every row before: its mtime is moot
+    assert fate((before, on), dt.date(2025, 6, 1), CUTOFF) == "rewrite"
+    assert fate((on, after), dt.date(2025, 6, 1), CUTOFF) == "keep"
+    assert fate(None, dt.date(2025, 6, 7), CUTOFF) == "delete"  # no dated row: its modification day decides
+    assert fate(None, CUTOFF, CUTOFF) == "keep"
+
+
+def test_scratch_folders_are_stale_when_nothing_in_them_was_written_since():
+    idle = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
+    stamps = {"b-old": idle.timestamp() - 1, "a-old": 0.0, "live": idle.timestamp() + 60, "edge": idle.timestamp()}
+    assert retention.stale_folders(stamps, idle) == ("a-old", "b-old")
 
 
 def test_raw_pings_under_var_raw_lose_their_rows_before_the_cutoff_and_ingest_reads_the_rest_alike(spark, tmp_path):
@@ -138,9 +160,9 @@ def test_a_raw_folder_given_inside_var_raw_is_routecasts(tmp_path):
 def test_bronze_quarantine_simulated_journeys_and_stale_spark_scratch_go_on_the_same_clock(spark, tmp_path):
     settings = _settings(tmp_path)
     pings = [("a", _at(day, 9), 35.0, 12.0, None, "605", day) for day in DAYS]
-    write_partitions(spark.createDataFrame(pings, BRONZE_PINGS), settings.lake("bronze", "pings"), ["date"])
+    write_partitions(spark.createDataFrame(pings, BRONZE_PINGS), settings.lake(tables.BRONZE_PINGS), ["date"])
     bad = [("a", _at(day, 9), 95.0, 12.0, None, "605", "lat_out_of_range", day) for day in DAYS]
-    write_partitions(spark.createDataFrame(bad, QUARANTINE_PINGS), settings.lake("quarantine", "pings"), ["run_date"])
+    write_partitions(spark.createDataFrame(bad, QUARANTINE_PINGS), settings.lake(tables.QUARANTINE_PINGS), ["run_date"])
     # Journeys of simulated people: one that ended before the cut-off, one that ended on it, one still going.
     journeys = [
         (1, 0, "channel", "a>b", _at(DAYS[0], 8), _at(DAYS[2], 20), "completed"),
@@ -162,7 +184,7 @@ def test_bronze_quarantine_simulated_journeys_and_stale_spark_scratch_go_on_the_
 
     assert report.bronze_days == ("date=2025-06-05", "date=2025-06-06", "date=2025-06-07")
     assert report.quarantine_days == ("run_date=2025-06-05", "run_date=2025-06-06", "run_date=2025-06-07")
-    left = read_table(spark, settings.lake("bronze", "pings"), BRONZE_PINGS).select(F.min("date")).first()[0]
+    left = read_table(spark, settings.lake(tables.BRONZE_PINGS), BRONZE_PINGS).select(F.min("date")).first()[0]
     assert left == CUTOFF
     assert report.truth_journeys is not None and report.truth_journeys.rows_deleted == 1
     kept = spark.read.schema(TRUTH_JOURNEYS).parquet(str(truth)).orderBy("agent_id").collect()

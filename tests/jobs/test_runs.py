@@ -81,3 +81,9 @@ def test_fingerprints_change_with_files_in_the_window_only(tmp_path):
     assert fingerprint(table, **window) == before
     (table / "date=2025-06-20" / "part-1.parquet").write_bytes(b"late")
     assert fingerprint(table, **window) != before
+
+
+def test_the_pipeline_table_runs_the_ledgers_stages_in_the_ledgers_order():
+    from jobs.orchestration.pipeline import PIPELINE
+
+    assert tuple(stage.name for stage in PIPELINE) == STAGES

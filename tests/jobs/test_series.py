@@ -3,6 +3,8 @@ import datetime as dt
 import pytest
 from pyspark.sql import functions as F
 
+from contracts import series as contracts_series
+from contracts import tables
 from geo.catalogue import load_catalogue
 from geo.cells import cell_segment_table
 from jobs.lake import read_table, write_partitions
@@ -18,12 +20,32 @@ def two_routes():
     return cat.subset(cat.route_ids()[:2])
 
 
-def test_series_ids():
-    assert series.series_id("all") == "all"
-    assert series.series_id("route", "channel") == "route:channel"
+def test_series_ids_are_the_contracts_ones():
+    assert (series.series_id, series.DENSITY_SOURCE) == (contracts_series.series_id, contracts_series.DENSITY_SOURCE)
     assert series.series_id("segment", "channel", "calais_dover") == "segment:channel/calais_dover"
-    with pytest.raises(ValueError, match="unknown level"):
-        series.series_id("country", "x")
+
+
+def test_the_transform_builds_every_series_from_density_in_memory(spark, settings, two_routes):
+    table = cell_segment_table(two_routes, settings.h3_res)
+    r1, r2 = two_routes.route_ids()
+    seg_a = two_routes.route(r1).segments[0].id
+    cell_a = int(table[(table.route_id == r1) & (table.segment_id == seg_a)].cell.iloc[0])
+    cell_b = int(table[table.route_id == r2].cell.iloc[0])
+    rows = [
+        (cell_a, 7, 20, None, None, None, None, D1),
+        (cell_a, 7, 30, None, None, None, None, D2),
+        (cell_b, 7, 17, None, None, None, None, D2),
+        (cell_b, 7, 15, None, None, None, None, D1),  # not above min_devices: not counted
+        (cell_b, 6, 99, None, None, None, None, D1),  # not at h3_res
+        (cell_a, 7, 50, None, None, None, None, D3),  # after the end
+    ]
+    gold = series.transform(spark.createDataFrame(rows, DENSITY), two_routes, settings, D1, D2)
+    got = {(r.series_id, r.ds): r.y for r in gold.collect()}
+    assert len(got) == len(series.series_keys(two_routes)) * 2 and set(gold.columns) == set(SERIES.fieldNames())
+    assert (got[(f"segment:{r1}/{seg_a}", D1)], got[(f"segment:{r1}/{seg_a}", D2)]) == (20, 30)
+    assert (got[(f"route:{r2}", D1)], got[(f"route:{r2}", D2)]) == (0, 17)
+    assert (got[("all", D1)], got[("all", D2)]) == (20, 47)
+    assert not settings.var_dir.exists()  # nothing read or written
 
 
 def test_density_rolls_up_segment_route_all_with_zero_days(spark, settings, two_routes):
@@ -40,10 +62,10 @@ def test_density_rolls_up_segment_route_all_with_zero_days(spark, settings, two_
         (cell_b, 7, 17, 20, None, None, None, D1),
         (outside, 7, 99, 99, None, None, None, D1),
     ]
-    write_partitions(spark.createDataFrame(rows, DENSITY), settings.lake("silver", "density"), ["date", "res"])
+    write_partitions(spark.createDataFrame(rows, DENSITY), settings.lake(tables.DENSITY), ["date", "res"])
 
     n = series.run(spark, settings, D3, two_routes)
-    gold = read_table(spark, settings.lake("gold", "series"), SERIES)
+    gold = read_table(spark, settings.lake(tables.SERIES), SERIES)
     assert gold.count() == n
     got = {(r.series_id, r.ds): r.y for r in gold.collect()}
 
@@ -67,9 +89,9 @@ def test_a_segment_is_the_sum_of_its_published_cells_only(spark, settings, two_r
     seg = two_routes.route(r1).segments[0].id
     c1, c2 = (int(c) for c in table[(table.route_id == r1) & (table.segment_id == seg)].cell.iloc[:2])
     rows = [(c1, 7, 20, None, None, None, None, D1), (c2, 7, 12, None, None, None, None, D1)]
-    write_partitions(spark.createDataFrame(rows, DENSITY), settings.lake("silver", "density"), ["date", "res"])
+    write_partitions(spark.createDataFrame(rows, DENSITY), settings.lake(tables.DENSITY), ["date", "res"])
     series.run(spark, settings, D1, two_routes)
-    got = {r.series_id: r.y for r in read_table(spark, settings.lake("gold", "series"), SERIES).collect()}
+    got = {r.series_id: r.y for r in read_table(spark, settings.lake(tables.SERIES), SERIES).collect()}
     assert got[f"segment:{r1}/{seg}"] == got[f"route:{r1}"] == got["all"] == 20
 
 

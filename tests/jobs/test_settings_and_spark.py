@@ -3,8 +3,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from jobs.privacy import dp as privacy
-from jobs.settings import DEFAULT_DP_SECRET, MIN_DEVICES_FLOOR, JobSettings
+from contracts import tables
+from contracts.privacy import MIN_DEVICES_FLOOR
+from jobs.privacy import mechanisms
+from jobs.settings import DEFAULT_DP_SECRET, JobSettings
 from jobs.spark import HADOOP_UMASK, SparkConfError, private_conf, read_spark_conf
 
 
@@ -26,7 +28,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch):
 
 def test_defaults_live_under_var():
     s = JobSettings()
-    assert s.lake("silver", "density") == Path("var/lake/silver/density")
+    assert s.lake(tables.DENSITY) == Path("var/lake/silver/density")
     assert s.h3_res == 7 and s.min_devices == 15
 
 
@@ -84,12 +86,12 @@ def test_with_dp_on_a_default_or_weak_secret_is_refused_when_the_settings_are_ma
 @pytest.mark.parametrize("secret, problem", WEAK.values(), ids=WEAK.keys())
 def test_a_weak_secret_that_skipped_validation_is_refused_before_any_noise(secret, problem):
     unchecked = JobSettings().model_copy(update={"dp_mechanism": "gaussian", "dp_secret": SecretStr(secret)})
-    with pytest.raises(privacy.DPConfigError, match=problem):
-        privacy.require_dp(unchecked)
+    with pytest.raises(mechanisms.DPConfigError, match=problem):
+        mechanisms.require_dp(unchecked)
 
 
 def test_a_strong_secret_passes_and_dp_off_needs_none(monkeypatch: pytest.MonkeyPatch):
-    assert privacy.require_dp(JobSettings(dp_mechanism="laplace", dp_secret=STRONG)) == STRONG
+    assert mechanisms.require_dp(JobSettings(dp_mechanism="laplace", dp_secret=STRONG)) == STRONG
     assert JobSettings(dp_secret="weak").dp_mechanism == "none"  # the secret is not used with DP off
     monkeypatch.setenv("ROUTECAST_DP_MECHANISM", "laplace")
     with pytest.raises(ValidationError, match="default secret"):

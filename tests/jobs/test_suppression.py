@@ -19,6 +19,8 @@ from pydantic import ValidationError
 from pyspark.sql import functions as F
 from rich.console import Console
 
+from contracts import tables
+from contracts.privacy import MIN_DEVICES_FLOOR
 from geo.points import cells_to_parents
 from jobs.lake import read_table
 from jobs.orchestration.pipeline import nightly
@@ -31,7 +33,7 @@ from jobs.privacy.suppression import (
     suppress_small_counts,
 )
 from jobs.schemas import BRONZE_PINGS, DENSITY, DENSITY_HOURLY
-from jobs.settings import MIN_DEVICES_FLOOR, JobSettings
+from jobs.settings import JobSettings
 from jobs.stages import aggregate
 from tests.synth import SynthConfig, generate_pings
 
@@ -330,8 +332,8 @@ def test_the_subtraction_attack_finds_nothing_in_a_release_or_in_silver(spark, s
     assert differencing_remainders(spark_cells, k, scopes=scopes).count() == 0
 
     # Silver: every resolution, days and hours.
-    daily = read_table(spark, settings.lake("silver", "density"), DENSITY)
-    hourly = read_table(spark, settings.lake("silver", "density_hourly"), DENSITY_HOURLY)
+    daily = read_table(spark, settings.lake(tables.DENSITY), DENSITY)
+    hourly = read_table(spark, settings.lake(tables.DENSITY_HOURLY), DENSITY_HOURLY)
     columns = ["cell", "res", "date", "devices", "pings"]
     silver = stack_levels(daily.select(*columns), hourly.select(*columns, "hour"))
     assert daily.where(F.col("pings").isNotNull()).count() == hourly.where(F.col("pings").isNotNull()).count() == 0

@@ -28,7 +28,7 @@ Deploy:
      ``AIRFLOW_CONN_SPARK_DEFAULT=spark://spark-master:7077``.
 
    Other job settings (``ROUTECAST_MLFLOW_TRACKING_URI``, …) come from the workers' environment, as in
-   "Running on a cluster" in the README.
+   "Running on a cluster" in docs/operations.md.
 """
 
 from __future__ import annotations
