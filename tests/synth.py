@@ -1,4 +1,4 @@
-"""A small synthetic ping generator for tests (the demo uses the realistic Spark simulator, simulator/simulate.py).
+"""A small synthetic ping generator for tests (the demo uses the realistic Spark simulator, simulator/run.py).
 
 Phones cluster at the hubs of each route (the vertices of its segments): a resident background population
 with a weekly rhythm, plus migrants whose daily numbers follow a summer peak, a trend and, on sea segments,

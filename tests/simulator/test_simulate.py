@@ -1,41 +1,28 @@
-"""The migration simulator: its config, its driver-side model, and the Spark job on a tiny preset.
+"""The simulator's Spark job: a tiny preset through ``simulate``, and the small one through the pipeline.
 
-The Spark job runs once per module on a ``tiny`` preset (three weeks, few agents and residents) with a
-closure early enough to fall inside it; determinism runs it a second time with other partitioning. The
-heavier check — density from the pipeline tracking the simulated truth — runs the ``small`` preset and is
-marked slow.
+The job runs once per module on a ``tiny`` preset (three weeks, few agents and residents) with a closure early
+enough to fall inside it; determinism runs it a second time with other partitioning. The heavier check —
+density from the pipeline tracking the simulated truth — runs the ``small`` preset and is marked slow. The
+config and the driver-side model have their own modules (test_config.py, test_model.py), without Spark.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
+from contracts import tables
 from jobs.lake import read_table
 from jobs.schemas import PINGS, SERIES, TRUTH_ARRIVALS, TRUTH_JOURNEYS, TRUTH_SEGMENT_PEOPLE
 from jobs.settings import JobSettings
 from jobs.stages import aggregate, ingest, series
-from simulator.simulate import (
-    DEFAULT_CONFIG_PATH,
-    Closure,
-    ScalePreset,
-    SimulatorConfigError,
-    bad_weather_days,
-    catalogue_places,
-    daily_departures,
-    hash_uniform,
-    load_config,
-    route_paths,
-    seasonal_factor,
-    simulate,
-    truth_correlation,
-)
+from simulator.config import Closure, ScalePreset, SimulatorConfigError, load_config
+from simulator.run import simulate
+from simulator.truth import truth_correlation
 
 START = dt.date(2025, 6, 2)  # a Monday in early summer
 TINY_DAYS = 21
@@ -46,116 +33,17 @@ CLOSURE = Closure(
 
 def tiny_config():
     cfg = load_config()
-    tiny = ScalePreset("tiny", days=TINY_DAYS, departures=0.1, residents_per_place=60)
-    return dataclasses.replace(cfg, scales={**cfg.scales, "tiny": tiny}, closures=(CLOSURE,))
+    tiny = ScalePreset(days=TINY_DAYS, departures=0.1, residents_per_place=60)
+    return cfg.model_copy(update={"scales": {**cfg.scales, "tiny": tiny}, "closures": (CLOSURE,)})
 
 
-# --- config -------------------------------------------------------------------------------------------------
-
-
-def test_the_shipped_config_has_the_three_presets_and_every_catalogue_route(catalogue):
-    cfg = load_config()
-    assert list(cfg.scales) == ["small", "medium", "large"]
-    assert cfg.scales["small"].days < cfg.scales["medium"].days < cfg.scales["large"].days
-    assert set(catalogue.route_ids()) <= set(cfg.routes)
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "message"),
-    [
-        ("seed = 20250601", "seed = 20250601\nsede = 1", "'sede'"),
-        ("missing_share = 0.10", "missing_share = 1.5", "missing_share"),
-        ("km_per_day = 25.0", "km_per_day = -25.0", "km_per_day"),
-        ("[phones]", "[phones\n", "not valid TOML"),
-    ],
-)
-def test_a_bad_config_is_refused_naming_the_key(tmp_path, old, new, message):
-    text = DEFAULT_CONFIG_PATH.read_text(encoding="utf-8")
-    assert old in text
-    bad = tmp_path / "sim.toml"
-    bad.write_text(text.replace(old, new, 1), encoding="utf-8")
-    with pytest.raises(SimulatorConfigError, match=message) as err:
-        load_config(bad)
-    assert "sim.toml" in str(err.value)
-
-
-def test_a_missing_config_file_and_an_unknown_scale_are_refused(spark, settings, tmp_path):
-    with pytest.raises(SimulatorConfigError, match="not found"):
-        load_config(tmp_path / "nope.toml")
+def test_the_job_refuses_an_unknown_scale_and_a_route_without_parameters(spark, settings):
     with pytest.raises(SimulatorConfigError, match="unknown scale 'huge'"):
         simulate(spark, settings, START, scale="huge")
-
-
-def test_a_route_without_parameters_is_refused(spark, settings):
     cfg = load_config()
     routes = {k: v for k, v in cfg.routes.items() if k != "channel"}
     with pytest.raises(SimulatorConfigError, match=r"\[routes.channel\]"):
-        simulate(spark, settings, START, 5, "small", config=dataclasses.replace(cfg, routes=routes))
-
-
-def test_residents_are_on_the_networks_of_their_places_countries(catalogue):
-    cfg = load_config()
-    places = {p.name: p.mcc for p in catalogue_places(catalogue, cfg.country_mcc)}
-    assert places["Lampedusa"] == "222" and places["Aswan"] == "602" and places["Terespol"] == "260"
-    assert places["Laâyoune"] == "604"  # Western Sahara: Moroccan networks
-    without_italy = {k: v for k, v in cfg.country_mcc.items() if k != "ITA"}
-    with pytest.raises(SimulatorConfigError, match=r"no \[country_mcc\] entry for ITA"):
-        catalogue_places(catalogue, without_italy)
-
-
-# --- the driver-side model -------------------------------------------------------------------------------
-
-
-def test_seasonal_factor_peaks_on_its_day_and_bottoms_half_a_year_later():
-    f = seasonal_factor(np.array([200, 200 + 183]), 0.5, 200)
-    assert f[0] == pytest.approx(1.5)
-    assert f[1] == pytest.approx(0.5, abs=1e-3)
-
-
-def test_departures_are_seeded_and_peak_in_summer_on_a_sea_route():
-    cfg = load_config()
-    params = cfg.routes["central_mediterranean"]
-    jan1 = dt.date(2025, 1, 1)
-    a = daily_departures("central_mediterranean", params, cfg, jan1, 0, 730, 1.0)
-    b = daily_departures("central_mediterranean", params, cfg, jan1, 0, 730, 1.0)
-    assert np.array_equal(a, b)
-    doy = np.array([(jan1 + dt.timedelta(days=i)).timetuple().tm_yday for i in range(730)])
-    summer, winter = a[(doy >= 170) & (doy < 230)].mean(), a[(doy < 30) | (doy >= 350)].mean()
-    assert summer > 1.8 * winter  # amplitude 0.5 around day 200: about 1.5 / 0.6
-    other_seed = daily_departures("central_mediterranean", params, dataclasses.replace(cfg, seed=1), jan1, 0, 730, 1.0)
-    assert not np.array_equal(a, other_seed)
-
-
-def test_bad_weather_days_are_likelier_in_winter():
-    cfg = load_config()
-    jan1 = dt.date(2025, 1, 1)
-    bad = bad_weather_days("channel", cfg, jan1, 0, 3 * 365)
-    doy = np.array([(jan1 + dt.timedelta(days=i)).timetuple().tm_yday for i in range(3 * 365)])
-    winter, summer = bad[(doy < 45) | (doy > 335)].mean(), bad[(doy > 165) & (doy < 225)].mean()
-    assert winter > 0.2 and summer < 0.1
-
-
-def test_hash_uniform_is_deterministic_and_uniform():
-    ids = np.arange(200_000, dtype=np.uint64)
-    u = hash_uniform(7, 3, ids)
-    assert np.array_equal(u, hash_uniform(7, 3, ids))
-    assert u.min() >= 0.0 and u.max() < 1.0
-    assert np.histogram(u, bins=10, range=(0, 1))[0].min() > 19_000  # 20,000 expected per bin
-    assert not np.array_equal(u, hash_uniform(7, 4, ids))
-
-
-def test_route_paths_are_connected_chains_whose_probabilities_add_up(catalogue):
-    cfg = load_config()
-    for route in catalogue.routes:
-        paths = route_paths(route, cfg.routes[route.id].branch_weight)
-        assert sum(p.probability for p in paths) == pytest.approx(1.0)
-        for path in paths:
-            ids = [leg.segment_id for leg in path.legs]
-            assert len(set(ids)) == len(ids), path.name
-            for a, b in zip(path.legs, path.legs[1:], strict=False):
-                end = route.segment(a.segment_id).line.interpolate(a.f_end, normalized=True)
-                start = route.segment(b.segment_id).line.interpolate(b.f_start, normalized=True)
-                assert end.distance(start) < 1e-6, f"{path.name}: {a.segment_id} does not join {b.segment_id}"
+        simulate(spark, settings, START, 5, "small", config=cfg.model_copy(update={"routes": routes}))
 
 
 # --- the Spark job on the tiny preset ------------------------------------------------------------------------
@@ -250,7 +138,7 @@ def test_the_same_seed_gives_the_same_rows_whatever_the_partitioning(spark, tiny
 def test_another_seed_gives_other_rows(spark, tiny_run, tmp_path):
     _, first = tiny_run
     settings = JobSettings(var_dir=tmp_path / "var")
-    other = simulate(spark, settings, START, scale="tiny", config=dataclasses.replace(tiny_config(), seed=11))
+    other = simulate(spark, settings, START, scale="tiny", config=tiny_config().model_copy(update={"seed": 11}))
     a = spark.read.schema(PINGS).parquet(str(first.pings_path)).select("device_id")
     b = spark.read.schema(PINGS).parquet(str(other.pings_path)).select("device_id")
     assert a.intersect(b).count() == 0
@@ -270,11 +158,12 @@ def test_density_from_the_pipeline_tracks_the_simulated_truth(spark, tmp_path: P
     fit = truth_correlation(spark, settings, report.end).set_index("route_id")
     assert set(fit.index) == set(catalogue.route_ids())
     assert (fit["days"] == report.days).all()
-    # Measured at seed 20250601 (README): Channel 0.84; Western African 0.61, Western Balkans 0.51, Western Med
-    # 0.50, Central Med 0.46, Eastern Med 0.41; Eastern Borders 0.20 (small flows, mostly in suppressed cells).
+    # Measured at seed 20250601 (docs/simulator.md): Channel 0.84; Western African 0.61, Western Balkans 0.51,
+    # Western Med 0.50, Central Med 0.46, Eastern Med 0.41; Eastern Borders 0.20 (small flows, mostly in
+    # suppressed cells).
     assert fit.loc["channel", "pearson_r"] > 0.7, fit
     for route_id in ("central_mediterranean", "eastern_mediterranean", "western_african", "western_balkans"):
         assert fit.loc[route_id, "pearson_r"] > 0.3, fit
     assert (fit["pearson_r"] > 0.1).all(), fit
-    gold = read_table(spark, settings.lake("gold", "series"), SERIES).where(F.col("level") == "route")
+    gold = read_table(spark, settings.lake(tables.SERIES), SERIES).where(F.col("level") == "route")
     assert gold.count() == len(catalogue.route_ids()) * report.days
