@@ -241,8 +241,10 @@ def load_config(path: Path | None = None) -> SimulatorConfig:
 
 
 def describe(exc: ValidationError) -> str:
-    """The first error of a validation as ``key 'a.b[0].c': what is wrong, got <value>`` (and how many more)."""
-    errors = exc.errors()
+    """The first error of a validation as ``key 'a.b[0].c': what is wrong, got <value>`` (and how many more).
+
+    An unknown key comes first: it is most often a typo, which also makes the key it was meant to be missing."""
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
     first = errors[0]
     loc = tuple(first["loc"])
     problem = (first.get("ctx") or {}).get("error")

@@ -29,6 +29,9 @@ def test_the_shipped_config_has_the_three_presets_and_every_catalogue_route(cata
             "key 'sede': not a known key; allowed: closures, country_mcc, migrants, phones, residents, routes, scales, "
             "seed, travel_modes, warmup_days, weather",
         ),
+        # A typo: the unknown key is named first, not the key it was meant to be (missing), with the count of the rest.
+        ("seed = 20250601", "sede = 20250601", "key 'sede': not a known key; allowed: closures, "),
+        ("seed = 20250601", "sede = 20250601", "(and 1 more)"),
         ("missing_share = 0.10", "missing_share = 1.5", "key 'phones.missing_share': must be in [0, 1], got 1.5"),
         ("km_per_day = 25.0", "km_per_day = -25.0", "key 'travel_modes.walk.km_per_day': must be >= 0.1, got -25.0"),
         ("sea = true\n", 'sea = "yes"\n', "key 'travel_modes.boat.sea': must be true or false, got 'yes'"),
