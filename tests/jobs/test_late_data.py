@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 
+from contracts import tables
 from geo.catalogue import load_catalogue
 from jobs.lake import read_table
 from jobs.orchestration.pipeline import nightly
@@ -23,7 +24,7 @@ LATE_DAY = END - dt.timedelta(days=3)
 
 
 def _density_on(spark, settings: JobSettings, day: dt.date) -> int:
-    density = read_table(spark, settings.lake("silver", "density"), DENSITY)
+    density = read_table(spark, settings.lake(tables.DENSITY), DENSITY)
     return int(
         density.where((density.date == day) & (density.res == settings.h3_res)).agg({"devices": "sum"}).first()[0]
     )

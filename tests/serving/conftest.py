@@ -4,6 +4,8 @@ forecast) with history and cells, written by the real publish step; and tokens f
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -110,14 +112,25 @@ def publish_release(settings: ServingSettings, catalogue, as_of: dt.date, run_id
     )
 
 
-@pytest.fixture
-def published(tmp_path, catalogue) -> ServingSettings:
-    """A store with two releases, the later one current: density forecasts, history and cells for the first two
-    routes of the catalogue, and a monthly Frontex forecast for the first."""
-    settings = ServingSettings(var_dir=tmp_path / "var", reload_interval_s=0)
+@pytest.fixture(scope="session")
+def published_template(tmp_path_factory, catalogue) -> Path:
+    """The var folder of :func:`published`, written once per session by the real publish step."""
+    var = tmp_path_factory.mktemp("published") / "var"
+    settings = ServingSettings(var_dir=var, reload_interval_s=0)
     publish_release(settings, catalogue, AS_OF - dt.timedelta(days=1), "run-1")
     publish_release(settings, catalogue, AS_OF, "run-2")
-    return settings
+    return var
+
+
+@pytest.fixture
+def published(tmp_path, published_template) -> ServingSettings:
+    """A store with two releases, the later one current: density forecasts, history and cells for the first two
+    routes of the catalogue, and a monthly Frontex forecast for the first.
+
+    Each test gets its own copy (file times and modes kept) of the session's template: a test may publish, revoke
+    or audit into it, and ~110 tests no longer run publish twice each."""
+    shutil.copytree(published_template, tmp_path / "var")
+    return ServingSettings(var_dir=tmp_path / "var", reload_interval_s=0)
 
 
 def token(settings: ServingSettings, role: str = "admin", routes=None, subject: str = "tester") -> str:
