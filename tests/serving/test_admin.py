@@ -31,7 +31,7 @@ def test_reload_picks_up_a_new_release_and_requests_never_fail_during_the_swap(p
 def _reload_while_hammering(client, published, catalogue):
     before = client.get("/readyz").json()["release_id"]
     url = f"/v1/routes/{CHANNEL}/forecast"
-    seen, failures, stop = set(), [], threading.Event()
+    seen, failures, stop, answered = set(), [], threading.Event(), threading.Event()
 
     def hammer():
         with TestClient(client.app) as other:  # the same app (and state), a second client
@@ -42,10 +42,13 @@ def _reload_while_hammering(client, published, catalogue):
                     failures.append(r.status_code)
                 else:
                     seen.add(r.json()["release_id"])
+                    answered.set()
 
     worker = threading.Thread(target=hammer)
     worker.start()
     try:
+        # The swap must happen while requests are flowing: wait for the first answer, however slow the machine.
+        assert answered.wait(timeout=120), "the hammering client got no answer"
         new = publish_release(published, catalogue, AS_OF + dt.timedelta(days=1), "run-3")
         body = client.post("/v1/admin/reload").json()
         assert body == {"release_id": new.release_id, "changed": True, "detail": None}
