@@ -202,7 +202,13 @@ def _run_dates(dates: list[dt.date], raw: Path | None, since: dt.date | None, fo
     from jobs.spark import build_spark
 
     settings = JobSettings()
-    spark = build_spark(settings)
+    started: list = []
+
+    def spark():  # started when the first stage is due: a refused or all-done run pays no JVM start-up
+        if not started:
+            started.append(build_spark(settings))
+        return started[0]
+
     try:
         for n, date in enumerate(dates, 1):
             if len(dates) > 1:
@@ -232,7 +238,8 @@ def _run_dates(dates: list[dt.date], raw: Path | None, since: dt.date | None, fo
                 raise typer.Exit(code=1) from None
             console.print(f"run {report.run_id}: {len(report.seconds)} stages run, {len(report.skipped)} skipped")
     finally:
-        spark.stop()
+        for session in started:
+            session.stop()
     _print_where(settings)
 
 

@@ -71,8 +71,11 @@ def test_pipeline_end_to_end_and_api_over_http(spark, settings, catalogue, api_s
     assert report.aggregate.published > 0 and report.aggregate.suppressed > 0
     assert report.forecast.failed == {}
 
-    # Resumable: the same date again skips every stage the ledger records as done.
-    skipped = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=quiet)
+    # Resumable: the same date again skips every stage the ledger records as done, without starting Spark.
+    def no_spark():
+        raise AssertionError("a run whose stages are all done started Spark")
+
+    skipped = nightly(no_spark, settings, END, raw_path=raw, catalogue=routes, console=quiet)
     assert list(skipped.skipped) == list(STAGES) and skipped.release is None and skipped.seconds == {}
     # Idempotent: forced, the same date again publishes the same forecasts (same release).
     again = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=quiet, force=True)

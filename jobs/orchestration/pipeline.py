@@ -157,7 +157,7 @@ class _Stages:
 
 
 def nightly(
-    spark: SparkSession,
+    spark: SparkSession | Callable[[], SparkSession],
     settings: JobSettings,
     run_date: dt.date,
     *,
@@ -174,6 +174,9 @@ def nightly(
     Each stage is recorded in the run ledger (``routecast status``); stages already done for the date are skipped
     unless ``force`` (see :class:`_Stages`), so a killed run resumes where it stopped. A second live run for the
     same date is refused (:class:`jobs.orchestration.runs.RunLocked`).
+
+    ``spark`` may be a session or a function that makes one: it is then called only when the first stage is due, so
+    a refused run, or one whose stages are all done, starts no JVM.
     """
     console = console or Console(stderr=True)
     catalogue = catalogue or load_catalogue(settings.routes_dir)
@@ -227,13 +230,20 @@ class Stage:
 class _Run:
     """One nightly run of one date: its inputs, its report and the ledger-backed stage runner."""
 
-    spark: SparkSession
+    spark_source: SparkSession | Callable[[], SparkSession]
     settings: JobSettings
     report: NightlyReport
     stages: _Stages
     raw_path: Path | None
     since: dt.date | None
     catalogue: Catalogue
+
+    @property
+    def spark(self) -> SparkSession:
+        """The session, made on first use when the run was given a factory."""
+        if not isinstance(self.spark_source, SparkSession):
+            self.spark_source = self.spark_source()
+        return self.spark_source
 
     @property
     def console(self) -> Console:

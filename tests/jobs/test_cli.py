@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from jobs.stages.counts import SOURCES
 from routecast.cli import CountsSource, app
+from tests.cli_env import short_lived_jvm
 
 # Rich wraps error boxes to the terminal's width, which depends on the machine and, with a temporary path in the
 # message, on how long that path is: a fixed, wide terminal, and checks on the words (plain) rather than the lines.
@@ -56,7 +57,12 @@ def test_ingest_counts_writes_gold_and_quarantine_and_prints_the_accounting(tmp_
         "2025-01-27,channel,-1\n"  # negative: quarantined
     )
     var = tmp_path / "var"
-    env = {**os.environ, "ROUTECAST_VAR_DIR": str(var)}
+    env = {
+        **os.environ,
+        "ROUTECAST_VAR_DIR": str(var),
+        "ROUTECAST_SPARK_PROFILE": "test",
+        "JDK_JAVA_OPTIONS": short_lived_jvm(dict(os.environ)),
+    }
     cmd = [sys.executable, "-m", "routecast.cli", "ingest-counts", str(f), "--source", "generic", "--freq", "W"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

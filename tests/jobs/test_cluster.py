@@ -30,6 +30,7 @@ import pyspark
 import pytest
 
 from jobs.schemas import BRONZE_PINGS, arrow_schema
+from tests.cli_env import short_lived_jvm
 
 pytestmark = pytest.mark.cluster
 
@@ -138,9 +139,8 @@ def _clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ROUTECAST_", "PYSPARK_GATEWAY_"))}
     # Everything on loopback: the daemons, the driver and the address the executors connect back to.
     env["SPARK_LOCAL_IP"] = "127.0.0.1"
-    # Every JVM here (daemons, drivers, the executor) lives for seconds on a tiny input: the C1 compiler alone and
-    # the serial GC cut their CPU time by ~40 % (measured on this 2-core machine; the results are the same).
-    env["JDK_JAVA_OPTIONS"] = f"{env.get('JDK_JAVA_OPTIONS', '')} -XX:TieredStopAtLevel=1 -XX:+UseSerialGC".strip()
+    # Every JVM here (daemons, drivers, the executor) lives for seconds on a tiny input (tests/cli_env.py).
+    env["JDK_JAVA_OPTIONS"] = short_lived_jvm(env)
     return {**env, **extra}
 
 

@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from geo.catalogue import DEFAULT_ROUTES_DIR, load_catalogue
 from jobs.spark import PRIVATE_UMASK
 from routecast import cli
+from tests.cli_env import routecast_env
 from tests.synth import SynthConfig, generate_pings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,21 +65,7 @@ def test_the_cli_and_the_spark_module_agree_on_the_umask():
 
 
 def _env(world: Path, var: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "ROUTECAST_VAR_DIR": str(var),
-        "ROUTECAST_ROUTES_DIR": str(world / "routes"),
-        "ROUTECAST_RESOLUTIONS": "[5,7]",
-        "ROUTECAST_HOURLY": "false",
-        "ROUTECAST_FORECAST_CANDIDATES": '["seasonal_naive"]',
-        "ROUTECAST_SPARK_PROFILE": "test",
-        "ROUTECAST_RELOAD_INTERVAL_S": "0",
-        "SPARK_LOCAL_IP": "127.0.0.1",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "PYSPARK_PYTHON": sys.executable,
-        "PYSPARK_DRIVER_PYTHON": sys.executable,
-        "COLUMNS": "200",
-    }
+    return routecast_env(world, var, ROUTECAST_RELOAD_INTERVAL_S="0")
 
 
 def _routecast(*args: str) -> list[str]:
