@@ -11,6 +11,7 @@ import logging
 import os
 import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -47,6 +48,27 @@ from serving.settings import ServingSettings
 from tests.serving.conftest import CHANNEL, bearer
 
 TODAY = dt.datetime.now(dt.UTC)
+
+
+class _Clock:
+    """The audit module's view of ``time``, its wall clock pinned: the day a log file is named after stays TODAY
+    even when the suite runs across midnight."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def time(self) -> float:
+        return self.at
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
+@pytest.fixture(autouse=True)
+def _pinned_day(monkeypatch):
+    monkeypatch.setattr(audit, "time", _Clock(TODAY.timestamp()))
+
+
 # Keys that look random enough for the checks: 64 hex characters each, none equal to the other.
 JWT_SECRET = hashlib.sha256(b"routecast tests: token key").hexdigest()
 AUDIT_KEY = hashlib.sha256(b"routecast tests: audit key").hexdigest()
