@@ -14,15 +14,6 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The heavier scenarios first, so the two workers start them at once and finish together.
-
-    Order only: every collected test still runs. With ``--dist worksteal`` an idle worker takes queued tests from
-    the busy one, so the long tests started first are not left alone at the end of the run.
-    """
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     from jobs.settings import JobSettings

@@ -51,7 +51,6 @@ def api_server():
         thread.join(timeout=10)
 
 
-@pytest.mark.slow
 def test_pipeline_end_to_end_and_api_over_http(spark, settings, catalogue, api_server):
     routes = catalogue.subset(catalogue.route_ids()[:2])
     cfg = SynthConfig(
