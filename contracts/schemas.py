@@ -241,6 +241,29 @@ TRUTH_JOURNEYS = pa.schema(
     ]
 )
 
+# Agents setting sail from a departure point on a day (a sea leg starting there; see simulator/truth.py for how
+# it differs from arrivals at the same point).
+TRUTH_DEPARTURES = pa.schema(
+    [
+        pa.field("date", pa.date32(), nullable=False),
+        pa.field("route_id", pa.string(), nullable=False),
+        pa.field("crossing_point_id", pa.string(), nullable=False),
+        pa.field("departures", pa.int64(), nullable=False),
+    ]
+)
+
+# For checking a measurement model: agents with at least one phone on a segment on a day (counted as in
+# segment_people), and the phones that sent at least one ping on that segment that day.
+TRUTH_SEGMENT_PHONES = pa.schema(
+    [
+        pa.field("date", pa.date32(), nullable=False),
+        pa.field("route_id", pa.string(), nullable=False),
+        pa.field("segment_id", pa.string(), nullable=False),
+        pa.field("people", pa.int64(), nullable=False),
+        pa.field("phones_on", pa.int64(), nullable=False),
+    ]
+)
+
 
 # The differential-privacy ledger (lake/privacy/ledger, partitioned by period; written by jobs.privacy.ledger): one row
 # per charge of a release's epsilon against its period's budget. Append-only: a charge is never rewritten.

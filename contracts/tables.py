@@ -52,6 +52,8 @@ PRIVACY_LEDGER = Table("privacy", "ledger", schemas.PRIVACY_LEDGER, ("period",))
 TRUTH_SEGMENT_PEOPLE = Table("truth", "segment_people", schemas.TRUTH_SEGMENT_PEOPLE)
 TRUTH_ARRIVALS = Table("truth", "arrivals", schemas.TRUTH_ARRIVALS)
 TRUTH_JOURNEYS = Table("truth", "journeys", schemas.TRUTH_JOURNEYS)
+TRUTH_DEPARTURES = Table("truth", "departures", schemas.TRUTH_DEPARTURES)
+TRUTH_SEGMENT_PHONES = Table("truth", "segment_phones", schemas.TRUTH_SEGMENT_PHONES)
 PUBLISHED_FORECAST = Table("published", "forecasts", schemas.PUBLISHED_FORECAST)
 PUBLISHED_HISTORY = Table("published", "history", schemas.PUBLISHED_HISTORY)
 PUBLISHED_CELLS = Table("published", "cells", schemas.PUBLISHED_CELLS)
@@ -75,6 +77,8 @@ CATALOGUE: dict[str, Table] = {
         TRUTH_SEGMENT_PEOPLE,
         TRUTH_ARRIVALS,
         TRUTH_JOURNEYS,
+        TRUTH_DEPARTURES,
+        TRUTH_SEGMENT_PHONES,
         PUBLISHED_FORECAST,
         PUBLISHED_HISTORY,
         PUBLISHED_CELLS,

@@ -165,6 +165,74 @@ class Migrants(_Table):
     default_travel: PerKind[StrictStr]
 
 
+def _networks(weights: dict[str, float]) -> dict[str, float]:
+    for mcc in weights:
+        if not re.fullmatch(r"\d{3}", mcc):
+            raise ValueError(f"keys must be 3-digit MCC strings, got {mcc!r}")
+    if sum(weights.values()) <= 0:
+        raise ValueError("needs at least one positive weight")
+    return weights
+
+
+Networks = Annotated[dict[str, Weight], AfterValidator(_networks)]  # home network (MCC) -> weight
+
+
+class MigrantPhones(_Table):
+    """How many phones a migrant carries and when a phone moves to a local SIM ([migrant_phones])."""
+
+    carried: tuple[Share, ...]  # shares of migrants carrying 0, 1 and 2 phones; they add up to 1
+    local_sim_share: Share  # per phone and country entered: the share that buys the country's SIM
+    local_sim_days: Number = Field(ge=0.0, le=365.0)  # mean delay (Erlang-2) after entering the country
+
+    @field_validator("carried")
+    @classmethod
+    def _adds_up(cls, carried: tuple[float, ...]) -> tuple[float, ...]:
+        if len(carried) != 3:
+            raise ValueError(f"must list 3 shares, of 0, 1 and 2 phones, got {len(carried)}")
+        if abs(sum(carried) - 1.0) > 1e-6:
+            raise ValueError(f"the shares of 0, 1 and 2 phones must add up to 1, got {sum(carried):g}")
+        return carried
+
+
+class Coverage(_Table):
+    """Where phones have no signal ([coverage]); desert roads have it through their travel mode's ping_share."""
+
+    sea_coastal_km: Number = Field(ge=0.0, le=500.0)  # at sea, no signal beyond this along-line distance from a coast
+
+
+class Tourists(_Table):
+    """Visitors on foreign networks at coastal places with strong seasons ([tourists])."""
+
+    places: dict[str, Weight]  # catalogue place name -> weight
+    peak_per_place: Number = Field(ge=0.0, le=10.0)  # x residents_per_place x weight, at the season's peak
+    peak_day_of_year: Whole = Field(ge=1, le=366)
+    seasonal_amplitude: Share  # 1: no tourists at the opposite of the peak
+    stay_days: Whole = Field(ge=1)  # a bed's guest (and so its network) changes this often
+    networks: Networks  # a place's own network is left out: a visitor is foreign
+
+
+class Drivers(_Table):
+    """Long-haul drivers on the segments travelled by ``desert_truck`` ([drivers])."""
+
+    per_segment: Number = Field(ge=0.0, le=10.0)  # drivers on each such segment x residents_per_place
+    networks: Networks
+
+
+class Workers(_Table):
+    """Foreign workers living around places of transit countries, pinging like residents ([workers])."""
+
+    per_resident: dict[str, Weight]  # country code (ADM0_A3) -> workers per resident
+    networks: Networks  # a place's own network is left out
+
+    @field_validator("per_resident")
+    @classmethod
+    def _countries(cls, shares: dict[str, float]) -> dict[str, float]:
+        for country in shares:
+            if not re.fullmatch(r"[A-Z]{3}", country):
+                raise _KeyProblem(f"workers.per_resident.{country}", "expected a 3-letter country code")
+        return shares
+
+
 class Weather(_Table):
     """Days when boats do not sail ([weather]): a cosine between the two shares."""
 
@@ -182,6 +250,11 @@ class SimulatorConfig(_Table):
     residents: Residents
     migrants: Migrants
     weather: Weather
+    migrant_phones: MigrantPhones
+    coverage: Coverage
+    tourists: Tourists
+    drivers: Drivers
+    workers: Workers
     travel_modes: dict[str, TravelMode]
     routes: dict[str, RouteParams]
     closures: tuple[Closure, ...] = ()

@@ -21,8 +21,10 @@ class Stream:
 
     DEPART, PATH, MCC, DWELL1, DWELL2, SPEED1, SPEED2 = range(1, 8)
     SAIL, DIVERT, HOLD1, HOLD2 = range(8, 12)
+    PHONES, SIM_BUY, SIM_WAIT1, SIM_WAIT2 = range(12, 16)
     SLOT_T, KEEP, MISS, PLACE, JITTER, COARSE, ACC, NOISE = range(20, 28)
     HOME, PRESENT, DEVICE_MIGRANT, DEVICE_RESIDENT = range(30, 34)
+    NETWORK, ROAD, DEVICE_DRIVER = range(34, 37)
 
 
 NORMAL_STREAM_GAP = 1000  # a normal pair uses streams s and s + gap

@@ -3,9 +3,17 @@
 Each agent draws a path through its route and, per leg, a wait at the leg's start (Erlang-2 around the mean
 dwell) and a speed from its travel mode; boats leave in the evening of the next good-weather day. An agent who
 would pass a closed crossing point waits until it reopens (plus a backlog wait) or, with the closure's
-``divert_share``, stops there and starts a second journey on ``to_route`` ``lag_days`` later. The draws are
-hashes of the agent id (``simulator.draws``), so a batch gives the same legs however agents are grouped.
-``legs_frame`` runs this on the executors (``mapInPandas``) over the run's cohorts.
+``divert_share``, stops there and starts a second journey on ``to_route`` ``lag_days`` later.
+
+Phones: an agent carries 0, 1 or 2 phones (``[migrant_phones] carried``), each starting on the home network.
+When the agent enters a country (a leg starting there after legs elsewhere), each phone buys that country's SIM
+with ``local_sim_share``, an Erlang-2 delay (``local_sim_days``) later if the agent is still in the country by
+then; it keeps the last SIM bought (a diverted agent's second journey carries its phones on). A leg row carries,
+per phone, the network at the leg's start (``mcc0``, ``mcc1``) and when it switches to ``local_mcc`` during
+the leg (``switch0``, ``switch1``; NO_SWITCH when it does not).
+
+The draws are hashes of the agent id (``simulator.draws``), so a batch gives the same legs however agents are
+grouped. ``legs_frame`` runs this on the executors (``mapInPandas``) over the run's cohorts.
 """
 
 from __future__ import annotations
@@ -46,9 +54,19 @@ LEGS = StructType(
         StructField("final", BooleanType(), False),  # the last leg of a completed path
         StructField("diverted", BooleanType(), False),
         StructField("ping_share", DoubleType(), False),  # share of the usual pings while moving
-        StructField("mcc", StringType(), False),
+        StructField("mcc", StringType(), False),  # the home network
+        StructField("km", DoubleType(), False),  # the leg's length
+        StructField("sea", BooleanType(), False),  # travelled by boat
+        StructField("phones", IntegerType(), False),  # phones the agent carries, 0..MAX_PHONES
+        StructField("local_mcc", StringType(), False),  # the network of the country the leg starts in
+        StructField("mcc0", StringType(), False),  # phone 0's network at the leg's start
+        StructField("switch0", DoubleType(), False),  # when phone 0 moves to local_mcc during the leg
+        StructField("mcc1", StringType(), False),
+        StructField("switch1", DoubleType(), False),
     ]
 )
+MAX_PHONES = 2
+NO_SWITCH = 1e9  # a switch time after any run
 
 FRACTION_TOL = 1e-6  # a crossing point this close to a leg's end (as a fraction of its segment) is on the leg
 
@@ -67,10 +85,21 @@ def _sail(
 
 
 def _journey_legs(
-    plan: ItineraryPlan, agent_id: np.ndarray, route: np.ndarray, t0: np.ndarray, journey: int, mcc: np.ndarray
+    plan: ItineraryPlan,
+    agent_id: np.ndarray,
+    route: np.ndarray,
+    t0: np.ndarray,
+    journey: int,
+    mcc: np.ndarray,
+    sims: np.ndarray,
+    phones: np.ndarray,
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
-    """Legs of one journey per agent; also, per agent, when it diverted (NaN if not), to which route, lag."""
+    """Legs of one journey per agent; also, per agent, when it diverted (NaN if not), to which route, lag.
+
+    ``sims`` [agent, phone] holds each phone's network and is updated in place as local SIMs are bought."""
     n = len(agent_id)
+    country = np.full(n, None, dtype=object)  # the local network of the country the agent is in
+    pending = np.full((n, MAX_PHONES), np.inf)  # when a phone will get the local SIM (inf: not buying)
     jk = journey * 1000  # a second journey draws from fresh streams
     seed = plan.seed
     path = np.zeros(n, dtype=np.int64)
@@ -134,6 +163,26 @@ def _journey_legs(
                 div_to[idx[divert]] = c.to_route
                 div_lag[idx[divert]] = c.lag
         exit_ = np.where(diverted, move, move + travel)
+        local = plan.leg_local_mcc[p, k]
+        entered = local != country[idx]
+        country[idx] = local
+        switch = np.full((idx.size, MAX_PHONES), NO_SWITCH)
+        at_start = sims[idx].copy()
+        for ph in range(MAX_PHONES):
+            buy = hash_uniform(seed, Stream.SIM_BUY, ids, jk + 16 * k + ph) < plan.local_sim_share
+            wait = erlang2(
+                plan.local_sim_days,
+                hash_uniform(seed, Stream.SIM_WAIT1, ids, jk + 16 * k + ph),
+                hash_uniform(seed, Stream.SIM_WAIT2, ids, jk + 16 * k + ph),
+            )
+            starts = entered & buy & (local != "") & (local != sims[idx, ph])
+            # Entering a country cancels a purchase planned in the previous one; buying starts a new wait.
+            pending[idx[entered], ph] = np.inf
+            pending[idx[starts], ph] = enter[starts] + wait[starts]
+            now = pending[idx, ph] < exit_
+            switch[now, ph] = pending[idx[now], ph]
+            sims[idx[now], ph] = local[now]
+            pending[idx[now], ph] = np.inf
         frames.append(
             pd.DataFrame(
                 {
@@ -152,6 +201,14 @@ def _journey_legs(
                     "diverted": diverted,
                     "ping_share": plan.mode_ping_share[mode],
                     "mcc": mcc[idx],
+                    "km": plan.leg_km[p, k],
+                    "sea": plan.mode_sea[mode],
+                    "phones": phones[idx].astype(np.int32),
+                    "local_mcc": local,
+                    "mcc0": at_start[:, 0],
+                    "switch0": switch[:, 0],
+                    "mcc1": at_start[:, 1],
+                    "switch1": switch[:, 1],
                 }
             )
         )
@@ -171,10 +228,16 @@ def agent_legs(plan: ItineraryPlan, agents: pd.DataFrame) -> pd.DataFrame:
         m = route == r
         pick = np.minimum(np.searchsorted(plan.mcc_cum[r], u_mcc[m], side="right"), len(plan.mcc_cum[r]) - 1)
         mcc[m] = plan.mcc_codes[r][pick]
-    legs, div_time, div_to, div_lag = _journey_legs(plan, ids, route, agents["t0"].to_numpy(np.float64), 0, mcc)
+    phones = np.searchsorted(plan.phones_cum, hash_uniform(plan.seed, Stream.PHONES, ids), side="right")
+    phones = np.minimum(phones, MAX_PHONES)
+    sims = np.repeat(mcc[:, None], MAX_PHONES, axis=1)
+    t0 = agents["t0"].to_numpy(np.float64)
+    legs, div_time, div_to, div_lag = _journey_legs(plan, ids, route, t0, 0, mcc, sims, phones)
     again = np.flatnonzero(div_to >= 0)
     if again.size:
-        more, *_ = _journey_legs(plan, ids[again], div_to[again], div_time[again] + div_lag[again], 1, mcc[again])
+        more, *_ = _journey_legs(
+            plan, ids[again], div_to[again], div_time[again] + div_lag[again], 1, mcc[again], sims[again], phones[again]
+        )
         legs = pd.concat([legs, more], ignore_index=True)
     return legs
 

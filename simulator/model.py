@@ -5,14 +5,18 @@ share, checked against each other.
 that is not on its route, a boat on a land segment, a closure of an unknown or ambiguous crossing point, an
 unknown ``to_route``) and packs what the executors need into an ``ItineraryPlan``: per path its legs (segment,
 fractions, km, mean dwell, travel mode) as arrays, per mode its speed and ping share, per route the sailing
-weather and the origin networks, and the closures as positions on segments. The agents themselves are only
-cohorts (route, day, how many, first id); the executors expand them (``simulator.journeys``).
+weather and the origin networks, the closures as positions on segments, and what the phones need: the shares
+of phones carried, the local SIM of each leg's country and which legs are at sea. The agents themselves are only
+cohorts (route, day, how many, first id); the executors expand them (``simulator.journeys``). The model also
+lists the departure legs the truth counts (``departure_legs``) and the people who are not migrants:
+``stayer_groups`` (residents, foreign workers and tourists around places) and ``driver_segments``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +27,20 @@ from pyspark.sql import SparkSession
 from geo.catalogue import Catalogue, load_catalogue
 from simulator.config import ScalePreset, SimulatorConfig, SimulatorConfigError
 from simulator.departures import departure_cohorts, next_good_days, route_key
-from simulator.world import PathPlan, Place, catalogue_places, crossing_fraction, route_paths
+from simulator.world import (
+    KM_PER_DEG,
+    PathPlan,
+    Place,
+    catalogue_places,
+    crossing_fraction,
+    line_km,
+    nearest_place,
+    route_paths,
+)
+
+DEPARTURE_TOL_KM = 10.0  # a sea leg starting this close to a departure point sets off from it (the nearest one)
+# Person ids of the people around a place: place_key << 24 | kind << 22 | n, so kinds never share an id.
+RESIDENT, WORKER, TOURIST = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,11 @@ class ItineraryPlan:
     reopen_spread: float
     mcc_codes: list[np.ndarray]  # per route
     mcc_cum: list[np.ndarray]
+    phones_cum: np.ndarray  # cumulative shares of migrants carrying 0, 1, 2 phones
+    local_sim_share: float
+    local_sim_days: float
+    leg_local_mcc: np.ndarray  # [path, leg]: the network of the country the leg starts in ("" unknown)
+    mode_sea: np.ndarray
 
     @property
     def max_legs(self) -> int:
@@ -84,6 +106,14 @@ class Model:
     cohorts: pd.DataFrame  # route_idx, day, n, first_id
     places: list[Place]
     skipped_closures: tuple[str, ...]
+    departure_legs: pd.DataFrame  # path_idx, leg, route_id, crossing_point_id: sea legs leaving a departure point
+    stayer_groups: pd.DataFrame  # group_key, kind, lat, lon, n, codes, cum: people living around a place
+    driver_segments: pd.DataFrame  # seg_idx, driver_key, n, km, codes, cum: drivers per desert-truck segment
+
+    def others(self) -> int:
+        """People on foreign networks who are not migrants: foreign workers, tourist beds and drivers."""
+        stayers = self.stayer_groups
+        return int(stayers.loc[stayers["kind"] != RESIDENT, "n"].sum()) + int(self.driver_segments["n"].sum())
 
     def seg_index(self) -> dict[tuple[str, str], int]:
         """(route_id, segment_id) -> seg_idx."""
@@ -114,6 +144,12 @@ def build_model(cfg: SimulatorConfig, preset: ScalePreset, catalogue: Catalogue,
                 arr[pi, k] = value
     leg_seg, leg_fs, leg_fe, leg_km, leg_dwell, leg_mode = leg_arrays
     modes = list(cfg.travel_modes.values())
+    places = catalogue_places(catalogue, cfg.country_mcc)
+    leg_local_mcc = np.full(shape, "", dtype=object)
+    for pi, rows in enumerate(leg_rows):
+        for k, row in enumerate(rows):
+            first = segments[row[0]][2].interpolate(row[1], normalized=True)
+            leg_local_mcc[pi, k] = nearest_place(places, first.x, first.y).mcc
 
     mcc_codes, mcc_cum = [], []
     for route_id in route_ids:
@@ -145,6 +181,11 @@ def build_model(cfg: SimulatorConfig, preset: ScalePreset, catalogue: Catalogue,
         reopen_spread=cfg.migrants.reopen_spread_days,
         mcc_codes=mcc_codes,
         mcc_cum=mcc_cum,
+        phones_cum=np.cumsum(cfg.migrant_phones.carried),
+        local_sim_share=cfg.migrant_phones.local_sim_share,
+        local_sim_days=cfg.migrant_phones.local_sim_days,
+        leg_local_mcc=leg_local_mcc,
+        mode_sea=np.array([m.sea for m in modes]),
     )
     return Model(
         cfg=cfg,
@@ -156,8 +197,11 @@ def build_model(cfg: SimulatorConfig, preset: ScalePreset, catalogue: Catalogue,
         paths=paths,
         segments=segments,
         cohorts=departure_cohorts(route_ids, cfg, start, days, preset.departures),
-        places=catalogue_places(catalogue, cfg.country_mcc),
+        places=places,
         skipped_closures=skipped,
+        departure_legs=_departure_legs(catalogue, paths, leg_rows, segments, plan),
+        stayer_groups=_stayer_groups(cfg, preset, places),
+        driver_segments=_driver_segments(cfg, preset, catalogue, segments),
     )
 
 
@@ -250,6 +294,85 @@ def _closure_plans(
             )
         )
     return tuple(closures), tuple(skipped)
+
+
+def _departure_legs(
+    catalogue: Catalogue,
+    paths: list[PathPlan],
+    leg_rows: list[list[_LegRow]],
+    segments: list[tuple[str, str, shapely.LineString]],
+    plan: ItineraryPlan,
+) -> pd.DataFrame:
+    """The path legs that set sail from a departure point: sea legs starting within DEPARTURE_TOL_KM of one (the
+    nearest, so no leg counts at two points)."""
+    rows = []
+    for pi, (path, legs) in enumerate(zip(paths, leg_rows, strict=True)):
+        points = [cp for cp in catalogue.route(path.route_id).crossing_points if cp.role == "departure"]
+        for k, (seg_idx, f_start, *_, mode) in enumerate(legs):
+            if not points or not plan.mode_sea[mode]:
+                continue
+            start = segments[seg_idx][2].interpolate(f_start, normalized=True)
+            km = [
+                KM_PER_DEG * math.hypot(cp.lat - start.y, (cp.lon - start.x) * math.cos(math.radians(start.y)))
+                for cp in points
+            ]
+            best = int(np.argmin(km))
+            if km[best] <= DEPARTURE_TOL_KM:
+                rows.append((pi, k, path.route_id, points[best].id))
+    return pd.DataFrame(rows, columns=["path_idx", "leg", "route_id", "crossing_point_id"])
+
+
+def _pick(networks: dict[str, float], leave_out: str = "") -> tuple[list[str], list[float]]:
+    """Codes and cumulative probabilities of a network mix, without ``leave_out`` (the local network)."""
+    mix = {code: w for code, w in networks.items() if code != leave_out and w > 0}
+    if not mix:  # only the local network was listed: keep it rather than leave the group without a network
+        mix = {code: w for code, w in networks.items() if w > 0}
+    cum = np.cumsum(list(mix.values())) / sum(mix.values())
+    return list(mix), [float(c) for c in cum]
+
+
+def _stayer_groups(cfg: SimulatorConfig, preset: ScalePreset, places: list[Place]) -> pd.DataFrame:
+    """Per place and kind (residents, foreign workers, tourists): how many people live there and their networks.
+
+    Refuses a tourist place that is not in the catalogue (the message lists the nearest spellings)."""
+    per_place = preset.residents_per_place
+    unknown = sorted(set(cfg.tourists.places) - {p.name for p in places})
+    if unknown:  # perhaps a place of a route not simulated: only a name unknown to the whole catalogue is refused
+        known = {p.name for p in catalogue_places(load_catalogue(), cfg.country_mcc)}
+        bad = sorted(set(unknown) - known)
+        if bad:
+            raise SimulatorConfigError(
+                f"tourists.places: {bad[0]!r} is not a catalogue place (a segment vertex or crossing point name, "
+                "e.g. 'Lampedusa', 'Kos', 'Palma')"
+            )
+    rows = []
+    for p in places:
+        base = p.key << 24
+        rows.append((base | RESIDENT << 22, RESIDENT, p.lat, p.lon, per_place, [p.mcc], [1.0]))
+        workers = round(cfg.workers.per_resident.get(p.country, 0.0) * per_place)
+        if workers:
+            rows.append((base | WORKER << 22, WORKER, p.lat, p.lon, workers, *_pick(cfg.workers.networks, p.mcc)))
+        tourists = round(cfg.tourists.places.get(p.name, 0.0) * cfg.tourists.peak_per_place * per_place)
+        if tourists:
+            rows.append((base | TOURIST << 22, TOURIST, p.lat, p.lon, tourists, *_pick(cfg.tourists.networks, p.mcc)))
+    return pd.DataFrame(rows, columns=["group_key", "kind", "lat", "lon", "n", "codes", "cum"])
+
+
+def _driver_segments(
+    cfg: SimulatorConfig, preset: ScalePreset, catalogue: Catalogue, segments: list[tuple[str, str, shapely.LineString]]
+) -> pd.DataFrame:
+    """Per segment travelled by ``desert_truck`` (a route's ``travel`` or the default): its drivers."""
+    n = round(cfg.drivers.per_segment * preset.residents_per_place)
+    codes, cum = _pick(cfg.drivers.networks)
+    rows = []
+    for seg_idx, (route_id, segment_id, line) in enumerate(segments):
+        seg = catalogue.route(route_id).segment(segment_id)
+        mode = cfg.routes[route_id].travel.get(segment_id, cfg.migrants.default_travel[seg.mode])
+        if mode == "desert_truck" and n > 0:
+            km = line_km(line)
+            key = zlib.crc32(f"{route_id}/{segment_id}".encode()) << 24
+            rows.append((seg_idx, key, n, km, codes, cum))
+    return pd.DataFrame(rows, columns=["seg_idx", "driver_key", "n", "km", "codes", "cum"])
 
 
 # --- what the Spark stages share -------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """The simulator's entry point: ``simulate`` builds the model of a run, computes every agent's legs once on the
-executors, and writes the ground truth (``var/truth``) and the raw pings (``var/raw/pings``) from them.
+executors, and writes the ground truth (``var/truth``: segment_people, arrivals, journeys, departures,
+segment_phones) and the raw pings (``var/raw/pings``) from them.
 
 ``SimulationReport`` says what was written: the run's days, how many journeys started and diverted, how many
-pings came from migrants and residents, and where the files are. ``truth_correlation`` (``simulator.truth``)
+pings came from migrants and from everyone else (residents, foreign workers, tourists, drivers), and where the
+files are. ``truth_correlation`` (``simulator.truth``)
 scores the pipeline's output against the truth afterwards.
 """
 
@@ -24,8 +26,14 @@ from jobs.settings import JobSettings
 from simulator.config import SimulatorConfig, SimulatorConfigError, load_config
 from simulator.journeys import legs_frame
 from simulator.model import build_model, epoch_seconds
-from simulator.pings import line_points_df, migrant_pings, resident_pings
-from simulator.truth import truth_arrivals, truth_journeys, truth_segment_people
+from simulator.pings import driver_pings, line_points_df, migrant_phone_pings, migrant_pings, resident_pings
+from simulator.truth import (
+    truth_arrivals,
+    truth_departures,
+    truth_journeys,
+    truth_segment_people,
+    truth_segment_phones,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +49,7 @@ class SimulationReport:
     journeys: int  # journeys started during the simulated days (diverted agents' second journeys included)
     diverted: int  # journeys ended at a closed crossing during the simulated days
     residents: int
+    others: int  # foreign workers, tourist beds and drivers: not migrants, on foreign networks
     migrant_pings: int
     resident_pings: int
     seconds: float
@@ -93,6 +102,12 @@ def simulate(
         truth = settings.truth_dir
         truth_segment_people(spark, legs, model).write.mode("overwrite").parquet(str(truth / "segment_people"))
         truth_arrivals(spark, legs, model).write.mode("overwrite").parquet(str(truth / "arrivals"))
+        truth_departures(spark, legs, model).write.mode("overwrite").parquet(str(truth / "departures"))
+        points = line_points_df(spark, model)
+        phone_pings = migrant_phone_pings(legs, points, model)
+        truth_segment_phones(spark, legs, phone_pings, model).write.mode("overwrite").parquet(
+            str(truth / "segment_phones")
+        )
         journeys = truth_journeys(spark, legs, model)
         journeys.write.mode("overwrite").parquet(str(truth / "journeys"))
         in_run = spark.read.schema(TRUTH_JOURNEYS).parquet(str(truth / "journeys"))
@@ -110,8 +125,9 @@ def simulate(
             pings_path = settings.raw_dir / "pings"
             observed = Observation("pings")
             pings = (
-                migrant_pings(legs, line_points_df(spark, model), model)
+                migrant_pings(legs, points, model)
                 .unionByName(resident_pings(spark, model))
+                .unionByName(driver_pings(spark, model, points))
                 .observe(
                     observed,
                     F.count(F.lit(1)).alias("rows"),
@@ -135,6 +151,7 @@ def simulate(
         journeys=int(counts["journeys"] or 0),
         diverted=int(counts["diverted"] or 0),
         residents=len(model.places) * preset.residents_per_place,
+        others=model.others(),
         migrant_pings=migrant_n,
         resident_pings=resident_n,
         seconds=time.perf_counter() - began,

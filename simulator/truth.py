@@ -9,6 +9,14 @@ Consistent with the pings by construction:
   along its segment: landing for a landing site, crossing for a border post, leaving (setting sail, setting
   off) for a departure point or a hub at a segment's start.
 - ``journeys``: one row per agent and journey (a diverted agent has two), with its outcome.
+- ``departures``: agents setting sail from a departure point on a day: a sea leg starting at the point (the
+  nearest departure point within ``DEPARTURE_TOL_KM`` of the leg's first place), on the day the agent sets
+  off (``t_move``). Unlike ``arrivals`` at the same point, which counts whoever passes it along its own
+  segment (by road past Sabratha, by boat past Dakar), it counts only people leaving from it by sea; where
+  the point is the first place of its segment and only sea legs start there (Zuwara), the two agree.
+- ``segment_phones``: for checking a measurement model, per segment and day the agents with at least one phone
+  (counted as in ``segment_people``) and the phones that sent at least one ping on a leg of that segment
+  that day (after losses and coverage; an agent changing segment during a day can count on both).
 
 ``truth_correlation`` scores the pipeline's gold density series against ``segment_people``, per route.
 """
@@ -47,21 +55,25 @@ def _date(start: dt.date, day: Column) -> Column:
     return F.date_add(F.lit(start), day.cast("int"))
 
 
-def truth_segment_people(spark: SparkSession, legs: DataFrame, model: Model) -> DataFrame:
-    """Agents per segment per day (``TRUTH_SEGMENT_PEOPLE``), zero-filled, for the simulated days."""
-    days = model.days
+def _people_counts(legs: DataFrame, days: int) -> DataFrame:
+    """``seg_idx, day, people``: the days a leg owns, counted (only days with people)."""
     # A leg owns the days whose first travelling moment falls in it: day floor(t_enter) for a journey's first
     # leg (the journey starts mid-day), day d for later legs when t_enter <= d < t_exit.
     lo = F.when(F.col("leg") == 0, F.floor("t_enter")).otherwise(F.ceil("t_enter"))
     hi = F.ceil("t_exit") - 1
-    counts = (
+    return (
         legs.select("seg_idx", F.greatest(lo, F.lit(0)).alias("lo"), F.least(hi, F.lit(days - 1)).alias("hi"))
         .where(F.col("lo") <= F.col("hi"))
         .select("seg_idx", F.explode(F.sequence(F.col("lo").cast("int"), F.col("hi").cast("int"))).alias("day"))
         .groupBy("seg_idx", "day")
         .agg(F.count(F.lit(1)).alias("people"))
     )
-    grid = _segments_df(spark, model).crossJoin(_days_frame(spark, days))
+
+
+def truth_segment_people(spark: SparkSession, legs: DataFrame, model: Model) -> DataFrame:
+    """Agents per segment per day (``TRUTH_SEGMENT_PEOPLE``), zero-filled, for the simulated days."""
+    counts = _people_counts(legs, model.days)
+    grid = _segments_df(spark, model).crossJoin(_days_frame(spark, model.days))
     return grid.join(counts, ["seg_idx", "day"], "left").select(
         _date(model.start, F.col("day")).alias("date"),
         "route_id",
@@ -104,6 +116,53 @@ def truth_arrivals(spark: SparkSession, legs: DataFrame, model: Model) -> DataFr
         "route_id",
         "crossing_point_id",
         F.coalesce("arrivals", F.lit(0)).cast("long").alias("arrivals"),
+    )
+
+
+def truth_departures(spark: SparkSession, legs: DataFrame, model: Model) -> DataFrame:
+    """Agents setting sail from each departure point per day (``TRUTH_DEPARTURES``), zero-filled."""
+    departing = spark.createDataFrame(
+        [tuple(r) for r in model.departure_legs.itertuples(index=False)],
+        "path_idx int, leg int, route_id string, crossing_point_id string",
+    )
+    day = F.floor("t_move").cast("int")
+    counts = (
+        legs.where(F.col("t_exit") > F.col("t_move"))  # not an agent stopped by a closure before sailing
+        .select("path_idx", "leg", day.alias("day"))
+        .where((F.col("day") >= 0) & (F.col("day") < model.days))
+        .join(F.broadcast(departing), ["path_idx", "leg"])
+        .groupBy("route_id", "crossing_point_id", "day")
+        .agg(F.count(F.lit(1)).alias("departures"))
+    )
+    points = spark.createDataFrame(
+        [(r.id, cp.id) for r in model.catalogue for cp in r.crossing_points if cp.role == "departure"],
+        "route_id string, crossing_point_id string",
+    )
+    grid = points.crossJoin(_days_frame(spark, model.days))
+    return grid.join(counts, ["route_id", "crossing_point_id", "day"], "left").select(
+        _date(model.start, F.col("day")).alias("date"),
+        "route_id",
+        "crossing_point_id",
+        F.coalesce("departures", F.lit(0)).cast("long").alias("departures"),
+    )
+
+
+def truth_segment_phones(spark: SparkSession, legs: DataFrame, phone_pings: DataFrame, model: Model) -> DataFrame:
+    """Per segment and day (``TRUTH_SEGMENT_PHONES``, zero-filled): agents carrying at least one phone, and the
+    phones that pinged on it. ``phone_pings`` is ``simulator.pings.migrant_phone_pings``."""
+    people = _people_counts(legs.where(F.col("phones") > 0), model.days)
+    phones = phone_pings.groupBy("seg_idx", "day").agg(F.countDistinct("agent_id", "phone").alias("phones_on"))
+    grid = _segments_df(spark, model).crossJoin(_days_frame(spark, model.days))
+    return (
+        grid.join(people, ["seg_idx", "day"], "left")
+        .join(phones, ["seg_idx", "day"], "left")
+        .select(
+            _date(model.start, F.col("day")).alias("date"),
+            "route_id",
+            "segment_id",
+            F.coalesce("people", F.lit(0)).cast("long").alias("people"),
+            F.coalesce("phones_on", F.lit(0)).cast("long").alias("phones_on"),
+        )
     )
 
 

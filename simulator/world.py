@@ -4,7 +4,8 @@ and the places residents live around.
 A route's segments join where one continues from a vertex of another; ``route_paths`` enumerates every way
 through them with its probability (forks weighted by ``branch_weight``), each way a chain of legs (parts of
 segments travelled in one go). ``catalogue_places`` lists the distinct vertices and crossing points, each with
-the home network (MCC) of its country. Pure functions of the catalogue and the config, run on the driver.
+its country and that country's network (MCC); ``nearest_place`` finds the place a leg starts from. Pure
+functions of the catalogue and the config, run on the driver.
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ class Place:
     lat: float
     lon: float
     mcc: str
+    country: str  # Natural Earth ADM0_A3 code
 
 
 def catalogue_places(catalogue: Catalogue, country_mcc: dict[str, str]) -> list[Place]:
@@ -162,7 +164,20 @@ def catalogue_places(catalogue: Catalogue, country_mcc: dict[str, str]) -> list[
                 f"no [country_mcc] entry for {country} (the country of place {name!r}); residents need a home network"
             )
         key = zlib.crc32(f"{name}@{lat:.3f},{lon:.3f}".encode())
-        places.append(Place(key, name, lat, lon, country_mcc[country]))
+        places.append(Place(key, name, lat, lon, country_mcc[country], country))
     if len({p.key for p in places}) != len(places):
         raise SimulatorConfigError("two places hash to the same resident key; rename one of them")
     return places
+
+
+def nearest_place(places: list[Place], lon: float, lat: float) -> Place:
+    """The place closest to (lon, lat): where a leg starts (always a segment vertex, so at distance ~0)."""
+    lons = np.array([p.lon for p in places])
+    lats = np.array([p.lat for p in places])
+    d2 = (lats - lat) ** 2 + ((lons - lon) * np.cos(np.radians(lat))) ** 2
+    return places[int(np.argmin(d2))]
+
+
+def line_km(line: shapely.LineString) -> float:
+    """Length of a lon/lat line over the ground, in km."""
+    return _ground_km(list(line.coords))

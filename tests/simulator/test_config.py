@@ -26,8 +26,8 @@ def test_the_shipped_config_has_the_three_presets_and_every_catalogue_route(cata
         (
             "seed = 20250601",
             "seed = 20250601\nsede = 1",
-            "key 'sede': not a known key; allowed: closures, country_mcc, migrants, phones, residents, routes, scales, "
-            "seed, travel_modes, warmup_days, weather",
+            "key 'sede': not a known key; allowed: closures, country_mcc, coverage, drivers, migrant_phones, migrants, "
+            "phones, residents, routes, scales, seed, tourists, travel_modes, warmup_days, weather, workers",
         ),
         # A typo: the unknown key is named first, not the key it was meant to be (missing), with the count of the rest.
         ("seed = 20250601", "sede = 20250601", "key 'sede': not a known key; allowed: closures, "),
@@ -46,6 +46,26 @@ def test_the_shipped_config_has_the_three_presets_and_every_catalogue_route(cata
         ("fine_accuracy_m = [5.0, 40.0]", "fine_accuracy_m = [50.0, 40.0]", "must be [low, high] with low <= high"),
         ('DZA = "603"', 'DZA = "63"', "key 'country_mcc.DZA': expected a 3-letter country code = a 3-digit MCC"),
         ("[phones]", "[phones\n", "not valid TOML"),
+        # The phones, coverage and the people on foreign networks who are not migrants.
+        (
+            "local_sim_share = 0.6",
+            "local_sim_shares = 0.6",
+            "key 'migrant_phones.local_sim_shares': not a known key; allowed: carried, local_sim_days, local_sim_share",
+        ),
+        ("local_sim_share = 0.6", "local_sim_share = 1.2", "key 'migrant_phones.local_sim_share': must be in [0, 1]"),
+        ("local_sim_days = 12.0", "local_sim_days = -1.0", "key 'migrant_phones.local_sim_days': must be in [0, 365]"),
+        (
+            "carried = [0.15, 0.70, 0.15]",
+            "carried = [0.15, 0.70, 0.25]",
+            "key 'migrant_phones.carried': the shares of 0, 1 and 2 phones must add up to 1, got 1.1",
+        ),
+        ("carried = [0.15, 0.70, 0.15]", "carried = [0.3, 0.7]", "key 'migrant_phones.carried': must list 3 shares"),
+        ("sea_coastal_km = 25.0", "sea_coastal_km = -5", "key 'coverage.sea_coastal_km': must be in [0, 500], got -5"),
+        ("peak_per_place = 0.5", "peak_per_place = 0.5\npeak_per_bed = 1", "key 'tourists.peak_per_bed': not a known"),
+        ("seasonal_amplitude = 0.8", "seasonal_amplitude = 2", "key 'tourists.seasonal_amplitude': must be in [0, 1]"),
+        ('"262" = 4', '"2620" = 4', "key 'tourists.networks': keys must be 3-digit MCC strings, got '2620'"),
+        ("per_segment = 0.3", "per_segment = -1", "key 'drivers.per_segment': must be in [0, 10], got -1"),
+        ("LBY = 0.15", "Libya = 0.15", "key 'workers.per_resident.Libya': expected a 3-letter country code"),
     ],
 )
 def test_a_bad_config_is_refused_in_one_line_naming_the_file_and_the_key(tmp_path, old, new, message):
@@ -93,6 +113,10 @@ def _channel_travel(cfg, travel):
         (lambda cfg: {"closures": (_closure(to_route="moon"),)}, "'zuwara': unknown to_route 'moon'"),
         (lambda cfg: _channel_travel(cfg, {"nowhere": "road"}), "routes.channel.travel: unknown segment 'nowhere'"),
         (lambda cfg: _channel_travel(cfg, {"calais_dover": "road"}), "mode 'road' cannot travel a sea segment"),
+        (
+            lambda cfg: {"tourists": cfg.tourists.model_copy(update={"places": {"Atlantis": 1.0}})},
+            "tourists.places: 'Atlantis' is not a catalogue place",
+        ),
     ],
 )
 def test_a_config_that_does_not_fit_the_catalogue_is_refused(catalogue, update, message):
