@@ -112,6 +112,21 @@ DENSITY_HOURLY = pa.schema(
     ]
 )
 
+# Silver: distinct devices per H3 cell x day at the series' resolution (settings.h3_res), split by the coarse group
+# of their home network (geo.networks.GROUPS: domestic, neighbouring, visitor, the migration-origin regions, other,
+# unknown). Suppressed where it is made: each row above min_devices, and its cell-day's published total in DENSITY
+# minus its published groups 0 or above min_devices (docs/privacy.md, "Aggregates by home-network group"). The
+# MCC itself never leaves bronze. Not written under differential privacy.
+DENSITY_BY_GROUP = pa.schema(
+    [
+        pa.field("cell", pa.int64(), nullable=False),
+        pa.field("res", pa.int32(), nullable=False),
+        pa.field("group", pa.string(), nullable=False),
+        pa.field("devices", pa.int64(), nullable=False),
+        pa.field("date", pa.date32(), nullable=False),
+    ]
+)
+
 # Silver: transitions between consecutive route segments within one device-day (the daily pseudonym),
 # counted as distinct devices and suppressed like density.
 FLOWS_SEGMENT = pa.schema(

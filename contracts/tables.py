@@ -44,6 +44,7 @@ QUARANTINE_FILES = Table("quarantine", "files", schemas.QUARANTINE_FILES, ("run_
 QUARANTINE_COUNTS = Table("quarantine", "counts", schemas.QUARANTINE_COUNTS, ("source",))
 DENSITY = Table("silver", "density", schemas.DENSITY, ("date", "res"))
 DENSITY_HOURLY = Table("silver", "density_hourly", schemas.DENSITY_HOURLY, ("date", "res"))
+DENSITY_BY_GROUP = Table("silver", "density_by_group", schemas.DENSITY_BY_GROUP, ("date",))
 FLOWS_SEGMENT = Table("silver", "flows_segment", schemas.FLOWS_SEGMENT, ("date",))
 FLOWS_CELL = Table("silver", "flows_cell", schemas.FLOWS_CELL, ("date",))
 SERIES = Table("gold", "series", schemas.SERIES, ("source",))
@@ -69,6 +70,7 @@ CATALOGUE: dict[str, Table] = {
         QUARANTINE_COUNTS,
         DENSITY,
         DENSITY_HOURLY,
+        DENSITY_BY_GROUP,
         FLOWS_SEGMENT,
         FLOWS_CELL,
         SERIES,

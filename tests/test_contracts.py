@@ -48,3 +48,22 @@ def test_the_published_forecast_carries_the_published_vocabulary_in_order():
 
 def test_the_catalogue_names_each_place_once():
     assert len({(t.layer, t.name) for t in tables.CATALOGUE.values()}) == len(tables.CATALOGUE)
+
+
+def test_the_home_network_never_leaves_bronze():
+    """The MCC is device-level: only raw input, bronze and quarantined pings may hold it (design.md)."""
+    import pyarrow as pa
+
+    from contracts import schemas
+
+    def holds_mcc(names) -> bool:
+        return any("mcc" in n.lower() for n in names)
+
+    declared = {
+        name for name, value in vars(schemas).items() if isinstance(value, pa.Schema) and holds_mcc(value.names)
+    }
+    assert declared == {"PINGS", "BRONZE_PINGS", "QUARANTINE_PINGS"}
+    catalogued = {t.key for t in tables.CATALOGUE.values() if holds_mcc(t.columns)}
+    assert catalogued == {"bronze/pings", "quarantine/pings"}
+    # What is counted instead: the coarse group, at one resolution, per cell and day.
+    assert tables.DENSITY_BY_GROUP.columns == ("cell", "res", "group", "devices", "date")

@@ -374,7 +374,7 @@ PIPELINE: tuple[Stage, ...] = (
     Stage(
         "aggregate",
         reads=(BRONZE,),
-        writes=(Data(tables.DENSITY),),
+        writes=(Data(tables.DENSITY), Data(tables.DENSITY_BY_GROUP)),
         reads_dates="window",
         writes_dates="window",
         work=_aggregate,
@@ -563,7 +563,8 @@ def describe_aggregate(c: aggregate.AggregateCounts | None, settings: JobSetting
     return (
         f"{c.aggregates:,} cell-days at res {','.join(map(str, settings.resolutions))}: {c.published:,} published, "
         f"{c.suppressed:,} suppressed (≤ {settings.min_devices} devices); "
-        f"{c.hourly_published:,} of {c.hourly_aggregates:,} cell-hours published"
+        f"{c.hourly_published:,} of {c.hourly_aggregates:,} cell-hours published; "
+        f"{c.group_published:,} of {c.group_aggregates:,} cell-day groups at res {settings.h3_res}"
     )
 
 

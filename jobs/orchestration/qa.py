@@ -15,7 +15,9 @@ ingest (``IngestCounts`` or ``TileCounts``)
 aggregate (``AggregateCounts``)
     ``cell_days`` (daily aggregates at every resolution), ``rows_published`` (of which published),
     ``dp_refused_dates``; ``share_suppressed`` = suppressed / cell_days; ``share_hourly_suppressed`` =
-    1 − hourly_published / hourly_aggregates.
+    1 − hourly_published / hourly_aggregates; where density by home-network group was made,
+    ``share_group_suppressed`` = 1 − group_published / group_aggregates and ``group_devices_unassigned`` (the day
+    totals' devices at h3_res minus their groups': 0 when every device is in exactly one group).
 flows (``FlowCounts``)
     ``device_days``, ``series_rows``, ``rows_published`` = segment + cell flows published; ``share_suppressed`` =
     (segment + cell suppressed) / (segment + cell transitions found).
@@ -91,6 +93,8 @@ VALUES: dict[str, dict[str, str]] = {
         "share_suppressed": "cell-days suppressed / cell-days",
         "share_hourly_suppressed": "cell-hours suppressed / cell-hours",
         "dp_refused_dates": "dates the privacy budget refused",
+        "share_group_suppressed": "cell-day groups suppressed / cell-day groups",
+        "group_devices_unassigned": "day totals' devices minus their groups' (0: the groups add up)",
         VS_PREVIOUS: "published cell-days / median of the previous run dates'",
     },
     "flows": {
@@ -325,11 +329,14 @@ def aggregate_values(counts: AggregateCounts) -> dict[str, float]:
         "rows_published": float(counts.published),
         "dp_refused_dates": float(len(counts.dp_refused)),
     }
+    if counts.group_aggregates:
+        values["group_devices_unassigned"] = float(counts.group_devices_unassigned)
     return _with_shares(
         values,
         {
             "share_suppressed": (counts.suppressed, counts.aggregates),
             "share_hourly_suppressed": (counts.hourly_aggregates - counts.hourly_published, counts.hourly_aggregates),
+            "share_group_suppressed": (counts.group_aggregates - counts.group_published, counts.group_aggregates),
         },
     )
 

@@ -29,6 +29,13 @@ Scopes
     ``scopes`` (an array of scope names per row) the rule is enforced within every scope at once; a row removed
     in one scope is removed from all.
 
+Totals by group
+    A table that splits published totals by group (silver ``density_by_group``: a cell-day's devices by home-network
+    group) nests in one way only: a total over its groups, which partition its devices. ``suppress_groups`` keeps
+    the group rows above ``min_devices`` and removes the smallest published group of every total whose remainder
+    (total − Σ published groups, exactly what its suppressed groups hold together) is in 1..min_devices;
+    ``group_remainders`` is the attack.
+
 ``differencing_remainders`` is the attack itself: the offending parents of a published table, for tests and for
 ``bench/differencing_attack.py``.
 """
@@ -326,3 +333,84 @@ def complementary_suppression(
         suppressed_daily=removed[False],
         suppressed_hourly=removed[True],
     )
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Totals split by group (silver density_by_group)
+
+GROUP_KEYS = ("cell", "res", "date")
+
+
+def group_remainders(groups: DataFrame, totals: DataFrame, min_devices: int) -> DataFrame:
+    """The subtraction attack on a table that splits published totals by group: every published total whose
+    remainder — its devices minus the sum of its published group rows — is in 1..``min_devices``.
+
+    ``groups`` has ``GROUP_KEYS``, ``group`` and ``devices``; ``totals`` ``GROUP_KEYS`` and ``devices`` (one row per
+    key). The groups of a total partition its devices (each device in one group), so the remainder is exactly what
+    its suppressed groups hold together. Returns ``GROUP_KEYS``, ``devices`` (the total), ``groups_devices``,
+    ``remainder`` and ``smallest``, struct(devices, group) of the smallest published group row (null if none).
+    Should be empty after ``suppress_groups``.
+    """
+    keys = list(GROUP_KEYS)
+    # min() of a struct orders by its fields in turn: fewest devices first, then the group's name (reproducible).
+    sums = groups.groupBy(*keys).agg(
+        F.sum("devices").alias("groups_devices"), F.min(F.struct("devices", "group")).alias("smallest")
+    )
+    joined = totals.select(*keys, "devices").join(sums, keys, "left")
+    remainder = (F.col("devices") - F.coalesce(F.col("groups_devices"), F.lit(0))).alias("remainder")
+    return joined.select(*keys, "devices", "groups_devices", remainder, "smallest").where(
+        revealing(F.col("remainder"), min_devices)
+    )
+
+
+@dataclass(frozen=True)
+class GroupSuppression:
+    """What suppression by group kept and how much complementary suppression removed."""
+
+    published: DataFrame  # the group rows that survive, with the input's columns (materialised)
+    rounds: int  # rounds that removed rows (0: primary suppression was enough)
+    suppressed: int  # rows above min_devices removed by complementary suppression
+
+
+def suppress_groups(
+    groups: DataFrame, totals: DataFrame, min_devices: int, *, max_rounds: int = MAX_ROUNDS
+) -> GroupSuppression:
+    """The publishable rows of a table that splits published totals by group.
+
+    ``groups`` (``GROUP_KEYS``, ``group``, ``devices``, unsuppressed) holds, per key, a partition of the devices of
+    ``totals`` (``GROUP_KEYS``, ``devices``: the totals as published). Primary suppression keeps the rows above
+    ``min_devices`` whose total is published; then each round finds the totals whose remainder (total − Σ published
+    groups) is in 1..``min_devices`` (``group_remainders``) and removes the smallest published group of each, until
+    a round finds none. Every published group holds more than ``min_devices`` devices, so one removal settles a
+    total: it takes one round when the groups partition the totals. Refuses a threshold below the floor; raises
+    ``SuppressionDidNotConverge`` after ``max_rounds`` rounds and ValueError when a published total is itself at or
+    below ``min_devices`` (suppress the totals first).
+    """
+    check_min_devices(min_devices)
+    keys = list(GROUP_KEYS)
+    frame = suppress_small_counts(groups, min_devices).join(totals.select(*keys), keys, "left_semi").localCheckpoint()
+    removed = 0
+    for done in range(max_rounds + 1):
+        offending = group_remainders(frame, totals, min_devices)
+        victims = offending.select(*keys, F.col("smallest.group").alias("group")).localCheckpoint()
+        tally = victims.agg(
+            F.count(F.lit(1)).alias("n"), F.count(F.when(F.col("group").isNull(), F.lit(1))).alias("stuck")
+        ).first()
+        if tally["stuck"]:
+            bad = victims.where(F.col("group").isNull()).first()
+            raise ValueError(
+                f"suppression by group: the published total of cell {bad['cell']} (res {bad['res']}, {bad['date']}) "
+                f"has {min_devices} devices or fewer; suppress the totals before their groups"
+            )
+        if not tally["n"]:
+            log.info("suppression by group: %d round(s), %d group rows removed", done, removed)
+            break
+        if done == max_rounds:
+            raise SuppressionDidNotConverge(
+                f"suppression by group did not converge in {max_rounds} rounds: {tally['n']} totals still offend "
+                f"(min_devices={min_devices}); do the groups partition the totals?"
+            )
+        log.info("suppression by group round %d: removing %d group rows", done + 1, tally["n"])
+        removed += tally["n"]
+        frame = frame.join(victims, [*keys, "group"], "left_anti").localCheckpoint()
+    return GroupSuppression(published=frame, rounds=done, suppressed=removed)

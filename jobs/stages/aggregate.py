@@ -20,6 +20,14 @@ Suppression
     differential-privacy noise (``jobs.privacy.noise``, charged to ``jobs.privacy.ledger``) is added to what
     survives.
 
+Home-network groups
+    ``count_by_group`` splits each cell-day's devices at the series' resolution (``h3_res``) by the coarse group of
+    their home network (``geo.networks``: the MCC's country and region, seen from the cell's country). A device
+    counts in one group per cell-day, so the groups partition the day's devices. ``suppress_groups`` publishes a
+    group row only above ``min_devices`` and under a published total, and then removes the smallest published group
+    of every cell-day whose total minus its published groups would leave 1..``min_devices`` devices. The MCC itself
+    is read from bronze here and never written. Under differential privacy the table is not made (docs/privacy.md).
+
 Baseline and anomaly (daily density)
     For each cell and day: the mean of the same weekday over the trailing 45 days (the six previous same
     weekdays), a day without a published row counting as 0, as the series do; ``excess`` = devices −
@@ -29,8 +37,9 @@ Baseline and anomaly (daily density)
 
 Transform and run
     ``transform`` (pings) and ``transform_tiles`` (provider tiles) plan a window's publishable density from bronze
-    rows: no reads, no writes, no ledger, no accounting; the only Spark actions they run are complementary
-    suppression's rounds, which its output depends on. Under differential privacy the output is not noised yet.
+    rows: no reads, no writes, no ledger, no accounting; the only Spark actions they run are the suppressions'
+    rounds (complementary, and by group), which their output depends on. Under differential privacy the output is
+    not noised yet.
     ``run`` and ``run_tiles`` read the window, call the transform, then under differential privacy charge each
     date's release to the ledger (``charge_releases``: after the transform is planned, before anything is
     written) and noise what was charged (``add_dp_noise``), add the baseline from silver history
@@ -51,6 +60,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
 from contracts import tables
+from geo.networks import UNKNOWN, cell_countries, home_networks, local_groups
 from geo.points import latlng_to_cells, parent_bits
 from jobs import lake
 from jobs.lake import read_table, write_checks
@@ -60,13 +70,15 @@ from jobs.privacy.noise import add_noise, apply_bound, fingerprint_params, finge
 from jobs.privacy.suppression import (
     DAILY,
     ComplementaryResult,
+    GroupSuppression,
     complementary_suppression,
     daily_part,
     hourly_part,
     stack_levels,
+    suppress_groups,
     suppress_small_counts,  # also imported from here by flows, the tests and bench/
 )
-from jobs.schemas import DENSITY
+from jobs.schemas import DENSITY, DENSITY_BY_GROUP
 from jobs.settings import RES_MIN, JobSettings
 
 # Same weekday over the trailing 45 days: the six previous same weekdays that fit in it (7..42 days back).
@@ -101,7 +113,8 @@ def ping_cell(res: int, finest: int) -> Column:
 
 
 def device_cells(pings: DataFrame, finest: int) -> DataFrame:
-    """One row per (device_id, date, hour, cell at ``finest``) with its ping count: what every table is made from.
+    """One row per (device_id, date, hour, cell at ``finest``) with its ping count and ``mcc`` (the smallest of its
+    pings'; null when none has one): what every table is made from.
 
     Also carries ``block``, the cell's parent at ``BLOCK_RES``, and is shuffled once by (date, block): every
     aggregate key (a cell at ``BLOCK_RES`` or finer, a date) then lies in one partition, and ``count_by_cell``
@@ -113,11 +126,12 @@ def device_cells(pings: DataFrame, finest: int) -> DataFrame:
         "date",
         F.hour("ts").alias("hour"),
         h3_cell(F.col("lat"), F.col("lon"), finest).alias("cell"),
+        "mcc",
     ).withColumn("block", parent_cell(F.col("cell"), BLOCK_RES))
     return (
         cells.repartition("date", "block")
         .groupBy("device_id", "date", "hour", "cell", "block")
-        .agg(F.count(F.lit(1)).alias("pings"))
+        .agg(F.count(F.lit(1)).alias("pings"), F.min("mcc").alias("mcc"))
     )
 
 
@@ -157,6 +171,59 @@ def count_by_cell(reduced: DataFrame, resolutions: tuple[int, ...], *, hourly: b
 def count_by_cell_day(pings: DataFrame, res: int) -> DataFrame:
     """Daily aggregates at one resolution (unsuppressed): the building block the tests look at directly."""
     return count_by_cell(device_cells(pings, res), (res,), hourly=False)
+
+
+def cell_country(cell: Column) -> Column:
+    """The country (Natural Earth ADM0_A3) of each H3 cell's centre (``geo.networks.cell_countries``), vectorised
+    per Arrow batch; meant for a frame of distinct cells, not for every row."""
+
+    @pandas_udf("string")
+    def _countries(cells: pd.Series) -> pd.Series:
+        return pd.Series(cell_countries(cells.to_numpy()), index=cells.index)
+
+    return _countries(cell)
+
+
+def network_groups(spark: SparkSession) -> tuple[DataFrame, DataFrame]:
+    """``geo.networks`` as two small frames to join: (mcc, regional) the group of each listed MCC, and
+    (country, mcc, local) where a place's country makes it ``domestic``, ``neighbouring`` or ``other``."""
+    regional = spark.createDataFrame(
+        [(n.mcc, n.group) for n in home_networks().values()], "mcc string, regional string"
+    )
+    local = spark.createDataFrame(local_groups(), "country string, mcc string, local string")
+    return regional, local
+
+
+def count_by_group(reduced: DataFrame, res: int) -> DataFrame:
+    """Distinct devices per (cell, res, date, group) at ``res`` — unsuppressed, so never written; the columns of
+    ``DENSITY_BY_GROUP``.
+
+    ``reduced`` comes from ``device_cells`` (with ``block`` and ``mcc``). A device counts once per cell-day, in the
+    group of its smallest MCC there (``geo.networks.classify`` seen from the cell's country), so a cell-day's groups
+    add up to its devices. The MCC is counted per cell-day first and grouped after, so countries are looked up per
+    distinct cell and groups per distinct (cell, MCC); it does not leave this function.
+    """
+    per_device = (
+        # At the cells' own resolution parent_cell is the identity.
+        reduced.select("device_id", "date", "block", parent_cell(F.col("cell"), res).alias("cell"), "mcc")
+        .groupBy("cell", "date", "block", "device_id")
+        .agg(F.min("mcc").alias("mcc"))
+    )
+    per_mcc = per_device.groupBy("cell", "date", "block", "mcc").agg(F.count(F.lit(1)).alias("devices")).drop("block")
+    # One partition: the country outlines are read once per Arrow batch of distinct cells, not once per partition.
+    countries = (
+        per_mcc.select("cell").distinct().coalesce(1).select("cell", cell_country(F.col("cell")).alias("country"))
+    )
+    regional, local = network_groups(reduced.sparkSession)
+    group = F.coalesce(F.col("local"), F.col("regional"), F.lit(UNKNOWN))
+    return (
+        per_mcc.join(F.broadcast(countries), "cell")
+        .join(F.broadcast(local), ["country", "mcc"], "left")
+        .join(F.broadcast(regional), "mcc", "left")
+        .groupBy("cell", "date", group.alias("group"))
+        .agg(F.sum("devices").alias("devices"))
+        .select("cell", F.lit(res).alias("res"), "group", "devices", "date")
+    )
 
 
 def suppress_density(
@@ -241,6 +308,12 @@ class AggregateCounts:
     complementary_suppressed: int = 0  # daily aggregates above min_devices removed by complementary suppression
     hourly_complementary_suppressed: int = 0
     complementary_rounds: int = 0  # rounds complementary suppression took (0: primary alone was enough)
+    # density_by_group, at h3_res (all 0 when it is not made: tiles input, differential privacy)
+    group_aggregates: int = 0  # (cell, day, group) rows before suppression
+    group_published: int = 0  # of which published (both suppressions)
+    group_complementary_suppressed: int = 0  # rows above min_devices removed so that no total reveals its remainder
+    group_rounds: int = 0
+    group_devices_unassigned: int = 0  # the day totals' devices at h3_res minus their groups': 0 when groups add up
 
 
 @dataclass(frozen=True)
@@ -251,6 +324,8 @@ class Density:
     is None without ``settings.hourly``); under differential privacy they are not noised yet. ``aggregates`` and
     ``hourly_aggregates`` are every aggregate before suppression, for the row accounting only: never written.
     ``complementary`` is what complementary suppression removed; ``cached`` the frames held in Spark's cache.
+    ``groups`` (``DENSITY_BY_GROUP`` rows, publishable), ``group_aggregates`` (before suppression, never written)
+    and ``group_suppression`` are None when the table is not made (tiles input, differential privacy).
     """
 
     daily: DataFrame
@@ -259,6 +334,13 @@ class Density:
     hourly_aggregates: DataFrame | None
     complementary: ComplementaryResult
     cached: tuple[DataFrame, ...] = ()
+    group_aggregates: DataFrame | None = None
+    group_suppression: GroupSuppression | None = None
+
+    @property
+    def groups(self) -> DataFrame | None:
+        """The publishable rows of silver ``density_by_group`` (None when it is not made)."""
+        return None if self.group_suppression is None else self.group_suppression.published
 
     def unpersist(self) -> None:
         """Free what the transform cached (once the output is written and counted)."""
@@ -268,7 +350,8 @@ class Density:
 
 def transform(pings: DataFrame, settings: JobSettings) -> Density:
     """Bronze pings of a window (``BRONZE_PINGS`` rows) → its publishable daily and hourly density at every
-    resolution of ``settings``.
+    resolution of ``settings``, and (without differential privacy) the day's devices by home-network group at
+    ``h3_res``, suppressed against the published day totals (``suppress_groups``).
 
     Under differential privacy each person-day's rows are bounded first (``jobs.privacy.noise.bound_contributions``)
     and everything is counted from the bounded rows; which rows may be published is decided on these true (bounded)
@@ -290,7 +373,14 @@ def transform(pings: DataFrame, settings: JobSettings) -> Density:
         daily, hourly, settings.min_devices, resolutions, keep_res=settings.h3_res
     )
     cached = (reduced, daily) if hourly is None else (reduced, daily, hourly)
-    return Density(daily_out, hourly_out, daily, hourly, secondary, cached)
+    if dp_on:
+        # No share of the release's epsilon is planned for the groups, and noising them would spread the budget
+        # thinner over every table: not made under DP (docs/privacy.md).
+        return Density(daily_out, hourly_out, daily, hourly, secondary, cached)
+    groups = count_by_group(reduced, settings.h3_res).cache()
+    totals = daily_out.where(F.col("res") == F.lit(settings.h3_res))
+    by_group = suppress_groups(groups, totals, settings.min_devices)
+    return Density(daily_out, hourly_out, daily, hourly, secondary, (*cached, groups), groups, by_group)
 
 
 def release_queries(settings: JobSettings) -> dict[str, Query]:
@@ -401,6 +491,16 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt
                 replace={"date": dates},
                 one_file_per_partition=True,
             )
+        # Under DP there are no groups: the dates' partitions are emptied, so no unnoised split of a noised total
+        # stays from an earlier run without DP.
+        groups_out = density.groups if density.groups is not None else spark.createDataFrame([], DENSITY_BY_GROUP)
+        lake.write(
+            settings,
+            tables.DENSITY_BY_GROUP,
+            groups_out.where(F.col("date").isin(dates)),
+            replace={"date": dates},
+            one_file_per_partition=True,
+        )
         result = _counts(density, settings, pings_in=pings.count() if dp_on else None, refused=refused)
     finally:
         # Also when the run fails: Spark's cache is keyed by plan, and a stale entry would answer the next run over
@@ -417,6 +517,7 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt
             **{k: v for k, v in asdict(result).items() if k != "dp_refused"},
             "dp_refused_dates": len(refused),
             "dp_epsilon": settings.dp_epsilon if dp_on else 0.0,
+            "groups_written": float(density.groups is not None),
             "dates": len(dates),
             "h3_res": settings.h3_res,
             "resolutions": len(settings.resolutions),
@@ -447,6 +548,7 @@ def _counts(
     )
     secondary = density.complementary
     published = by_res["published"] - secondary.suppressed_daily
+    groups = _group_counts(density, settings)
     return AggregateCounts(
         pings_in=by_res["pings"] if pings_in is None else pings_in,
         aggregates=by_res["aggregates"],
@@ -458,7 +560,25 @@ def _counts(
         complementary_suppressed=secondary.suppressed_daily,
         hourly_complementary_suppressed=secondary.suppressed_hourly,
         complementary_rounds=secondary.rounds,
+        **groups,
     )
+
+
+def _group_counts(density: Density, settings: JobSettings) -> dict[str, int]:
+    """The row accounting of the groups (three Spark actions), as ``AggregateCounts`` fields; {} without groups."""
+    if density.group_aggregates is None or density.group_suppression is None:
+        return {}
+    rows = density.group_aggregates.agg(
+        F.count(F.lit(1)).alias("n"), F.coalesce(F.sum("devices"), F.lit(0)).alias("devices")
+    ).first()
+    totals = density.aggregates.where(F.col("res") == F.lit(settings.h3_res)).agg(F.sum("devices")).first()[0]
+    return {
+        "group_aggregates": rows["n"],
+        "group_published": density.group_suppression.published.count(),
+        "group_complementary_suppressed": density.group_suppression.suppressed,
+        "group_rounds": density.group_suppression.rounds,
+        "group_devices_unassigned": (totals or 0) - rows["devices"],
+    }
 
 
 def _tally(aggregates: DataFrame, min_devices: int, pings_at: int | None = None) -> dict[str, int]:

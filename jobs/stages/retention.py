@@ -19,7 +19,9 @@ data at rest"):
 The cut-off is the first day of the default window of a nightly run (run date − retention + 1), so that window is
 kept; the stage runs after every stage that reads device-level data (ingest, aggregate, flows), so a longer first
 run (``--since``) is aggregated first. Not device-level, so not purged here: quarantined files (names and reasons),
-density tiles and their quarantine (counts from providers), the simulator's per-segment and per-crossing counts.
+density tiles and their quarantine (counts from providers), the simulator's per-segment and per-crossing counts, and
+silver (``density_by_group`` included: suppressed counts per coarse home-network group; the MCC stays in bronze and
+goes with it).
 
 What is due is decided apart from the deleting: :func:`cutoff_date` (the window's first day), :func:`file_fate` (what
 happens to one file, given the dates of its rows) and :func:`stale_folders` (which scratch folders are idle) read

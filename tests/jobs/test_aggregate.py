@@ -6,6 +6,7 @@ from pathlib import Path
 import h3
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
@@ -14,11 +15,12 @@ from pydantic import SecretStr
 from pyspark.sql import functions as F
 
 from contracts import tables
+from geo.networks import GROUPS
 from geo.points import cells_to_parents
 from jobs.lake import read_checks, read_table, write_partitions
 from jobs.privacy.ledger import Charge, PrivacyLedger
 from jobs.privacy.mechanisms import ContributionBound, plan_release
-from jobs.schemas import BRONZE_PINGS, BRONZE_TILES, DENSITY, DENSITY_HOURLY
+from jobs.schemas import BRONZE_PINGS, BRONZE_TILES, DENSITY, DENSITY_BY_GROUP, DENSITY_HOURLY
 from jobs.stages import aggregate
 
 DAY = dt.date(2025, 3, 10)
@@ -110,6 +112,8 @@ def test_run_writes_every_resolution_daily_and_hourly_suppressed_and_accounts(sp
         suppressed=n_res,
         hourly_aggregates=2 * n_res,
         hourly_published=n_res,
+        group_aggregates=2,  # no MCC: each place's devices are one "unknown" group at h3_res
+        group_published=1,
     )
     silver = read_table(spark, settings.lake(tables.DENSITY), DENSITY).collect()
     # pings are counted (pings_in) but not published
@@ -371,3 +375,78 @@ def test_the_ledger_is_charged_before_anything_is_written(spark, settings, monke
         aggregate.run(spark, dp, DAY)
     for table in (tables.DENSITY, tables.DENSITY_HOURLY, tables.QA_CHECKS):
         assert not dp.lake(table).exists()
+
+
+# Places in Libya (Tripoli, Sabha, Kufra) and Niger (Agadez), far apart.
+TRIPOLI, KUFRA = (32.8872, 13.1913), (24.1833, 23.2833)
+
+
+def _bronze_networks(spark, places: dict[tuple[float, float], dict[str | None, int]], day: dt.date = DAY):
+    """One ping at 08:00 per device; ``places`` maps (lat, lon) to devices per MCC (None: no MCC)."""
+    t = dt.datetime.combine(day, T.time())
+    rows = [
+        (f"{lat}-{mcc}-{i}", t, lat, lon, None, mcc, day)
+        for (lat, lon), split in places.items()
+        for mcc, n in split.items()
+        for i in range(n)
+    ]
+    return spark.createDataFrame(rows, BRONZE_PINGS)
+
+
+NETWORK_PLACES = {
+    # 60 in Tripoli: 25 Libyan, 20 German, 10 Ethiopian, 5 without MCC. The 10 and 5 go (primary); 60 - 45 = 15
+    # would give them together, so the 20 goes too.
+    TRIPOLI: {"606": 25, "262": 20, "636": 10, None: 5},
+    # 40 in Sabha: 20 Libyan, 12 German, 8 Ethiopian: the 12 and the 8 go; 40 - 20 = 20 reveals nothing more.
+    SABHA: {"606": 20, "262": 12, "636": 8},
+    # 57 in Kufra: 25 Libyan, 16 Tunisian (a neighbour), 10 Ethiopian, 6 without: 57 - 41 = 16, both kept.
+    KUFRA: {"606": 25, "605": 16, "636": 10, None: 6},
+    # 38 in Agadez (Niger): 20 Libyan (a neighbour there), 18 Moroccan (North Africa seen from Niger).
+    AGADEZ: {"606": 20, "604": 18},
+}
+
+
+def _cell(place: tuple[float, float], res: int = 7) -> int:
+    """The place's cell at ``res`` as the lake has it: the parent of its cell at the finest resolution (9)."""
+    return h3.str_to_int(h3.cell_to_parent(h3.latlng_to_cell(*place, 9), res))
+
+
+def test_run_writes_devices_by_home_network_group_suppressed_against_the_day_totals(spark, settings):
+    write_partitions(_bronze_networks(spark, NETWORK_PLACES), settings.lake(tables.BRONZE_PINGS), ["date"])
+    result = aggregate.run(spark, settings, DAY)
+    got = read_table(spark, settings.lake(tables.DENSITY_BY_GROUP), DENSITY_BY_GROUP).collect()
+    assert sorted((r.cell, r.res, r.group, r.devices, r.date) for r in got) == sorted(
+        [
+            (_cell(TRIPOLI), 7, "domestic", 25, DAY),
+            (_cell(SABHA), 7, "domestic", 20, DAY),
+            (_cell(KUFRA), 7, "domestic", 25, DAY),
+            (_cell(KUFRA), 7, "neighbouring", 16, DAY),
+            (_cell(AGADEZ), 7, "neighbouring", 20, DAY),
+            (_cell(AGADEZ), 7, "north_africa", 18, DAY),
+        ]
+    )
+    # Before suppression: Tripoli 4 groups, Sabha 3, Kufra 4, Agadez 2; published 6; one row (Tripoli's 20 German
+    # phones) removed by complementary suppression, in one round.
+    assert (result.group_aggregates, result.group_published) == (13, 6)
+    assert (result.group_complementary_suppressed, result.group_rounds) == (1, 1)
+    assert result.group_devices_unassigned == 0  # each day total is exactly the sum of its groups
+    density = {r.cell: r.devices for r in read_table(spark, settings.lake(tables.DENSITY), DENSITY).collect()}
+    assert [density[_cell(p)] for p in NETWORK_PLACES] == [60, 40, 57, 38]
+    checks = read_checks(spark, settings.lake(tables.QA_CHECKS), DAY, "aggregate")
+    assert (checks["group_aggregates"], checks["group_published"], checks["groups_written"]) == (13, 6, 1)
+    # The MCC stays in bronze: no silver table has the column, and no group value is a code.
+    for table in (tables.DENSITY, tables.DENSITY_HOURLY, tables.DENSITY_BY_GROUP):
+        files = list(settings.lake(table).rglob("*.parquet"))
+        assert files and all("mcc" not in pq.read_schema(f).names for f in files)
+    assert {r.group for r in got} <= set(GROUPS)
+
+
+def test_under_differential_privacy_the_groups_are_not_written_and_earlier_ones_go(spark, settings):
+    write_partitions(_bronze_networks(spark, NETWORK_PLACES), settings.lake(tables.BRONZE_PINGS), ["date"])
+    aggregate.run(spark, settings, DAY)
+    assert read_table(spark, settings.lake(tables.DENSITY_BY_GROUP), DENSITY_BY_GROUP).count() == 6
+    dp = _dp(settings)
+    result = aggregate.run(spark, dp, DAY)
+    assert result.dp_refused == () and result.group_aggregates == 0
+    assert read_table(spark, dp.lake(tables.DENSITY_BY_GROUP), DENSITY_BY_GROUP).count() == 0
+    assert read_checks(spark, dp.lake(tables.QA_CHECKS), DAY, "aggregate")["groups_written"] == 0

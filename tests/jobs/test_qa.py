@@ -161,6 +161,12 @@ def test_aggregate_values():
     }
     no_hourly = AggregateCounts(pings_in=10, aggregates=4, published=1, suppressed=3)
     assert "share_hourly_suppressed" not in qa.stage_values("aggregate", no_hourly)
+    groups = AggregateCounts(
+        pings_in=10, aggregates=4, published=1, suppressed=3, group_aggregates=8, group_published=2
+    )
+    values = qa.stage_values("aggregate", groups)
+    assert (values["share_group_suppressed"], values["group_devices_unassigned"]) == (0.75, 0.0)
+    assert "share_group_suppressed" not in qa.stage_values("aggregate", no_hourly)  # no groups made
 
 
 def test_flow_and_series_values():

@@ -7,6 +7,7 @@ shares no code with ``jobs.privacy.suppression`` (H3 parents by geo's numpy bit 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import h3
 import numpy as np
@@ -21,6 +22,7 @@ from rich.console import Console
 
 from contracts import tables
 from contracts.privacy import MIN_DEVICES_FLOOR
+from geo.networks import GROUPS
 from geo.points import cells_to_parents
 from jobs.lake import read_table
 from jobs.orchestration.pipeline import nightly
@@ -29,10 +31,12 @@ from jobs.privacy.suppression import (
     SuppressionDidNotConverge,
     complementary_suppression,
     differencing_remainders,
+    group_remainders,
     stack_levels,
+    suppress_groups,
     suppress_small_counts,
 )
-from jobs.schemas import BRONZE_PINGS, DENSITY, DENSITY_HOURLY
+from jobs.schemas import BRONZE_PINGS, DENSITY, DENSITY_BY_GROUP, DENSITY_HOURLY
 from jobs.settings import JobSettings
 from jobs.stages import aggregate
 from tests.synth import SynthConfig, generate_pings
@@ -305,6 +309,13 @@ def test_primary_suppression_alone_leaves_remainders_that_the_attack_finds(spark
 END = dt.date(2025, 6, 30)
 
 
+def at_h3_cells(cells: pd.DataFrame, res: int):
+    """((route, segment, date), [its cells at ``res``]) of a release's cells."""
+    at_res = cells[cells["res"] == res]
+    for key, part in at_res.groupby(["route_id", "segment_id", "date"]):
+        yield key, list(part["cell"])
+
+
 def _release_cells(release) -> pd.DataFrame:
     cells = pd.read_parquet(release / "cells.parquet")
     return cells.assign(
@@ -340,6 +351,18 @@ def test_the_subtraction_attack_finds_nothing_in_a_release_or_in_silver(spark, s
     assert differencing_remainders(silver, k).count() == 0
     assert offenders(silver.toPandas(), k).empty
 
+    # Silver by home-network group: no published day total at h3_res minus its published groups leaves 1..k, and
+    # over each segment's cells neither (the series are sums of those cells).
+    groups = read_table(spark, settings.lake(tables.DENSITY_BY_GROUP), DENSITY_BY_GROUP).toPandas()
+    totals = daily.where(F.col("res") == settings.h3_res).select("cell", "date", "devices").toPandas()
+    assert report.aggregate.group_published == len(groups) > 0 and (groups["devices"] > k).all()
+    assert report.aggregate.group_devices_unassigned == 0
+    by_cell = totals.set_index(["cell", "date"])["devices"] - groups.groupby(["cell", "date"])["devices"].sum()
+    remainders = by_cell.fillna(totals.set_index(["cell", "date"])["devices"])
+    assert not remainders.between(1, k).any()
+    for (_route, segment_id, day), part in at_h3_cells(cells, settings.h3_res):
+        assert recovered(totals[totals.date == day], groups[groups.date == day], k, part) is None, (segment_id, day)
+
     # The series: a segment is the sum of its published cells at h3_res, a route of its segments, all of the routes.
     history = pd.read_parquet(report.release.path / "history.parquet")
     history["ds"] = pd.to_datetime(history["ds"]).dt.date
@@ -352,3 +375,172 @@ def test_the_subtraction_attack_finds_nothing_in_a_release_or_in_silver(spark, s
         for day in sorted(set(at_h3["date"])):
             segments = sum(y.get((f"segment:{route.id}/{s.id}", day), 0.0) for s in route.segments)
             assert y[(f"route:{route.id}", day)] == segments
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Totals by home-network group (silver density_by_group)
+
+GROUP_SCHEMA = "cell long, res int, `group` string, devices long, date date"
+TOTAL_SCHEMA = "cell long, res int, date date, devices long"
+
+
+def _groups(spark, cells: dict[int, dict[str, int]], k: int = K):
+    """(groups, totals) frames: per cell, its groups' devices; the total (their sum) published when above k, as
+    suppress_density publishes a day at h3_res."""
+    groups = [(c, 7, g, n, DAY) for c, split in cells.items() for g, n in split.items() if n > 0]
+    totals = [(c, 7, DAY, sum(split.values())) for c, split in cells.items() if sum(split.values()) > k]
+    return spark.createDataFrame(groups, GROUP_SCHEMA), spark.createDataFrame(totals, TOTAL_SCHEMA)
+
+
+def expected_groups(cells: dict[int, dict[str, int]], k: int) -> set[tuple[int, str, int]]:
+    """The reference: keep groups above k under a total above k; where the total minus them is in 1..k, drop the
+    smallest kept group (fewest devices, then name). One drop settles it: every kept group holds more than k."""
+    out = set()
+    for cell, split in cells.items():
+        total = sum(split.values())
+        if total <= k:
+            continue
+        kept = sorted((n, g) for g, n in split.items() if n > k)
+        if kept and 1 <= total - sum(n for n, _ in kept) <= k:
+            kept = kept[1:]
+        out |= {(cell, g, n) for n, g in kept}
+    return out
+
+
+def _published_groups(result) -> set[tuple[int, str, int]]:
+    return {(r.cell, r.group, r.devices) for r in result.published.collect()}
+
+
+@pytest.mark.parametrize(
+    ("split", "kept", "rounds"),
+    [
+        # 40 = 20 + 12 + 8: the 12 and the 8 go (primary); 40 - 20 = 20 > 15 reveals nothing more.
+        ({"domestic": 20, "visitor": 12, "east_africa": 8}, {("domestic", 20)}, 0),
+        # 60 = 25 + 20 + 10 + 5: 60 - (25 + 20) = 15 would give the 10 and the 5 together; the 20 goes, then 35.
+        ({"domestic": 25, "visitor": 20, "east_africa": 10, "unknown": 5}, {("domestic", 25)}, 1),
+        # 57 = 25 + 16 + 10 + 6: 57 - 41 = 16 > 15, both kept.
+        (
+            {"domestic": 25, "neighbouring": 16, "east_africa": 10, "unknown": 6},
+            {("domestic", 25), ("neighbouring", 16)},
+            0,
+        ),
+        # 40 = 20 + 20: ties go by name; 40 - 40 = 0.
+        ({"visitor": 20, "other": 20}, {("visitor", 20), ("other", 20)}, 0),
+        # 35 = 20 + 15: 35 - 20 = 15, and the only published group goes: nothing of the split is published.
+        ({"visitor": 20, "other": 15}, set(), 1),
+        # 30 = 16 + 14 with the total at 30: 30 - 16 = 14; the 16 goes.
+        ({"domestic": 16, "north_africa": 14}, set(), 1),
+    ],
+)
+def test_a_total_and_its_groups(spark, split, kept, rounds):
+    cell = h3.str_to_int(A1)
+    result = suppress_groups(*_groups(spark, {cell: split}), K)
+    assert _published_groups(result) == {(cell, g, n) for g, n in kept}
+    assert result.rounds == rounds
+    assert result.suppressed == len([n for n in split.values() if n > K]) - len(kept)
+
+
+def test_groups_of_an_unpublished_total_are_not_published(spark):
+    cell = h3.str_to_int(A1)
+    groups = spark.createDataFrame([(cell, 7, "domestic", 20, DAY)], GROUP_SCHEMA)
+    no_totals = spark.createDataFrame([], TOTAL_SCHEMA)
+    assert suppress_groups(groups, no_totals, K).published.count() == 0
+
+
+def test_a_published_total_at_or_below_the_threshold_is_refused(spark):
+    cell = h3.str_to_int(A1)
+    groups = spark.createDataFrame([(cell, 7, "domestic", 20, DAY)], GROUP_SCHEMA)
+    totals = spark.createDataFrame([(cell, 7, DAY, 30), (h3.str_to_int(A2), 7, DAY, 12)], TOTAL_SCHEMA)
+    with pytest.raises(ValueError, match="has 15 devices or fewer"):
+        suppress_groups(groups, totals, K)
+
+
+def test_group_suppression_that_needs_more_rounds_than_allowed_stops_with_a_clear_error(spark):
+    cell = h3.str_to_int(A1)
+    groups, totals = _groups(spark, {cell: {"visitor": 20, "other": 15}})
+    with pytest.raises(SuppressionDidNotConverge, match="did not converge in 0 rounds"):
+        suppress_groups(groups, totals, K, max_rounds=0)
+    with pytest.raises(ValueError, match="privacy floor"):
+        suppress_groups(groups, totals, 14)
+
+
+@hsettings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    splits=st.lists(
+        st.dictionaries(st.sampled_from(sorted(GROUPS)), st.integers(min_value=1, max_value=45), max_size=5),
+        min_size=1,
+        max_size=6,
+    ),
+    k=st.integers(min_value=15, max_value=25),
+)
+def test_no_published_total_minus_its_published_groups_leaves_1_to_k_devices(spark, splits, k):
+    cells = {h3.str_to_int(c): split for c, split in zip(sorted(h3.cell_to_children(A, 7)), splits, strict=False)}
+    groups, totals = _groups(spark, cells, k)
+    result = suppress_groups(groups, totals, k)
+    published = _published_groups(result)
+    assert published == expected_groups(cells, k)
+    for cell, split in cells.items():
+        total = sum(split.values())
+        mine = [n for c, _, n in published if c == cell]
+        assert all(n > k for n in mine)
+        if total > k:  # a published total
+            assert not 1 <= total - sum(mine) <= k
+        else:
+            assert mine == []
+    assert result.rounds <= 1
+    assert group_remainders(result.published, totals, k).count() == 0
+
+
+def _pings_by_network(places: dict[tuple[float, float], dict[str | None, int]]) -> list[tuple]:
+    """One ping at 08:00 per device; ``places`` maps (lat, lon) to devices per MCC (None: no MCC)."""
+    rows = []
+    for p, (place, split) in enumerate(places.items()):
+        for mcc, n in split.items():
+            for i in range(n):
+                rows.append((f"{p}-{mcc}-{i}", T, *place, None, mcc, DAY))
+    return rows
+
+
+def recovered(totals: pd.DataFrame, groups: pd.DataFrame, k: int, cells: list[int] | None = None) -> int | None:
+    """The attack: the devices of ``cells`` (default: all) minus their published groups, if it is 1..k — a
+    suppressed group's count, or a bound on it — else None. ``totals``: cell, devices; ``groups``: cell, devices."""
+    cells = list(totals["cell"]) if cells is None else cells
+    remainder = int(totals[totals.cell.isin(cells)].devices.sum() - groups[groups.cell.isin(cells)].devices.sum())
+    return remainder if 1 <= remainder <= k else None
+
+
+def test_subtracting_published_groups_recovers_nothing_by_cell_or_over_a_segment(spark, settings):
+    # Three res-7 cells near Sabha (Libya), the cells of a segment. In the first, 25 Libyan phones and 15 German
+    # ones: under primary suppression alone its total minus the 25 gives the 15 exactly, and so does the segment's
+    # total minus every published group. The other cells split without anything to hide.
+    a1, a2, a3 = (h3.cell_to_latlng(c) for c in (A1, A2, A3))
+    places = {a1: {"606": 25, "262": 15}, a2: {"606": 30, "605": 20}, a3: {"606": 30}}
+    density = aggregate.transform(spark.createDataFrame(_pings_by_network(places), BRONZE_PINGS), settings)
+    try:
+        totals = density.daily.where(F.col("res") == settings.h3_res).select("cell", "devices").toPandas()
+        primary = suppress_small_counts(density.group_aggregates, K).toPandas()
+        published = density.groups.toPandas()
+        aggregates = density.group_aggregates.toPandas()
+    finally:
+        density.unpersist()
+    cells = [h3.str_to_int(c) for c in (A1, A2, A3)]
+    assert sorted(totals.devices) == [30, 40, 50]
+    assert sorted(zip(aggregates.group, aggregates.devices, strict=True)) == [
+        ("domestic", 25),
+        ("domestic", 30),
+        ("domestic", 30),
+        ("neighbouring", 20),
+        ("visitor", 15),
+    ]
+    # The attack works on what primary suppression alone would publish: by cell and over the segment.
+    assert recovered(totals, primary, K, cells[:1]) == 15
+    assert recovered(totals, primary, K) == 15
+    # Published: the first cell's 25 went too; every subset of the segment's cells leaves 0 or more than 15.
+    assert sorted(zip(published.group, published.devices, strict=True)) == [
+        ("domestic", 30),
+        ("domestic", 30),
+        ("neighbouring", 20),
+    ]
+    for n in range(1, len(cells) + 1):
+        for subset in itertools.combinations(cells, n):
+            assert recovered(totals, published, K, list(subset)) is None, subset
