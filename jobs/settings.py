@@ -179,7 +179,8 @@ class JobSettings(BaseSettings):
 
     @cached_property
     def truth_dir(self) -> Path:
-        """Where the simulator writes its ground truth: ``var/truth/{segment_people,arrivals,journeys}``."""
+        """Where the simulator writes its ground truth: ``var/truth/{segment_people, arrivals, journeys, departures,
+        segment_phones}``."""
         return self.var_dir / "truth"
 
     @cached_property
