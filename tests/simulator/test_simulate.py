@@ -313,7 +313,7 @@ def test_density_from_the_pipeline_tracks_the_simulated_truth(spark, tmp_path: P
     fit = truth_correlation(spark, settings, report.end).set_index("route_id")
     assert set(fit.index) == set(catalogue.route_ids())
     assert (fit["days"] == report.days).all()
-    # Measured at seed 20250601 (docs/simulator.md; with issue 19's phones and foreign-network background):
+    # Measured at seed 20250601 (docs/simulator.md; phones per person, local SIMs, foreign-network background):
     # Channel 0.79; Western African 0.75, Eastern Med 0.61, Central Med 0.56, Western Balkans 0.54, Western Med
     # 0.52; Eastern Borders 0.17 (small flows, mostly in suppressed cells).
     assert fit.loc["channel", "pearson_r"] > 0.7, fit
