@@ -33,8 +33,8 @@ Totals by group
     A table that splits published totals by group (silver ``density_by_group``: a cell-day's devices by home-network
     group) nests in one way only: a total over its groups, which partition its devices. ``suppress_groups`` keeps
     the group rows above ``min_devices`` and removes the smallest published group of every total whose remainder
-    (total − Σ published groups, exactly what its suppressed groups hold together) is in 1..min_devices;
-    ``group_remainders`` is the attack.
+    (total − Σ published groups, exactly what its suppressed groups hold together) is in 1..min_devices, in one
+    pass; ``group_remainders`` is the attack.
 
 ``differencing_remainders`` is the attack itself: the offending parents of a published table, for tests and for
 ``bench/differencing_attack.py``.
@@ -46,7 +46,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from contracts.privacy import MIN_DEVICES_FLOOR
@@ -365,52 +365,55 @@ def group_remainders(groups: DataFrame, totals: DataFrame, min_devices: int) -> 
 
 @dataclass(frozen=True)
 class GroupSuppression:
-    """What suppression by group kept and how much complementary suppression removed."""
+    """Suppression by group as a plan: every group row above ``min_devices`` under a published total, ``_removed``
+    where complementary suppression takes it out. ``published`` and ``removed`` are views of it."""
 
-    published: DataFrame  # the group rows that survive, with the input's columns (materialised)
-    rounds: int  # rounds that removed rows (0: primary suppression was enough)
-    suppressed: int  # rows above min_devices removed by complementary suppression
+    marked: DataFrame
+
+    @property
+    def published(self) -> DataFrame:
+        """The group rows that survive, with the input's columns."""
+        return self.marked.where(~F.col("_removed")).drop("_removed")
+
+    @property
+    def removed(self) -> DataFrame:
+        """The rows above ``min_devices`` that complementary suppression removed, with the input's columns."""
+        return self.marked.where(F.col("_removed")).drop("_removed")
+
+    def tally(self) -> tuple[int, int]:
+        """(published, removed by complementary suppression): one Spark action."""
+        row = self.marked.agg(
+            F.count(F.when(~F.col("_removed"), F.lit(1))).alias("published"),
+            F.count(F.when(F.col("_removed"), F.lit(1))).alias("removed"),
+        ).first()
+        return row["published"], row["removed"]
+
+    @property
+    def suppressed(self) -> int:
+        """How many rows above ``min_devices`` complementary suppression removed (one Spark action)."""
+        return self.tally()[1]
 
 
-def suppress_groups(
-    groups: DataFrame, totals: DataFrame, min_devices: int, *, max_rounds: int = MAX_ROUNDS
-) -> GroupSuppression:
-    """The publishable rows of a table that splits published totals by group.
+def suppress_groups(groups: DataFrame, totals: DataFrame, min_devices: int) -> GroupSuppression:
+    """The publishable rows of a table that splits published totals by group: a plan, no Spark action.
 
     ``groups`` (``GROUP_KEYS``, ``group``, ``devices``, unsuppressed) holds, per key, a partition of the devices of
-    ``totals`` (``GROUP_KEYS``, ``devices``: the totals as published). Primary suppression keeps the rows above
-    ``min_devices`` whose total is published; then each round finds the totals whose remainder (total − Σ published
-    groups) is in 1..``min_devices`` (``group_remainders``) and removes the smallest published group of each, until
-    a round finds none. Every published group holds more than ``min_devices`` devices, so one removal settles a
-    total: it takes one round when the groups partition the totals. Refuses a threshold below the floor; raises
-    ``SuppressionDidNotConverge`` after ``max_rounds`` rounds and ValueError when a published total is itself at or
-    below ``min_devices`` (suppress the totals first).
+    ``totals`` (``GROUP_KEYS``, ``devices``: the totals as published, each above ``min_devices``). Primary
+    suppression keeps the rows above ``min_devices`` whose total is published; then, where a total's remainder
+    (total − Σ kept groups, exactly what its suppressed groups hold together) is in 1..``min_devices``, its smallest
+    kept group goes (fewest devices, then the group's name). One pass settles every total: the group removed holds
+    more than ``min_devices`` devices, so the new remainder is above ``min_devices``, and no other total changes.
+    ``group_remainders`` is the attack that checks it. Refuses a threshold below the floor.
     """
     check_min_devices(min_devices)
     keys = list(GROUP_KEYS)
-    frame = suppress_small_counts(groups, min_devices).join(totals.select(*keys), keys, "left_semi").localCheckpoint()
-    removed = 0
-    for done in range(max_rounds + 1):
-        offending = group_remainders(frame, totals, min_devices)
-        victims = offending.select(*keys, F.col("smallest.group").alias("group")).localCheckpoint()
-        tally = victims.agg(
-            F.count(F.lit(1)).alias("n"), F.count(F.when(F.col("group").isNull(), F.lit(1))).alias("stuck")
-        ).first()
-        if tally["stuck"]:
-            bad = victims.where(F.col("group").isNull()).first()
-            raise ValueError(
-                f"suppression by group: the published total of cell {bad['cell']} (res {bad['res']}, {bad['date']}) "
-                f"has {min_devices} devices or fewer; suppress the totals before their groups"
-            )
-        if not tally["n"]:
-            log.info("suppression by group: %d round(s), %d group rows removed", done, removed)
-            break
-        if done == max_rounds:
-            raise SuppressionDidNotConverge(
-                f"suppression by group did not converge in {max_rounds} rounds: {tally['n']} totals still offend "
-                f"(min_devices={min_devices}); do the groups partition the totals?"
-            )
-        log.info("suppression by group round %d: removing %d group rows", done + 1, tally["n"])
-        removed += tally["n"]
-        frame = frame.join(victims, [*keys, "group"], "left_anti").localCheckpoint()
-    return GroupSuppression(published=frame, rounds=done, suppressed=removed)
+    kept = suppress_small_counts(groups, min_devices).join(
+        totals.select(*keys, F.col("devices").alias("_total")), keys
+    )
+    total = Window.partitionBy(*keys)
+    smallest_first = Window.partitionBy(*keys).orderBy("devices", "group")
+    remainder = F.col("_total") - F.sum("devices").over(total)
+    marked = kept.withColumn(
+        "_removed", (F.row_number().over(smallest_first) == 1) & revealing(remainder, min_devices)
+    )
+    return GroupSuppression(marked.select(*groups.columns, "_removed"))

@@ -312,7 +312,6 @@ class AggregateCounts:
     group_aggregates: int = 0  # (cell, day, group) rows before suppression
     group_published: int = 0  # of which published (both suppressions)
     group_complementary_suppressed: int = 0  # rows above min_devices removed so that no total reveals its remainder
-    group_rounds: int = 0
     group_devices_unassigned: int = 0  # the day totals' devices at h3_res minus their groups': 0 when groups add up
 
 
@@ -380,7 +379,11 @@ def transform(pings: DataFrame, settings: JobSettings) -> Density:
     groups = count_by_group(reduced, settings.h3_res).cache()
     totals = daily_out.where(F.col("res") == F.lit(settings.h3_res))
     by_group = suppress_groups(groups, totals, settings.min_devices)
-    return Density(daily_out, hourly_out, daily, hourly, secondary, (*cached, groups), groups, by_group)
+    # Small (a row per cell-day and group above the threshold), read by the write and then by the accounting.
+    marked = by_group.marked.cache()
+    return Density(
+        daily_out, hourly_out, daily, hourly, secondary, (*cached, groups, marked), groups, GroupSuppression(marked)
+    )
 
 
 def release_queries(settings: JobSettings) -> dict[str, Query]:
@@ -568,15 +571,15 @@ def _group_counts(density: Density, settings: JobSettings) -> dict[str, int]:
     """The row accounting of the groups (three Spark actions), as ``AggregateCounts`` fields; {} without groups."""
     if density.group_aggregates is None or density.group_suppression is None:
         return {}
+    published, removed = density.group_suppression.tally()
     rows = density.group_aggregates.agg(
         F.count(F.lit(1)).alias("n"), F.coalesce(F.sum("devices"), F.lit(0)).alias("devices")
     ).first()
     totals = density.aggregates.where(F.col("res") == F.lit(settings.h3_res)).agg(F.sum("devices")).first()[0]
     return {
         "group_aggregates": rows["n"],
-        "group_published": density.group_suppression.published.count(),
-        "group_complementary_suppressed": density.group_suppression.suppressed,
-        "group_rounds": density.group_suppression.rounds,
+        "group_published": published,
+        "group_complementary_suppressed": removed,
         "group_devices_unassigned": (totals or 0) - rows["devices"],
     }
 
