@@ -487,23 +487,11 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt
             dates = [d for d in dates if d not in refused]
         publish_daily(spark, settings, daily_out, dates)
         if hourly_out is not None:
-            lake.write(
-                settings,
-                tables.DENSITY_HOURLY,
-                hourly_out.where(F.col("date").isin(dates)),
-                replace={"date": dates},
-                one_file_per_partition=True,
-            )
+            _replace_dates(settings, tables.DENSITY_HOURLY, hourly_out, dates)
         # Under DP there are no groups: the dates' partitions are emptied, so no unnoised split of a noised total
         # stays from an earlier run without DP.
         groups_out = density.groups if density.groups is not None else spark.createDataFrame([], DENSITY_BY_GROUP)
-        lake.write(
-            settings,
-            tables.DENSITY_BY_GROUP,
-            groups_out.where(F.col("date").isin(dates)),
-            replace={"date": dates},
-            one_file_per_partition=True,
-        )
+        _replace_dates(settings, tables.DENSITY_BY_GROUP, groups_out, dates)
         result = _counts(density, settings, pings_in=pings.count() if dp_on else None, refused=refused)
     finally:
         # Also when the run fails: Spark's cache is keyed by plan, and a stale entry would answer the next run over
@@ -530,6 +518,13 @@ def run(spark: SparkSession, settings: JobSettings, run_date: dt.date, since: dt
     return result
 
 
+def _replace_dates(settings: JobSettings, table: tables.Table, frame: DataFrame, dates: list[dt.date]) -> None:
+    """Replace ``dates`` of a silver table with the rows of ``frame`` on those dates."""
+    lake.write(
+        settings, table, frame.where(F.col("date").isin(dates)), replace={"date": dates}, one_file_per_partition=True
+    )
+
+
 def _dates(aggregates: DataFrame) -> list[dt.date]:
     """The dates a window has data for, sorted: the ones a run replaces."""
     return sorted(r["date"] for r in aggregates.select("date").distinct().collect())
@@ -538,11 +533,15 @@ def _dates(aggregates: DataFrame) -> list[dt.date]:
 def _counts(
     density: Density, settings: JobSettings, *, pings_in: int | None = None, refused: list[dt.date] | None = None
 ) -> AggregateCounts:
-    """The row accounting of a window's density (two Spark actions on the cached aggregates). ``pings_in``: the
-    pings read, when they are not the sum of the aggregates' (under DP the bounded rows hold clipped pings)."""
+    """The row accounting of a window's density (two Spark actions on the cached aggregates, two more on the
+    groups). ``pings_in``: the pings read, when they are not the sum of the aggregates' (under DP the bounded rows
+    hold clipped pings)."""
     # Every ping is in exactly one finest cell, so their pings sum to the input.
     by_res = _tally(
-        density.aggregates, settings.min_devices, pings_at=None if pings_in is not None else max(settings.resolutions)
+        density.aggregates,
+        settings.min_devices,
+        pings_at=None if pings_in is not None else max(settings.resolutions),
+        devices_at=settings.h3_res,
     )
     hourly = (
         _tally(density.hourly_aggregates, settings.min_devices)
@@ -551,7 +550,7 @@ def _counts(
     )
     secondary = density.complementary
     published = by_res["published"] - secondary.suppressed_daily
-    groups = _group_counts(density, settings)
+    groups = _group_counts(density, by_res["devices"])
     return AggregateCounts(
         pings_in=by_res["pings"] if pings_in is None else pings_in,
         aggregates=by_res["aggregates"],
@@ -567,26 +566,28 @@ def _counts(
     )
 
 
-def _group_counts(density: Density, settings: JobSettings) -> dict[str, int]:
-    """The row accounting of the groups (three Spark actions), as ``AggregateCounts`` fields; {} without groups."""
+def _group_counts(density: Density, totals: int) -> dict[str, int]:
+    """The row accounting of the groups (two Spark actions), as ``AggregateCounts`` fields; {} without groups.
+    ``totals``: the day totals' devices at ``h3_res``, before suppression."""
     if density.group_aggregates is None or density.group_suppression is None:
         return {}
     published, removed = density.group_suppression.tally()
     rows = density.group_aggregates.agg(
         F.count(F.lit(1)).alias("n"), F.coalesce(F.sum("devices"), F.lit(0)).alias("devices")
     ).first()
-    totals = density.aggregates.where(F.col("res") == F.lit(settings.h3_res)).agg(F.sum("devices")).first()[0]
     return {
         "group_aggregates": rows["n"],
         "group_published": published,
         "group_complementary_suppressed": removed,
-        "group_devices_unassigned": (totals or 0) - rows["devices"],
+        "group_devices_unassigned": totals - rows["devices"],
     }
 
 
-def _tally(aggregates: DataFrame, min_devices: int, pings_at: int | None = None) -> dict[str, int]:
-    """Aggregates, how many pass primary suppression and (with ``pings_at``) the pings at that resolution: one Spark
-    action."""
+def _tally(
+    aggregates: DataFrame, min_devices: int, pings_at: int | None = None, devices_at: int | None = None
+) -> dict[str, int]:
+    """Aggregates, how many pass primary suppression, and (with ``pings_at``, ``devices_at``) the pings and the
+    devices at those resolutions: one Spark action."""
     columns = [
         F.count(F.lit(1)).alias("aggregates"),
         F.coalesce(F.sum((F.col("devices") > min_devices).cast("int")), F.lit(0)).alias("published"),
@@ -594,6 +595,9 @@ def _tally(aggregates: DataFrame, min_devices: int, pings_at: int | None = None)
     if pings_at is not None:
         at_res = F.when(F.col("res") == pings_at, F.col("pings"))
         columns.append(F.coalesce(F.sum(at_res), F.lit(0)).alias("pings"))
+    if devices_at is not None:
+        at_res = F.when(F.col("res") == devices_at, F.col("devices"))
+        columns.append(F.coalesce(F.sum(at_res), F.lit(0)).alias("devices"))
     return aggregates.agg(*columns).first().asDict()
 
 
