@@ -1,4 +1,5 @@
-"""Shared fixtures: one SparkSession for the whole session (spark-conf/test.conf), settings under tmp_path."""
+"""Shared fixtures: one SparkSession for the whole session (spark-conf/test.conf), settings under tmp_path, and one
+published nightly run that the tests of the whole path read."""
 
 from __future__ import annotations
 
@@ -36,3 +37,11 @@ def catalogue():
     from geo.catalogue import load_catalogue
 
     return load_catalogue()
+
+
+@pytest.fixture(scope="session")
+def published_run(spark, tmp_path_factory, catalogue):
+    """One published nightly run (tests/published.py); its users are marked ``PUBLISHED`` and leave it as it was."""
+    from tests.published import publish_run
+
+    return publish_run(spark, tmp_path_factory.mktemp("published") / "var", catalogue)

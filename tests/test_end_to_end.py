@@ -17,9 +17,7 @@ from jobs.orchestration.runs import STAGES, Ledger
 from serving.app import create_app
 from serving.auth import create_token
 from serving.settings import ServingSettings
-from tests.synth import SynthConfig, generate_pings
-
-END = dt.date(2025, 6, 30)
+from tests.published import END, PUBLISHED
 
 
 def _free_port() -> int:
@@ -51,22 +49,12 @@ def api_server():
         thread.join(timeout=10)
 
 
-def test_pipeline_end_to_end_and_api_over_http(spark, settings, catalogue, api_server):
-    routes = catalogue.subset(catalogue.route_ids()[:2])
-    cfg = SynthConfig(
-        start=END - dt.timedelta(days=41),
-        days=42,
-        background_per_hub=30,
-        migrants_per_hub=10,
-        pings_per_device=1.0,
-        spread_km=0.2,
-    )
-    raw = settings.raw_dir / "pings"
-    rows = generate_pings(routes, cfg, raw)
+@PUBLISHED
+def test_pipeline_end_to_end_and_api_over_http(spark, published_run, api_server):
+    run = published_run
+    settings, routes, raw, report = run.settings, run.routes, run.raw, run.report
     quiet = Console(quiet=True)
-
-    report = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=quiet)
-    assert report.ingest.rows_in == rows and report.ingest.balanced()
+    assert report.ingest.rows_in == run.rows and report.ingest.balanced()
     assert report.ingest.quarantined > 0 and report.ingest.duplicates > 0  # the generator's injected faults
     assert report.aggregate.published > 0 and report.aggregate.suppressed > 0
     assert report.forecast.failed == {}

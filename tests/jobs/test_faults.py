@@ -128,7 +128,7 @@ def test_killed_at_every_stage_then_resumed_equals_an_uninterrupted_run(spark, w
 
     var = tmp_path / "killed"
     killed_in: list[str] = []
-    for stage in STAGES:
+    for stage in SLOW_STAGES:
         # Each run resumes the one killed before it, and is itself killed as soon as `stage` starts.
         proc = subprocess.Popen(
             _nightly(world, var), env=_env(world, var), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -245,7 +245,7 @@ def test_a_write_failure_in_publish_leaves_the_previous_release_serving(spark, w
 
 
 @pytest.mark.slow
-def test_backfill_runs_each_date_in_turn_and_a_rerun_skips_them(spark, world, tmp_path):
+def test_backfill_runs_each_date_in_turn_and_the_last_date_again_runs_nothing(world, tmp_path):
     var = tmp_path / "var"
     first = END - dt.timedelta(days=1)
     cmd = [
@@ -266,15 +266,9 @@ def test_backfill_runs_each_date_in_turn_and_a_rerun_skips_them(spark, world, tm
     for day in (first, END):
         assert {r.stage for r in ledger.rows(run_date=day) if r.status == "done"} == set(STAGES), day
     assert (var / "store" / "CURRENT").read_text().strip().startswith(f"{END:%Y%m%d}-")
-    release = (var / "store" / "CURRENT").read_text()
-    # Again: the second date's ingest rewrote bronze days the first date's run had written, so the first date runs
-    # again from ingest (its output is not as it left it), then the second: the same sequence, the same release.
-    # The command was tested above; the rerun is the same loop of nightly runs that backfill makes (oldest first, no
-    # --since), made in-process on this session's warm JVM instead of a fresh one.
-    for day in (first, END):
-        _in_process(spark, world, var, run_date=day, since=None)
-    assert (var / "store" / "CURRENT").read_text() == release
-    # And once more for the last date alone: nothing has changed since its run, so nothing runs.
+    # The last date again alone: nothing has changed since its run, so nothing runs. (Backfill again over both dates
+    # would run the first date again from ingest: the second date's ingest rewrote bronze days the first date's run
+    # had written. That a rerun gives the same release is the end-to-end test's and the kill test's.)
     nightly = [*cmd[:3], "nightly", "--date", str(END), "--raw", str(world / "raw")]  # the same window as backfill
     last = subprocess.run(nightly, env=_env(world, var), cwd=ROOT, capture_output=True, text=True)
     assert last.returncode == 0 and "0 stages run, 7 skipped" in last.stdout + last.stderr

@@ -18,14 +18,12 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from pyspark.sql import functions as F
-from rich.console import Console
 
 from contracts import tables
 from contracts.privacy import MIN_DEVICES_FLOOR
 from geo.networks import GROUPS
 from geo.points import cells_to_parents
 from jobs.lake import read_table
-from jobs.orchestration.pipeline import nightly
 from jobs.privacy.suppression import (
     DAILY,
     SuppressionDidNotConverge,
@@ -39,7 +37,7 @@ from jobs.privacy.suppression import (
 from jobs.schemas import BRONZE_PINGS, DENSITY, DENSITY_BY_GROUP, DENSITY_HOURLY
 from jobs.settings import JobSettings
 from jobs.stages import aggregate
-from tests.synth import SynthConfig, generate_pings
+from tests.published import PUBLISHED
 
 DAY = dt.date(2025, 3, 10)
 T = dt.datetime(2025, 3, 10, 8, 0)
@@ -306,8 +304,6 @@ def test_primary_suppression_alone_leaves_remainders_that_the_attack_finds(spark
 # ------------------------------------------------------------------------------------------------------------------
 # The attack on a published release
 
-END = dt.date(2025, 6, 30)
-
 
 def at_h3_cells(cells: pd.DataFrame, res: int):
     """((route, segment, date), [its cells at ``res``]) of a release's cells."""
@@ -323,13 +319,9 @@ def _release_cells(release) -> pd.DataFrame:
     )
 
 
-def test_the_subtraction_attack_finds_nothing_in_a_release_or_in_silver(spark, settings, catalogue):
-    routes = catalogue.subset(catalogue.route_ids()[:2])
-    cfg = SynthConfig(start=END - dt.timedelta(days=27), days=28, background_per_hub=30, migrants_per_hub=10)
-    raw = settings.raw_dir / "pings"
-    generate_pings(routes, cfg, raw)
-    settings = settings.model_copy(update={"forecast_candidates": ("seasonal_naive",), "holdout_days": 7})
-    report = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=Console(quiet=True))
+@PUBLISHED
+def test_the_subtraction_attack_finds_nothing_in_a_release_or_in_silver(spark, published_run):
+    settings, routes, report = published_run.settings, published_run.routes, published_run.report
     k = settings.min_devices
     assert report.aggregate.complementary_suppressed > 0  # the data needed it
     cells = _release_cells(report.release.path)
