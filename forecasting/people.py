@@ -117,7 +117,8 @@ class RouteParams:
     ``feature`` is the signal people are read from (``level:<group>``, ``excess:<group>``, or ``None`` when the
     route is blind), ``scale`` people per unit of it, ``days_on_route`` the W of Little's law, ``sigma_log`` the
     log-scale standard error of the scale, ``fitted_on`` ``monthly`` or ``daily``, ``periods`` how many coarse
-    figures the fit used, ``errors`` the relative error of each candidate tried (what chose the feature).
+    figures the fit used, ``errors`` the relative error of each candidate tried (what chose the feature), ``reason``
+    how the feature was chosen or why the route is blind.
     """
 
     route_id: str
@@ -130,6 +131,7 @@ class RouteParams:
     baseline_weeks: int
     baseline_min_weeks: int
     errors: Mapping[str, float] = field(default_factory=dict)
+    reason: str = ""
 
     @property
     def blind(self) -> bool:
@@ -294,6 +296,10 @@ def _sigma_log(pairs: pd.DataFrame, k: float, config: PeopleModelConfig) -> floa
     return float(math.sqrt(pooled)) if pooled > 0 else 0.0
 
 
+class RouteFitError(ValueError):
+    """One route cannot be fitted (no W, or coarse figures that do not overlap its signal); the message says why."""
+
+
 class PeopleModel:
     """Fit per route on coarse arrivals; estimate people per (route, segment, day) with an interval."""
 
@@ -308,15 +314,18 @@ class PeopleModel:
         monthly_arrivals: pd.DataFrame,
         days_on_route: Mapping[str, float],
         daily_arrivals: pd.DataFrame | None = None,
+        unfittable: str = "raise",
     ) -> PeopleModel:
         """Fit every route of ``signal`` that has coarse arrivals.
 
         ``monthly_arrivals``: ``month, route_id, arrivals`` (optional ``days``: the days the figure covers, default
         the month's); ``daily_arrivals``: ``date, route_id, arrivals`` where a source publishes them (then W is
         estimated for that route unless ``days_on_route`` gives it); ``days_on_route``: the prior W per route.
-        Refuses missing columns, a route with arrivals but no W, and a route whose coarse figures and signal share
-        no period.
+        Refuses missing columns; a route with arrivals but no W, or whose coarse figures and signal share no period,
+        raises :class:`RouteFitError`, or with ``unfittable="blind"`` is kept as blind with the reason.
         """
+        if unfittable not in ("raise", "blind"):
+            raise ValueError(f"unfittable={unfittable!r} must be 'raise' or 'blind'")
         config = self.config
         features = segment_features(signal, config.baseline_weeks, config.baseline_min_weeks)
         monthly = _check_monthly(monthly_arrivals)
@@ -332,16 +341,22 @@ class PeopleModel:
         for route_id in with_figures:
             x = _route_daily(features, route_id)
             route_daily = daily[daily["route_id"] == route_id]
-            if len(route_daily):
-                arrivals = route_daily.set_index("date")["arrivals"].astype("float64").sort_index()
-                params = self._fit_daily(route_id, x, arrivals, days_on_route.get(route_id))
-            else:
-                if route_id not in days_on_route:
-                    raise ValueError(
-                        f"route {route_id}: monthly arrivals need a prior days_on_route (W of Little's law); "
-                        "give one from surveys of arrivals, or daily arrivals to estimate it"
-                    )
-                params = self._fit_monthly(route_id, x, _monthly_targets(monthly, route_id), days_on_route[route_id])
+            try:
+                if len(route_daily):
+                    arrivals = route_daily.set_index("date")["arrivals"].astype("float64").sort_index()
+                    params = self._fit_daily(route_id, x, arrivals, days_on_route.get(route_id))
+                else:
+                    if route_id not in days_on_route:
+                        raise RouteFitError(
+                            f"route {route_id}: monthly arrivals need a prior days_on_route (W of Little's law); "
+                            "give one from surveys of arrivals, or daily arrivals to estimate it"
+                        )
+                    targets = _monthly_targets(monthly, route_id)
+                    params = self._fit_monthly(route_id, x, targets, days_on_route[route_id])
+            except RouteFitError as exc:
+                if unfittable == "raise":
+                    raise
+                params = self._blind(route_id, days_on_route.get(route_id, math.nan), "none", str(exc))
             self.params_[route_id] = params
         return self
 
@@ -354,27 +369,22 @@ class PeopleModel:
         errors, scales = {}, {}
         for feature, pairs in pairs_of.items():
             scales[feature], errors[feature] = _scale_and_error(pairs)
-        usable = {f: e for f, e in errors.items() if math.isfinite(e) and scales[f] > 0}
-        periods = max((len(p) for p in pairs_of.values()), default=0)
+        usable = {f for f, e in errors.items() if math.isfinite(e) and scales[f] > 0}
+        # Candidates are compared on the same coarse periods: an excess misses its baseline's first weeks, and
+        # one period fewer is one error fewer, not a better fit.
+        periods = max((len(pairs_of[f]) for f in usable), default=0)
+        usable = {f for f in usable if len(pairs_of[f]) == periods}
         if not usable:
-            return RouteParams(
-                route_id,
-                None,
-                math.nan,
-                days,
-                math.nan,
-                fitted_on,
-                0,
-                config.baseline_weeks,
-                config.baseline_min_weeks,
-                errors,
-            )
+            reason = "no feature with enough devices on the route overlaps the coarse figures"
+            return self._blind(route_id, days, fitted_on, reason, errors)
         if periods < 2:
             # One coarse figure fits any feature exactly: prefer the roaming groups, else the total's excess.
             preference = [f"level:{ROAMING}", f"excess:{TOTAL}"]
-            feature = next((f for f in preference if f in usable), min(usable, key=usable.get))
+            feature = next((f for f in preference if f in usable), sorted(usable, key=feature_names().index)[0])
+            reason = f"one coarse {'month' if fitted_on == 'monthly' else 'day'}: chosen by rule, not by fit"
         else:
-            feature = min(usable, key=lambda f: (usable[f], feature_names().index(f)))
+            feature = min(usable, key=lambda f: (errors[f], feature_names().index(f)))
+            reason = f"smallest relative error over {periods} coarse periods"
         k = scales[feature]
         sigma = _sigma_log(pairs_of[feature], k, config)
         return RouteParams(
@@ -384,18 +394,37 @@ class PeopleModel:
             days,
             sigma,
             fitted_on,
-            len(pairs_of[feature]),
+            periods,
             config.baseline_weeks,
             config.baseline_min_weeks,
             errors,
+            reason,
+        )
+
+    def _blind(
+        self, route_id: str, days: float, fitted_on: str, reason: str, errors: Mapping[str, float] | None = None
+    ) -> RouteParams:
+        config = self.config
+        return RouteParams(
+            route_id,
+            None,
+            math.nan,
+            days,
+            math.nan,
+            fitted_on,
+            0,
+            config.baseline_weeks,
+            config.baseline_min_weeks,
+            dict(errors or {}),
+            reason,
         )
 
     def _fit_monthly(self, route_id: str, x: pd.DataFrame, targets: pd.DataFrame, days: float) -> RouteParams:
         if days <= 0:
-            raise ValueError(f"route {route_id}: days_on_route must be > 0, got {days}")
+            raise RouteFitError(f"route {route_id}: days_on_route must be > 0, got {days}")
         pairs_of = {f: _monthly_pairs(x[f], targets, days, self.config.min_window_days) for f in self._candidates(x)}
         if pairs_of and all(p.empty for p in pairs_of.values()):
-            raise ValueError(
+            raise RouteFitError(
                 f"route {route_id}: no month of monthly_arrivals overlaps the signal's days "
                 f"({x.index.min():%Y-%m-%d}..{x.index.max():%Y-%m-%d}) shifted back by W/2"
             )
@@ -418,7 +447,7 @@ class PeopleModel:
                 if math.isfinite(r) and (best is None or r > best[0]):
                     best = (r, w)
         if candidates and best is None:
-            raise ValueError(
+            raise RouteFitError(
                 f"route {route_id}: daily_arrivals and the signal share too few days "
                 f"(need {3 * self.config.min_window_days} beyond the longest W tried)"
             )

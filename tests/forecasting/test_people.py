@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from forecasting.people import (
     PeopleModel,
     PeopleModelConfig,
+    RouteFitError,
     estimate,
     same_weekday_baseline,
     segment_features,
@@ -228,3 +229,23 @@ def test_people_scale_with_the_arrivals_and_lie_inside_their_interval(levels, ra
     assert np.allclose(many["hi80"], factor * one["hi80"], rtol=1e-9, equal_nan=True)
     seen = one.dropna(subset=["people"])
     assert (seen["lo80"] <= seen["people"]).all() and (seen["people"] <= seen["hi80"]).all()
+
+
+def test_a_route_that_cannot_be_fitted_raises_or_is_kept_blind_with_the_reason():
+    old = MONTHLY.assign(month=["2024-03", "2024-04"])
+    with pytest.raises(RouteFitError, match="route r: no month"):
+        PeopleModel().fit(_step_signal(), old, days_on_route={"r": 1})
+    params = PeopleModel().fit(_step_signal(), old, days_on_route={"r": 1}, unfittable="blind").params_["r"]
+    assert params.blind and "no month of monthly_arrivals overlaps" in params.reason
+
+
+def test_candidates_are_compared_on_the_same_months():
+    """An excess has no baseline in its first weeks: one month fewer must not read as a perfect fit."""
+    # April's arrivals are a little above twice the devices, so no feature fits both months exactly ...
+    monthly = MONTHLY.assign(arrivals=[100.0 * 31, 210.0 * 30])
+    # ... and with 20 days needed per month, an excess (17 days of baseline in March) is fitted on April alone.
+    config = PeopleModelConfig(min_window_days=20)
+    params = PeopleModel(config).fit(_step_signal(), monthly, days_on_route={"r": 1}).params_["r"]
+    assert params.errors["excess:total"] == 0.0  # one month: exact, and not comparable
+    assert params.feature == "level:roaming" and params.periods == 2
+    assert params.scale == pytest.approx((100 * 50 + 210 * 100) / (50**2 + 100**2))  # 2.08
