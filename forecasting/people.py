@@ -99,7 +99,10 @@ class PeopleModelConfig:
     level: int = 80
     prior_sigma: float = 0.3  # log-scale uncertainty of the scale before any coarse figure is seen
     prior_weight: float = 2.0  # how many coarse periods the prior counts as
-    max_days_on_route: int = 60  # longest W tried when estimating it from daily arrivals
+    # W tried when estimating it from daily arrivals. Below a week the forward sum of arrivals is the boats'
+    # weather, not a stock.
+    min_days_on_route: int = 7
+    max_days_on_route: int = 60
 
     def __post_init__(self) -> None:
         if self.baseline_weeks < 1 or not 1 <= self.baseline_min_weeks <= self.baseline_weeks:
@@ -108,6 +111,8 @@ class PeopleModelConfig:
             raise ValueError(f"level={self.level} must be a percentage strictly between 0 and 100")
         if self.min_signal < 0 or self.prior_sigma < 0 or self.prior_weight < 0 or self.min_window_days < 1:
             raise ValueError("min_signal, prior_sigma and prior_weight must be ≥ 0 and min_window_days ≥ 1")
+        if not 1 <= self.min_days_on_route <= self.max_days_on_route:
+            raise ValueError("min_days_on_route must be between 1 and max_days_on_route")
 
 
 @dataclass(frozen=True)
@@ -220,6 +225,33 @@ def feature_names() -> list[str]:
     ]
 
 
+def nationality_features(groups: Sequence[str]) -> list[str]:
+    """The candidates when the arrivals' nationalities are known to fall in ``groups``: each group's level, their
+    sum (``level:a+b``), the excess of each and of the total, and the domestic excess (phones on local SIMs)."""
+    unknown = sorted(set(groups) - set(ROAMING_GROUPS))
+    if unknown:
+        raise ValueError(f"groups {', '.join(unknown)} are not roaming groups; expected some of {ROAMING_GROUPS}")
+    ordered = [g for g in ROAMING_GROUPS if g in groups]
+    summed = [f"level:{'+'.join(ordered)}"] if len(ordered) > 1 else []
+    return [
+        *summed,
+        *(f"level:{g}" for g in ordered),
+        f"excess:{TOTAL}",
+        "excess:domestic",
+        *(f"excess:{g}" for g in ordered),
+    ]
+
+
+def feature_column(features: pd.DataFrame, feature: str) -> pd.Series:
+    """One feature of a features frame; ``level:a+b`` is the sum of ``level:a`` and ``level:b``."""
+    kind, _, groups = feature.partition(":")
+    if kind == "level" and "+" in groups:
+        return features[[f"level:{g}" for g in groups.split("+")]].sum(axis=1)
+    if feature not in features.columns:
+        raise ValueError(f"unknown feature {feature!r}; expected one of {', '.join(feature_names())} or level:a+b")
+    return features[feature]
+
+
 def _route_daily(features: pd.DataFrame, route_id: str) -> pd.DataFrame:
     one = features.xs(route_id, level="route_id")
     # A route-day's feature is missing only when every segment's is (the baseline's first weeks).
@@ -315,12 +347,15 @@ class PeopleModel:
         days_on_route: Mapping[str, float],
         daily_arrivals: pd.DataFrame | None = None,
         unfittable: str = "raise",
+        groups: Mapping[str, Sequence[str]] | None = None,
     ) -> PeopleModel:
         """Fit every route of ``signal`` that has coarse arrivals.
 
         ``monthly_arrivals``: ``month, route_id, arrivals`` (optional ``days``: the days the figure covers, default
         the month's); ``daily_arrivals``: ``date, route_id, arrivals`` where a source publishes them (then W is
-        estimated for that route unless ``days_on_route`` gives it); ``days_on_route``: the prior W per route.
+        estimated for that route unless ``days_on_route`` gives it); ``days_on_route``: the prior W per route;
+        ``groups``: per route, the roaming groups the arrivals' published nationalities fall in where they are seen,
+        which narrows the candidates to ``nationality_features`` (default: every feature).
         Refuses missing columns; a route with arrivals but no W, or whose coarse figures and signal share no period,
         raises :class:`RouteFitError`, or with ``unfittable="blind"`` is kept as blind with the reason.
         """
@@ -341,10 +376,11 @@ class PeopleModel:
         for route_id in with_figures:
             x = _route_daily(features, route_id)
             route_daily = daily[daily["route_id"] == route_id]
+            route_groups = None if groups is None or route_id not in groups else tuple(groups[route_id])
             try:
                 if len(route_daily):
                     arrivals = route_daily.set_index("date")["arrivals"].astype("float64").sort_index()
-                    params = self._fit_daily(route_id, x, arrivals, days_on_route.get(route_id))
+                    params = self._fit_daily(route_id, x, arrivals, days_on_route.get(route_id), route_groups)
                 else:
                     if route_id not in days_on_route:
                         raise RouteFitError(
@@ -352,7 +388,7 @@ class PeopleModel:
                             "give one from surveys of arrivals, or daily arrivals to estimate it"
                         )
                     targets = _monthly_targets(monthly, route_id)
-                    params = self._fit_monthly(route_id, x, targets, days_on_route[route_id])
+                    params = self._fit_monthly(route_id, x, targets, days_on_route[route_id], route_groups)
             except RouteFitError as exc:
                 if unfittable == "raise":
                     raise
@@ -360,12 +396,13 @@ class PeopleModel:
             self.params_[route_id] = params
         return self
 
-    def _candidates(self, x: pd.DataFrame) -> list[str]:
-        means = x.mean(skipna=True)
-        return [f for f in feature_names() if f in means and means[f] >= self.config.min_signal]
+    def _candidates(self, x: pd.DataFrame, groups: Sequence[str] | None) -> list[str]:
+        names = feature_names() if groups is None else nationality_features(groups)
+        return [f for f in names if feature_column(x, f).mean(skipna=True) >= self.config.min_signal]
 
     def _choose(self, route_id: str, pairs_of: Mapping[str, pd.DataFrame], fitted_on: str, days: float) -> RouteParams:
         config = self.config
+        order = list(pairs_of)  # the candidates in preference order
         errors, scales = {}, {}
         for feature, pairs in pairs_of.items():
             scales[feature], errors[feature] = _scale_and_error(pairs)
@@ -378,12 +415,11 @@ class PeopleModel:
             reason = "no feature with enough devices on the route overlaps the coarse figures"
             return self._blind(route_id, days, fitted_on, reason, errors)
         if periods < 2:
-            # One coarse figure fits any feature exactly: prefer the roaming groups, else the total's excess.
-            preference = [f"level:{ROAMING}", f"excess:{TOTAL}"]
-            feature = next((f for f in preference if f in usable), sorted(usable, key=feature_names().index)[0])
+            # One coarse figure fits any feature exactly: the candidates' order decides (roaming levels first).
+            feature = next(f for f in order if f in usable)
             reason = f"one coarse {'month' if fitted_on == 'monthly' else 'day'}: chosen by rule, not by fit"
         else:
-            feature = min(usable, key=lambda f: (errors[f], feature_names().index(f)))
+            feature = min(usable, key=lambda f: (errors[f], order.index(f)))
             reason = f"smallest relative error over {periods} coarse periods"
         k = scales[feature]
         sigma = _sigma_log(pairs_of[feature], k, config)
@@ -419,10 +455,15 @@ class PeopleModel:
             reason,
         )
 
-    def _fit_monthly(self, route_id: str, x: pd.DataFrame, targets: pd.DataFrame, days: float) -> RouteParams:
+    def _fit_monthly(
+        self, route_id: str, x: pd.DataFrame, targets: pd.DataFrame, days: float, groups: Sequence[str] | None
+    ) -> RouteParams:
         if days <= 0:
             raise RouteFitError(f"route {route_id}: days_on_route must be > 0, got {days}")
-        pairs_of = {f: _monthly_pairs(x[f], targets, days, self.config.min_window_days) for f in self._candidates(x)}
+        pairs_of = {
+            f: _monthly_pairs(feature_column(x, f), targets, days, self.config.min_window_days)
+            for f in self._candidates(x, groups)
+        }
         if pairs_of and all(p.empty for p in pairs_of.values()):
             raise RouteFitError(
                 f"route {route_id}: no month of monthly_arrivals overlaps the signal's days "
@@ -430,20 +471,24 @@ class PeopleModel:
             )
         return self._choose(route_id, pairs_of, "monthly", days)
 
-    def _fit_daily(self, route_id: str, x: pd.DataFrame, arrivals: pd.Series, days: float | None) -> RouteParams:
-        candidates = self._candidates(x)
+    def _fit_daily(
+        self, route_id: str, x: pd.DataFrame, arrivals: pd.Series, days: float | None, groups: Sequence[str] | None
+    ) -> RouteParams:
+        candidates = self._candidates(x, groups)
         if days is not None:
             grid = [max(1, round(days))]
         else:
-            grid = list(range(1, self.config.max_days_on_route + 1))
+            grid = list(range(self.config.min_days_on_route, self.config.max_days_on_route + 1))
         best: tuple[float, int] | None = None
         for w in grid:
             # W by correlation: the scale is free, so only the shape of the implied stock can choose it.
             for f in candidates:
-                pairs = _daily_pairs(x[f], arrivals, w)
+                pairs = _daily_pairs(feature_column(x, f), arrivals, w)
                 if len(pairs) < 3 * self.config.min_window_days or pairs["x"].std() == 0:
                     continue
-                r = float(np.corrcoef(pairs["x"], pairs["target"])[0, 1])
+                # Weekly means: the residents' weekday rhythm and single boat days say nothing about W.
+                weekly = pairs[["x", "target"]].rolling(7).mean().dropna()
+                r = float(np.corrcoef(weekly["x"], weekly["target"])[0, 1]) if weekly["x"].std() > 0 else math.nan
                 if math.isfinite(r) and (best is None or r > best[0]):
                     best = (r, w)
         if candidates and best is None:
@@ -452,7 +497,7 @@ class PeopleModel:
                 f"(need {3 * self.config.min_window_days} beyond the longest W tried)"
             )
         w = best[1] if best is not None else grid[0]
-        pairs_of = {f: _daily_pairs(x[f], arrivals, w) for f in candidates}
+        pairs_of = {f: _daily_pairs(feature_column(x, f), arrivals, w) for f in candidates}
         return self._choose(route_id, pairs_of, "daily", float(w))
 
     def estimate(self, signal: pd.DataFrame, by: str = "segment") -> pd.DataFrame:
@@ -488,7 +533,7 @@ def estimate(
         if p.feature is None:
             x = pd.Series(np.nan, index=one.index)
         else:
-            x = one[p.feature]
+            x = feature_column(one, p.feature)
         if by == "route":
             x = x.groupby(level="date").sum(min_count=1)
             x.index = pd.MultiIndex.from_arrays(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -110,16 +111,16 @@ def test_daily_arrivals_estimate_the_days_on_route_and_the_scale():
     rng = np.random.default_rng(7)
     days = pd.date_range("2025-06-01", periods=90)
     arrivals = pd.Series(rng.poisson(20, len(days)).astype(float), index=days)
-    # Little's law day by day: on the route today are those who arrive over the next 5 days; 3 people per device.
-    stock = arrivals[::-1].rolling(5).sum()[::-1]
-    devices = (stock / 3.0).ffill().to_numpy()  # the last 4 days have no complete forward sum: carry the last one
+    # Little's law day by day: on the route today are those who arrive over the next 10 days; 3 people per device.
+    stock = arrivals[::-1].rolling(10).sum()[::-1]
+    devices = (stock / 3.0).ffill().to_numpy()  # the last 9 days have no complete forward sum: carry the last one
     signal = _signal(days, {"middle_east_south_asia": devices, "domestic": np.full(len(days), 500.0)}, route="channel")
     daily = pd.DataFrame({"date": days, "route_id": "channel", "arrivals": arrivals.to_numpy()})
     no_months = pd.DataFrame(columns=["month", "route_id", "arrivals"])
     params = PeopleModel().fit(signal, no_months, days_on_route={}, daily_arrivals=daily).params_["channel"]
-    assert params.days_on_route == 5
+    assert params.days_on_route == 10
     assert params.scale == pytest.approx(3.0)
-    assert params.fitted_on == "daily" and params.periods == len(days) - 4
+    assert params.fitted_on == "daily" and params.periods == len(days) - 9
 
 
 def test_a_route_without_a_signal_is_blind_and_its_people_are_missing_not_zero():
@@ -237,6 +238,26 @@ def test_a_route_that_cannot_be_fitted_raises_or_is_kept_blind_with_the_reason()
         PeopleModel().fit(_step_signal(), old, days_on_route={"r": 1})
     params = PeopleModel().fit(_step_signal(), old, days_on_route={"r": 1}, unfittable="blind").params_["r"]
     assert params.blind and "no month of monthly_arrivals overlaps" in params.reason
+
+
+def test_published_nationalities_narrow_the_candidates_to_their_groups():
+    days = pd.date_range("2025-03-01", "2025-05-31")
+    migrants = np.select([days.month == 3, days.month == 4], [20.0, 30.0], 25.0)
+    # Drivers from the region on "other" networks happen to follow the arrivals better than the migrants' group ...
+    drivers = migrants * 2 + np.where(days.month == 4, 1.0, 0.0)
+    groups = {"east_africa": migrants + np.where(days.month == 5, 3.0, 0.0), "other": drivers}
+    monthly = pd.DataFrame(
+        {"month": ["2025-03", "2025-04", "2025-05"], "route_id": "r", "arrivals": [60.0 * 31, 90.0 * 30, 75.0 * 31]}
+    )
+    free = PeopleModel().fit(_signal(days, groups), monthly, days_on_route={"r": 1}).params_["r"]
+    assert free.feature == "level:other"
+    # ... but the arrivals are published as Eritreans and Ethiopians: east_africa wherever they are seen.
+    narrowed = PeopleModel().fit(_signal(days, groups), monthly, {"r": 1}, groups={"r": ["east_africa"]})
+    assert narrowed.params_["r"].feature == "level:east_africa"
+    two = PeopleModel().fit(_signal(days, groups), monthly, {"r": 1}, groups={"r": ["east_africa", "other"]})
+    assert "level:east_africa+other" in two.params_["r"].errors
+    summed = estimate(_signal(days, groups), {"r": replace(two.params_["r"], feature="level:east_africa+other")})
+    assert summed.set_index("date").loc["2025-03-10", "people"] == pytest.approx(two.params_["r"].scale * 60.0)
 
 
 def test_candidates_are_compared_on_the_same_months():
