@@ -476,9 +476,15 @@ class PeopleModel:
     ) -> RouteParams:
         candidates = self._candidates(x, groups)
         if days is not None:
-            grid = [max(1, round(days))]
-        else:
-            grid = list(range(self.config.min_days_on_route, self.config.max_days_on_route + 1))
+            w = max(1, round(days))
+            pairs_of = {f: _daily_pairs(feature_column(x, f), arrivals, w) for f in candidates}
+            if candidates and all(len(p) < self.config.min_window_days for p in pairs_of.values()):
+                raise RouteFitError(
+                    f"route {route_id}: daily_arrivals and the signal share fewer than "
+                    f"{self.config.min_window_days} days with W = {w} days of arrivals after them"
+                )
+            return self._choose(route_id, pairs_of, "daily", float(w))
+        grid = list(range(self.config.min_days_on_route, self.config.max_days_on_route + 1))
         best: tuple[float, int] | None = None
         for w in grid:
             # W by correlation: the scale is free, so only the shape of the implied stock can choose it.
@@ -493,8 +499,8 @@ class PeopleModel:
                     best = (r, w)
         if candidates and best is None:
             raise RouteFitError(
-                f"route {route_id}: daily_arrivals and the signal share too few days "
-                f"(need {3 * self.config.min_window_days} beyond the longest W tried)"
+                f"route {route_id}: daily_arrivals and the signal share too few days to estimate W "
+                f"(need {3 * self.config.min_window_days} beyond the W tried); give a prior days_on_route"
             )
         w = best[1] if best is not None else grid[0]
         pairs_of = {f: _daily_pairs(feature_column(x, f), arrivals, w) for f in candidates}

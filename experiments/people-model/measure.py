@@ -241,11 +241,11 @@ def run(
     fit_signal = signal if fit_until is None else signal[signal["date"] < fit_until]
     monthly, daily = coarse_figures(var_dir, catalogue, fit_until)
     prior = {r: w * w_factor for r, w in survey_days_on_route(var_dir, fit_until, days[0]).items()}
-    # The Channel's W is estimated from its daily arrivals; its survey figure is only printed beside it.
+    # With estimate_daily_w the Channel's W comes from its daily arrivals; its survey figure is printed beside it.
     model = PeopleModel(PeopleModelConfig()).fit(
         fit_signal,
         monthly,
-        {r: w for r, w in prior.items() if r not in DAILY_ROUTES},
+        {r: w for r, w in prior.items() if not (estimate_daily_w and r in DAILY_ROUTES)},
         daily,
         unfittable="blind",
         groups=groups,

@@ -121,6 +121,11 @@ def test_daily_arrivals_estimate_the_days_on_route_and_the_scale():
     assert params.days_on_route == 10
     assert params.scale == pytest.approx(3.0)
     assert params.fitted_on == "daily" and params.periods == len(days) - 9
+    # A prior W from a survey is taken as it is, not searched.
+    given = PeopleModel().fit(signal, no_months, {"channel": 10}, daily_arrivals=daily).params_["channel"]
+    assert given.days_on_route == 10 and given.scale == pytest.approx(3.0)
+    wrong = PeopleModel().fit(signal, no_months, {"channel": 20}, daily_arrivals=daily).params_["channel"]
+    assert wrong.days_on_route == 20 and wrong.scale == pytest.approx(6.0, rel=0.1)  # twice the stock, twice k
 
 
 def test_a_route_without_a_signal_is_blind_and_its_people_are_missing_not_zero():
