@@ -28,12 +28,15 @@ The model, per route:
 4. **Little's law** ties the stock to the flow: the people on a route on day t are about the arrivals over the
    next ``days_on_route`` days (``W``), so a month's arrivals per day × W is the mean stock over the month shifted
    back by W/2. ``W`` is a documented prior per route (surveys of arrivals ask how long the journey took), or, for
-   a route with daily arrivals, estimated as the W whose forward sum of arrivals correlates best with the signal.
+   a route with daily arrivals and no prior, estimated as the W (a week to ``max_days_on_route``) whose forward sum
+   of arrivals correlates best with the signal on weekly means.
 5. **Fit.** Per route and candidate feature (with at least ``min_signal`` devices a day on the route), ``k`` by least
    squares through the origin of the targets on the feature's means over the same windows; the candidate with the
-   smallest relative error on the coarse figures wins. Fewer than two coarse periods cannot choose, so then the
-   roaming groups' level is used, else the total's excess. A route with no candidate is ``blind``: its people are
-   missing (NaN), not 0.
+   smallest relative error on the coarse figures (compared on the same periods) wins. Excess features are
+   candidates only on a route where no roaming group's level is seen (``excess_as_fallback``): an excess measures
+   change, not the stock. One coarse period cannot choose, so then the first candidate in ``feature_names`` order
+   is used (the roaming groups' level, else the total's excess). A route with no candidate is ``blind``: its
+   people are missing (NaN), not 0. ``groups`` (the arrivals' published nationalities) can narrow the candidates.
 6. **Intervals** (80 % by default) are log-normal around the estimate: the scale's error from the relative
    residuals of the coarse fit, pooled with a prior (``prior_sigma``, the uncertainty of W and of the phones per
    person) weighing as ``prior_weight`` periods, plus counting noise (1/devices on the log scale). They cover the
@@ -97,6 +100,7 @@ class PeopleModelConfig:
     min_signal: float = 5.0  # devices per day on the route below which a feature is not a signal
     min_window_days: int = 7  # days of features a coarse period needs to be used in the fit
     level: int = 80
+    excess_as_fallback: bool = True  # excess features only where no roaming group's level is seen
     prior_sigma: float = 0.3  # log-scale uncertainty of the scale before any coarse figure is seen
     prior_weight: float = 2.0  # how many coarse periods the prior counts as
     # W tried when estimating it from daily arrivals. Below a week the forward sum of arrivals is the boats'
@@ -398,7 +402,12 @@ class PeopleModel:
 
     def _candidates(self, x: pd.DataFrame, groups: Sequence[str] | None) -> list[str]:
         names = feature_names() if groups is None else nationality_features(groups)
-        return [f for f in names if feature_column(x, f).mean(skipna=True) >= self.config.min_signal]
+        seen = [f for f in names if feature_column(x, f).mean(skipna=True) >= self.config.min_signal]
+        if self.config.excess_as_fallback and any(f.startswith("level:") for f in seen):
+            # An excess measures what is new against the last weeks, not the stock: only where no group the
+            # migrants roam in is seen is it the signal.
+            return [f for f in seen if f.startswith("level:")]
+        return seen
 
     def _choose(self, route_id: str, pairs_of: Mapping[str, pd.DataFrame], fitted_on: str, days: float) -> RouteParams:
         config = self.config

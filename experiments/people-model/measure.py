@@ -233,6 +233,7 @@ def run(
     w_factor: float,
     groups: dict[str, tuple[str, ...]] | None,
     estimate_daily_w: bool = False,
+    excess_as_fallback: bool = True,
 ) -> pd.DataFrame:
     catalogue = load_catalogue()
     signal = load_signal(var_dir, res, min_devices)
@@ -242,7 +243,7 @@ def run(
     monthly, daily = coarse_figures(var_dir, catalogue, fit_until)
     prior = {r: w * w_factor for r, w in survey_days_on_route(var_dir, fit_until, days[0]).items()}
     # With estimate_daily_w the Channel's W comes from its daily arrivals; its survey figure is printed beside it.
-    model = PeopleModel(PeopleModelConfig()).fit(
+    model = PeopleModel(PeopleModelConfig(excess_as_fallback=excess_as_fallback)).fit(
         fit_signal,
         monthly,
         {r: w for r, w in prior.items() if not (estimate_daily_w and r in DAILY_ROUTES)},
@@ -298,8 +299,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--nationality-share",
         type=float,
-        default=0.15,
+        default=0.0,
         help="narrow each route's candidates to the groups holding this share of its arrivals' networks (0: any)",
+    )
+    parser.add_argument(
+        "--excess-everywhere",
+        action="store_true",
+        help="excess features are candidates on every route, not only where no roaming group's level is seen",
     )
     args = parser.parse_args(argv)
     signal_days = pd.to_datetime(
@@ -318,7 +324,16 @@ def main(argv: list[str] | None = None) -> None:
         (f"In-sample: fitted on every coarse figure, {first:%Y-%m-%d}..{last:%Y-%m-%d}", None),
         (f"Held-out: fitted before {until:%Y-%m-%d}, scored from it to {last:%Y-%m-%d}", until),
     ):
-        table = run(args.var_dir, args.res, args.min_devices, fit_until, args.w_factor, groups, estimate_w).round(2)
+        table = run(
+            args.var_dir,
+            args.res,
+            args.min_devices,
+            fit_until,
+            args.w_factor,
+            groups,
+            estimate_w,
+            args.excess_as_fallback,
+        ).round(2)
         out.write(f"## {title}\n\n")
         out.write(markdown(table[[c for c in table.columns if c in SCORE_COLUMNS]]))
         out.write("\nThe fit, and what the truth says the signal could give (read, never fitted on):\n\n")

@@ -265,12 +265,26 @@ def test_published_nationalities_narrow_the_candidates_to_their_groups():
     assert summed.set_index("date").loc["2025-03-10", "people"] == pytest.approx(two.params_["r"].scale * 60.0)
 
 
+def test_excess_is_the_signal_only_where_no_roaming_group_is_seen():
+    days = pd.date_range("2025-03-01", "2025-05-31")
+    # Migrants on local SIMs: the residents' 1,000 a day plus 0, 30, then 20 a day from mid-March.
+    local = 1000.0 + np.select([days < "2025-03-15", days.month < 5], [0.0, 30.0], 20.0)
+    monthly = pd.DataFrame(
+        {"month": ["2025-03", "2025-04", "2025-05"], "route_id": "r", "arrivals": [40.0 * 31, 90.0 * 30, 60.0 * 31]}
+    )
+    blind_groups = PeopleModel().fit(_signal(days, {"domestic": local}), monthly, {"r": 1}).params_["r"]
+    assert blind_groups.feature.startswith("excess:")
+    roaming = np.full(len(days), 6.0)  # a few roaming phones, above min_signal
+    seen = PeopleModel().fit(_signal(days, {"domestic": local, "other": roaming}), monthly, {"r": 1}).params_["r"]
+    assert seen.feature.startswith("level:") and not any(f.startswith("excess:") for f in seen.errors)
+
+
 def test_candidates_are_compared_on_the_same_months():
     """An excess has no baseline in its first weeks: one month fewer must not read as a perfect fit."""
     # April's arrivals are a little above twice the devices, so no feature fits both months exactly ...
     monthly = MONTHLY.assign(arrivals=[100.0 * 31, 210.0 * 30])
     # ... and with 20 days needed per month, an excess (17 days of baseline in March) is fitted on April alone.
-    config = PeopleModelConfig(min_window_days=20)
+    config = PeopleModelConfig(min_window_days=20, excess_as_fallback=False)
     params = PeopleModel(config).fit(_step_signal(), monthly, days_on_route={"r": 1}).params_["r"]
     assert params.errors["excess:total"] == 0.0  # one month: exact, and not comparable
     assert params.feature == "level:roaming" and params.periods == 2
