@@ -12,10 +12,10 @@ The model, per route:
    on which a group was not published counts 0 devices (suppressed, or none).
 2. **Features.** Per segment and day, two kinds of feature:
 
-   - ``excess:<group>`` (every group and the total): devices minus the same-weekday baseline, the median of the
-     previous ``baseline_weeks`` same weekdays (at least ``baseline_min_weeks`` of them, else missing), clipped at
-     0. This removes the residents and their weekly rhythm; it also removes any steady stock of migrants, so it
-     measures the part of the people that is new against the last weeks.
+   - ``excess:<group>`` (every group but ``visitor``, and the total): devices minus the same-weekday baseline,
+     the median of the previous ``baseline_weeks`` same weekdays (at least ``baseline_min_weeks`` of them, else
+     missing), clipped at 0. This removes the residents and their weekly rhythm; it also removes any steady stock
+     of migrants, so it measures the part of the people that is new against the last weeks.
    - ``level:<group>`` (the groups a roaming migrant's phone can be in: ``ROAMING_GROUPS``) and ``level:roaming``
      (their sum): the devices as published. A trailing baseline would subtract the migrants' own stock, and these
      groups hold no residents of the place, only foreign workers, drivers and migrants. ``visitor`` is left out:
@@ -220,12 +220,16 @@ def segment_features(signal: pd.DataFrame, baseline_weeks: int = 4, baseline_min
 
 
 def feature_names() -> list[str]:
-    """Every candidate feature, in the order ties are broken (roaming levels first, then excesses)."""
+    """Every candidate feature, in the order ties are broken (roaming levels first, then excesses).
+
+    No ``visitor`` feature: tourists rise with the summer as the migrants do, so it would follow them for the wrong
+    reason.
+    """
     return [
         f"level:{ROAMING}",
         *(f"level:{g}" for g in ROAMING_GROUPS),
         f"excess:{TOTAL}",
-        *(f"excess:{g}" for g in GROUPS),
+        *(f"excess:{g}" for g in GROUPS if g != "visitor"),
     ]
 
 

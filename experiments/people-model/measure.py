@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
             args.w_factor,
             groups,
             estimate_w,
-            args.excess_as_fallback,
+            not args.excess_everywhere,
         ).round(2)
         out.write(f"## {title}\n\n")
         out.write(markdown(table[[c for c in table.columns if c in SCORE_COLUMNS]]))
