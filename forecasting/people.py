@@ -36,7 +36,8 @@ The model, per route:
    candidates only on a route where no roaming group's level is seen (``excess_as_fallback``): an excess measures
    change, not the stock. One coarse period cannot choose, so then the first candidate in ``feature_names`` order
    is used (the roaming groups' level, else the total's excess). A route with no candidate is ``blind``: its
-   people are missing (NaN), not 0. ``groups`` (the arrivals' published nationalities) can narrow the candidates.
+   people are missing (NaN), not 0; so is one where no roaming group is seen if ``unseen="blind"``. ``groups`` (the
+   arrivals' published nationalities) can narrow the candidates.
 6. **Intervals** (80 % by default) are log-normal around the estimate: the scale's error from the relative
    residuals of the coarse fit, pooled with a prior (``prior_sigma``, the uncertainty of W and of the phones per
    person) weighing as ``prior_weight`` periods, plus counting noise (1/devices on the log scale). They cover the
@@ -101,6 +102,8 @@ class PeopleModelConfig:
     min_window_days: int = 7  # days of features a coarse period needs to be used in the fit
     level: int = 80
     excess_as_fallback: bool = True  # excess features only where no roaming group's level is seen
+    # Where no roaming group is seen: "excess" reads people from the excess features, "blind" says it cannot see.
+    unseen: str = "excess"
     prior_sigma: float = 0.3  # log-scale uncertainty of the scale before any coarse figure is seen
     prior_weight: float = 2.0  # how many coarse periods the prior counts as
     # W tried when estimating it from daily arrivals. Below a week the forward sum of arrivals is the boats'
@@ -115,6 +118,8 @@ class PeopleModelConfig:
             raise ValueError(f"level={self.level} must be a percentage strictly between 0 and 100")
         if self.min_signal < 0 or self.prior_sigma < 0 or self.prior_weight < 0 or self.min_window_days < 1:
             raise ValueError("min_signal, prior_sigma and prior_weight must be ≥ 0 and min_window_days ≥ 1")
+        if self.unseen not in ("excess", "blind"):
+            raise ValueError(f"unseen={self.unseen!r} must be 'excess' or 'blind'")
         if not 1 <= self.min_days_on_route <= self.max_days_on_route:
             raise ValueError("min_days_on_route must be between 1 and max_days_on_route")
 
@@ -411,6 +416,8 @@ class PeopleModel:
             # An excess measures what is new against the last weeks, not the stock: only where no group the
             # migrants roam in is seen is it the signal.
             return [f for f in seen if f.startswith("level:")]
+        if self.config.unseen == "blind" and not any(f.startswith("level:") for f in seen):
+            return []
         return seen
 
     def _choose(self, route_id: str, pairs_of: Mapping[str, pd.DataFrame], fitted_on: str, days: float) -> RouteParams:
@@ -424,6 +431,9 @@ class PeopleModel:
         # one period fewer is one error fewer, not a better fit.
         periods = max((len(pairs_of[f]) for f in usable), default=0)
         usable = {f for f in usable if len(pairs_of[f]) == periods}
+        if not pairs_of and config.unseen == "blind":
+            reason = f"no roaming group has {config.min_signal:g} devices a day on the route (unseen='blind')"
+            return self._blind(route_id, days, fitted_on, reason, errors)
         if not usable:
             reason = "no feature with enough devices on the route overlaps the coarse figures"
             return self._blind(route_id, days, fitted_on, reason, errors)

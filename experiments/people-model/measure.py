@@ -234,6 +234,7 @@ def run(
     groups: dict[str, tuple[str, ...]] | None,
     estimate_daily_w: bool = False,
     excess_as_fallback: bool = True,
+    unseen: str = "excess",
 ) -> pd.DataFrame:
     catalogue = load_catalogue()
     signal = load_signal(var_dir, res, min_devices)
@@ -243,7 +244,7 @@ def run(
     monthly, daily = coarse_figures(var_dir, catalogue, fit_until)
     prior = {r: w * w_factor for r, w in survey_days_on_route(var_dir, fit_until, days[0]).items()}
     # With estimate_daily_w the Channel's W comes from its daily arrivals; its survey figure is printed beside it.
-    model = PeopleModel(PeopleModelConfig(excess_as_fallback=excess_as_fallback)).fit(
+    model = PeopleModel(PeopleModelConfig(excess_as_fallback=excess_as_fallback, unseen=unseen)).fit(
         fit_signal,
         monthly,
         {r: w for r, w in prior.items() if not (estimate_daily_w and r in DAILY_ROUTES)},
@@ -307,6 +308,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="excess features are candidates on every route, not only where no roaming group's level is seen",
     )
+    parser.add_argument(
+        "--unseen",
+        choices=("excess", "blind"),
+        default="excess",
+        help="where no roaming group is seen: read people from the excess, or say the route is not measured",
+    )
     args = parser.parse_args(argv)
     signal_days = pd.to_datetime(
         pd.read_parquet(args.var_dir / "lake" / "silver" / "density", columns=["date"])["date"].astype(str)
@@ -333,6 +340,7 @@ def main(argv: list[str] | None = None) -> None:
             groups,
             estimate_w,
             not args.excess_everywhere,
+            args.unseen,
         ).round(2)
         out.write(f"## {title}\n\n")
         out.write(markdown(table[[c for c in table.columns if c in SCORE_COLUMNS]]))

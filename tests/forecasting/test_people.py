@@ -274,6 +274,8 @@ def test_excess_is_the_signal_only_where_no_roaming_group_is_seen():
     )
     blind_groups = PeopleModel().fit(_signal(days, {"domestic": local}), monthly, {"r": 1}).params_["r"]
     assert blind_groups.feature.startswith("excess:")
+    refused = PeopleModel(PeopleModelConfig(unseen="blind")).fit(_signal(days, {"domestic": local}), monthly, {"r": 1})
+    assert refused.params_["r"].blind and "no roaming group" in refused.params_["r"].reason
     roaming = np.full(len(days), 6.0)  # a few roaming phones, above min_signal
     seen = PeopleModel().fit(_signal(days, {"domestic": local, "other": roaming}), monthly, {"r": 1}).params_["r"]
     assert seen.feature.startswith("level:") and not any(f.startswith("excess:") for f in seen.errors)
