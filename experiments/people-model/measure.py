@@ -166,6 +166,31 @@ def truth_people(var_dir: Path) -> pd.Series:
     return people.groupby(["route_id", "date"])["people"].sum().astype("float64")
 
 
+def segment_scores(estimate: pd.DataFrame, var_dir: Path, days: pd.DatetimeIndex, busy: float) -> pd.DataFrame:
+    """Per route: the segments with at least ``busy`` true people a day, the median r over them, and the share of
+    the route's true people on segments the model gives anyone."""
+    people = _dates(pd.read_parquet(var_dir / "truth" / "segment_people"))
+    people = people[people["date"].isin(days)].set_index(["route_id", "segment_id", "date"])["people"]
+    est = estimate[estimate["date"].isin(days)].set_index(["route_id", "segment_id", "date"])["people"]
+    both = pd.concat([est.rename("est"), people.rename("true").astype("float64")], axis=1).dropna(subset=["true"])
+    rows = []
+    for route_id, d in both.groupby(level="route_id"):
+        per_segment = d.groupby(level="segment_id")
+        means = per_segment["true"].mean()
+        seen = per_segment["est"].sum() > 0
+        r = [_r(g["est"].dropna(), g["true"][g["est"].notna()]) for s, g in per_segment if means[s] >= busy]
+        rows.append(
+            {
+                "route_id": route_id,
+                f"segments ≥ {busy:g}/day": int((means >= busy).sum()),
+                "median segment r": float(np.nanmedian(r)) if r and not np.all(np.isnan(r)) else float("nan"),
+                "share of people on seen segments": float(means[seen.reindex(means.index, fill_value=False)].sum())
+                / max(float(means.sum()), 1.0),
+            }
+        )
+    return pd.DataFrame(rows).set_index("route_id")
+
+
 def _r(x: pd.Series, y: pd.Series) -> float:
     return float(np.corrcoef(x, y)[0, 1]) if len(x) > 2 and x.std() > 0 and y.std() > 0 else float("nan")
 
@@ -270,7 +295,8 @@ def run(
             for p in model.params_.values()
         ]
     ).set_index("route_id")
-    return table.join(params).join(best_features(signal, truth, scored_days))
+    segments = segment_scores(model.estimate(signal), var_dir, scored_days, busy=20.0)
+    return table.join(params).join(best_features(signal, truth, scored_days)).join(segments)
 
 
 SCORE_COLUMNS = ("days", "true/day", "est/day", "r", "weeks", "weekly APE (median)", "80% coverage", "feature")
