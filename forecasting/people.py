@@ -38,8 +38,8 @@ The model, per route:
    is used (the roaming groups' level, else the total's excess). A route with no candidate is ``blind``: its
    people are missing (NaN), not 0; so is one where no roaming group is seen if ``unseen="blind"``. ``groups`` (the
    arrivals' published nationalities) can narrow the candidates.
-6. **Intervals** (80 % by default) are log-normal around the estimate: the scale's error from the relative
-   residuals of the coarse fit, pooled with a prior (``prior_sigma``, the uncertainty of W and of the phones per
+6. **Intervals** (80 % by default) are log-normal around the estimate: the scale's error from the log residuals
+   of the coarse fit, pooled with a prior (``prior_sigma``, the uncertainty of W and of the phones per
    person) weighing as ``prior_weight`` periods, plus counting noise (1/devices on the log scale). They cover the
    scale's uncertainty and counting noise, not a feature that stops following the people.
 
@@ -89,7 +89,6 @@ UNIT = "people"
 SIGNAL_COLUMNS = ("date", "route_id", "segment_id", "group", "devices")
 MONTHLY_COLUMNS = ("month", "route_id", "arrivals")
 DAILY_COLUMNS = ("date", "route_id", "arrivals")
-OUTPUT_COLUMNS = ["date", "route_id", "segment_id", "people", "lo80", "hi80", "unit", "feature"]
 
 
 @dataclass(frozen=True)
