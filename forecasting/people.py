@@ -59,30 +59,9 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-# The groups of silver density_by_group (geo.networks.GROUPS), repeated here because forecasting may not import
-# geo; the total is carried as one more group.
-GROUPS = (
-    "domestic",
-    "neighbouring",
-    "visitor",
-    "north_africa",
-    "west_central_africa",
-    "east_africa",
-    "middle_east_south_asia",
-    "other",
-    "unknown",
-)
-TOTAL = "total"
-# Where a migrant's phone is while it roams on its home network (or one not listed); a local SIM makes it domestic.
-ROAMING_GROUPS = (
-    "neighbouring",
-    "north_africa",
-    "west_central_africa",
-    "east_africa",
-    "middle_east_south_asia",
-    "other",
-    "unknown",
-)
+from contracts.networks import GROUPS, ROAMING_GROUPS
+
+TOTAL = "total"  # the published total, carried as one more group
 ROAMING = "roaming"
 UNIT = "people"
 

@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
 
-from forecasting.people import ROAMING_GROUPS, PeopleModel, PeopleModelConfig, feature_names, segment_features
+from contracts.networks import ROAMING_GROUPS
+from forecasting.people import PeopleModel, PeopleModelConfig, feature_names, segment_features
 from geo.catalogue import Catalogue, load_catalogue
 from geo.cells import cell_segment_table
 from geo.countries import country_codes
