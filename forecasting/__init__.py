@@ -10,5 +10,7 @@ Reading order:
 - ``hierarchy``: reconciliation, so that segments add up to their route and routes to ``all``;
 - ``champion``: the rule for when a new run's forecasts replace the ones serving uses;
 - ``tracking``: MLflow runs, the registered model and its champion alias; ``plots``: the run's figures;
-- ``evaluation``: the whole procedure rolled over past origins, for experiments.
+- ``evaluation``: the whole procedure rolled over past origins, for experiments;
+- ``people``: the measurement model from the density's home-network groups to people present, fitted on coarse
+  official arrivals (monthly per route, daily where published).
 """

@@ -5,7 +5,7 @@ national communities, so the jobs count them per **group** only (docs/privacy.md
 group"), from two files shipped in ``geo/data`` (sources and reasoning in ``geo/data/README.md``):
 
 - ``mcc_groups.csv``: ``mcc`` (3 digits, ITU-T E.212) → ``country`` (Natural Earth ``ADM0_A3``, ISO 3166-1
-  alpha-3 where one exists) → ``group``, the network's regional group (``REGIONAL_GROUPS``);
+  alpha-3 where one exists) → ``group``, the network's regional group (``contracts.networks.REGIONAL_GROUPS``);
 - ``neighbours.csv``: ``country, neighbour, link`` — ``land`` or ``sea`` (a shared land border or a short sea
   crossing, either way round) for the countries the routes pass through, or ``domestic`` (one way: in
   ``country`` the ``neighbour``'s networks are the local ones, e.g. Moroccan networks in Western Sahara).
@@ -34,24 +34,13 @@ from pathlib import Path
 import h3
 import numpy as np
 
+from contracts.networks import DOMESTIC, NEIGHBOURING, OTHER, REGIONAL_GROUPS, UNKNOWN
 from geo.countries import country_codes
 
 DATA_DIR: Path = Path(__file__).resolve().parent / "data"
 MCC_FILE = "mcc_groups.csv"
 NEIGHBOURS_FILE = "neighbours.csv"
 
-DOMESTIC, NEIGHBOURING, OTHER, UNKNOWN = "domestic", "neighbouring", "other", "unknown"
-# The groups a network belongs to wherever it is seen (mcc_groups.csv), "other" last.
-REGIONAL_GROUPS = (
-    "visitor",
-    "north_africa",
-    "west_central_africa",
-    "east_africa",
-    "middle_east_south_asia",
-    OTHER,
-)
-# Every value of the ``group`` column of silver ``density_by_group``.
-GROUPS = (DOMESTIC, NEIGHBOURING, *REGIONAL_GROUPS, UNKNOWN)
 # A group that is neither local nor unknown spans at least this many countries, wherever it is counted, so that a
 # group's count is never one foreign nationality's.
 MIN_GROUP_COUNTRIES = 3
@@ -162,7 +151,7 @@ def group_countries(country: str) -> Mapping[str, frozenset[str]]:
 
 
 def classify(mcc: str | None, country: str) -> str:
-    """The group (``GROUPS``) of a phone whose home network is ``mcc`` seen in ``country`` (ADM0_A3)."""
+    """The group (``contracts.networks.GROUPS``) of a phone with home network ``mcc`` in ``country`` (ADM0_A3)."""
     net = home_networks().get(mcc) if isinstance(mcc, str) else None
     if net is None:
         return UNKNOWN

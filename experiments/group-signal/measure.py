@@ -22,20 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from contracts.networks import ROAMING_GROUPS
 from geo.catalogue import load_catalogue
 from geo.cells import cell_segment_table
-
-# The groups a migrant's phone can be in away from home: roaming on the origin network (a region, or a neighbouring
-# country's network near its border) or not listed. A local SIM makes it domestic, where the residents are.
-MIGRANT_GROUPS = (
-    "neighbouring",
-    "north_africa",
-    "west_central_africa",
-    "east_africa",
-    "middle_east_south_asia",
-    "other",
-    "unknown",
-)
 
 
 def _dates(frame: pd.DataFrame, column: str = "date") -> pd.DataFrame:
@@ -70,7 +59,7 @@ def _r(x: pd.Series, y: pd.Series) -> float:
 def summary(days: pd.DataFrame) -> pd.DataFrame:
     """Per route: devices per group and in total, the share of the total in published groups, and r with people."""
     group_cols = [c for c in days.columns if c not in ("total", "people", "phones_on")]
-    migrant_cols = [c for c in group_cols if c in MIGRANT_GROUPS]
+    migrant_cols = [c for c in group_cols if c in ROAMING_GROUPS]
     rows = []
     for route_id, d in days.groupby(level="route_id"):
         signal = d[migrant_cols].sum(axis=1)

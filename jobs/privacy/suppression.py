@@ -407,13 +407,9 @@ def suppress_groups(groups: DataFrame, totals: DataFrame, min_devices: int) -> G
     """
     check_min_devices(min_devices)
     keys = list(GROUP_KEYS)
-    kept = suppress_small_counts(groups, min_devices).join(
-        totals.select(*keys, F.col("devices").alias("_total")), keys
-    )
+    kept = suppress_small_counts(groups, min_devices).join(totals.select(*keys, F.col("devices").alias("_total")), keys)
     total = Window.partitionBy(*keys)
     smallest_first = Window.partitionBy(*keys).orderBy("devices", "group")
     remainder = F.col("_total") - F.sum("devices").over(total)
-    marked = kept.withColumn(
-        "_removed", (F.row_number().over(smallest_first) == 1) & revealing(remainder, min_devices)
-    )
+    marked = kept.withColumn("_removed", (F.row_number().over(smallest_first) == 1) & revealing(remainder, min_devices))
     return GroupSuppression(marked.select(*groups.columns, "_removed"))

@@ -12,15 +12,10 @@ import h3
 import numpy as np
 import pytest
 
+from contracts.networks import DOMESTIC, GROUPS, NEIGHBOURING, OTHER, REGIONAL_GROUPS, ROAMING_GROUPS, UNKNOWN
 from geo import networks
 from geo.networks import (
-    DOMESTIC,
-    GROUPS,
     MIN_GROUP_COUNTRIES,
-    NEIGHBOURING,
-    OTHER,
-    REGIONAL_GROUPS,
-    UNKNOWN,
     NetworkDataError,
     cell_countries,
     classify,
@@ -129,6 +124,7 @@ def test_the_join_tables_say_what_classify_says():
             assert local.get((country, mcc), net.group) == classify(mcc, country), (country, mcc)
     assert {g for _, _, g in local_groups()} <= {DOMESTIC, NEIGHBOURING, OTHER}
     assert set(GROUPS) == {DOMESTIC, NEIGHBOURING, *REGIONAL_GROUPS, UNKNOWN}
+    assert set(ROAMING_GROUPS) == set(GROUPS) - {DOMESTIC, "visitor"}
 
 
 def test_cells_get_the_country_of_their_centre_looked_up_once_each():

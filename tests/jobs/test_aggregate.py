@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from pyspark.sql import functions as F
 
 from contracts import tables
-from geo.networks import GROUPS
+from contracts.networks import GROUPS
 from geo.points import cells_to_parents
 from jobs.lake import read_checks, read_table, write_partitions
 from jobs.privacy.ledger import Charge, PrivacyLedger

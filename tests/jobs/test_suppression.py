@@ -20,8 +20,8 @@ from pydantic import ValidationError
 from pyspark.sql import functions as F
 
 from contracts import tables
+from contracts.networks import GROUPS
 from contracts.privacy import MIN_DEVICES_FLOOR
-from geo.networks import GROUPS
 from geo.points import cells_to_parents
 from jobs.lake import read_table
 from jobs.privacy.suppression import (
