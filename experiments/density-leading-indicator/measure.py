@@ -28,28 +28,8 @@ import pandas as pd
 from forecasting.models.baselines import SeasonalNaive
 from forecasting.models.prophet import ProphetForecaster
 from geo.catalogue import Catalogue, Route, load_catalogue
+from simulator.official import route_entry_points
 
-# Where an official statistic would count a person entering the EU or UK, as the catalogue places its crossing
-# points: every landing site on the sea routes, plus the land borders into the EU. Central Mediterranean:
-# 'lampedusa' sits on zuwara_lampedusa only, so the simulator counts there only the landings from Zuwara; every
-# Lampedusa landing (from Zuwara, Sfax, Garabulli...) passes 'porto_empedocle' after the hotspot transfer, which
-# stands in for them (counting both would count the Zuwara boats twice).
-EXCLUDED_LANDINGS = {"central_mediterranean": ("lampedusa",)}
-ENTRY_BORDERS = {
-    "eastern_mediterranean": ("kastanies",),
-    "western_mediterranean": ("ceuta", "melilla"),
-    "western_balkans": ("horgos", "velika_kladusa", "sid", "apatin"),
-    "eastern_borders": (
-        "kuznica",
-        "bialowieza",
-        "medininkai",
-        "braslaw",
-        "verkhnyadzvinsk",
-        "berastavitsa",
-        "janow_podlaski",
-        "wlodawa",
-    ),
-}
 SMOOTHING_DAYS = 7  # trailing mean of the density: removes the residents' weekday rhythm
 SEASON = 7
 
@@ -63,13 +43,7 @@ class RouteSetup:
 
 def route_setup(route: Route) -> RouteSetup:
     """The route's entry points and the segments whose density may lead them."""
-    excluded = EXCLUDED_LANDINGS.get(route.id, ())
-    borders = ENTRY_BORDERS.get(route.id, ())
-    points = [
-        p
-        for p in route.crossing_points
-        if (p.role == "landing" and p.id not in excluded) or (p.role == "border" and p.id in borders)
-    ]
+    points = route_entry_points(route)
     entry_segments = {p.segment_id for p in points}
     feeding = {a for a, b in route.successions() if b in entry_segments}
     return RouteSetup(route.id, tuple(p.id for p in points), tuple(sorted(entry_segments | feeding)))

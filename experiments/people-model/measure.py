@@ -36,27 +36,8 @@ from geo.catalogue import Catalogue, load_catalogue
 from geo.cells import cell_segment_table
 from geo.countries import country_codes
 from geo.networks import classify
+from simulator.official import entry_points
 
-# Where an official statistic would count a person entering the EU or the UK, as in the density-leading-indicator
-# experiment: every landing site on the sea routes, plus the land borders into the EU. 'lampedusa' sits on
-# zuwara_lampedusa only; every Lampedusa landing passes 'porto_empedocle' after the hotspot transfer, which stands in
-# for them (counting both would count the Zuwara boats twice).
-EXCLUDED_LANDINGS = {"central_mediterranean": ("lampedusa",)}
-ENTRY_BORDERS = {
-    "eastern_mediterranean": ("kastanies",),
-    "western_mediterranean": ("ceuta", "melilla"),
-    "western_balkans": ("horgos", "velika_kladusa", "sid", "apatin"),
-    "eastern_borders": (
-        "kuznica",
-        "bialowieza",
-        "medininkai",
-        "braslaw",
-        "verkhnyadzvinsk",
-        "berastavitsa",
-        "janow_podlaski",
-        "wlodawa",
-    ),
-}
 SIMULATOR_CONFIG = Path(__file__).resolve().parents[2] / "simulator" / "simulator.toml"
 # The UK publishes daily small-boat arrivals; Frontex publishes no Channel figure.
 DAILY_ROUTES = {"channel": ("dover", "dungeness")}
@@ -87,18 +68,6 @@ def nationality_groups(catalogue: Catalogue, share: float) -> dict[str, tuple[st
 
 def _dates(frame: pd.DataFrame, column: str = "date") -> pd.DataFrame:
     return frame.assign(**{column: pd.to_datetime(frame[column].astype(str))})
-
-
-def entry_points(catalogue: Catalogue) -> dict[str, tuple[str, ...]]:
-    out = {}
-    for route in catalogue:
-        excluded, borders = EXCLUDED_LANDINGS.get(route.id, ()), ENTRY_BORDERS.get(route.id, ())
-        out[route.id] = tuple(
-            p.id
-            for p in route.crossing_points
-            if (p.role == "landing" and p.id not in excluded) or (p.role == "border" and p.id in borders)
-        )
-    return out
 
 
 def load_signal(var_dir: Path, res: int, min_devices: int) -> pd.DataFrame:
