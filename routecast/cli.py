@@ -111,6 +111,8 @@ def _simulate(spark, settings: JobSettings, end: dt.date, scale: str, days: int 
         highlight=False,
     )
     console.print(f"          pings → {report.pings_path}   ground truth → {report.truth_path}", highlight=False)
+    for path in report.official_paths:  # what the official sources would publish (routecast ingest-counts reads it)
+        console.print(f"          official figures of the simulated arrivals → {path}", highlight=False)
     return report
 
 

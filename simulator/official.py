@@ -1,4 +1,5 @@
-"""Where an official statistic would count a person entering the EU or the UK, in the simulated world.
+"""Where an official statistic would count a person entering the EU or the UK in the simulated world, and what it
+would publish.
 
 Coarse figures made from the simulator's truth (monthly arrivals per route as Frontex publishes them, daily
 arrivals as the UK publishes the Channel's) count people at these crossing points: every landing site on the sea
@@ -9,6 +10,11 @@ boats twice).
 """
 
 from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
 
 from geo.catalogue import Catalogue, CrossingPoint, Route
 
@@ -44,3 +50,69 @@ def route_entry_points(route: Route) -> tuple[CrossingPoint, ...]:
 def entry_points(catalogue: Catalogue) -> dict[str, tuple[str, ...]]:
     """Per route of ``catalogue``, the ids of its entry points (:func:`route_entry_points`)."""
     return {route.id: tuple(p.id for p in route_entry_points(route)) for route in catalogue}
+
+
+# The official files the simulated world publishes, in the layouts `routecast ingest-counts` reads (as the real
+# ones in shared/data/real): Frontex's monthly detections by route, the Home Office's daily small-boat arrivals.
+FRONTEX_FILE = "frontex_monthly_by_route.csv"
+UK_CHANNEL_FILE = "uk_small_boats_daily.csv"
+
+
+def official_figures(
+    arrivals: pd.DataFrame, catalogue: Catalogue, first: dt.date, last: dt.date
+) -> dict[str, pd.DataFrame]:
+    """What the official sources would publish of the simulated arrivals between ``first`` and ``last``.
+
+    ``arrivals``: ``date, route_id, crossing_point_id, arrivals`` (truth ``arrivals``). Returns, by file name:
+    Frontex-like ``date, route, count, n_source_rows`` for every complete calendar month and every route with a
+    Frontex name (a month the run covers only in part is not published: Frontex publishes whole months), and
+    UK-like ``date, migrants_arrived`` for every day, zeros included, if the catalogue has the Channel route.
+    Counts are the arrivals at each route's entry points (:func:`entry_points`).
+    """
+    entry = pd.DataFrame(
+        [(route, cp) for route, cps in entry_points(catalogue).items() for cp in cps],
+        columns=["route_id", "crossing_point_id"],
+    )
+    at_entry = arrivals.merge(entry, on=["route_id", "crossing_point_id"])
+    daily = at_entry.assign(date=pd.to_datetime(at_entry["date"])).groupby(["route_id", "date"])["arrivals"].sum()
+    days = pd.date_range(first, last, freq="D")
+    out: dict[str, pd.DataFrame] = {}
+
+    months = [
+        m
+        for m in pd.period_range(first, last, freq="M")
+        if m.start_time >= days[0] and m.end_time < days[-1] + pd.Timedelta(days=1)
+    ]
+    rows = []
+    for name, route_id in sorted(catalogue.official_name_map("frontex").items()):
+        per_day = daily.get(route_id, pd.Series(dtype="int64")).reindex(days, fill_value=0)
+        per_month = per_day.groupby(per_day.index.to_period("M")).sum()
+        rows += [(m.start_time.date().isoformat(), name, int(per_month.get(m, 0)), 1) for m in months]
+    out[FRONTEX_FILE] = pd.DataFrame(rows, columns=["date", "route", "count", "n_source_rows"])
+
+    channel = catalogue.official_name_map("uk_home_office")
+    if channel:
+        (route_id,) = set(channel.values())
+        per_day = daily.get(route_id, pd.Series(dtype="int64")).reindex(days, fill_value=0)
+        out[UK_CHANNEL_FILE] = pd.DataFrame(
+            {"date": [d.date().isoformat() for d in days], "migrants_arrived": per_day.astype("int64").to_numpy()}
+        )
+    return out
+
+
+def write_official_files(
+    arrivals: pd.DataFrame, catalogue: Catalogue, first: dt.date, last: dt.date, directory: Path
+) -> list[Path]:
+    """Write :func:`official_figures` as CSV files into ``directory``; returns their paths.
+
+    Replaces what an earlier run wrote there; a figure with no row (no complete month) is not written.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.csv"):
+        stale.unlink()
+    paths = []
+    for name, frame in official_figures(arrivals, catalogue, first, last).items():
+        if len(frame):
+            frame.to_csv(directory / name, index=False)
+            paths.append(directory / name)
+    return paths

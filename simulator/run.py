@@ -21,11 +21,12 @@ from pyspark.sql import Observation, SparkSession
 from pyspark.sql import functions as F
 
 from geo.catalogue import Catalogue, load_catalogue
-from jobs.schemas import PINGS, TRUTH_JOURNEYS
+from jobs.schemas import PINGS, TRUTH_ARRIVALS, TRUTH_JOURNEYS
 from jobs.settings import JobSettings
 from simulator.config import SimulatorConfig, SimulatorConfigError, load_config
 from simulator.journeys import legs_frame
 from simulator.model import build_model, epoch_seconds
+from simulator.official import write_official_files
 from simulator.pings import driver_pings, line_points_df, migrant_phone_pings, migrant_pings, resident_pings
 from simulator.truth import (
     truth_arrivals,
@@ -56,6 +57,8 @@ class SimulationReport:
     pings_path: Path | None
     truth_path: Path
     skipped_closures: tuple[str, ...] = ()
+    # What the official sources would publish of the run (simulator.official), in the counts layouts
+    official_paths: tuple[Path, ...] = ()
 
     @property
     def pings(self) -> int:
@@ -102,6 +105,9 @@ def simulate(
         truth = settings.truth_dir
         truth_segment_people(spark, legs, model).write.mode("overwrite").parquet(str(truth / "segment_people"))
         truth_arrivals(spark, legs, model).write.mode("overwrite").parquet(str(truth / "arrivals"))
+        last = start + dt.timedelta(days=days - 1)
+        arrivals = spark.read.schema(TRUTH_ARRIVALS).parquet(str(truth / "arrivals")).toPandas()
+        official = write_official_files(arrivals, catalogue, start, last, truth / "official")
         truth_departures(spark, legs, model).write.mode("overwrite").parquet(str(truth / "departures"))
         points = line_points_df(spark, model)
         phone_pings = migrant_phone_pings(legs, points, model)
@@ -158,4 +164,5 @@ def simulate(
         pings_path=pings_path,
         truth_path=truth,
         skipped_closures=model.skipped_closures,
+        official_paths=tuple(official),
     )

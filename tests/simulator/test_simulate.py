@@ -31,9 +31,11 @@ from jobs.schemas import (
 )
 from jobs.settings import JobSettings
 from jobs.stages import aggregate, ingest, series
+from jobs.stages.counts import read_counts
 from simulator.config import Closure, Coverage, ScalePreset, SimulatorConfigError, load_config
 from simulator.journeys import legs_frame
 from simulator.model import RESIDENT, TOURIST, WORKER, build_model
+from simulator.official import UK_CHANNEL_FILE, entry_points
 from simulator.pings import driver_pings, line_points_df, migrant_phone_pings, stayer_pings
 from simulator.run import simulate
 from simulator.truth import truth_correlation
@@ -297,6 +299,17 @@ def test_segment_phones_counts_people_with_phones_and_the_phones_seen(spark, tin
     # Phones seen per person with a phone: about the 1.18 phones they carry while waiting (most of the time), fewer
     # where pings are rare (desert, sea).
     assert 0.6 < both["phones_on"].sum() / both["people_with_phone"].sum() < 1.3
+
+
+def test_the_tiny_runs_official_files_read_as_official_counts(tiny_run, catalogue):
+    settings, report = tiny_run
+    # Three weeks hold no whole month, so Frontex publishes nothing; the Home Office publishes every day.
+    assert [p.name for p in report.official_paths] == [UK_CHANNEL_FILE]
+    batch = read_counts(report.official_paths[0], "uk-channel", catalogue)
+    assert batch.report.balanced() and batch.report.quarantined == 0 and len(batch.series) == TINY_DAYS
+    arrivals = pd.read_parquet(settings.truth_dir / "arrivals")
+    landed = arrivals[arrivals["crossing_point_id"].isin(entry_points(catalogue)["channel"])]["arrivals"].sum()
+    assert batch.series["y"].sum() == landed > 0
 
 
 # --- density against truth (the small preset through the pipeline's Spark stages) ----------------------------
