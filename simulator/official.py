@@ -58,6 +58,23 @@ FRONTEX_FILE = "frontex_monthly_by_route.csv"
 UK_CHANNEL_FILE = "uk_small_boats_daily.csv"
 
 
+def entry_arrivals(arrivals: pd.DataFrame, catalogue: Catalogue) -> pd.DataFrame:
+    """Per route and day, the arrivals at its entry points: ``route_id, date`` (datetime), ``arrivals``.
+
+    ``arrivals``: ``date, route_id, crossing_point_id, arrivals`` (truth ``arrivals``). Days without any are absent.
+    """
+    entry = pd.DataFrame(
+        [(route, cp) for route, cps in entry_points(catalogue).items() for cp in cps],
+        columns=["route_id", "crossing_point_id"],
+    )
+    at_entry = arrivals.merge(entry, on=["route_id", "crossing_point_id"])
+    return (
+        at_entry.assign(date=pd.to_datetime(at_entry["date"]))
+        .groupby(["route_id", "date"], as_index=False)["arrivals"]
+        .sum()
+    )
+
+
 def official_figures(
     arrivals: pd.DataFrame, catalogue: Catalogue, first: dt.date, last: dt.date
 ) -> dict[str, pd.DataFrame]:
@@ -69,14 +86,12 @@ def official_figures(
     UK-like ``date, migrants_arrived`` for every day, zeros included, if the catalogue has the Channel route.
     Counts are the arrivals at each route's entry points (:func:`entry_points`).
     """
-    entry = pd.DataFrame(
-        [(route, cp) for route, cps in entry_points(catalogue).items() for cp in cps],
-        columns=["route_id", "crossing_point_id"],
-    )
-    at_entry = arrivals.merge(entry, on=["route_id", "crossing_point_id"])
-    daily = at_entry.assign(date=pd.to_datetime(at_entry["date"])).groupby(["route_id", "date"])["arrivals"].sum()
+    daily = entry_arrivals(arrivals, catalogue).set_index(["route_id", "date"])["arrivals"]
     days = pd.date_range(first, last, freq="D")
     out: dict[str, pd.DataFrame] = {}
+
+    def every_day(route_id: str) -> pd.Series:
+        return daily.get(route_id, pd.Series(dtype="int64")).reindex(days, fill_value=0)
 
     months = [
         m
@@ -85,7 +100,7 @@ def official_figures(
     ]
     rows = []
     for name, route_id in sorted(catalogue.official_name_map("frontex").items()):
-        per_day = daily.get(route_id, pd.Series(dtype="int64")).reindex(days, fill_value=0)
+        per_day = every_day(route_id)
         per_month = per_day.groupby(per_day.index.to_period("M")).sum()
         rows += [(m.start_time.date().isoformat(), name, int(per_month.get(m, 0)), 1) for m in months]
     out[FRONTEX_FILE] = pd.DataFrame(rows, columns=["date", "route", "count", "n_source_rows"])
@@ -93,7 +108,7 @@ def official_figures(
     channel = catalogue.official_name_map("uk_home_office")
     if channel:
         (route_id,) = set(channel.values())
-        per_day = daily.get(route_id, pd.Series(dtype="int64")).reindex(days, fill_value=0)
+        per_day = every_day(route_id)
         out[UK_CHANNEL_FILE] = pd.DataFrame(
             {"date": [d.date().isoformat() for d in days], "migrants_arrived": per_day.astype("int64").to_numpy()}
         )

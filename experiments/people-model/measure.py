@@ -36,11 +36,12 @@ from geo.catalogue import Catalogue, load_catalogue
 from geo.cells import cell_segment_table
 from geo.countries import country_codes
 from geo.networks import classify
-from simulator.official import entry_points
+from simulator.official import entry_arrivals
 
 SIMULATOR_CONFIG = Path(__file__).resolve().parents[2] / "simulator" / "simulator.toml"
-# The UK publishes daily small-boat arrivals; Frontex publishes no Channel figure.
-DAILY_ROUTES = {"channel": ("dover", "dungeness")}
+# The UK publishes daily small-boat arrivals (at the Channel's entry points, Dover and Dungeness); Frontex publishes
+# no Channel figure.
+DAILY_ROUTES = ("channel",)
 
 
 def nationality_groups(catalogue: Catalogue, share: float) -> dict[str, tuple[str, ...]]:
@@ -94,28 +95,19 @@ def load_signal(var_dir: Path, res: int, min_devices: int) -> pd.DataFrame:
     )
 
 
-def _at_points(arrivals: pd.DataFrame, points: dict[str, tuple[str, ...]]) -> pd.DataFrame:
-    keys = pd.DataFrame([(r, cp) for r, ids in points.items() for cp in ids], columns=["route_id", "crossing_point_id"])
-    return arrivals.merge(keys, on=["route_id", "crossing_point_id"])
-
-
 def coarse_figures(var_dir: Path, catalogue: Catalogue, until: pd.Timestamp | None) -> tuple[pd.DataFrame, ...]:
     """Monthly arrivals per route (with the days each figure covers) and the Channel's daily arrivals."""
     arrivals = _dates(pd.read_parquet(var_dir / "truth" / "arrivals"))
     if until is not None:
         arrivals = arrivals[arrivals["date"] < until]
-    points = entry_points(catalogue)
-    entry = _at_points(arrivals, points)
-    daily = entry.groupby(["route_id", "date"], as_index=False)["arrivals"].sum()
-    monthly_rows = daily[~daily["route_id"].isin(list(DAILY_ROUTES))]
+    daily = entry_arrivals(arrivals, catalogue)
+    monthly_rows = daily[~daily["route_id"].isin(DAILY_ROUTES)]
     monthly = (
         monthly_rows.assign(month=monthly_rows["date"].dt.to_period("M").dt.to_timestamp())
         .groupby(["route_id", "month"], as_index=False)
         .agg(arrivals=("arrivals", "sum"), days=("date", "nunique"))
     )
-    channel = _at_points(arrivals, DAILY_ROUTES)
-    daily_published = channel.groupby(["route_id", "date"], as_index=False)["arrivals"].sum()
-    return monthly, daily_published
+    return monthly, daily[daily["route_id"].isin(DAILY_ROUTES)].reset_index(drop=True)
 
 
 def survey_days_on_route(var_dir: Path, until: pd.Timestamp | None, first: pd.Timestamp) -> dict[str, float]:
