@@ -165,6 +165,27 @@ SERIES = pa.schema(
     ]
 )
 
+# Gold: people estimated from the group split of the density (forecasting.people), one row per estimate and day.
+# measure: "present" (people on the route or segment that day, a stock: crossing_point_id null; segment_id null for
+# the route's total) or "crossing" (people crossing at a crossing point that day, a flow: arrivals at a landing or
+# border, departures at a departure point). people/lo80/hi80 are null where the route is blind (not measured).
+# feature and model_id say which signal and fitted parameters made the figure (the run's gold people_model.json).
+PEOPLE = pa.schema(
+    [
+        pa.field("date", pa.date32(), nullable=False),
+        pa.field("route_id", pa.string(), nullable=False),
+        pa.field("segment_id", pa.string()),
+        pa.field("crossing_point_id", pa.string()),
+        pa.field("role", pa.string()),  # the crossing point's role (departure|landing|border), null for "present"
+        pa.field("measure", pa.string(), nullable=False),
+        pa.field("people", pa.float64()),
+        pa.field("lo80", pa.float64()),
+        pa.field("hi80", pa.float64()),
+        pa.field("feature", pa.string()),
+        pa.field("model_id", pa.string(), nullable=False),
+    ]
+)
+
 # Data-quality and row-accounting checks, stored as data (one row per check and run).
 QA_CHECKS = pa.schema(
     [

@@ -48,6 +48,7 @@ DENSITY_BY_GROUP = Table("silver", "density_by_group", schemas.DENSITY_BY_GROUP,
 FLOWS_SEGMENT = Table("silver", "flows_segment", schemas.FLOWS_SEGMENT, ("date",))
 FLOWS_CELL = Table("silver", "flows_cell", schemas.FLOWS_CELL, ("date",))
 SERIES = Table("gold", "series", schemas.SERIES, ("source",))
+PEOPLE = Table("gold", "people", schemas.PEOPLE, ("measure",))
 QA_CHECKS = Table("qa", "checks", schemas.QA_CHECKS, ("run_date", "stage"))
 PRIVACY_LEDGER = Table("privacy", "ledger", schemas.PRIVACY_LEDGER, ("period",))
 TRUTH_SEGMENT_PEOPLE = Table("truth", "segment_people", schemas.TRUTH_SEGMENT_PEOPLE)
@@ -74,6 +75,7 @@ CATALOGUE: dict[str, Table] = {
         FLOWS_SEGMENT,
         FLOWS_CELL,
         SERIES,
+        PEOPLE,
         QA_CHECKS,
         PRIVACY_LEDGER,
         TRUTH_SEGMENT_PEOPLE,
