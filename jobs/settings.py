@@ -37,6 +37,9 @@ class JobSettings(BaseSettings):
     qa_config: Path | None = (
         None  # the QA checks and thresholds (jobs.orchestration.qa); default: the packaged jobs/orchestration/qa.toml
     )
+    people_config: Path | None = (
+        None  # the people model's priors and sources (jobs.stages.people); default: jobs/stages/people.toml
+    )
     spark_conf_dir: Path = DEFAULT_SPARK_CONF_DIR
     spark_profile: str = "local"
     spark_master: str | None = None  # overrides the profile's spark.master when set

@@ -116,6 +116,16 @@ def _simulate(spark, settings: JobSettings, end: dt.date, scale: str, days: int 
     return report
 
 
+def _ingest_official(spark, settings: JobSettings, paths: tuple[Path, ...]) -> None:
+    """Ingest what the simulated world's official sources publish (the people model is fitted on it)."""
+    from jobs.stages.counts import ingest_counts
+    from simulator.official import FILE_SOURCES
+
+    for path in paths:
+        report = ingest_counts(spark, settings, path, FILE_SOURCES[path.name])
+        console.print(f"[green]✓[/] ingest-counts {path.name}: {report.accepted:,} rows", highlight=False)
+
+
 ScaleOpt = Annotated[Scale, typer.Option(help="Size preset from the simulator config.")]
 EndOpt = Annotated[
     dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last simulated day (default yesterday).")
@@ -277,6 +287,7 @@ class StageName(StrEnum):
     flows = "flows"
     retention = "retention"
     series = "series"
+    people = "people"
     forecast = "forecast"
     publish = "publish"
 
@@ -488,6 +499,7 @@ def demo(
         spark = build_spark(settings)
     try:
         sim = _simulate(spark, settings, run_date, scale.value, None, cfg)
+        _ingest_official(spark, settings, sim.official_paths)
         first_day = run_date - dt.timedelta(days=cfg.scales[scale.value].days - 1)
         report = run_nightly(spark, settings, run_date, raw_path=sim.pings_path, since=first_day, console=console)
         fit = truth_correlation(spark, settings, run_date)

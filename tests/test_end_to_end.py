@@ -68,9 +68,9 @@ def test_pipeline_end_to_end_and_api_over_http(spark, published_run, api_server)
     # Idempotent: forced, the same date again publishes the same forecasts (same release).
     again = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=quiet, force=True)
     assert again.release.release_id == report.release.release_id and not again.release.created
-    assert [r.status for r in Ledger(settings.runs_dir).rows(run_date=END) if r.run_id == again.run_id] == [
-        "done"
-    ] * len(STAGES)
+    # Every stage but people, which has no official counts to be fitted on here (tests/jobs/test_people.py runs it).
+    statuses = {r.stage: r.status for r in Ledger(settings.runs_dir).rows(run_date=END) if r.run_id == again.run_id}
+    assert statuses == {s: "skipped" if s == "people" else "done" for s in STAGES}
 
     serving = ServingSettings(var_dir=settings.var_dir)
     base = api_server(serving)

@@ -1,4 +1,4 @@
-"""The nightly run: ingest → aggregate → flows → retention → series → forecast → publish for one date.
+"""The nightly run: ingest → aggregate → flows → retention → series → people → forecast → publish for one date.
 
 The stages are a table (:data:`PIPELINE`): each row says what the stage reads and writes and how it runs. Every
 stage is idempotent, recorded in the run ledger and skipped when what it reads and writes is unchanged since it last
@@ -18,13 +18,14 @@ from pyspark.sql import SparkSession
 from rich.console import Console
 
 from contracts import tables
+from contracts.series import PEOPLE_SOURCE
 from contracts.tables import Table
 from forecasting.protocol import FREQS
 from geo.catalogue import Catalogue, load_catalogue
 from jobs.orchestration import qa
 from jobs.orchestration.runs import STAGES, Ledger, date_lock, fingerprint, new_run_id
 from jobs.settings import JobSettings
-from jobs.stages import aggregate, flows, forecast, ingest, publish, retention, series, tiles
+from jobs.stages import aggregate, flows, forecast, ingest, people, publish, retention, series, tiles
 
 
 @dataclass
@@ -36,6 +37,7 @@ class NightlyReport:
     flows: flows.FlowCounts | None = None
     retention: retention.RetentionReport | None = None
     series_rows: int = 0
+    people: people.PeopleReport | None = None
     forecast: forecast.ForecastResult | None = None
     release: publish.PublishedRelease | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -292,6 +294,8 @@ class _Run:
 
 
 RAW, BRONZE, HANDOFF = Data("raw"), Data("bronze"), Data("handoff")
+# The official sources whose gold series the people stage may be fitted on (its priors file chooses among them).
+_OFFICIAL = ("frontex", "uk-channel", "iom-dtm", "generic")
 
 
 def _before_ingest(r: _Run) -> None:
@@ -334,6 +338,27 @@ def _retention(r: _Run) -> None:
 
 def _series(r: _Run) -> None:
     r.report.series_rows = series.run(r.spark, r.settings, r.run_date, r.catalogue)
+
+
+def _people_not_applicable(r: _Run) -> str | None:
+    if r.settings.density_input == "tiles":
+        return "tiles carry no home networks, so there is no signal to measure people from"
+    if r.settings.dp_mechanism != "none":
+        return "under differential privacy no home-network groups are published"
+    if not people.official_sources_present(r.settings):
+        priors = people.load_priors(r.settings.people_config)
+        wanted = ", ".join(priors.monthly_sources + priors.daily_sources)
+        return f"no official counts to fit the people model on (routecast ingest-counts FILE --source {wanted})"
+    return None
+
+
+def _people(r: _Run) -> None:
+    r.report.people = people.run(r.spark, r.settings, r.run_date, r.catalogue)
+
+
+def _after_people(r: _Run) -> None:
+    for route_id, why in (r.report.people.blind if r.report.people else {}).items():
+        r.console.print(f"[yellow]![/] people on {route_id} not measured: {why}", highlight=False)
 
 
 def _forecast(r: _Run) -> None:
@@ -411,6 +436,22 @@ PIPELINE: tuple[Stage, ...] = (
         counts=lambda r: {"rows_out": r.report.series_rows},
     ),
     Stage(
+        "people",
+        reads=(
+            Data(tables.DENSITY),
+            Data(tables.DENSITY_BY_GROUP),
+            *(Data(tables.SERIES, f"source={s}") for s in _OFFICIAL),
+        ),
+        writes=(Data(tables.PEOPLE), Data(tables.SERIES, f"source={PEOPLE_SOURCE}")),
+        reads_dates="until_run_date",
+        work=_people,
+        describe=lambda r: people.describe(r.report.people),
+        counts=lambda r: {"rows_out": r.report.people.series_rows} if r.report.people else {},
+        not_applicable=_people_not_applicable,
+        after=_after_people,
+        checked=False,
+    ),
+    Stage(
         "forecast",
         reads=(Data(tables.SERIES),),
         writes=(HANDOFF,),
@@ -485,10 +526,18 @@ def _publish(
             "failed_series": report.forecast.failed,
             "inputs": report.forecast.inputs,
             "cell_resolutions": list(settings.cell_resolutions()),
+            "people_model": _people_model(settings, report),
         },
         history=report.forecast.history,
         cells=cells,
     )
+
+
+def _people_model(settings: JobSettings, report: NightlyReport) -> dict | None:
+    """The measurement model behind the release's people series (gold people_model.json), None without them."""
+    if not (report.forecast.keys["source"] == PEOPLE_SOURCE).any():
+        return None
+    return people.read_model(settings)
 
 
 def _warn_stale(result: forecast.ForecastResult, run_date: dt.date, console: Console) -> None:

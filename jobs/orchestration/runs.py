@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-STAGES = ("ingest", "aggregate", "flows", "retention", "series", "forecast", "publish")
+STAGES = ("ingest", "aggregate", "flows", "retention", "series", "people", "forecast", "publish")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stage_runs (

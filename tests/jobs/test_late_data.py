@@ -68,7 +68,7 @@ def test_late_pings_and_counts_are_picked_up_by_the_next_run_for_the_date(spark,
     assert _density_on(spark, settings, LATE_DAY) >= before + 40
     assert second.release.release_id != first.release.release_id
 
-    # Official counts arriving later: only the stages that read them (forecast, publish) run again.
+    # Official counts arriving later: only the stages that read them (people, forecast, publish) run again.
     counts = tmp_path / "uk.csv"
     days = pd.date_range(END - dt.timedelta(days=59), END)
     counts.write_text(
@@ -77,7 +77,7 @@ def test_late_pings_and_counts_are_picked_up_by_the_next_run_for_the_date(spark,
     )
     ingest_counts(spark, settings, counts, "uk-channel")
     third = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=quiet)
-    assert set(third.skipped) == set(STAGES) - {"forecast", "publish"}
+    assert set(third.skipped) == set(STAGES) - {"people", "forecast", "publish"}
     assert "uk-channel" in set(third.forecast.forecasts.merge(third.forecast.keys, on="series_id")["source"])
     # Nothing new: nothing runs.
     fourth = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=quiet)

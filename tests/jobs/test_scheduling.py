@@ -16,7 +16,7 @@ import pytest
 
 SCHEDULING = Path(__file__).resolve().parents[2] / "jobs" / "orchestration" / "scheduling"
 DAG_FILE = SCHEDULING / "airflow_dag.py"
-STAGES = ["ingest", "aggregate", "flows", "retention", "series", "forecast", "publish"]
+STAGES = ["ingest", "aggregate", "flows", "retention", "series", "people", "forecast", "publish"]
 
 
 def _unit(path: Path) -> dict[str, dict[str, list[str]]]:

@@ -54,7 +54,7 @@ except ImportError:
 
 # jobs/orchestration/pipeline.py runs these in this order; forecast and publish run on the worker
 # (local Spark, MLflow, the store).
-STAGES = ("ingest", "aggregate", "flows", "retention", "series", "forecast", "publish")
+STAGES = ("ingest", "aggregate", "flows", "retention", "series", "people", "forecast", "publish")
 PYTHON_STAGES = {"forecast", "publish"}
 SCHEDULE = "30 2 * * *"
 

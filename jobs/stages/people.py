@@ -1,0 +1,452 @@
+"""People: the density split by home-network group → people present and people crossing, in gold.
+
+Every density figure counts phones, most of them residents'. This stage runs the measurement model of
+``forecasting.people`` on what the pipeline has published, and writes what it estimates in **people**:
+
+Signal
+    Per (route, segment, day): the published devices of each home-network group on the segment's cells at
+    ``h3_res`` (silver ``density_by_group``) and the published total (silver ``density``) — only rows above
+    ``min_devices``, as the series count them. The MCC never reaches this stage (bronze keeps it).
+Coarse figures
+    The official counts ingested into gold (``routecast ingest-counts``): route-level monthly arrivals of the
+    ``monthly_sources`` (Frontex) and daily arrivals of the ``daily_sources`` (the UK's Channel arrivals), only
+    periods that ended on or before the run date. The model is fitted on these and nothing else.
+Priors
+    ``people.toml`` beside this module (or ``ROUTECAST_PEOPLE_CONFIG``): W of Little's law per route, the sources,
+    what a route nobody can see publishes, the window of the crossing points' shares.
+Present (a stock)
+    People on each route and segment per day with an 80 % interval (``forecasting.people.estimate``). A blind
+    route (no roaming group seen, or no coarse figure overlapping its signal) gets missing people, never 0.
+Crossing (a flow)
+    People crossing at each entry point (``geo.entry``: where people enter the EU or the UK and official statistics
+    count arrivals) and each departure point per day: the route's flow by Little's law (people present ÷ W) times
+    the point's share, which is its segment's share of the route's people over the last ``share_days`` days, split
+    evenly among the points of the same kind (arrival or departure) on one segment; where none of a kind's segments
+    is seen, the kind's points share evenly (``feature`` says which). Transit borders and hubs get no figure. The
+    interval is the route's, scaled the same way: it does not cover an error in the share.
+
+Outputs
+    gold ``people`` (``contracts.schemas.PEOPLE``), the gold series of source ``people`` (route, segment and point
+    levels, the days with an estimate; the forecast stage forecasts them like any series) and
+    ``gold/people_model.json``: the fitted parameters per route, the priors and the coarse figures' spans, with a
+    ``model_id`` every people row carries (publish puts it in the release's manifest, the lineage).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from contracts import tables
+from contracts.series import PEOPLE_SOURCE, series_id
+from forecasting.people import UNIT, PeopleModel, PeopleModelConfig, RouteParams
+from geo.catalogue import Catalogue, load_catalogue
+from geo.cells import cell_segment_table
+from geo.entry import route_entry_points
+from jobs import lake
+from jobs.schemas import PEOPLE, SERIES
+from jobs.settings import JobSettings
+
+DEFAULT_CONFIG = Path(__file__).with_name("people.toml")
+MODEL_FILE = "people_model.json"
+PRESENT, CROSSING = "present", "crossing"
+
+
+class PeopleConfigError(ValueError):
+    """The priors file is missing, unreadable or invalid; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class PeoplePriors:
+    """The measurement model's priors and sources (``people.toml``)."""
+
+    days_on_route: dict[str, float]
+    monthly_sources: tuple[str, ...] = ("frontex",)
+    daily_sources: tuple[str, ...] = ("uk-channel",)
+    unseen: str = "blind"
+    share_days: int = 28
+
+
+def load_priors(path: Path | None = None) -> PeoplePriors:
+    """Read and check the priors file (default: ``people.toml`` beside this module)."""
+    path = path or DEFAULT_CONFIG
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise PeopleConfigError(f"{path}: cannot read the people model's priors: {exc}") from exc
+    days = raw.get("days_on_route")
+    if not isinstance(days, dict) or not days:
+        raise PeopleConfigError(f"{path}: [days_on_route] must give W (days, > 0) for at least one route")
+    bad = {k: v for k, v in days.items() if not isinstance(v, int | float) or isinstance(v, bool) or v <= 0}
+    if bad:
+        raise PeopleConfigError(f"{path}: days_on_route must be numbers > 0; got {bad}")
+    unseen = raw.get("unseen", "blind")
+    if unseen not in ("blind", "excess"):
+        raise PeopleConfigError(f"{path}: unseen must be 'blind' or 'excess', got {unseen!r}")
+    share_days = raw.get("share_days", 28)
+    if not isinstance(share_days, int) or share_days < 1:
+        raise PeopleConfigError(f"{path}: share_days must be a whole number ≥ 1, got {share_days!r}")
+    sources = {}
+    for key in ("monthly_sources", "daily_sources"):
+        value = raw.get(key, list(getattr(PeoplePriors, key)))
+        if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+            raise PeopleConfigError(f"{path}: {key} must be a list of source names, got {value!r}")
+        sources[key] = tuple(value)
+    unknown = sorted(set(raw) - {"days_on_route", "unseen", "share_days", "monthly_sources", "daily_sources"})
+    if unknown:
+        raise PeopleConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
+    return PeoplePriors({k: float(v) for k, v in days.items()}, unseen=unseen, share_days=share_days, **sources)
+
+
+@dataclass
+class PeopleReport:
+    """What one run estimated: rows written, routes measured and blind (with why), the model's id."""
+
+    model_id: str = ""
+    present_rows: int = 0
+    crossing_rows: int = 0
+    series_rows: int = 0
+    measured: list[str] = field(default_factory=list)
+    blind: dict[str, str] = field(default_factory=dict)  # route -> why
+    not_fitted: list[str] = field(default_factory=list)  # routes with signal but no coarse figure
+    coarse: str = ""  # the coarse figures fitted on, e.g. "12 monthly, 90 daily"
+
+
+@dataclass(frozen=True)
+class PeopleEstimate:
+    """The pandas result of :func:`estimate_people`: gold ``people`` rows, the params and the model's document."""
+
+    rows: pd.DataFrame  # PEOPLE columns
+    params: dict[str, RouteParams]
+    model: dict
+
+
+# --- pure part (pandas) ----------------------------------------------------------------------------------------
+
+
+def _route_flow_shares(present: pd.DataFrame, route, share_days: int) -> pd.DataFrame:
+    """Per (date, crossing point) of ``route``: the point's share of the route's arrivals (or departures).
+
+    ``present``: the route's segment rows (``date, segment_id, people``). A point's weight is its segment's mean
+    people over the last ``share_days`` days, divided by the points of its kind on that segment; shares are the
+    weights over their sum within the kind. Where every weight of a kind is 0 or missing, the kind's points share
+    equally.
+    """
+    entries = {p.id for p in route_entry_points(route)}
+    kinds = {p.id: "arrival" if p.id in entries else "departure" for p in route.crossing_points}
+    points = [p for p in route.crossing_points if p.id in entries or p.role == "departure"]
+    if not points:
+        return pd.DataFrame(columns=["date", "crossing_point_id", "share", "how"])
+    wide = present.pivot_table(index="date", columns="segment_id", values="people", aggfunc="sum")
+    wide = wide.sort_index().asfreq("D")
+    trailing = wide.rolling(share_days, min_periods=1).mean()
+    frames = []
+    for kind in ("arrival", "departure"):
+        members = [p for p in points if kinds[p.id] == kind]
+        if not members:
+            continue
+        per_segment: dict[str, int] = {}
+        for p in members:
+            per_segment[p.segment_id] = per_segment.get(p.segment_id, 0) + 1
+        weights = pd.DataFrame(
+            {
+                p.id: (trailing[p.segment_id] if p.segment_id in trailing else pd.Series(0.0, index=trailing.index))
+                / per_segment[p.segment_id]
+                for p in members
+            }
+        ).fillna(0.0)
+        total = weights.sum(axis=1)
+        even = total <= 0
+        shares = weights.div(total.where(~even), axis=0)
+        shares.loc[even, :] = 1.0 / len(members)
+        long = shares.stack().rename("share").reset_index()
+        long.columns = ["date", "crossing_point_id", "share"]
+        long["how"] = long["date"].map(even).map({True: "even split", False: "segment share"})
+        frames.append(long)
+    return pd.concat(frames, ignore_index=True)
+
+
+def crossing_rows(present: pd.DataFrame, catalogue: Catalogue, params: dict[str, RouteParams], share_days: int):
+    """People crossing at each departure, landing and border point per day (see the module's docstring)."""
+    by_route = {r.id: r for r in catalogue}
+    frames = []
+    for route_id, p in params.items():
+        route = by_route.get(route_id)
+        if route is None:
+            continue
+        rows = present[present["route_id"] == route_id]
+        totals = rows[rows["segment_id"].isna()].set_index("date")
+        segments = rows[rows["segment_id"].notna()]
+        shares = _route_flow_shares(segments, route, share_days)
+        if shares.empty:
+            continue
+        flow = totals[["people", "lo80", "hi80"]] / p.days_on_route
+        out = shares.merge(flow, left_on="date", right_index=True, how="inner")
+        for column in ("people", "lo80", "hi80"):
+            out[column] = out[column] * out["share"]
+        out["route_id"] = route_id
+        out["segment_id"] = out["crossing_point_id"].map({cp.id: cp.segment_id for cp in route.crossing_points})
+        out["role"] = out["crossing_point_id"].map({cp.id: cp.role for cp in route.crossing_points})
+        out["measure"] = CROSSING
+        feature = p.feature or "none"
+        out["feature"] = f"{feature} / W, " + out["how"]
+        frames.append(out)
+    if not frames:
+        return pd.DataFrame(columns=list(PEOPLE.names))
+    return pd.concat(frames, ignore_index=True)
+
+
+def estimate_people(
+    signal: pd.DataFrame,
+    monthly: pd.DataFrame,
+    daily: pd.DataFrame,
+    priors: PeoplePriors,
+    catalogue: Catalogue,
+) -> PeopleEstimate:
+    """Fit the measurement model on the coarse figures and estimate people present and crossing.
+
+    ``signal``: ``date, route_id, segment_id, group, devices`` (``forecasting.people``); ``monthly``: ``month,
+    route_id, arrivals``; ``daily``: ``date, route_id, arrivals``. Routes with signal but no coarse figure are not
+    estimated; a route whose figures cannot be fitted is blind with the reason (``RouteParams.reason``).
+    """
+    config = PeopleModelConfig(unseen=priors.unseen)
+    model = PeopleModel(config).fit(signal, monthly, priors.days_on_route, daily, unfittable="blind")
+    present = pd.concat([model.estimate(signal, by="route"), model.estimate(signal, by="segment")], ignore_index=True)
+    present["segment_id"] = present["segment_id"].replace("", None)
+    present["date"] = pd.to_datetime(present["date"])
+    document = model_document(model.params_, priors, monthly, daily)
+    crossing = crossing_rows(present, catalogue, model.params_, priors.share_days)
+    present = present.assign(crossing_point_id=None, role=None, measure=PRESENT)
+    rows = pd.concat([present, crossing], ignore_index=True)
+    rows["model_id"] = document["model_id"]
+    rows["date"] = pd.to_datetime(rows["date"]).dt.date
+    for column in ("people", "lo80", "hi80"):
+        rows[column] = rows[column].astype("float64")
+    return PeopleEstimate(rows[list(PEOPLE.names)], model.params_, document)
+
+
+def _span(frame: pd.DataFrame, column: str) -> str | None:
+    if frame.empty:
+        return None
+    days = pd.to_datetime(frame[column])
+    return f"{days.min():%Y-%m-%d}..{days.max():%Y-%m-%d}"
+
+
+def model_document(
+    params: dict[str, RouteParams], priors: PeoplePriors, monthly: pd.DataFrame, daily: pd.DataFrame
+) -> dict:
+    """What made the people figures, as JSON: per route the fitted parameters, the priors, the coarse figures'
+    spans; ``model_id`` is a digest of all of it, so a figure names the exact model that made it."""
+
+    def clean(value: float) -> float | None:
+        return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
+
+    routes = {
+        r: {
+            "feature": p.feature,
+            "scale": clean(p.scale),
+            "days_on_route": clean(p.days_on_route),
+            "sigma_log": clean(p.sigma_log),
+            "fitted_on": p.fitted_on,
+            "periods": p.periods,
+            "reason": p.reason,
+            "blind": p.blind,
+            "errors": {k: clean(v) for k, v in p.errors.items()},
+        }
+        for r, p in sorted(params.items())
+    }
+    body = {
+        "unit": UNIT,
+        "model": "forecasting.people (level or excess of the home-network groups × scale, Little's law)",
+        "routes": routes,
+        "priors": asdict(priors),
+        "fitted_on": {"monthly": _span(monthly, "month"), "daily": _span(daily, "date")},
+    }
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return {"model_id": f"people-{digest}", **body}
+
+
+def people_series(rows: pd.DataFrame) -> pd.DataFrame:
+    """The gold series of source ``people``: route and segment presence, point crossings (days with an estimate)."""
+    known = rows[rows["people"].notna()]
+    present = known[known["measure"] == PRESENT]
+    crossing = known[known["measure"] == CROSSING]
+    out = pd.DataFrame(
+        {
+            "series_id": [
+                series_id("route", r, source=PEOPLE_SOURCE) if s is None else series_id("segment", r, s, PEOPLE_SOURCE)
+                for r, s in zip(present["route_id"], present["segment_id"], strict=True)
+            ]
+            + [
+                series_id("point", r, s, PEOPLE_SOURCE, crossing_point=c)
+                for r, s, c in zip(
+                    crossing["route_id"], crossing["segment_id"], crossing["crossing_point_id"], strict=True
+                )
+            ],
+            "level": ["route" if s is None else "segment" for s in present["segment_id"]] + ["point"] * len(crossing),
+            "route_id": list(present["route_id"]) + list(crossing["route_id"]),
+            "segment_id": list(present["segment_id"]) + list(crossing["segment_id"]),
+            "ds": list(present["date"]) + list(crossing["date"]),
+            "y": list(present["people"]) + list(crossing["people"]),
+        }
+    )
+    out["freq"] = "D"
+    out["source"] = PEOPLE_SOURCE
+    return out
+
+
+# --- Spark part: read what was published, write gold ------------------------------------------------------------
+
+
+def read_signal(spark: SparkSession, settings: JobSettings, catalogue: Catalogue, end: dt.date) -> pd.DataFrame:
+    """Per (date, route, segment, group): the published devices of each group and the total, up to ``end``."""
+    table = cell_segment_table(catalogue, settings.h3_res)
+    cells = spark.createDataFrame(
+        pd.DataFrame(
+            {
+                "cell": table["cell"].astype("int64"),
+                "route_id": table["route_id"].astype(str),
+                "segment_id": table["segment_id"].astype(str),
+            }
+        )
+    )
+
+    def published(df: DataFrame) -> DataFrame:
+        return df.where(
+            (F.col("res") == settings.h3_res)
+            & (F.col("date") <= F.lit(end))
+            & (F.col("devices") > F.lit(settings.min_devices))
+        ).join(F.broadcast(cells), "cell")
+
+    keys = ["date", "route_id", "segment_id", "group"]
+    groups = published(lake.read(spark, settings, tables.DENSITY_BY_GROUP))
+    total = published(lake.read(spark, settings, tables.DENSITY)).withColumn("group", F.lit("total"))
+    signal = (
+        groups.select(*keys, "devices")
+        .unionByName(total.select(*keys, "devices"))
+        .groupBy(*keys)
+        .agg(F.sum("devices").cast("double").alias("devices"))
+        .toPandas()
+    )
+    signal["date"] = pd.to_datetime(signal["date"])
+    return signal
+
+
+def read_coarse(
+    spark: SparkSession, settings: JobSettings, priors: PeoplePriors, end: dt.date
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Route-level official figures that ended on or before ``end``: monthly (``month, route_id, arrivals``) and
+    daily (``date, route_id, arrivals``)."""
+    sources = priors.monthly_sources + priors.daily_sources
+    path = settings.lake(tables.SERIES)
+    present = [s for s in sources if (path / f"source={s}").exists()]
+    if not present:
+        empty = pd.DataFrame(columns=["month", "route_id", "arrivals"])
+        return empty, pd.DataFrame(columns=["date", "route_id", "arrivals"])
+    gold = (
+        lake.read(spark, settings, tables.SERIES)
+        .where(F.col("source").isin(present) & (F.col("level") == "route") & (F.col("ds") <= F.lit(end)))
+        .select("source", "route_id", "ds", "freq", "y")
+        .toPandas()
+    )
+    gold["ds"] = pd.to_datetime(gold["ds"])
+    monthly = gold[gold["source"].isin(priors.monthly_sources) & (gold["freq"] == "M")]
+    # A month's figure counts only once the month is over by the run date.
+    monthly = monthly[monthly["ds"] + pd.offsets.MonthEnd(0) <= pd.Timestamp(end)]
+    monthly = monthly.groupby(["route_id", "ds"], as_index=False)["y"].sum()
+    daily = gold[gold["source"].isin(priors.daily_sources) & (gold["freq"] == "D")]
+    daily = daily.groupby(["route_id", "ds"], as_index=False)["y"].sum()
+    return (
+        monthly.rename(columns={"ds": "month", "y": "arrivals"}),
+        daily.rename(columns={"ds": "date", "y": "arrivals"}),
+    )
+
+
+def official_sources_present(settings: JobSettings, priors: PeoplePriors | None = None) -> list[str]:
+    """The configured official sources with gold series (what the people stage can be fitted on)."""
+    priors = priors or load_priors(settings.people_config)
+    path = settings.lake(tables.SERIES)
+    return [s for s in priors.monthly_sources + priors.daily_sources if (path / f"source={s}").exists()]
+
+
+def write_model(settings: JobSettings, document: dict) -> Path:
+    """``gold/people_model.json``, replaced atomically."""
+    path = settings.lake_dir / "gold" / MODEL_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_suffix(".json.tmp")
+    staged.write_text(json.dumps(document, indent=2, sort_keys=True, default=str))
+    os.chmod(staged, 0o640)
+    os.replace(staged, path)
+    return path
+
+
+def read_model(settings: JobSettings) -> dict | None:
+    """The people model of the last people stage run, or None."""
+    path = settings.lake_dir / "gold" / MODEL_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def run(
+    spark: SparkSession, settings: JobSettings, run_date: dt.date, catalogue: Catalogue | None = None
+) -> PeopleReport:
+    """Estimate people from what is published up to ``run_date`` and replace gold ``people``, the ``people``
+    series and ``people_model.json``. Refuses to run without published groups; where no route has both signal and
+    official counts up to ``run_date``, writes no people (and keeps none from an earlier run) and says so."""
+    catalogue = catalogue or load_catalogue()
+    priors = load_priors(settings.people_config)
+    signal = read_signal(spark, settings, catalogue, run_date)
+    groups = signal[signal["group"] != "total"]
+    if groups.empty:
+        raise ValueError(
+            f"no published home-network groups up to {run_date} at res {settings.h3_res}: run aggregate first"
+        )
+    monthly, daily = read_coarse(spark, settings, priors, run_date)
+    with_signal = set(signal["route_id"])
+    fitted = (set(monthly["route_id"]) | set(daily["route_id"])) & with_signal
+    if fitted:
+        result = estimate_people(signal, monthly, daily, priors, catalogue)
+    else:  # the official counts are for other routes (or other years): nothing to measure, and nothing stale kept
+        rows = pd.DataFrame({c: pd.Series(dtype="object") for c in PEOPLE.names})
+        result = PeopleEstimate(rows, {}, model_document({}, priors, monthly, daily))
+    rows = spark.createDataFrame(result.rows, schema=PEOPLE)
+    lake.write(settings, tables.PEOPLE, rows, replace={"measure": [PRESENT, CROSSING]})
+    series = people_series(result.rows)
+    lake.write(
+        settings,
+        tables.SERIES,
+        spark.createDataFrame(series[list(SERIES.names)], schema=SERIES),
+        replace={"source": [PEOPLE_SOURCE]},
+    )
+    write_model(settings, result.model)
+    report = PeopleReport(
+        model_id=result.model["model_id"],
+        present_rows=int((result.rows["measure"] == PRESENT).sum()),
+        crossing_rows=int((result.rows["measure"] == CROSSING).sum()),
+        series_rows=len(series),
+        measured=sorted(r for r, p in result.params.items() if not p.blind),
+        blind={r: p.reason for r, p in sorted(result.params.items()) if p.blind},
+        not_fitted=sorted(with_signal - set(result.params)),
+        coarse=f"{len(monthly)} monthly, {len(daily)} daily figures up to {run_date}",
+    )
+    return report
+
+
+def describe(report: PeopleReport | None) -> str:
+    if report is None:
+        return ""
+    blind = f", blind: {', '.join(report.blind)}" if report.blind else ""
+    unfitted = f", no official counts for: {', '.join(report.not_fitted)}" if report.not_fitted else ""
+    return (
+        f"{len(report.measured)} routes in people ({report.model_id}, fitted on {report.coarse}), "
+        f"{report.series_rows:,} series-days{blind}{unfitted}"
+    )

@@ -1,0 +1,224 @@
+"""The people stage: silver groups + official counts → gold people, people series and the model's document.
+
+A hand-made world with a known answer: on the Channel 200, 120 and 80 people stay on its three segments, each
+carrying a quarter of a phone still on its home network (so 4 people per device), and W = 26 days (people.toml).
+Monthly arrivals are then 400 / 26 a day. A second route (the Western Mediterranean) shows only domestic phones: it
+must come out blind (missing, never 0).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from contracts import tables
+from contracts.series import PEOPLE_SOURCE
+from geo.cells import cell_segment_table
+from jobs import lake
+from jobs.schemas import DENSITY, DENSITY_BY_GROUP, SERIES
+from jobs.settings import JobSettings
+from jobs.stages import people
+from jobs.stages.people import PeopleConfigError, estimate_people, load_priors, people_series
+
+START, END = dt.date(2025, 3, 1), dt.date(2025, 6, 30)
+ON_SEGMENT = {"french_coast": 200.0, "calais_dover": 120.0, "boulogne_dungeness": 80.0}
+PER_DEVICE = 4.0
+W = 26.0  # jobs/stages/people.toml, channel
+
+
+def _days() -> pd.DatetimeIndex:
+    return pd.date_range(START, END, freq="D")
+
+
+def _signal() -> pd.DataFrame:
+    rows = []
+    for day in _days():
+        for segment, n in ON_SEGMENT.items():
+            rows.append((day, "channel", segment, "west_central_africa", n / PER_DEVICE))
+            rows.append((day, "channel", segment, "total", n / PER_DEVICE + 300.0))
+        rows.append((day, "western_mediterranean", "tangier_tarifa", "domestic", 400.0))
+        rows.append((day, "western_mediterranean", "tangier_tarifa", "total", 400.0))
+    return pd.DataFrame(rows, columns=["date", "route_id", "segment_id", "group", "devices"])
+
+
+def _monthly() -> pd.DataFrame:
+    months = pd.date_range(START, END, freq="MS")
+    rate = sum(ON_SEGMENT.values()) / W
+    rows = [(m, "channel", rate * m.days_in_month) for m in months]
+    rows += [(m, "western_mediterranean", 300.0) for m in months]
+    return pd.DataFrame(rows, columns=["month", "route_id", "arrivals"])
+
+
+def _no_daily() -> pd.DataFrame:
+    return pd.DataFrame(columns=["date", "route_id", "arrivals"])
+
+
+@pytest.fixture(scope="module")
+def estimate(catalogue):
+    return estimate_people(_signal(), _monthly(), _no_daily(), load_priors(), catalogue)
+
+
+def _on(rows: pd.DataFrame, **where) -> pd.DataFrame:
+    keep = np.ones(len(rows), dtype=bool)
+    for column, value in where.items():
+        keep &= rows[column].isna().to_numpy() if value is None else (rows[column] == value).to_numpy()
+    return rows[keep]
+
+
+def test_people_present_recover_the_people_behind_the_phones(estimate):
+    p = estimate.params["channel"]
+    assert p.feature.startswith("level:") and p.scale == pytest.approx(PER_DEVICE, rel=1e-6)
+    route = _on(estimate.rows, route_id="channel", measure="present", segment_id=None)
+    assert len(route) == len(_days()) and route["people"].to_numpy() == pytest.approx(400.0)
+    assert (route["lo80"] < route["people"]).all() and (route["people"] < route["hi80"]).all()
+    for segment, n in ON_SEGMENT.items():
+        assert _on(estimate.rows, measure="present", segment_id=segment)["people"].to_numpy() == pytest.approx(n)
+
+
+def test_each_crossing_point_gets_its_share_of_the_route_flow(estimate):
+    crossing = _on(estimate.rows, route_id="channel", measure="crossing")
+    day = crossing[crossing["date"] == END].set_index("crossing_point_id")
+    flow = 400.0 / W  # Little's law: people present / days on the route
+    # Entry points (landings): Dover on calais_dover (120), Dungeness on boulogne_dungeness (80).
+    assert day.loc["dover", "people"] == pytest.approx(flow * 120 / 200)
+    assert day.loc["dungeness", "people"] == pytest.approx(flow * 80 / 200)
+    # Departures: the segment's weight split among its departure points (Dunkirk and Gravelines share french_coast).
+    assert day.loc["dunkirk", "people"] == pytest.approx(flow * 100 / 400)
+    assert day.loc["calais", "people"] == pytest.approx(flow * 120 / 400)
+    departures = day[day["role"] == "departure"]["people"].sum()
+    arrivals = day[day["role"] == "landing"]["people"].sum()
+    assert departures == pytest.approx(flow) and arrivals == pytest.approx(flow)
+    # The interval is the route's, scaled alike; the feature says how the share was made.
+    assert day.loc["dover", "lo80"] < day.loc["dover", "people"] < day.loc["dover", "hi80"]
+    assert day["feature"].str.contains("segment share").all()
+
+
+def test_a_route_nobody_can_see_is_missing_not_zero(estimate):
+    p = estimate.params["western_mediterranean"]
+    assert p.blind and "roaming" in p.reason
+    rows = _on(estimate.rows, route_id="western_mediterranean")
+    assert len(rows) and rows["people"].isna().all() and rows["lo80"].isna().all()
+    assert estimate.model["routes"]["western_mediterranean"]["blind"] is True
+    series = people_series(estimate.rows)
+    assert not (series["route_id"] == "western_mediterranean").any()
+
+
+def test_people_series_carry_ids_levels_and_the_people_source(estimate):
+    series = people_series(estimate.rows)
+    assert set(series["source"]) == {PEOPLE_SOURCE} and set(series["freq"]) == {"D"}
+    ids = set(series["series_id"])
+    assert "people/route:channel" in ids and "people/segment:channel/calais_dover" in ids
+    assert "people/point:channel/dover" in ids and "people/point:channel/dunkirk" in ids
+    point = series[series["series_id"] == "people/point:channel/dover"]
+    assert set(point["level"]) == {"point"} and set(point["segment_id"]) == {"calais_dover"}
+    assert len(point) == len(_days()) and not series["y"].isna().any()
+
+
+def test_the_model_id_names_the_parameters_that_made_every_figure(estimate, catalogue):
+    assert set(estimate.rows["model_id"]) == {estimate.model["model_id"]}
+    assert estimate.model["unit"] == "people" and estimate.model["routes"]["channel"]["scale"] == pytest.approx(4.0)
+    # Another prior W is another model: the id changes.
+    priors = load_priors()
+    other = people.PeoplePriors({**priors.days_on_route, "channel": 30.0})
+    again = estimate_people(_signal(), _monthly(), _no_daily(), other, catalogue)
+    assert again.model["model_id"] != estimate.model["model_id"]
+
+
+def test_a_bad_priors_file_is_refused_naming_the_key(tmp_path):
+    path = tmp_path / "people.toml"
+    path.write_text("[days_on_route]\nchannel = -3\n")
+    with pytest.raises(PeopleConfigError, match="days_on_route must be numbers > 0"):
+        load_priors(path)
+    path.write_text('unseen = "maybe"\n[days_on_route]\nchannel = 20\n')
+    with pytest.raises(PeopleConfigError, match="unseen must be"):
+        load_priors(path)
+    path.write_text("share_dayz = 3\n[days_on_route]\nchannel = 20\n")
+    with pytest.raises(PeopleConfigError, match="unknown key"):
+        load_priors(tmp_path / "people.toml")
+    with pytest.raises(PeopleConfigError, match="cannot read"):
+        load_priors(tmp_path / "missing.toml")
+
+
+# --- the stage in Spark: silver and gold in, gold out ------------------------------------------------------------
+
+
+def _silver(spark, settings: JobSettings, catalogue) -> None:
+    cells = cell_segment_table(catalogue.subset(["channel"]), settings.h3_res)
+    first = cells.groupby("segment_id")["cell"].first()
+    groups, density = [], []
+    for day in _days():
+        for segment, n in ON_SEGMENT.items():
+            cell = int(first[segment])
+            groups.append((cell, settings.h3_res, "west_central_africa", int(n / PER_DEVICE), day.date()))
+            # A group published at or below the threshold (written under a lower one) is not counted.
+            groups.append((cell, settings.h3_res, "east_africa", settings.min_devices, day.date()))
+            density.append((cell, settings.h3_res, day.date(), int(n / PER_DEVICE) + 300))
+    lake.write(settings, tables.DENSITY_BY_GROUP, spark.createDataFrame(groups, DENSITY_BY_GROUP))
+    frame = pd.DataFrame(density, columns=["cell", "res", "date", "devices"])
+    for column in DENSITY.names:
+        if column not in frame:
+            frame[column] = None
+    lake.write(settings, tables.DENSITY, spark.createDataFrame(frame[DENSITY.names], DENSITY))
+
+
+def _frontex(spark, settings: JobSettings, months: pd.DataFrame) -> None:
+    rows = [
+        ("frontex/route:channel", "route", "channel", None, m.date(), float(a), "M", "frontex")
+        for m, a in zip(months["month"], months["arrivals"], strict=True)
+    ]
+    lake.write(settings, tables.SERIES, spark.createDataFrame(rows, SERIES))
+
+
+@pytest.fixture
+def stage_settings(spark, tmp_path, catalogue):
+    settings = JobSettings(var_dir=tmp_path / "var")
+    _silver(spark, settings, catalogue)
+    return settings
+
+
+def test_the_stage_writes_people_series_and_the_model_from_published_data_only(spark, stage_settings, catalogue):
+    channel = catalogue.subset(["channel"])
+    monthly = _monthly()
+    _frontex(spark, stage_settings, monthly[monthly["route_id"] == "channel"])
+    # A figure for the month after the run date (published later) must not be read.
+    late = pd.DataFrame({"month": [pd.Timestamp("2025-07-01")], "arrivals": [1e6]})
+    _frontex(spark, stage_settings, pd.concat([monthly[monthly["route_id"] == "channel"], late]))
+    report = people.run(spark, stage_settings, END, channel)
+
+    assert report.measured == ["channel"] and not report.blind and "4 monthly" in report.coarse
+    model = json.loads((stage_settings.lake_dir / "gold" / people.MODEL_FILE).read_text())
+    assert model["model_id"] == report.model_id and model["routes"]["channel"]["scale"] == pytest.approx(4.0)
+    rows = lake.read(spark, stage_settings, tables.PEOPLE).toPandas()
+    route = rows[(rows["measure"] == "present") & rows["segment_id"].isna()]
+    assert route["people"].to_numpy() == pytest.approx(400.0)  # the east_africa rows at the threshold count 0
+    assert set(rows["model_id"]) == {report.model_id}
+    series = lake.read(spark, stage_settings, tables.SERIES).where("source = 'people'").toPandas()
+    assert len(series) == report.series_rows and "people/point:channel/dover" in set(series["series_id"])
+    # Frontex's own series is left as it was.
+    assert lake.read(spark, stage_settings, tables.SERIES).where("source = 'frontex'").count() == 5
+
+
+def test_counts_for_other_routes_leave_no_stale_people(spark, stage_settings, catalogue):
+    channel = catalogue.subset(["channel"])
+    _frontex(spark, stage_settings, _monthly()[lambda m: m["route_id"] == "channel"])
+    first = people.run(spark, stage_settings, END, channel)
+    assert first.series_rows > 0
+    # The counts are replaced by ones from before the signal: no route can be fitted any more.
+    _frontex(spark, stage_settings, pd.DataFrame({"month": [pd.Timestamp("2019-01-01")], "arrivals": [5.0]}))
+    second = people.run(spark, stage_settings, END, channel)
+    assert second.series_rows == 0 and second.measured == [] and second.blind
+    assert lake.read(spark, stage_settings, tables.SERIES).where("source = 'people'").count() == 0
+    rows = lake.read(spark, stage_settings, tables.PEOPLE).toPandas()
+    assert rows["people"].isna().all()
+
+
+def test_no_published_groups_is_a_clear_error(spark, tmp_path, catalogue):
+    settings = JobSettings(var_dir=tmp_path / "var")
+    lake.write(settings, tables.DENSITY_BY_GROUP, spark.createDataFrame([], DENSITY_BY_GROUP))
+    lake.write(settings, tables.DENSITY, spark.createDataFrame([], DENSITY))
+    with pytest.raises(ValueError, match="no published home-network groups"):
+        people.run(spark, settings, END, catalogue.subset(["channel"]))
