@@ -167,8 +167,9 @@ SERIES = pa.schema(
 
 # Gold: people estimated from the group split of the density (forecasting.people), one row per estimate and day.
 # measure: "present" (people on the route or segment that day, a stock: crossing_point_id null; segment_id null for
-# the route's total) or "crossing" (people crossing at a crossing point that day, a flow: arrivals at a landing or
-# border, departures at a departure point). people/lo80/hi80 are null where the route is blind (not measured).
+# the route's total), "crossing" (people crossing at a crossing point that day, a flow: arrivals at an entry point,
+# departures at a departure point) or "ahead" (crossings expected on a day after the run date, from the people
+# already on the route: a leading indicator). people/lo80/hi80 are null where the route is blind (not measured).
 # feature and model_id say which signal and fitted parameters made the figure (the run's gold people_model.json).
 PEOPLE = pa.schema(
     [

@@ -23,7 +23,10 @@ Crossing (a flow)
     the point's share, which is its segment's share of the route's people over the last ``share_days`` days, split
     evenly among the points of the same kind (arrival or departure) on one segment; where none of a kind's segments
     is seen, the kind's points share evenly (``feature`` says which). Transit borders and hubs get no figure. The
-    interval is the route's, scaled the same way: it does not cover an error in the share.
+    interval is the route's, scaled the same way: it does not cover an error in the share. The people present lead
+    the arrivals they make by W/2 days (Little's law as the model is fitted), so day t's crossings come from day
+    t − W/2's people, and the people seen on the run date give the crossings of the next W/2 days
+    (``measure="ahead"``): a leading indicator the forecast stage uses for those days of the point series.
 
 Outputs
     gold ``people`` (``contracts.schemas.PEOPLE``), the gold series of source ``people`` (route, segment and point
@@ -43,6 +46,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -59,7 +63,7 @@ from jobs.settings import JobSettings
 
 DEFAULT_CONFIG = Path(__file__).with_name("people.toml")
 MODEL_FILE = "people_model.json"
-PRESENT, CROSSING = "present", "crossing"
+PRESENT, CROSSING, AHEAD = "present", "crossing", "ahead"
 
 
 class PeopleConfigError(ValueError):
@@ -115,6 +119,7 @@ class PeopleReport:
     model_id: str = ""
     present_rows: int = 0
     crossing_rows: int = 0
+    ahead_rows: int = 0  # crossings expected after the run date from people already on the route
     series_rows: int = 0
     measured: list[str] = field(default_factory=list)
     blind: dict[str, str] = field(default_factory=dict)  # route -> why
@@ -176,8 +181,24 @@ def _route_flow_shares(present: pd.DataFrame, route, share_days: int) -> pd.Data
     return pd.concat(frames, ignore_index=True)
 
 
-def crossing_rows(present: pd.DataFrame, catalogue: Catalogue, params: dict[str, RouteParams], share_days: int):
-    """People crossing at each departure, landing and border point per day (see the module's docstring)."""
+def lead_days(days_on_route: float) -> int:
+    """How many days the people present lead the arrivals they make: W/2 whole days (at least 1).
+
+    Little's law as the model is fitted: the people present on a route over a window are the arrivals per day × W
+    of the window W/2 later (``forecasting.people``), so the people seen today arrive, on average, W/2 days on.
+    """
+    return max(1, int(days_on_route // 2))
+
+
+def crossing_rows(
+    present: pd.DataFrame, catalogue: Catalogue, params: dict[str, RouteParams], share_days: int
+) -> pd.DataFrame:
+    """People crossing at each entry and departure point per day (see the module's docstring).
+
+    The crossings of day t come from the people present on day t − ``lead_days(W)``, so the people seen on the last
+    day give the crossings of the ``lead_days`` days after it: those rows are ``measure="ahead"`` (an expectation
+    from people already on the route, not an estimate of a day that happened).
+    """
     by_route = {r.id: r for r in catalogue}
     frames = []
     for route_id, p in params.items():
@@ -194,10 +215,12 @@ def crossing_rows(present: pd.DataFrame, catalogue: Catalogue, params: dict[str,
         out = shares.merge(flow, left_on="date", right_index=True, how="inner")
         for column in ("people", "lo80", "hi80"):
             out[column] = out[column] * out["share"]
+        last = out["date"].max()
+        out["date"] = out["date"] + pd.Timedelta(days=lead_days(p.days_on_route))
         out["route_id"] = route_id
         out["segment_id"] = out["crossing_point_id"].map({cp.id: cp.segment_id for cp in route.crossing_points})
         out["role"] = out["crossing_point_id"].map({cp.id: cp.role for cp in route.crossing_points})
-        out["measure"] = CROSSING
+        out["measure"] = np.where(out["date"] > last, AHEAD, CROSSING)
         feature = p.feature or "none"
         out["feature"] = f"{feature} / W, " + out["how"]
         frames.append(out)
@@ -419,7 +442,7 @@ def run(
         rows = pd.DataFrame({c: pd.Series(dtype="object") for c in PEOPLE.names})
         result = PeopleEstimate(rows, {}, model_document({}, priors, monthly, daily))
     rows = spark.createDataFrame(result.rows, schema=PEOPLE)
-    lake.write(settings, tables.PEOPLE, rows, replace={"measure": [PRESENT, CROSSING]})
+    lake.write(settings, tables.PEOPLE, rows, replace={"measure": [PRESENT, CROSSING, AHEAD]})
     series = people_series(result.rows)
     lake.write(
         settings,
@@ -431,6 +454,7 @@ def run(
     report = PeopleReport(
         model_id=result.model["model_id"],
         present_rows=int((result.rows["measure"] == PRESENT).sum()),
+        ahead_rows=int((result.rows["measure"] == AHEAD).sum()),
         crossing_rows=int((result.rows["measure"] == CROSSING).sum()),
         series_rows=len(series),
         measured=sorted(r for r, p in result.params.items() if not p.blind),

@@ -63,7 +63,8 @@ def test_late_pings_and_counts_are_picked_up_by_the_next_run_for_the_date(spark,
     # ... with a corrupt file beside it: reported by name, never read, the run goes on.
     (raw / "truncated-delivery.parquet").write_bytes(b"PAR1 cut short")
     second = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=quiet)
-    assert second.skipped.keys() <= {"retention"}, second.skipped  # ingest saw new input: everything after it ran
+    # Ingest saw new input: everything after it ran (people has no official counts to be fitted on yet).
+    assert second.skipped.keys() <= {"retention", "people"}, second.skipped
     assert [name for name, _ in second.ingest.rejected_files] == [str(raw / "truncated-delivery.parquet")]
     assert _density_on(spark, settings, LATE_DAY) >= before + 40
     assert second.release.release_id != first.release.release_id

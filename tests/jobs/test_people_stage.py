@@ -97,6 +97,23 @@ def test_each_crossing_point_gets_its_share_of_the_route_flow(estimate):
     assert day["feature"].str.contains("segment share").all()
 
 
+def test_people_seen_today_are_the_arrivals_of_the_next_half_w_days(catalogue):
+    # A step: 400 people until the end of May, 800 from June 1st. The crossings double W/2 = 13 days later.
+    signal = _signal()
+    june = (signal["date"] >= "2025-06-01") & (signal["route_id"] == "channel") & (signal["group"] != "total")
+    signal.loc[june, "devices"] *= 2
+    result = estimate_people(signal, _monthly(), _no_daily(), load_priors(), catalogue)
+    dover = _on(result.rows, crossing_point_id="dover").set_index("date")
+    assert people.lead_days(W) == 13
+    before, after = dover.loc[dt.date(2025, 6, 13), "people"], dover.loc[dt.date(2025, 6, 14), "people"]
+    assert after == pytest.approx(2 * before)
+    # The people seen on the last day give the next 13 days: "ahead", never in the observed series.
+    ahead = dover[dover["measure"] == "ahead"]
+    assert list(ahead.index) == [END + dt.timedelta(days=d) for d in range(1, 14)]
+    assert (dover.loc[dover.index <= END, "measure"] == "crossing").all()
+    assert people_series(result.rows)["ds"].max() == END
+
+
 def test_a_route_nobody_can_see_is_missing_not_zero(estimate):
     p = estimate.params["western_mediterranean"]
     assert p.blind and "roaming" in p.reason
@@ -115,7 +132,8 @@ def test_people_series_carry_ids_levels_and_the_people_source(estimate):
     assert "people/point:channel/dover" in ids and "people/point:channel/dunkirk" in ids
     point = series[series["series_id"] == "people/point:channel/dover"]
     assert set(point["level"]) == {"point"} and set(point["segment_id"]) == {"calais_dover"}
-    assert len(point) == len(_days()) and not series["y"].isna().any()
+    # The first W/2 days have no crossings yet (their people were seen before the signal starts).
+    assert len(point) == len(_days()) - people.lead_days(W) and not series["y"].isna().any()
 
 
 def test_the_model_id_names_the_parameters_that_made_every_figure(estimate, catalogue):
