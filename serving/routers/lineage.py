@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from contracts.series import PEOPLE_SOURCE
+from serving.auth import Principal
 from serving.deps import Analyst, ReleaseId
 from serving.models import ErrorOut, InputDates, LineageOut, PeopleModelOut, PeopleRouteParams
 from serving.respond import GUARDED, JSON, model_bytes, send
@@ -56,22 +57,32 @@ async def lineage(
         # Dates only: the source's series count would tell a scoped token how many other routes there are.
         inputs=InputDates(first=_date(inputs.get("first")), last=_date(inputs.get("last"))) if inputs else None,
         min_devices=chosen.manifest["privacy"]["min_devices"],
-        people_model=people_model_out(chosen, s),
+        people_model=people_model_out(chosen, s, principal),
     )
     return send(request, model_bytes(out), JSON, 1)
 
 
-def people_model_out(release: Release, s: Series) -> PeopleModelOut | None:
-    """The measurement model of a people series with its route's parameters only (a scoped token must not read
-    another route's); None for other sources or when the release records no model."""
+def people_model_out(release: Release, s: Series, principal: Principal) -> PeopleModelOut | None:
+    """The measurement model of a people series with its route's parameters only; None for other sources or when the
+    release records no model.
+
+    A token limited to some routes reads the official sources the model was fitted on only where the release
+    publishes them for its routes: a source of another route alone (uk-channel) would tell it that route is served.
+    """
     model = release.people_model
     if s.source != PEOPLE_SOURCE or model is None or s.route_id is None:
         return None
+    fitted_on = model["fitted_on"]
+    if principal.routes is not None:
+        seen = {
+            src for route, sources in release.sources_by_route().items() if principal.sees(route) for src in sources
+        }
+        fitted_on = {src: days for src, days in fitted_on.items() if src in seen}
     params = model["routes"].get(s.route_id)
     return PeopleModelOut(
         model_id=model["model_id"],
         unit=model["unit"],
-        fitted_on=model["fitted_on"],
+        fitted_on=fitted_on,
         route_id=s.route_id,
         params=PeopleRouteParams.model_validate(params) if params is not None else None,
     )
