@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from jobs.stages.counts import SOURCES as OFFICIAL_SOURCES
 from serving.app import create_app
-from serving.store import PEOPLE_SOURCES, StoreError, load_release, unit_of
+from serving.store import PEOPLE_SOURCES, StoreError, list_releases, load_release, unit_of
 from tests.serving.conftest import (
     CENTRAL_MED,
     CHANNEL,
@@ -209,6 +209,8 @@ def test_a_malformed_people_model_is_refused(people_store):
     path.write_text(json.dumps(manifest))
     with pytest.raises(StoreError, match=f"people_model is malformed \\(routes.{CENTRAL_MED}.scale: Field required"):
         load_release(people_store.store_dir)
+    [entry] = list_releases(people_store.store_dir)
+    assert "people_model is malformed" in entry["error"]
 
 
 # ------------------------------------------------------------------------------------------------ scope
