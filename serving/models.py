@@ -211,6 +211,7 @@ class Alert(BaseModel):
     route_id: str
     segment_id: str | None
     source: str
+    unit: Unit = Field(description=UNIT)
     level: str
     kind: AlertKind
     ds: dt.date = Field(description="The day (or period start) that breaks the bound.")

@@ -23,8 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import TypeAdapter, ValidationError
-from typing_extensions import TypedDict
+from pydantic import BaseModel, ValidationError
 
 from contracts import tables
 from contracts.privacy import MIN_DEVICES_FLOOR
@@ -32,7 +31,7 @@ from contracts.published import FORECAST_VALUES
 from contracts.series import DENSITY_SOURCE, PEOPLE_SOURCE, series_id
 from geo.cells import cell_to_int, int_to_cell
 from geo.points import cells_to_parents
-from serving.models import Unit
+from serving.models import PeopleRouteParams, Unit
 
 T = TypeVar("T")
 
@@ -41,54 +40,6 @@ FORECAST_COLUMNS = tables.PUBLISHED_FORECAST.columns
 HISTORY_COLUMNS = tables.PUBLISHED_HISTORY.columns
 CELL_COLUMNS = tables.PUBLISHED_CELLS.columns
 BOUNDS = FORECAST_VALUES
-
-# Sources whose figures count people: the measurement model's estimate and every official count (the sources of
-# jobs.stages.counts: detections and arrivals). Any other source is a phone signal (density, flows) and counts
-# devices: a source not named here is never presented as people.
-PEOPLE_SOURCES = frozenset({PEOPLE_SOURCE, "frontex", "uk-channel", "iom-dtm", "generic"})
-
-
-def unit_of(source: str) -> Unit:
-    """What the figures of a series of ``source`` count: ``people`` or ``devices`` (phones, a diagnostic)."""
-    return "people" if source in PEOPLE_SOURCES else "devices"
-
-
-class PeopleRouteParams(TypedDict):
-    """One route's fitted measurement model, as the manifest's ``people_model.routes`` holds it."""
-
-    feature: str | None  # the density signal people are read from; None: the route is blind (not measured)
-    scale: float | None
-    days_on_route: float | None
-    sigma_log: float | None
-    fitted_on: str  # monthly or daily official figures
-    periods: int
-    reason: str
-    blind: bool
-
-
-class PeopleModel(TypedDict):
-    """The manifest's ``people_model``: which measurement model made the release's people series."""
-
-    model_id: str
-    unit: Literal["people"]
-    fitted_on: dict[str, str]  # official source -> the days its figures covered, "YYYY-MM-DD..YYYY-MM-DD"
-    routes: dict[str, PeopleRouteParams]
-
-
-_PEOPLE_MODEL = TypeAdapter(PeopleModel)
-
-
-def read_people_model(manifest: dict, where: Path) -> PeopleModel | None:
-    """The manifest's ``people_model`` (None when absent, as in releases before the people series); a block that
-    does not say which model and parameters made the people figures is refused."""
-    block = manifest.get("people_model")
-    if block is None:
-        return None
-    try:
-        return _PEOPLE_MODEL.validate_python(block)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
-        raise StoreError(f"{where}: people_model is malformed ({problems}); refusing to serve it") from None
 
 
 class StoreError(RuntimeError):
@@ -105,6 +56,40 @@ class UnsuppressedRelease(StoreError):
 
 class UnknownRelease(StoreError):
     """A release id that is not in the store."""
+
+
+# Sources whose figures count people: the measurement model's estimate and every official count (the sources of
+# jobs.stages.counts: detections and arrivals). Any other source is a phone signal (density, flows) and counts
+# devices: a source not named here is never presented as people.
+PEOPLE_SOURCES = frozenset({PEOPLE_SOURCE, "frontex", "uk-channel", "iom-dtm", "generic"})
+
+
+def unit_of(source: str) -> Unit:
+    """What the figures of a series of ``source`` count: ``people`` or ``devices`` (phones, a diagnostic)."""
+    return "people" if source in PEOPLE_SOURCES else "devices"
+
+
+class PeopleModel(BaseModel):
+    """The manifest's ``people_model``: which measurement model made the release's people series, fitted on which
+    official figures, with each route's parameters."""
+
+    model_id: str
+    unit: Literal["people"]
+    fitted_on: dict[str, str]  # official source -> the days its figures covered, "YYYY-MM-DD..YYYY-MM-DD"
+    routes: dict[str, PeopleRouteParams]
+
+
+def read_people_model(manifest: dict, where: Path) -> PeopleModel | None:
+    """The manifest's ``people_model`` (None when absent, as in releases before the people series); a block that
+    does not say which model and parameters made the people figures is refused."""
+    block = manifest.get("people_model")
+    if block is None:
+        return None
+    try:
+        return PeopleModel.model_validate(block)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+        raise StoreError(f"{where}: people_model is malformed ({problems}); refusing to serve it") from None
 
 
 @dataclass(frozen=True, eq=False)

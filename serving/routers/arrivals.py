@@ -51,7 +51,7 @@ def arrivals_series(release: Release, route: Route, cp: CrossingPoint) -> Series
 def _basis_text(release: Release, cp: CrossingPoint, series: Series) -> str:
     if series.source == PEOPLE_SOURCE:
         model = release.people_model
-        named = f"measurement model {model['model_id']}" if model else "a measurement model the release does not name"
+        named = f"measurement model {model.model_id}" if model else "a measurement model the release does not name"
         return f"people crossing at {cp.name} per day, estimated by {named} (series {series.series_id})"
     return f"density forecast of segment {cp.segment_id} (distinct phones on its corridor per day, not people)"
 

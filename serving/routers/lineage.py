@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from contracts.series import PEOPLE_SOURCE
 from serving.auth import Principal
 from serving.deps import Analyst, ReleaseId
-from serving.models import ErrorOut, InputDates, LineageOut, PeopleModelOut, PeopleRouteParams
+from serving.models import ErrorOut, InputDates, LineageOut, PeopleModelOut
 from serving.respond import GUARDED, JSON, model_bytes, send
 from serving.state import StateDep, chosen_release
 from serving.store import Release, Series, unit_of
@@ -72,19 +72,18 @@ def people_model_out(release: Release, s: Series, principal: Principal) -> Peopl
     model = release.people_model
     if s.source != PEOPLE_SOURCE or model is None or s.route_id is None:
         return None
-    fitted_on = model["fitted_on"]
+    fitted_on = model.fitted_on
     if principal.routes is not None:
         seen = {
             src for route, sources in release.sources_by_route().items() if principal.sees(route) for src in sources
         }
         fitted_on = {src: days for src, days in fitted_on.items() if src in seen}
-    params = model["routes"].get(s.route_id)
     return PeopleModelOut(
-        model_id=model["model_id"],
-        unit=model["unit"],
+        model_id=model.model_id,
+        unit=model.unit,
         fitted_on=fitted_on,
         route_id=s.route_id,
-        params=PeopleRouteParams.model_validate(params) if params is not None else None,
+        params=model.routes.get(s.route_id),
     )
 
 

@@ -275,3 +275,24 @@ def test_the_answer_cache_keeps_people_and_devices_apart(people):
     assert json.loads(default[1])["unit"] == "people" and json.loads(density[1])["unit"] == "devices"
     csv_default = csv_rows(people.get(FORECAST, params={"horizon": 1}, headers=CSV_HEADERS))
     assert [r["unit"] for r in csv_default] == ["people"]  # the JSON answer cached under the same path is not reused
+
+
+# ------------------------------------------------------------------------------------------------ alerts
+
+
+def test_alerts_say_their_unit(people):
+    """The fixture's last observation jumps above every series' history: people and device series both alert."""
+    alerts = people.get("/v1/alerts", params={"limit": 10_000, "route": CENTRAL_MED}).json()["alerts"]
+    by_source = {(a["source"], a["unit"]) for a in alerts}
+    assert (
+        {("people", "people"), ("density", "devices"), ("frontex", "people")}
+        >= by_source
+        >= {
+            ("people", "people"),
+            ("density", "devices"),
+        }
+    )
+    point = next(a for a in alerts if a["series_id"] == f"people/point:{CENTRAL_MED}/valletta")
+    assert " people on " in point["message"]
+    rows = csv_rows(people.get("/v1/alerts", params={"limit": 10_000, "route": CENTRAL_MED}, headers=CSV_HEADERS))
+    assert {(r["source"], r["unit"]) for r in rows} == by_source
