@@ -196,10 +196,13 @@ class Release:
                 out.setdefault((s.route_id, s.level, s.source), []).append(s)
         return out
 
-    def default_source(self, route_id: str, level: str) -> str:
+    def default_source(self, route_id: str, level: str, segment_id: str | None = None) -> str:
         """The source a route's forecast answers in unless asked for another: people when the release holds people
-        series of that route at that level, else density (devices)."""
-        return PEOPLE_SOURCE if (route_id, level, PEOPLE_SOURCE) in self.by_route else DENSITY_SOURCE
+        series of that route at that level (of that segment, if given), else density (devices)."""
+        held = self.by_route.get((route_id, level, PEOPLE_SOURCE), [])
+        if any(segment_id is None or s.segment_id == segment_id for s in held):
+            return PEOPLE_SOURCE
+        return DENSITY_SOURCE
 
     def point_series(self, route_id: str, crossing_point_id: str, source: str = PEOPLE_SOURCE) -> Series | None:
         """The series of what crosses at one crossing point (``people/point:<route>/<point>``), if published."""

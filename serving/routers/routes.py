@@ -184,7 +184,7 @@ def _forecast(
     history: int,
     csv: bool,
 ) -> tuple[bytes, str, int]:
-    source = source or release.default_source(route_id, level)
+    source = source or release.default_source(route_id, level, segment)
     chosen = release.by_route.get((route_id, level, source), [])
     if segment is not None:
         chosen = [s for s in chosen if s.segment_id == segment]
@@ -245,9 +245,9 @@ async def route_forecast(
             max_length=40,
             description=(
                 "Default: people (the measurement model's estimate, unit people) when the release holds people "
-                "series for this route at this level, else density. density: the phone signal (unit devices, a "
-                "diagnostic); or an official source such as frontex, uk-channel, iom-dtm (unit people). The answer "
-                "says its source and unit."
+                "series for this route at this level (and segment), else density. density: the phone signal (unit "
+                "devices, a diagnostic); or an official source such as frontex, uk-channel, iom-dtm (unit people). "
+                "The answer says its source and unit."
             ),
         ),
     ] = None,

@@ -95,6 +95,13 @@ def test_people_by_segment(people):
     assert {s["unit"] for s in body["series"]} == {"people"}
     one = people.get(FORECAST, params={"segment": "zuwara_lampedusa", "horizon": 1}).json()
     assert [s["series_id"] for s in one["series"]] == [f"people/segment:{CENTRAL_MED}/zuwara_lampedusa"]
+    # A segment the model has no series for answers its devices rather than nothing.
+    other = people.get(FORECAST, params={"segment": "sfax_lampedusa", "horizon": 1}).json()
+    assert (other["source"], other["unit"], other["series"][0]["series_id"]) == (
+        "density",
+        "devices",
+        f"segment:{CENTRAL_MED}/sfax_lampedusa",
+    )
 
 
 def test_a_route_without_people_series_defaults_to_devices(people):
