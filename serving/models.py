@@ -103,6 +103,10 @@ class HexesGeoJSON(FeatureCollection):
     date: dt.date
     res: int
     release_id: str
+    unit: Literal["devices"] = Field(
+        "devices",
+        description="Cells count distinct phones (the density signal): devices, a diagnostic, never people.",
+    )
     observed: bool = Field(
         description="True for a day up to the release's as_of (devices and excess are observed, forecast is null), "
         "false for a forecast day (forecast is the segment's forecast times the cell's share of the segment's "

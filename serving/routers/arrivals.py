@@ -79,7 +79,7 @@ def _crossing_arrivals(
 
 
 def _answer_unit(release: Release, found: list[CrossingArrivals]) -> Unit | None:
-    """The unit every point shares (None when they differ); for no point, the unit the release's points would have."""
+    """The unit every point shares (None when they differ); for no point, people if the release holds people series."""
     units = {c.unit for c in found}
     if not units:
         return "people" if release.horizon(PEOPLE_SOURCE) else "devices"

@@ -303,3 +303,9 @@ def test_alerts_say_their_unit(people):
     assert " people on " in point["message"]
     rows = csv_rows(people.get("/v1/alerts", params={"limit": 10_000, "route": CENTRAL_MED}, headers=CSV_HEADERS))
     assert {(r["source"], r["unit"]) for r in rows} == by_source
+
+
+def test_cells_say_they_count_devices_even_beside_people_series(people, catalogue):
+    segment = catalogue.route(CENTRAL_MED).segments[0].id
+    body = people.get(f"/v1/routes/{CENTRAL_MED}/hexes", params={"date": "2025-03-02", "segment": segment}).json()
+    assert body["unit"] == "devices" and body["observed"] is False
