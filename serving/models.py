@@ -254,7 +254,10 @@ class PeopleModelOut(BaseModel):
 
     model_id: str
     unit: Literal["people"]
-    fitted_on: dict[str, str] = Field(description="Official source -> the days its figures covered (first..last).")
+    fitted_on: dict[str, str | None] = Field(
+        description="The official figures the model was fitted on (monthly, daily, or an official source) -> the "
+        "days they covered, first..last (null: none)."
+    )
     route_id: str
     params: PeopleRouteParams | None = Field(description="The route's parameters; null when the model names none.")
 

@@ -75,7 +75,9 @@ class PeopleModel(BaseModel):
 
     model_id: str
     unit: Literal["people"]
-    fitted_on: dict[str, str]  # official source -> the days its figures covered, "YYYY-MM-DD..YYYY-MM-DD"
+    # What the model was fitted on -> the days those figures covered, "YYYY-MM-DD..YYYY-MM-DD" (null: none): keyed by
+    # granularity (monthly, daily) as the people stage writes it, or by official source.
+    fitted_on: dict[str, str | None]
     routes: dict[str, PeopleRouteParams]
 
 

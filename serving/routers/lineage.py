@@ -14,7 +14,7 @@ from serving.deps import Analyst, ReleaseId
 from serving.models import ErrorOut, InputDates, LineageOut, PeopleModelOut
 from serving.respond import GUARDED, JSON, model_bytes, send
 from serving.state import StateDep, chosen_release
-from serving.store import Release, Series, unit_of
+from serving.store import PEOPLE_SOURCES, Release, Series, unit_of
 
 router = APIRouter(tags=["lineage"], responses=GUARDED)
 
@@ -66,8 +66,8 @@ def people_model_out(release: Release, s: Series, principal: Principal) -> Peopl
     """The measurement model of a people series with its route's parameters only; None for other sources or when the
     release records no model.
 
-    A token limited to some routes reads the official sources the model was fitted on only where the release
-    publishes them for its routes: a source of another route alone (uk-channel) would tell it that route is served.
+    A token limited to some routes does not read the span of an official source the release publishes for none of
+    its routes: a source of another route alone (uk-channel) would tell it that route is served.
     """
     model = release.people_model
     if s.source != PEOPLE_SOURCE or model is None or s.route_id is None:
@@ -77,7 +77,7 @@ def people_model_out(release: Release, s: Series, principal: Principal) -> Peopl
         seen = {
             src for route, sources in release.sources_by_route().items() if principal.sees(route) for src in sources
         }
-        fitted_on = {src: days for src, days in fitted_on.items() if src in seen}
+        fitted_on = {key: days for key, days in fitted_on.items() if key not in PEOPLE_SOURCES or key in seen}
     return PeopleModelOut(
         model_id=model.model_id,
         unit=model.unit,

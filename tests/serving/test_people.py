@@ -220,6 +220,42 @@ def test_a_malformed_people_model_is_refused(people_store):
     assert "people_model is malformed" in entry["error"]
 
 
+def test_the_people_model_as_the_nightly_people_stage_writes_it_is_served(people_store):
+    """jobs.stages.people.model_document: fitted_on keyed by granularity (null without daily figures), null
+    parameters where a fit gave none, and keys serving does not show (errors, priors, model)."""
+    release = (people_store.store_dir / "CURRENT").read_text().strip()
+    path = people_store.store_dir / "releases" / release / "manifest.json"
+    manifest = json.loads(path.read_text())
+    routes = {
+        r: {**p, "errors": {"level:sub_saharan": 0.2, "excess:west_africa": None}}
+        for r, p in PEOPLE_MODEL["routes"].items()
+    }
+    routes[CHANNEL] = {**routes[CHANNEL], "scale": None, "sigma_log": None}
+    manifest["people_model"] = {
+        "model_id": "people-0123456789ab",
+        "unit": "people",
+        "model": "forecasting.people (level or excess of the home-network groups × scale, Little's law)",
+        "routes": routes,
+        "priors": {"days_on_route": {CENTRAL_MED: 21}},
+        "fitted_on": {"monthly": "2024-01-01..2025-02-01", "daily": None},
+    }
+    path.write_text(json.dumps(manifest))
+    with TestClient(create_app(people_store)) as c:
+        for routes_scope in (None, [CENTRAL_MED]):
+            headers = bearer(people_store, "analyst", routes_scope)
+            r = c.get("/v1/lineage", params={"series_id": f"people/route:{CENTRAL_MED}"}, headers=headers)
+            assert r.status_code == 200, r.text
+            model = r.json()["people_model"]
+            assert (model["model_id"], model["fitted_on"]) == (
+                "people-0123456789ab",
+                {"monthly": "2024-01-01..2025-02-01", "daily": None},
+            )
+            assert model["params"] == PEOPLE_MODEL["routes"][CENTRAL_MED]  # errors not shown
+            assert "priors" not in model and "errors" not in model["params"]
+        arrivals = c.get("/v1/crossing-points/valletta/arrivals", headers=bearer(people_store, "planner")).json()
+        assert "people-0123456789ab" in arrivals["crossing_points"][0]["basis"]
+
+
 # ------------------------------------------------------------------------------------------------ scope
 
 
