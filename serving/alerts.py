@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from serving.models import Alert
-from serving.store import Release, Series
+from serving.store import Release, Series, unit_of
 
 MIN_HISTORY = 8
 
@@ -33,8 +33,10 @@ def series_alerts(s: Series, quantile: float, factor: float, previous: dict | No
         "route_id": s.route_id,
         "segment_id": s.segment_id,
         "source": s.source,
+        "unit": unit_of(s.source),
         "level": s.level,
     }
+    unit = head["unit"]
     out = []
     if len(s.history_y) >= MIN_HISTORY:
         threshold = float(np.quantile(s.history_y, quantile)) * factor
@@ -50,7 +52,8 @@ def series_alerts(s: Series, quantile: float, factor: float, previous: dict | No
                         value=yhat[top],
                         bound=threshold,
                         severity=_severity(yhat[top], threshold),
-                        message=f"forecast {yhat[top]:,.0f} on {s.ds[top]} is above the threshold {threshold:,.0f}",
+                        message=f"forecast {yhat[top]:,.0f} {unit} on {s.ds[top]} is above the threshold "
+                        f"{threshold:,.0f}",
                     )
                 )
             last = s.history_y[-1]
@@ -63,7 +66,8 @@ def series_alerts(s: Series, quantile: float, factor: float, previous: dict | No
                         value=last,
                         bound=threshold,
                         severity=_severity(last, threshold),
-                        message=f"observed {last:,.0f} on {s.history_ds[-1]}, above the threshold {threshold:,.0f}",
+                        message=f"observed {last:,.0f} {unit} on {s.history_ds[-1]}, above the threshold "
+                        f"{threshold:,.0f}",
                     )
                 )
     if previous is not None and s.history_ds:
@@ -79,7 +83,7 @@ def series_alerts(s: Series, quantile: float, factor: float, previous: dict | No
                     value=last,
                     bound=bound,
                     severity=_severity(last, bound),
-                    message=f"observed {last:,.0f} on {s.history_ds[-1]}, {side} the 95 % interval "
+                    message=f"observed {last:,.0f} {unit} on {s.history_ds[-1]}, {side} the 95 % interval "
                     f"[{lo:,.0f}, {hi:,.0f}] of release {previous['release_id']}",
                 )
             )

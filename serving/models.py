@@ -23,6 +23,12 @@ class IntervalLevel(IntEnum):
     p95 = 95
 
 
+Unit = Literal["people", "devices"]
+UNIT = (
+    "What the figures count: people (the measurement model's estimate, or an official count of people detected or "
+    "arrived) or devices (distinct phones of the density signal: a diagnostic, never a count of people)."
+)
+
 AlertKind = Literal["forecast_above_threshold", "observation_above_threshold", "observation_outside_interval"]
 
 ROUTE_EXAMPLE = "example_route"
@@ -60,7 +66,8 @@ class RouteOut(BaseModel):
     crossing_points: list[CrossingPointOut]
     has_forecast: bool = Field(description="Whether the current release has density forecasts for this route.")
     sources: list[str] = Field(
-        description="Sources with forecasts for this route: density, and official counts such as frontex."
+        description="Sources with forecasts for this route: people (the measurement model's estimate), density "
+        "(devices), and official counts such as frontex."
     )
     cell_days: CellDays | None = Field(
         None, description="Days with published H3 cells for this route (hexes endpoint); null when there are none."
@@ -96,6 +103,10 @@ class HexesGeoJSON(FeatureCollection):
     date: dt.date
     res: int
     release_id: str
+    unit: Literal["devices"] = Field(
+        "devices",
+        description="Cells count distinct phones (the density signal): devices, a diagnostic, never people.",
+    )
     observed: bool = Field(
         description="True for a day up to the release's as_of (devices and excess are observed, forecast is null), "
         "false for a forecast day (forecast is the segment's forecast times the cell's share of the segment's "
@@ -121,6 +132,7 @@ class SeriesForecast(BaseModel):
     series_id: str = Field(examples=[f"route:{ROUTE_EXAMPLE}"])
     level: Level
     source: str
+    unit: Unit = Field(description=UNIT)
     freq: Freq = Field(description="D: daily, W: weekly (Mondays), M: monthly (1st).")
     route_id: str
     segment_id: str | None
@@ -135,7 +147,8 @@ class SeriesForecast(BaseModel):
 class RouteForecastOut(BaseModel):
     route_id: str
     level: Level
-    source: str
+    source: str = Field(description="The source answered: the one asked for, or the default (people where held).")
+    unit: Unit = Field(description=UNIT)
     horizon: int = Field(description="Periods ahead answered, in the series' frequency (at most the release's).")
     intervals: list[IntervalLevel]
     release_id: str
@@ -152,13 +165,19 @@ class ArrivalDay(BaseModel):
     hi95: float
 
 
+TOTAL_BOUND = (
+    "Sum of the daily {side} bounds of the {level} % intervals: a conservative bound for the total (it assumes the "
+    "days' errors move together), not a {level} % interval of the total."
+)
+
+
 class ArrivalTotal(BaseModel):
     days: int
     yhat: float = Field(description="Sum of the daily expected values.")
-    lo80: float = Field(description="Sum of the daily lower bounds: a conservative (wide) interval for the total.")
-    hi80: float
-    lo95: float
-    hi95: float
+    lo80: float = Field(description=TOTAL_BOUND.format(side="lower", level=80))
+    hi80: float = Field(description=TOTAL_BOUND.format(side="upper", level=80))
+    lo95: float = Field(description=TOTAL_BOUND.format(side="lower", level=95))
+    hi95: float = Field(description=TOTAL_BOUND.format(side="upper", level=95))
 
 
 class CrossingArrivals(BaseModel):
@@ -169,7 +188,11 @@ class CrossingArrivals(BaseModel):
     segment_id: str
     lat: float
     lon: float
-    basis: str = Field(description="What the numbers are: the series they come from and its unit.")
+    unit: Unit = Field(
+        description="people: the measurement model's estimate of people crossing at this point; devices (when the "
+        "release holds no people series for it): distinct phones on the point's segment, a proxy, not people."
+    )
+    basis: str = Field(description="What the numbers are: the series they come from and what it counts.")
     series_id: str
     days: list[ArrivalDay]
     total: ArrivalTotal
@@ -179,8 +202,10 @@ class ArrivalsOut(BaseModel):
     release_id: str
     as_of: str | None
     days: int = Field(description="Days answered: those asked for, or fewer when the release forecasts fewer.")
-    unit: Literal["devices"] = Field(
-        description="Distinct phones, the density signal: a proxy for people, not a count of them."
+    unit: Unit | None = Field(
+        description="The unit of every crossing point in the answer (each also says its own); null when they "
+        "differ (a release with people series for some points only). An answer with no point says people when the "
+        "release holds people series, else devices."
     )
     crossing_points: list[CrossingArrivals]
 
@@ -190,6 +215,7 @@ class Alert(BaseModel):
     route_id: str
     segment_id: str | None
     source: str
+    unit: Unit = Field(description=UNIT)
     level: str
     kind: AlertKind
     ds: dt.date = Field(description="The day (or period start) that breaks the bound.")
@@ -210,10 +236,37 @@ class InputDates(BaseModel):
     last: dt.date | None
 
 
+class PeopleRouteParams(BaseModel):
+    """The measurement model's fitted parameters for one route."""
+
+    feature: str | None = Field(description="The density signal people are read from; null: the route is blind.")
+    scale: float | None = Field(description="People per unit of the feature.")
+    days_on_route: float | None = Field(description="Days a person stays on the route (W of Little's law).")
+    sigma_log: float | None = Field(description="Log-scale standard error of the scale.")
+    fitted_on: str = Field(description="monthly or daily: the official figures the scale was fitted on.")
+    periods: int = Field(description="How many official figures the fit used.")
+    reason: str = Field(description="How the feature was chosen, or why the route is blind.")
+    blind: bool = Field(description="True when the route is not measured (no feature).")
+
+
+class PeopleModelOut(BaseModel):
+    """Which measurement model, fitted on which official figures and with which parameters, made a people series."""
+
+    model_id: str
+    unit: Literal["people"]
+    fitted_on: dict[str, str | None] = Field(
+        description="The official figures the model was fitted on (monthly, daily, or an official source) -> the "
+        "days they covered, first..last (null: none)."
+    )
+    route_id: str
+    params: PeopleRouteParams | None = Field(description="The route's parameters; null when the model names none.")
+
+
 class LineageOut(BaseModel):
     series_id: str
     route_id: str | None
     source: str
+    unit: Unit = Field(description=UNIT)
     model: str
     release_id: str
     run_id: str
@@ -225,6 +278,11 @@ class LineageOut(BaseModel):
     last_observed: dt.date | None = Field(description="Last period with an observation in the release's history.")
     inputs: InputDates | None = Field(description="First and last day of this source's input data for the run.")
     min_devices: int = Field(description="Suppression threshold the release was made with.")
+    people_model: PeopleModelOut | None = Field(
+        None,
+        description="For a people series: the measurement model and the route's parameters that made it (from the "
+        "release's manifest); null for other sources and for releases that do not record one.",
+    )
 
 
 class ReleaseOut(BaseModel):

@@ -17,18 +17,21 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel, ValidationError
 
 from contracts import tables
 from contracts.privacy import MIN_DEVICES_FLOOR
 from contracts.published import FORECAST_VALUES
+from contracts.series import DENSITY_SOURCE, PEOPLE_SOURCE, series_id
 from geo.cells import cell_to_int, int_to_cell
 from geo.points import cells_to_parents
+from serving.models import PeopleRouteParams, Unit
 
 T = TypeVar("T")
 
@@ -53,6 +56,42 @@ class UnsuppressedRelease(StoreError):
 
 class UnknownRelease(StoreError):
     """A release id that is not in the store."""
+
+
+# Sources whose figures count people: the measurement model's estimate and every official count (the sources of
+# jobs.stages.counts: detections and arrivals). Any other source is a phone signal (density, flows) and counts
+# devices: a source not named here is never presented as people.
+PEOPLE_SOURCES = frozenset({PEOPLE_SOURCE, "frontex", "uk-channel", "iom-dtm", "generic"})
+
+
+def unit_of(source: str) -> Unit:
+    """What the figures of a series of ``source`` count: ``people`` or ``devices`` (phones, a diagnostic)."""
+    return "people" if source in PEOPLE_SOURCES else "devices"
+
+
+class PeopleModel(BaseModel):
+    """The manifest's ``people_model``: which measurement model made the release's people series, fitted on which
+    official figures, with each route's parameters."""
+
+    model_id: str
+    unit: Literal["people"]
+    # What the model was fitted on -> the days those figures covered, "YYYY-MM-DD..YYYY-MM-DD" (null: none): keyed by
+    # granularity (monthly, daily) as the people stage writes it, or by official source.
+    fitted_on: dict[str, str | None]
+    routes: dict[str, PeopleRouteParams]
+
+
+def read_people_model(manifest: dict, where: Path) -> PeopleModel | None:
+    """The manifest's ``people_model`` (None when absent, as in releases before the people series); a block that
+    does not say which model and parameters made the people figures is refused."""
+    block = manifest.get("people_model")
+    if block is None:
+        return None
+    try:
+        return PeopleModel.model_validate(block)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+        raise StoreError(f"{where}: people_model is malformed ({problems}); refusing to serve it") from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,6 +135,11 @@ class Release:
         if key not in self._derived:
             self._derived[key] = build()
         return self._derived[key]
+
+    @cached_property
+    def people_model(self) -> PeopleModel | None:
+        """Which measurement model made the people series (checked when the release was loaded); None if absent."""
+        return read_people_model(self.manifest, Path(self.release_id) / "manifest.json")
 
     @property
     def as_of(self) -> dt.date | None:
@@ -153,6 +197,19 @@ class Release:
             if s.route_id is not None:
                 out.setdefault((s.route_id, s.level, s.source), []).append(s)
         return out
+
+    def default_source(self, route_id: str, level: str, segment_id: str | None = None) -> str:
+        """The source a route's forecast answers in unless asked for another: people when the release holds people
+        series of that route at that level (of that segment, if given), else density (devices)."""
+        held = self.by_route.get((route_id, level, PEOPLE_SOURCE), [])
+        if any(segment_id is None or s.segment_id == segment_id for s in held):
+            return PEOPLE_SOURCE
+        return DENSITY_SOURCE
+
+    def point_series(self, route_id: str, crossing_point_id: str, source: str = PEOPLE_SOURCE) -> Series | None:
+        """The series of what crosses at one crossing point (``people/point:<route>/<point>``), if published."""
+        found = self.series.get(series_id("point", route_id, source=source, crossing_point=crossing_point_id))
+        return found if found is not None and found.route_id == route_id else None
 
     def segment_series(self, route_id: str, segment_id: str, source: str = "density") -> Series | None:
         """The segment-level series of ``source`` for one segment, if published."""
@@ -294,6 +351,7 @@ def load_release(store_dir: Path, release_id: str | None = None, *, with_previou
         raise UnknownRelease(f"release {release_id!r} is not in the store")
     manifest = read_manifest(folder)
     min_devices = check_privacy(manifest, folder / "manifest.json")
+    read_people_model(manifest, folder / "manifest.json")
     forecasts = _read_table(folder / "forecasts.parquet", FORECAST_COLUMNS, release_id)
     if forecasts.empty:
         raise StoreError(f"release {release_id}: forecasts.parquet has no rows")
@@ -334,6 +392,7 @@ def list_releases(store_dir: Path, routes: frozenset[str] | None = None) -> list
         try:
             manifest = read_manifest(path)
             check_privacy(manifest, path / "manifest.json")
+            read_people_model(manifest, path / "manifest.json")
             entry.update({k: manifest.get(k) for k in ("as_of", "created_at", "run_id", "model_version", "rows")})
             if routes is not None:
                 entry["rows"] = _rows_of_routes(path, routes)

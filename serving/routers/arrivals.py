@@ -1,8 +1,10 @@
 """Arrivals — where, when, how many: expected arrivals per crossing point per day for the next N days. Planner role.
 
-A crossing point's expected arrivals are the density forecast of the segment it belongs to: distinct phones on the
-segment's corridor per day. For a landing on a sea segment (a crossing takes less than a day) that is the number of
-phones crossing toward it that day. Phones stand in for people: the unit is said in every answer.
+A crossing point's expected arrivals are, when the release holds one, the forecast of its people series
+(``people/point:<route>/<point>``): the measurement model's estimate of people crossing there per day, unit people.
+Otherwise (older releases, deployments without official counts) they are the density forecast of the segment it
+belongs to: distinct phones on the segment's corridor per day, unit devices, a proxy and never a count of people.
+Every point says its unit and basis; the answer says the unit they share.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 
+from contracts.series import DENSITY_SOURCE, PEOPLE_SOURCE
 from geo.catalogue import CrossingPoint, Route
 from serving.deps import Planner
-from serving.models import ArrivalDay, ArrivalsOut, ArrivalTotal, CrossingArrivals, ErrorOut
+from serving.models import ArrivalDay, ArrivalsOut, ArrivalTotal, CrossingArrivals, ErrorOut, Unit
 from serving.respond import CSV, JSON, ROLE_GUARDED, csv_bytes, model_bytes, send, table_responses, wants_csv
 from serving.state import StateDep, require_release
-from serving.store import BOUNDS, Release
+from serving.store import BOUNDS, Release, Series, unit_of
 
 router = APIRouter(tags=["arrivals"], responses=ROLE_GUARDED)
 
@@ -34,39 +37,61 @@ Days = Annotated[
 Role = Annotated[
     str | None, Query(pattern="^(departure|border|landing|hub)$", description="Only crossing points of this role.")
 ]
-CSV_COLUMNS = ["crossing_point_id", "name", "role", "route_id", "segment_id", "series_id", "ds", *BOUNDS]
+CSV_COLUMNS = ["crossing_point_id", "name", "role", "route_id", "segment_id", "series_id", "unit", "ds", *BOUNDS]
+
+Basis = tuple[Route, CrossingPoint, Series]
 
 
-def _arrivals(release: Release, points: list[tuple[Route, CrossingPoint]], days: int) -> list[CrossingArrivals]:
-    out = []
-    for route, cp in points:
-        series = release.segment_series(route.id, cp.segment_id)
-        if series is None:
-            continue
-        b = series.bounds
-        daily = [ArrivalDay(ds=series.ds[i], **{k: max(b[k][i], 0.0) for k in BOUNDS}) for i in range(days)]
-        total = ArrivalTotal(days=days, **{k: sum(getattr(d, k) for d in daily) for k in BOUNDS})
-        out.append(
-            CrossingArrivals(
-                crossing_point_id=cp.id,
-                name=cp.name,
-                role=cp.role,
-                route_id=route.id,
-                segment_id=cp.segment_id,
-                lat=cp.lat,
-                lon=cp.lon,
-                basis=f"density forecast of segment {cp.segment_id} (distinct phones on its corridor per day)",
-                series_id=series.series_id,
-                days=daily,
-                total=total,
-            )
-        )
-    return out
+def arrivals_series(release: Release, route: Route, cp: CrossingPoint) -> Series | None:
+    """What a crossing point's arrivals are read from: its people series if published, else its segment's density
+    series (devices), else nothing."""
+    return release.point_series(route.id, cp.id) or release.segment_series(route.id, cp.segment_id, DENSITY_SOURCE)
+
+
+def _basis_text(release: Release, cp: CrossingPoint, series: Series) -> str:
+    if series.source == PEOPLE_SOURCE:
+        model = release.people_model
+        named = f"measurement model {model.model_id}" if model else "a measurement model the release does not name"
+        return f"people crossing at {cp.name} per day, estimated by {named} (series {series.series_id})"
+    return f"density forecast of segment {cp.segment_id} (distinct phones on its corridor per day, not people)"
+
+
+def _crossing_arrivals(
+    release: Release, route: Route, cp: CrossingPoint, series: Series, days: int
+) -> CrossingArrivals:
+    b = series.bounds
+    daily = [ArrivalDay(ds=series.ds[i], **{k: max(b[k][i], 0.0) for k in BOUNDS}) for i in range(days)]
+    total = ArrivalTotal(days=days, **{k: sum(getattr(d, k) for d in daily) for k in BOUNDS})
+    return CrossingArrivals(
+        crossing_point_id=cp.id,
+        name=cp.name,
+        role=cp.role,
+        route_id=route.id,
+        segment_id=cp.segment_id,
+        lat=cp.lat,
+        lon=cp.lon,
+        unit=unit_of(series.source),
+        basis=_basis_text(release, cp, series),
+        series_id=series.series_id,
+        days=daily,
+        total=total,
+    )
+
+
+def _answer_unit(release: Release, found: list[CrossingArrivals]) -> Unit | None:
+    """The unit every point shares (None when they differ); for no point, people if the release holds people series."""
+    units = {c.unit for c in found}
+    if not units:
+        return "people" if release.horizon(PEOPLE_SOURCE) else "devices"
+    return units.pop() if len(units) == 1 else None
 
 
 def _answer(request: Request, release: Release, points, days: int, *, single: str | None = None) -> Response:
-    days = min(days, release.horizon("density"))  # what the release holds, as the Days parameter documents
-    found = _arrivals(release, points, days) if days else []
+    based: list[Basis] = [(r, cp, s) for r, cp in points if (s := arrivals_series(release, r, cp)) is not None]
+    # What the release holds of every source answered, as the Days parameter documents.
+    sources = {s.source for _, _, s in based} or {DENSITY_SOURCE}
+    days = min([days, *(release.horizon(source) for source in sources)])
+    found = [_crossing_arrivals(release, r, cp, s, days) for r, cp, s in based] if days else []
     if single and not found:
         raise HTTPException(
             status_code=404, detail=f"no forecast for crossing point {single!r} in release {release.release_id}"
@@ -78,7 +103,7 @@ def _answer(request: Request, release: Release, points, days: int, *, single: st
         release_id=release.release_id,
         as_of=release.manifest.get("as_of"),
         days=days,
-        unit="devices",
+        unit=_answer_unit(release, found),
         crossing_points=found,
     )
     return send(request, model_bytes(out), JSON, sum(len(c.days) for c in found))

@@ -1,4 +1,5 @@
-"""Lineage: for any published forecast, the release, MLflow run, model version and input data dates. Analyst role."""
+"""Lineage: for any published forecast, the release, MLflow run, model version and input data dates, and for a people
+series the measurement model and the route's parameters that made it. Analyst role."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
+from contracts.series import PEOPLE_SOURCE
+from serving.auth import Principal
 from serving.deps import Analyst, ReleaseId
-from serving.models import ErrorOut, InputDates, LineageOut
+from serving.models import ErrorOut, InputDates, LineageOut, PeopleModelOut
 from serving.respond import GUARDED, JSON, model_bytes, send
 from serving.state import StateDep, chosen_release
+from serving.store import PEOPLE_SOURCES, Release, Series, unit_of
 
 router = APIRouter(tags=["lineage"], responses=GUARDED)
 
@@ -18,7 +22,7 @@ router = APIRouter(tags=["lineage"], responses=GUARDED)
 @router.get(
     "/v1/lineage",
     response_model=LineageOut,
-    summary="Where a forecast comes from: release, MLflow run, model version, input data dates",
+    summary="Where a forecast comes from: release, MLflow run, model version, input data dates, measurement model",
     responses={404: {"model": ErrorOut, "description": "Unknown series, or one outside the token's scope."}},
 )
 async def lineage(
@@ -40,6 +44,7 @@ async def lineage(
         series_id=s.series_id,
         route_id=s.route_id,
         source=s.source,
+        unit=unit_of(s.source),
         model=s.model,
         release_id=chosen.release_id,
         run_id=s.run_id,
@@ -52,8 +57,34 @@ async def lineage(
         # Dates only: the source's series count would tell a scoped token how many other routes there are.
         inputs=InputDates(first=_date(inputs.get("first")), last=_date(inputs.get("last"))) if inputs else None,
         min_devices=chosen.manifest["privacy"]["min_devices"],
+        people_model=people_model_out(chosen, s, principal),
     )
     return send(request, model_bytes(out), JSON, 1)
+
+
+def people_model_out(release: Release, s: Series, principal: Principal) -> PeopleModelOut | None:
+    """The measurement model of a people series with its route's parameters only; None for other sources or when the
+    release records no model.
+
+    A token limited to some routes does not read the span of an official source the release publishes for none of
+    its routes: a source of another route alone (uk-channel) would tell it that route is served.
+    """
+    model = release.people_model
+    if s.source != PEOPLE_SOURCE or model is None or s.route_id is None:
+        return None
+    fitted_on = model.fitted_on
+    if principal.routes is not None:
+        seen = {
+            src for route, sources in release.sources_by_route().items() if principal.sees(route) for src in sources
+        }
+        fitted_on = {key: days for key, days in fitted_on.items() if key not in PEOPLE_SOURCES or key in seen}
+    return PeopleModelOut(
+        model_id=model.model_id,
+        unit=model.unit,
+        fitted_on=fitted_on,
+        route_id=s.route_id,
+        params=model.routes.get(s.route_id),
+    )
 
 
 def _date(value: str | None) -> dt.date | None:

@@ -37,7 +37,7 @@ from serving.respond import (
     wants_csv,
 )
 from serving.state import StateDep, chosen_release
-from serving.store import Release, Series
+from serving.store import Release, Series, unit_of
 
 router = APIRouter(prefix="/v1/routes", tags=["routes"], responses=GUARDED)
 
@@ -115,6 +115,7 @@ FORECAST_CSV_COLUMNS = [
     "series_id",
     "level",
     "source",
+    "unit",
     "route_id",
     "segment_id",
     "kind",
@@ -150,6 +151,7 @@ def series_out(s: Series, horizon: int, intervals: tuple[int, ...], history: int
         series_id=s.series_id,
         level=s.level,  # type: ignore[arg-type]
         source=s.source,
+        unit=unit_of(s.source),
         freq=s.freq,  # type: ignore[arg-type]
         route_id=s.route_id or "",
         segment_id=s.segment_id,
@@ -175,13 +177,14 @@ def _forecast(
     release: Release,
     route_id: str,
     level: str,
-    source: str,
+    source: str | None,
     segment: str | None,
     horizon: int | None,
     intervals: tuple[int, ...],
     history: int,
     csv: bool,
 ) -> tuple[bytes, str, int]:
+    source = source or release.default_source(route_id, level, segment)
     chosen = release.by_route.get((route_id, level, source), [])
     if segment is not None:
         chosen = [s for s in chosen if s.segment_id == segment]
@@ -200,6 +203,7 @@ def _forecast(
         route_id=route_id,
         level=level,  # type: ignore[arg-type]
         source=source,
+        unit=unit_of(source),
         horizon=steps,
         intervals=list(intervals),  # type: ignore[arg-type]
         release_id=release.release_id,
@@ -236,11 +240,17 @@ async def route_forecast(
         str | None, Query(max_length=100, description="Only this segment (implies level=segment).")
     ] = None,
     source: Annotated[
-        str,
+        str | None,
         Query(
-            max_length=40, description="density (default), or an official source such as frontex, uk-channel, iom-dtm."
+            max_length=40,
+            description=(
+                "Default: people (the measurement model's estimate, unit people) when the release holds people "
+                "series for this route at this level (and segment), else density. density: the phone signal (unit "
+                "devices, a diagnostic); or an official source such as frontex, uk-channel, iom-dtm (unit people). "
+                "The answer says its source and unit."
+            ),
         ),
-    ] = DENSITY,
+    ] = None,
     intervals: Annotated[
         list[IntervalLevel], Query(description="Interval levels to return (repeat the parameter); default both.")
     ] = [IntervalLevel.p80, IntervalLevel.p95],  # noqa: B006 - FastAPI copies query defaults

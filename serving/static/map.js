@@ -10,7 +10,12 @@
 (() => {
   const TOKEN_KEY = "routecast.token";
   const ARRIVAL_DAYS = 7;
-  const HISTORY = { density: 56 }; // observed periods on the chart; other sources (monthly, weekly counts): 36
+  const HISTORY = { people: 56, density: 56 }; // observed periods on the chart; other sources (monthly, weekly counts): 36
+  // What the figures count, as the API says it; the chart and the arrivals table show it beside the numbers.
+  const UNIT_NOTE = {
+    people: "people (the measurement model's estimate)",
+    devices: "devices (phones, a diagnostic: not people)",
+  };
   const PALETTE = ["#1f6fb4", "#d4691e", "#2f9a4c", "#8f4bb8", "#b8324f", "#3e8f8f", "#7f7f2a", "#5a5a5a"];
   const EXCESS_STOPS = ["#2166ac", "#92c5de", "#f7f7f7", "#f4a582", "#b2182b"];
   const FORECAST_STOPS = ["#fed976", "#fd8d3c", "#e31a1c", "#99000d", "#4a0010"];
@@ -296,8 +301,10 @@
     $("route-name").textContent = route.name;
     const source = $("source");
     source.replaceChildren(...route.sources.map((s) => el("option", { value: s }, s)));
+    // People where the release estimates them; the device series stay in the list as diagnostics.
+    source.value = route.sources.includes("people") ? "people" : (route.sources[0] ?? "");
     source.onchange = () => drawChart(route, source.value);
-    await Promise.all([drawChart(route, route.sources[0]), loadArrivals(route)]);
+    await Promise.all([drawChart(route, source.value), loadArrivals(route)]);
   }
 
   // ------------------------------------------------------------------------------------------------ chart
@@ -382,13 +389,15 @@
               },
             },
           },
-          y: { beginAtZero: true, title: { display: true, text: source === "density" ? "devices" : "people" } },
+          y: { beginAtZero: true, title: { display: true, text: answer.unit } },
         },
       },
     });
     canvas.dataset.route = route.id;
+    canvas.dataset.unit = answer.unit;
     canvas.dataset.points = String(series.history.length + series.forecast.length);
     $("chart-note").textContent =
+      `${UNIT_NOTE[answer.unit] ?? answer.unit} · ` +
       `${series.model} · ${series.freq === "D" ? "daily" : series.freq === "W" ? "weekly" : "monthly"} · ` +
       `forecast from ${series.forecast[0].ds} · run ${series.run_id.slice(0, 8)} · model v${series.model_version}`;
   }
@@ -404,16 +413,20 @@
       note.textContent = "Needs a planner token.";
       return;
     }
-    if (!route.crossing_points.length || !route.sources.includes("density")) {
-      note.textContent = "No landing points with a density forecast on this route.";
+    if (!route.crossing_points.length || !["people", "density"].some((s) => route.sources.includes(s))) {
+      note.textContent = "No landing points with a forecast on this route.";
       return;
     }
     const answer = await api("arrivals", { route: route.id, days: ARRIVAL_DAYS });
     if (state.selected !== route.id) return;
     const points = answer.crossing_points;
+    // The unit of every row, or, while some points have people series and others not, each row's own.
+    const unit = answer.unit
+      ? `Unit: ${UNIT_NOTE[answer.unit] ?? answer.unit}.`
+      : "Units differ by landing point: each row says people (estimated) or devices (phones, not people).";
     note.textContent =
-      `Unit: ${answer.unit} (phones seen on the crossing point's segment, not people). ` +
-      "Expected per day (hover for the 80 % interval); the total with its 80 % interval.";
+      `${unit} Expected per day (hover for the 80 % and 95 % intervals); the total with the sum of the daily ` +
+      "80 % bounds (a conservative range, not an interval of the total).";
     if (!points.length) return;
     const interval = (d) => `${fmt(d.lo80)}–${fmt(d.hi80)} (80 %), ${fmt(d.lo95)}–${fmt(d.hi95)} (95 %)`;
     const days = points[0].days.map((d) => d.ds);
@@ -436,7 +449,13 @@
           el(
             "tr",
             {},
-            el("td", { title: `${p.role} · segment ${p.segment_id}` }, p.name),
+            el(
+              "td",
+              { title: `${p.role} · segment ${p.segment_id} · ${p.basis}`, "data-unit": p.unit },
+              p.name,
+              el("br"),
+              el("span", { class: "iv" }, p.unit),
+            ),
             ...p.days.map((d) => el("td", { title: `${d.ds}: ${interval(d)}` }, fmt(d.yhat))),
             el(
               "td",
@@ -450,6 +469,7 @@
       ),
     );
     table.dataset.route = route.id;
+    table.dataset.unit = answer.unit ?? "mixed";
   }
 
   // ------------------------------------------------------------------------------------------------ alerts

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from contracts.series import PEOPLE_SOURCE, series_id
 from forecasting.tracking import RunInfo
 from geo.cells import corridor_cells, int_to_cell
 from jobs.stages import publish
@@ -153,3 +154,103 @@ def client(api, published):
     """The same client with an admin token for every route."""
     api.headers.update(bearer(published, "admin"))
     return api
+
+
+# A release with people series (the measurement model's estimate) for the Central Mediterranean only: the route, two
+# of its segments and three crossing points, two of them on one segment. The Channel keeps density only (devices).
+PEOPLE_HORIZON = 14
+PEOPLE_ROUTE_LEVEL = 5000.0
+PEOPLE_SEGMENTS = {"zuwara_lampedusa": 1000.0, "tripoli_malta_sicily": 2000.0}
+# Crossing point -> (its segment, its first day's people): Valletta and Pozzallo share tripoli_malta_sicily.
+PEOPLE_POINTS = {
+    "lampedusa": ("zuwara_lampedusa", 30.0),
+    "valletta": ("tripoli_malta_sicily", 10.0),
+    "pozzallo": ("tripoli_malta_sicily", 20.0),
+}
+PEOPLE_MODEL = {
+    "model_id": "people-2025-03-01-abc123",
+    "unit": "people",
+    "fitted_on": {"frontex": "2024-01-01..2025-02-28", "uk-channel": "2024-06-01..2025-02-28"},
+    "routes": {
+        CENTRAL_MED: {
+            "feature": "level:sub_saharan",
+            "scale": 2.5,
+            "days_on_route": 21.0,
+            "sigma_log": 0.3,
+            "fitted_on": "monthly",
+            "periods": 14,
+            "reason": "lowest monthly error of 3 candidates",
+            "blind": False,
+        },
+        CHANNEL: {
+            "feature": None,
+            "scale": 0.0,
+            "days_on_route": 7.0,
+            "sigma_log": 0.0,
+            "fitted_on": "daily",
+            "periods": 0,
+            "reason": "no group signal above the threshold",
+            "blind": True,
+        },
+    },
+}
+
+
+def people_rows(as_of=AS_OF, horizon=PEOPLE_HORIZON) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Daily people forecasts (value on day i: first day's value + i; intervals ±10 % and ±20 %) and their keys."""
+    route = CENTRAL_MED
+    keys = [(series_id("route", route, source=PEOPLE_SOURCE), "route", route, None, PEOPLE_ROUTE_LEVEL)]
+    keys += [
+        (series_id("segment", route, seg, source=PEOPLE_SOURCE), "segment", route, seg, level)
+        for seg, level in PEOPLE_SEGMENTS.items()
+    ]
+    keys += [
+        (series_id("point", route, seg, source=PEOPLE_SOURCE, crossing_point=cp), "point", route, seg, level)
+        for cp, (seg, level) in PEOPLE_POINTS.items()
+    ]
+    days = pd.date_range(as_of + dt.timedelta(days=1), periods=horizon)
+    rows = [
+        (sid, d, y, y * 0.9, y * 1.1, y * 0.8, y * 1.2, "ets")
+        for sid, *_, level in keys
+        for i, d in enumerate(days)
+        for y in [level + i]
+    ]
+    forecasts = pd.DataFrame(rows, columns=["series_id", "ds", "yhat", "lo80", "hi80", "lo95", "hi95", "model"])
+    key = pd.DataFrame([(*k[:4], "D", PEOPLE_SOURCE) for k in keys], columns=list(KEY_COLUMNS))
+    return forecasts, key
+
+
+def publish_people_release(settings: ServingSettings, catalogue, as_of: dt.date = AS_OF, run_id: str = "run-p"):
+    """A release like :func:`publish_release`'s plus the people series and the manifest's people_model."""
+    official, official_key = frontex_rows(SERVED[0])
+    density = forecast_rows(catalogue, SERVED, as_of=as_of)
+    people, people_key = people_rows(as_of)
+    observed = pd.concat([density, people], ignore_index=True)
+    return publish.publish(
+        settings.store_dir,
+        pd.concat([density, official, people], ignore_index=True),
+        pd.concat([density_keys(catalogue), official_key, people_key], ignore_index=True),
+        as_of=as_of,
+        run=RunInfo(run_id=run_id, model_version="7", experiment_id="1", tracking_uri="sqlite:///m.db"),
+        min_devices=MIN_DEVICES,
+        manifest_extra={
+            "inputs": {"density": {"first": "2024-01-01", "last": str(as_of), "series": 99}},
+            "people_model": PEOPLE_MODEL,
+        },
+        history=history_rows(observed, as_of),
+        cells=cell_rows(catalogue, SERVED[0], as_of),
+    )
+
+
+@pytest.fixture(scope="session")
+def people_template(tmp_path_factory, catalogue) -> Path:
+    var = tmp_path_factory.mktemp("people") / "var"
+    publish_people_release(ServingSettings(var_dir=var, reload_interval_s=0), catalogue)
+    return var
+
+
+@pytest.fixture
+def people_store(tmp_path, people_template) -> ServingSettings:
+    """A store whose current release holds people series for the Central Mediterranean (not the Channel)."""
+    shutil.copytree(people_template, tmp_path / "var")
+    return ServingSettings(var_dir=tmp_path / "var", reload_interval_s=0)

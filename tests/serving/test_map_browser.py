@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import pytest
 
 from serving.settings import ServingSettings
-from tests.serving.conftest import AS_OF, CENTRAL_MED, CHANNEL, publish_release, token
+from tests.serving.conftest import AS_OF, CENTRAL_MED, CHANNEL, publish_people_release, publish_release, token
 
 pytestmark = pytest.mark.browser
 
@@ -248,3 +248,53 @@ def test_before_the_first_release_the_page_says_so_and_asks_for_nothing_it_canno
             assert v.errors == []
         finally:
             v.close()
+
+
+@pytest.fixture(scope="module")
+def people_server(tmp_path_factory, catalogue) -> Iterator[tuple[str, ServingSettings]]:
+    """The API over a release with people series for the Central Mediterranean only."""
+    settings = ServingSettings(var_dir=tmp_path_factory.mktemp("map-people") / "var", reload_interval_s=0)
+    publish_people_release(settings, catalogue)
+    with served(settings) as base:
+        yield base, settings
+
+
+def test_the_page_answers_in_people_where_the_release_has_them_and_says_devices_elsewhere(browser, people_server):
+    base, settings = people_server
+    v = Visit(browser, base)
+    try:
+        page = v.page
+        v.sign_in(token(settings, "planner"))
+        page.wait_for_selector(f"#arrivals[data-route={CENTRAL_MED}]")
+        chart = page.locator("#chart")
+        assert (chart.get_attribute("data-route"), chart.get_attribute("data-unit")) == (CENTRAL_MED, "people")
+        assert page.input_value("#source") == "people" and "people" in page.inner_text("#chart-note")
+        assert page.evaluate("() => Chart.getChart(document.getElementById('chart')).options.scales.y.title.text") == (
+            "people"
+        )
+        # Arrivals: the points with a people series say people, the others devices, and the note says they differ.
+        units = {
+            td.inner_text().split("\n")[0]: td.get_attribute("data-unit")
+            for td in page.locator("#arrivals tbody td[data-unit]").all()
+        }
+        names = {cp.id: cp.name for cp in settings_catalogue(people_server).route(CENTRAL_MED).crossing_points}
+        assert units[names["valletta"]] == units[names["pozzallo"]] == units[names["lampedusa"]] == "people"
+        assert units[names["porto_empedocle"]] == "devices"
+        assert page.locator("#arrivals").get_attribute("data-unit") == "mixed"
+        assert "Units differ" in page.inner_text("#arrivals-note")
+
+        # The device series stay available as diagnostics, and say so.
+        page.select_option("#source", "density")
+        page.wait_for_function("() => document.getElementById('chart').dataset.unit === 'devices'")
+        assert "not people" in page.inner_text("#chart-note")
+
+        # A route without people series answers in devices.
+        page.click(f"#routes button[data-route={CHANNEL}]")
+        page.wait_for_selector(f"#arrivals[data-route={CHANNEL}]")
+        page.wait_for_function(f"() => document.getElementById('chart').dataset.route === '{CHANNEL}'")
+        assert chart.get_attribute("data-unit") == "devices" and page.input_value("#source") == "density"
+        assert page.locator("#arrivals").get_attribute("data-unit") == "devices"
+        assert "devices (phones" in page.inner_text("#arrivals-note")
+        assert v.errors == []
+    finally:
+        v.close()
