@@ -321,3 +321,44 @@ def test_without_a_release_the_estimates_are_still_scored(tmp_path):
     assert scores.forecasts.empty and scores.release_id is None
     assert scores.notes == ["no release published yet: forecasts not scored"]
     assert len(scores.presence) == 3
+
+
+def test_scores_logged_to_a_new_run_and_read_back(world):
+    from mlflow.tracking import MlflowClient
+
+    from jobs.analysis.truth import log_to_mlflow
+
+    scores = score_against_truth(world)
+    run_id = log_to_mlflow(scores, world.tracking_uri, experiment="routecast-truth")
+    client = MlflowClient(tracking_uri=world.tracking_uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "truth 2025-06-15"
+    metrics = run.data.metrics
+    assert metrics["truth.presence.r.channel"] == pytest.approx(1.0)
+    assert metrics["truth.presence.weekly_ape.central_mediterranean"] == pytest.approx(0.5)
+    assert metrics["truth.crossing.coverage80.lampedusa"] == 0.0
+    assert metrics["truth.forecast.mae_ratio.h1-7.channel.dover"] == pytest.approx(10 / 17)
+    assert metrics["truth.forecast.mae.h1-7.channel"] == 0.0
+    # Presence: both routes with a figure meet r >= 0.9, only the Channel meets weekly APE <= 0.15.
+    assert (metrics["truth.targets.presence_r.passed"], metrics["truth.targets.presence_r.scored"]) == (2.0, 2.0)
+    assert metrics["truth.targets.presence_weekly_ape.passed"] == 1.0
+    # A blind route: only the people it does not see.
+    assert {k for k in metrics if k.endswith("eastern_borders")} == {"truth.presence.true_per_day.eastern_borders"}
+    assert run.data.tags["truth.release_id"] == RELEASE
+    artifacts = {a.path for a in client.list_artifacts(run_id, "truth")}
+    assert artifacts == {f"truth/{n}" for n in ("crossing.csv", "forecasts.csv", "presence.csv", "scores.md")}
+    local = client.download_artifacts(run_id, "truth/presence.csv", str(world.var_dir / "download"))
+    assert list(pd.read_csv(local)["route_id"]) == ["central_mediterranean", "channel", "eastern_borders"]
+
+
+def test_score_and_log_writes_into_the_nightly_run(world):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=world.tracking_uri)
+    experiment_id = client.create_experiment("nightly-test")
+    run_id = client.create_run(experiment_id).info.run_id
+    scores = score_and_log(world, dt.date(2025, 6, 14), run_id)
+    assert scores is not None and scores.date_to == dt.date(2025, 6, 14)
+    metrics = client.get_run(run_id).data.metrics
+    assert metrics["truth.crossing.weekly_ape.dover"] == 0.0
+    assert client.get_run(run_id).info.status == "RUNNING"  # the nightly's run: it ends it, not the scoring
