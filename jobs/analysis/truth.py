@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rich.table import Table
+from rich.text import Text
 
 from contracts import tables
 from contracts.series import PEOPLE_SOURCE
@@ -594,3 +596,143 @@ def score_and_log(settings: JobSettings, run_date: dt.date, mlflow_run_id: str) 
         return None
     log_to_mlflow(scores, settings.tracking_uri, run_id=mlflow_run_id)
     return scores
+
+
+# --- For the terminal ----------------------------------------------------------------------------------------------
+
+
+def _num(value: object, digits: int = 2) -> str:
+    return "–" if value is None or pd.isna(value) else f"{value:,.{digits}f}"
+
+
+def _mark(value: object) -> Text:
+    return Text("–") if value is None or pd.isna(value) else Text("✓", "green") if value else Text("✗", "red")
+
+
+_TEXT_COLUMNS = {"route", "feature", "point", "role", "series", "days ahead", "note"}
+
+
+def _table(title: str, columns: list[str], caption: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    for column in columns:
+        table.add_column(column, justify="left" if column in _TEXT_COLUMNS else "right", no_wrap=True)
+    return table
+
+
+def printable(scores: Scores) -> list[Table | str]:
+    """What ``routecast truth-people`` prints: rich tables of presence per route, the busiest arrival points, the
+    other crossing points summed up, the forecasts, the notes, and one line counting what meets the targets (plain
+    text, no markup: print with ``markup=False``)."""
+    t = TARGETS
+    span = f"{scores.date_from} .. {scores.date_to}"
+    presence = _table(
+        f"Presence per route: people on the route per day, {span}",
+        ["route", "feature", "days", "true people/day", "est. people/day", "r", "weeks", "weekly APE", "80 % cov."]
+        + [f"r ≥ {t.presence_r:g}", f"APE ≤ {t.presence_weekly_ape:g}", "note"],
+    )
+    for r in scores.presence.itertuples():
+        presence.add_row(
+            r.route_id,
+            r.feature,
+            str(r.days),
+            _num(r.true_per_day, 1),
+            _num(r.est_per_day, 1),
+            _num(r.r),
+            str(r.weeks),
+            _num(r.weekly_ape),
+            _num(r.coverage80),
+            _mark(r.pass_r),
+            _mark(r.pass_weekly_ape),
+            r.note,
+        )
+    lo, hi = t.crossing_coverage80
+    busiest = scores.busiest()
+    crossing = _table(
+        f"Crossing: the {t.busiest} busiest arrival points, people crossing per day, {span}",
+        ["rank", "point", "route", "role", "days", "true people/day", "est. people/day", "r", "weekly APE"]
+        + ["80 % cov.", f"r ≥ {t.crossing_r:g}", f"APE ≤ {t.crossing_weekly_ape:g}", f"cov. in [{lo:g}, {hi:g}]"]
+        + ["note"],
+    )
+    for r in busiest.itertuples():
+        crossing.add_row(
+            str(r.rank),
+            r.crossing_point_id,
+            r.route_id,
+            r.role,
+            str(r.days),
+            _num(r.true_per_day, 1),
+            _num(r.est_per_day, 1),
+            _num(r.r),
+            _num(r.weekly_ape),
+            _num(r.coverage80),
+            _mark(r.pass_r),
+            _mark(r.pass_weekly_ape),
+            _mark(r.pass_coverage80),
+            r.note,
+        )
+    rest = scores.crossing[~scores.crossing["crossing_point_id"].isin(busiest["crossing_point_id"])]
+    scored = rest[rest["days"] > 0]
+    rest_line = (
+        f"The other {len(rest)} crossing points ({int((rest['truth'] == 'departures').sum())} departure points, "
+        f"scored against departures): {len(scored)} scored, {len(rest) - len(scored)} without a figure; "
+        f"median r {_num(scored['r'].median())}, median weekly APE {_num(scored['weekly_ape'].median())}, "
+        f"median 80 % coverage {_num(scored['coverage80'].median())}, "
+        f"true {_num(scored['true_per_day'].sum(), 1)} people/day in all."
+    )
+    out: list[Table | str] = [presence, crossing, rest_line]
+    release = f"release {scores.release_id} (as of {scores.as_of})" if scores.release_id else "no release"
+    if not scores.forecasts.empty:
+        forecasts = _table(
+            f"Forecasts of the people series of {release} against the truth (MAE in people per day)",
+            ["series", "days ahead", "days", "true/day", "MAE", "naive", "seasonal naive", "MAE / best naive"]
+            + [
+                "80 % cov.",
+                "95 % cov.",
+                "7-day true",
+                "7-day fcst",
+                "7-day APE",
+                f"≤ {t.forecast_mae_ratio:g} × naive",
+            ],
+            caption="naive: the last published value; seasonal naive: the same weekday of the last published week; "
+            "7-day totals in people",
+        )
+        for r in scores.forecasts.itertuples():
+            forecasts.add_row(
+                r.series_id,
+                r.horizon,
+                str(r.days),
+                _num(r.true_per_day, 1),
+                _num(r.mae),
+                _num(r.mae_naive),
+                _num(r.mae_seasonal_naive),
+                _num(r.mae_ratio),
+                _num(r.coverage80),
+                _num(r.coverage95),
+                _num(r.true_7d, 0),
+                _num(r.yhat_7d, 0),
+                _num(r.ape_7d),
+                _mark(r.pass_mae_ratio),
+            )
+        out.append(forecasts)
+    out += [f"note: {note}" for note in scores.notes]
+    out.append(_targets_line(scores))
+    return out
+
+
+def _targets_line(scores: Scores) -> str:
+    busiest = scores.busiest()
+    parts = []
+    for label, frame, columns in (
+        ("presence (r and weekly APE)", scores.presence, ["pass_r", "pass_weekly_ape"]),
+        (
+            f"the {TARGETS.busiest} busiest arrival points (r, weekly APE, coverage)",
+            busiest,
+            ["pass_r", "pass_weekly_ape", "pass_coverage80"],
+        ),
+        ("next-7-day arrival forecasts (MAE against the better naive)", scores.forecasts, ["pass_mae_ratio"]),
+    ):
+        marks = frame[columns]
+        scored = marks.notna().all(axis=1)
+        passed = marks[scored].all(axis=1).sum()
+        parts.append(f"{label}: {passed} of {scored.sum()} meet every target")
+    return "targets — " + "; ".join(parts)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
 from contracts import tables
 from jobs.analysis.truth import (
@@ -362,3 +364,58 @@ def test_score_and_log_writes_into_the_nightly_run(world):
     metrics = client.get_run(run_id).data.metrics
     assert metrics["truth.crossing.weekly_ape.dover"] == 0.0
     assert client.get_run(run_id).info.status == "RUNNING"  # the nightly's run: it ends it, not the scoring
+
+
+def plain(output: str) -> str:
+    """CLI output as one line of words, table drawing removed (the tables' width depends on nothing here, but the
+    words are what a reader checks)."""
+    return " ".join(re.sub(r"[\u2500-\u257f]", " ", output).split())
+
+
+def test_the_command_prints_the_tables_with_units_and_targets(world):
+    from routecast.cli import app
+
+    result = CliRunner(env={"ROUTECAST_VAR_DIR": str(world.var_dir)}).invoke(app, ["truth-people", "--no-mlflow"])
+    assert result.exit_code == 0, result.output
+    out = plain(result.output)
+    assert "Presence per route: people on the route per day, 2025-06-02 .. 2025-06-15" in out
+    assert "channel group:maghreb 14 48.9 48.9 1.00 2 0.00 1.00 ✓ ✓" in out
+    assert "central_mediterranean group:west_africa 14 140.1 210.1 1.00 2 0.50 0.00 ✓ ✗" in out
+    assert "eastern_borders blind 0 40.0 – – 0 – – – – blind: the model does not measure this route" in out
+    assert "Crossing: the 10 busiest arrival points, people crossing per day" in out
+    assert "1 lampedusa central_mediterranean landing 14 25.0 37.5 1.00 0.50 0.00 ✓ ✗ ✗" in out
+    assert "The other 1 crossing points (1 departure points, scored against departures): 1 scored" in out
+    assert f"release {RELEASE} (as of 2025-06-08)" in out
+    assert "people/point:channel/dover 1-7 7 11.7 1.43 4.29 2.43 0.59 0.29 1.00 82 84 0.02 ✓" in out
+    assert "next-7-day arrival forecasts (MAE against the better naive): 1 of 1 meet every target" in out
+    assert "MLflow run" not in out
+    assert not (world.var_dir / "mlflow").exists()
+
+
+def test_the_command_logs_to_mlflow_by_default(world):
+    from mlflow.tracking import MlflowClient
+
+    from routecast.cli import app
+
+    result = CliRunner(env={"ROUTECAST_VAR_DIR": str(world.var_dir)}).invoke(
+        app, ["truth-people", "--date-from", "2025-06-09"]
+    )
+    assert result.exit_code == 0, result.output
+    run_id = re.search(r"MLflow run (\w+) in experiment routecast-truth", result.output).group(1)
+    run = MlflowClient(tracking_uri=world.tracking_uri).get_run(run_id)
+    assert run.data.tags["truth.date_from"] == "2025-06-09"
+    assert run.data.metrics["truth.presence.weekly_ape.central_mediterranean"] == pytest.approx(0.5)
+
+
+def test_the_command_says_what_to_run_when_an_input_is_missing(tmp_path):
+    from routecast.cli import app
+
+    settings = JobSettings(var_dir=tmp_path / "var")
+    runner = CliRunner(env={"ROUTECAST_VAR_DIR": str(settings.var_dir)})
+    no_truth = runner.invoke(app, ["truth-people"])
+    assert no_truth.exit_code == 2
+    assert "only for a simulated world" in plain(no_truth.output) and "routecast simulate" in plain(no_truth.output)
+    write_truth(settings)
+    no_people = runner.invoke(app, ["truth-people", "--no-mlflow"])
+    assert no_people.exit_code == 2
+    assert "no gold people table" in plain(no_people.output) and "run the nightly" in plain(no_people.output)
