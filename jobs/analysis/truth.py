@@ -286,7 +286,8 @@ def presence_scores(people: pd.DataFrame, truth: dict[str, pd.DataFrame], days: 
 
 def crossing_scores(people: pd.DataFrame, truth: dict[str, pd.DataFrame], days: pd.DatetimeIndex) -> pd.DataFrame:
     """CROSSING_COLUMNS per crossing point of the gold table over ``days``; ``rank`` orders the arrival points
-    (every role but departure) by their true arrivals over ``days`` (1 the busiest), NA for departure points."""
+    (every role but departure) by their true arrivals over ``days`` (1 the busiest), NA for departure points and
+    points with no true arrivals."""
     crossing = people[people["measure"] == CROSSING]
     true = _true_per_point(truth)
     rows = []
@@ -309,7 +310,7 @@ def crossing_scores(people: pd.DataFrame, truth: dict[str, pd.DataFrame], days: 
     frame = pd.DataFrame(rows)
     if frame.empty:
         return _frame(rows, CROSSING_COLUMNS)
-    arrivals = frame[(frame["truth"] == "arrivals") & frame["total"].notna()]
+    arrivals = frame[(frame["truth"] == "arrivals") & (frame["total"] > 0)]
     ranks = arrivals.sort_values(["total", "crossing_point_id"], ascending=[False, True]).index
     frame["rank"] = pd.Series(range(1, len(ranks) + 1), index=ranks, dtype="Int64")
     return _frame(frame.to_dict("records"), CROSSING_COLUMNS)
@@ -450,7 +451,8 @@ def score_against_truth(
     release_id: str | None = None,
 ) -> Scores:
     """The three score tables over ``date_from .. date_to`` (default: the days both the gold people table and the
-    truth cover), the forecasts of ``release_id`` (default the current release).
+    truth cover), and the forecasts of ``release_id`` (default the current release) on the days after its ``as_of``
+    up to ``date_to``.
 
     :class:`TruthMissing` without a simulated truth, :class:`PeopleMissing` without the gold people table.
     """
@@ -474,8 +476,8 @@ def score_against_truth(
     else:
         forecasts, release_notes = forecast_scores(release, people, truth, date_to)
     return Scores(
-        date_from=(first if not days.empty else pd.Timestamp(date_from or first)).date(),
-        date_to=(last if not days.empty else pd.Timestamp(date_to or last)).date(),
+        date_from=first.date(),
+        date_to=last.date(),
         presence=presence_scores(people, truth, days),
         crossing=crossing_scores(people, truth, days),
         forecasts=forecasts,
@@ -558,10 +560,9 @@ def log_to_mlflow(
         RunTag("truth.date_to", str(scores.date_to)),
         RunTag("truth.release_id", scores.release_id or ""),
     ]
-    for start in range(0, len(metrics), 1000):  # MLflow takes at most 1,000 metrics per batch
-        client.log_batch(run_id, metrics=metrics[start : start + 1000], tags=tags if start == 0 else [])
-    if not metrics:
-        client.log_batch(run_id, tags=tags)
+    client.log_batch(run_id, tags=tags)
+    for start in range(0, len(metrics), 1000):  # MLflow takes at most 1,000 values per batch
+        client.log_batch(run_id, metrics=metrics[start : start + 1000])
     with tempfile.TemporaryDirectory(prefix="routecast-truth-") as tmp:
         folder = Path(tmp)
         for name in ("presence", "crossing", "forecasts"):

@@ -265,6 +265,9 @@ def test_the_date_range_limits_the_days_scored(world):
     channel = scores.presence.set_index("route_id").loc["channel"]
     assert (channel["days"], channel["weeks"]) == (7, 1)
     assert (scores.date_from, scores.date_to) == (dt.date(2025, 6, 9), dt.date(2025, 6, 15))
+    after = score_against_truth(world, date_from=dt.date(2025, 7, 1))  # after the truth ends
+    assert (after.presence["days"] == 0).all() and after.busiest().empty
+    assert "no day with both gold people and the truth in 2025-07-01 .. …" in after.notes
 
 
 def test_forecasts_against_the_truth_after_as_of_and_the_naive_baselines(world):
