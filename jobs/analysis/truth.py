@@ -683,8 +683,15 @@ def printable(scores: Scores) -> list[Table | str]:
     out: list[Table | str] = [presence, crossing, rest_line]
     release = f"release {scores.release_id} (as of {scores.as_of})" if scores.release_id else "no release"
     if not scores.forecasts.empty:
+        # The routes' series and the busiest arrival points', in that order; the others summed up in one line.
+        order = {p: i for i, p in enumerate(busiest["crossing_point_id"])}
+        fc = scores.forecasts.assign(
+            order=lambda f: np.where(f["level"] == "route", -1, f["crossing_point_id"].map(order).fillna(len(order)))
+        )
+        shown = fc[fc["order"] < len(order)].sort_values(["order", "series_id", "horizon"], kind="stable")
         forecasts = _table(
-            f"Forecasts of the people series of {release} against the truth (MAE in people per day)",
+            f"Forecasts of the people series of {release} against the truth (MAE in people per day): the routes "
+            f"and the {t.busiest} busiest arrival points",
             ["series", "days ahead", "days", "true/day", "MAE", "naive", "seasonal naive", "MAE / best naive"]
             + [
                 "80 % cov.",
@@ -697,7 +704,7 @@ def printable(scores: Scores) -> list[Table | str]:
             caption="naive: the last published value; seasonal naive: the same weekday of the last published week; "
             "7-day totals in people",
         )
-        for r in scores.forecasts.itertuples():
+        for r in shown.itertuples():
             forecasts.add_row(
                 r.series_id,
                 r.horizon,
@@ -715,6 +722,16 @@ def printable(scores: Scores) -> list[Table | str]:
                 _mark(r.pass_mae_ratio),
             )
         out.append(forecasts)
+        others = fc[fc["order"] >= len(order)]
+        if len(others):
+            first = others[others["horizon"] == HORIZONS[0][0]]
+            target = first["pass_mae_ratio"]
+            out.append(
+                f"The other {others['series_id'].nunique()} point series: median MAE / best naive "
+                f"{_num(first['mae_ratio'].median())} over days 1-7, {_num(others['mae_ratio'].median())} over all; "
+                f"{int(target.sum())} of {int(target.notna().sum())} arrival points within "
+                f"{t.forecast_mae_ratio:g} × the better naive over days 1-7."
+            )
     out += [f"note: {note}" for note in scores.notes]
     out.append(_targets_line(scores))
     return out

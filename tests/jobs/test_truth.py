@@ -138,8 +138,9 @@ def write_people(settings: JobSettings) -> None:
 
 
 def write_release(settings: JobSettings, as_of: dt.date = AS_OF, release_id: str = RELEASE) -> None:
-    """A release with two people series: Dover's arrivals (yhat 12 every day, intervals 11-13 and 9.5-14.5) and the
-    Channel's people (yhat the truth itself), 28 days ahead, with the week up to ``as_of`` as history."""
+    """A release with three people series, 28 days ahead, with the week up to ``as_of`` as history: Dover's arrivals
+    (yhat 12 every day, intervals 11-13 and 9.5-14.5), Calais's departures (yhat 3) and the Channel's people (yhat
+    the truth itself)."""
     folder = settings.store_dir / "releases" / release_id
     folder.mkdir(parents=True)
     ahead = pd.date_range(pd.Timestamp(as_of) + pd.Timedelta(days=1), periods=28, freq="D")
@@ -148,6 +149,7 @@ def write_release(settings: JobSettings, as_of: dt.date = AS_OF, release_id: str
     rows = []
     for series_id, level, yhat in (
         ("people/point:channel/dover", "point", np.full(len(ahead), 12.0)),
+        ("people/point:channel/calais", "point", np.full(len(ahead), 3.0)),
         ("people/route:channel", "route", channel.reindex(ahead).fillna(0.0).to_numpy(dtype="float64")),
     ):
         rows.append(
@@ -180,6 +182,7 @@ def write_release(settings: JobSettings, as_of: dt.date = AS_OF, release_id: str
     history = pd.concat(
         [
             pd.DataFrame({"series_id": "people/point:channel/dover", "ds": _dates(week), "y": DOVER[:7]}),
+            pd.DataFrame({"series_id": "people/point:channel/calais", "ds": _dates(week), "y": CALAIS_DEPARTURES[:7]}),
             pd.DataFrame({"series_id": "people/route:channel", "ds": _dates(week), "y": channel.reindex(week)}),
         ]
     ).astype({"y": "float64"})
@@ -274,7 +277,8 @@ def test_forecasts_against_the_truth_after_as_of_and_the_naive_baselines(world):
     scores = score_against_truth(world)
     assert (scores.release_id, scores.as_of) == (RELEASE, AS_OF)
     table = scores.forecasts.set_index("series_id")
-    assert set(table.index) == {"people/point:channel/dover", "people/route:channel"}  # people series only
+    # People series only, not the release's density series.
+    assert set(table.index) == {"people/point:channel/dover", "people/point:channel/calais", "people/route:channel"}
     assert set(table["horizon"]) == {"1-7"}  # the truth ends on day 7 after as_of: nothing 8-28 days ahead
     dover = table.loc["people/point:channel/dover"]
     # Truth 10 12 14 10 12 14 10 against yhat 12: errors 2 0 2 2 0 2 2.
@@ -288,6 +292,11 @@ def test_forecasts_against_the_truth_after_as_of_and_the_naive_baselines(world):
     assert dover["coverage95"] == 1.0
     assert (dover["true_7d"], dover["yhat_7d"], dover["ape_7d"]) == (82.0, 84.0, pytest.approx(2 / 82))
     assert dover["role"] == "landing" and bool(dover["pass_mae_ratio"])
+    # Calais, a departure point, against its departures 3 3 0 2 7 1 4 (not the 50 a day passing it): errors of
+    # yhat 3 are 0 0 3 1 4 2 1; of the naive (6) 3 3 6 4 1 5 2; of the seasonal naive (3 0 4 5 1 2 6) 0 3 4 3 6 1 2.
+    calais = table.loc["people/point:channel/calais"]
+    assert (calais["mae"], calais["mae_naive"], calais["mae_seasonal_naive"]) == pytest.approx((11 / 7, 24 / 7, 19 / 7))
+    assert pd.isna(calais["pass_mae_ratio"])  # the target is for arrivals
     route = table.loc["people/route:channel"]
     assert (route["mae"], route["mae_ratio"], route["coverage80"]) == (0.0, 0.0, 1.0)
     assert pd.isna(route["pass_mae_ratio"])  # the target is for arrival points
@@ -390,6 +399,7 @@ def test_the_command_prints_the_tables_with_units_and_targets(world):
     assert "The other 1 crossing points (1 departure points, scored against departures): 1 scored" in out
     assert f"release {RELEASE} (as of 2025-06-08)" in out
     assert "people/point:channel/dover 1-7 7 11.7 1.43 4.29 2.43 0.59 0.29 1.00 82 84 0.02 ✓" in out
+    assert "The other 1 point series: median MAE / best naive 0.58 over days 1-7" in out  # Calais: 11/19
     assert "next-7-day arrival forecasts (MAE against the better naive): 1 of 1 meet every target" in out
     assert "MLflow run" not in out
     assert not (world.var_dir / "mlflow").exists()
