@@ -26,6 +26,7 @@ import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,9 @@ from rich.text import Text
 from contracts import tables
 from contracts.series import PEOPLE_SOURCE
 from jobs.settings import JobSettings
+
+if TYPE_CHECKING:  # imported where used: the command without --mlflow does not load MLflow
+    from mlflow.tracking import MlflowClient
 
 PRESENT, CROSSING = "present", "crossing"
 # The truth a crossing point's figure is scored against, by the point's role (a departure point counts people setting
@@ -536,7 +540,6 @@ def log_to_mlflow(
     Logs :func:`summary_metrics`, the tags ``truth.date_from``, ``truth.date_to`` and ``truth.release_id``, and
     under ``truth/`` the tables as CSV and one ``scores.md``. Exactly one of ``run_id`` and ``experiment``.
     """
-    from mlflow.entities import Metric, RunTag
     from mlflow.tracking import MlflowClient
 
     from forecasting.tracking import artifact_location_for
@@ -544,15 +547,30 @@ def log_to_mlflow(
     if (run_id is None) == (experiment is None):
         raise ValueError("log_to_mlflow: give exactly one of run_id (an existing run) and experiment (a new run)")
     client = MlflowClient(tracking_uri=tracking_uri)
-    created = run_id is None
-    if created:
-        found = client.get_experiment_by_name(experiment)
-        experiment_id = (
-            found.experiment_id
-            if found is not None
-            else client.create_experiment(experiment, artifact_location=artifact_location_for(tracking_uri))
-        )
-        run_id = client.create_run(experiment_id, run_name=f"truth {scores.date_to}").info.run_id
+    if run_id is not None:
+        _log_scores(client, run_id, scores)
+        return run_id
+    found = client.get_experiment_by_name(experiment)
+    if found is not None and found.lifecycle_stage != "active":
+        raise ValueError(f"MLflow experiment {experiment!r} at {tracking_uri} is deleted; restore it or log elsewhere")
+    experiment_id = (
+        found.experiment_id
+        if found is not None
+        else client.create_experiment(experiment, artifact_location=artifact_location_for(tracking_uri))
+    )
+    run_id = client.create_run(experiment_id, run_name=f"truth {scores.date_to}").info.run_id
+    try:
+        _log_scores(client, run_id, scores)
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id)
+    return run_id
+
+
+def _log_scores(client: MlflowClient, run_id: str, scores: Scores) -> None:
+    from mlflow.entities import Metric, RunTag
+
     now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
     metrics = [Metric(key, value, now, 0) for key, value in sorted(summary_metrics(scores).items())]
     tags = [
@@ -570,9 +588,6 @@ def log_to_mlflow(
         (folder / "scores.md").write_text(scores_markdown(scores))
         for path in sorted(folder.iterdir()):
             client.log_artifact(run_id, str(path), artifact_path="truth")
-    if created:
-        client.set_terminated(run_id)
-    return run_id
 
 
 def scores_markdown(scores: Scores) -> str:
