@@ -211,7 +211,11 @@ def truth_people(
         out.print(part, highlight=False, markup=False)
     if log:
         run_id = log_to_mlflow(scores, settings.tracking_uri, experiment=EXPERIMENT)
-        console.print(f"MLflow run {run_id} in experiment {EXPERIMENT} at {settings.tracking_uri}", highlight=False)
+        console.print(
+            f"MLflow run {run_id} in experiment {EXPERIMENT} at {settings.tracking_uri}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 SinceOpt = Annotated[
