@@ -186,6 +186,48 @@ def truth(date: DateOpt) -> None:
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 
+@app.command("truth-people")
+def truth_people(
+    date_from: Annotated[
+        dt.datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="First day scored (default: the first with estimates and truth)."),
+    ] = None,
+    date_to: Annotated[
+        dt.datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Last day scored (default: the last with estimates and truth)."),
+    ] = None,
+    log: Annotated[
+        bool, typer.Option("--mlflow/--no-mlflow", help="Also log the scores to MLflow (experiment routecast-truth).")
+    ] = True,
+) -> None:
+    """How well the estimated people and their forecasts match the simulated truth, against the targets.
+
+    Per route: people present per day; per crossing point: people crossing per day (the 10 busiest arrival points,
+    then the rest summed up); per people series of the current release: forecasts beside naive baselines on the
+    days after its as_of that the truth covers. No Spark.
+    """
+    from jobs.analysis.truth import EXPERIMENT, PeopleMissing, TruthMissing, log_to_mlflow, printable
+    from jobs.analysis.truth import score_against_truth as score
+
+    settings = JobSettings()
+    try:
+        scores = score(settings, date_from.date() if date_from else None, date_to.date() if date_to else None)
+    except (TruthMissing, PeopleMissing) as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    out = Console()
+    out = out if out.is_terminal else Console(width=240)  # piped: do not squeeze the tables into 80 columns
+    for part in printable(scores):
+        out.print(part, highlight=False, markup=False)
+    if log:
+        run_id = log_to_mlflow(scores, settings.tracking_uri, experiment=EXPERIMENT)
+        console.print(
+            f"MLflow run {run_id} in experiment {EXPERIMENT} at {settings.tracking_uri}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 SinceOpt = Annotated[
     dt.datetime | None,
     typer.Option(

@@ -36,12 +36,23 @@ from geo.catalogue import Catalogue, load_catalogue
 from geo.cells import cell_segment_table
 from geo.countries import country_codes
 from geo.networks import classify
+from jobs.analysis.truth import pearson_r, score_days
 from simulator.official import entry_arrivals
 
 SIMULATOR_CONFIG = Path(__file__).resolve().parents[2] / "simulator" / "simulator.toml"
 # The UK publishes daily small-boat arrivals (at the Channel's entry points, Dover and Dungeness); Frontex publishes
 # no Channel figure.
 DAILY_ROUTES = ("channel",)
+# The printed names of jobs.analysis.truth's figures.
+SCORE_LABELS = {
+    "days": "days",
+    "true_per_day": "true/day",
+    "est_per_day": "est/day",
+    "r": "r",
+    "weeks": "weeks",
+    "weekly_ape": "weekly APE (median)",
+    "coverage80": "80% coverage",
+}
 
 
 def nationality_groups(catalogue: Catalogue, share: float) -> dict[str, tuple[str, ...]]:
@@ -140,7 +151,7 @@ def segment_scores(estimate: pd.DataFrame, var_dir: Path, days: pd.DatetimeIndex
         per_segment = d.groupby(level="segment_id")
         means = per_segment["true"].mean()
         seen = per_segment["est"].sum() > 0
-        r = [_r(g["est"].dropna(), g["true"][g["est"].notna()]) for s, g in per_segment if means[s] >= busy]
+        r = [pearson_r(g["est"].dropna(), g["true"][g["est"].notna()]) for s, g in per_segment if means[s] >= busy]
         rows.append(
             {
                 "route_id": route_id,
@@ -153,30 +164,13 @@ def segment_scores(estimate: pd.DataFrame, var_dir: Path, days: pd.DatetimeIndex
     return pd.DataFrame(rows).set_index("route_id")
 
 
-def _r(x: pd.Series, y: pd.Series) -> float:
-    return float(np.corrcoef(x, y)[0, 1]) if len(x) > 2 and x.std() > 0 and y.std() > 0 else float("nan")
-
-
 def score(estimate: pd.DataFrame, truth: pd.Series, days: pd.DatetimeIndex) -> pd.DataFrame:
-    """Per route over ``days``: r, weekly-total median APE, 80 % coverage, mean people estimated and true."""
+    """Per route over ``days``: r, weekly-total median APE, 80 % coverage, mean people estimated and true (the
+    figures of jobs.analysis.truth, which ``routecast truth-people`` prints)."""
     rows = []
     for route_id, est in estimate.groupby("route_id"):
-        est = est.set_index("date").reindex(days)
-        true = truth.loc[route_id].reindex(days)
-        seen = est["people"].notna() & true.notna()
-        row = {"route_id": route_id, "days": int(seen.sum()), "true/day": true[seen].mean()}
-        row["est/day"] = est["people"][seen].mean()
-        row["r"] = _r(est["people"][seen], true[seen])
-        weeks = pd.DataFrame({"est": est["people"], "true": true})[seen]
-        week = weeks.index.to_period("W-SUN")
-        complete = weeks.groupby(week).filter(lambda w: len(w) == 7)
-        totals = complete.groupby(complete.index.to_period("W-SUN")).sum()
-        ape = (totals["est"] - totals["true"]).abs() / totals["true"].where(totals["true"] > 0)
-        row["weeks"] = len(totals)
-        row["weekly APE (median)"] = float(ape.median()) if len(ape.dropna()) else float("nan")
-        inside = (true[seen] >= est["lo80"][seen]) & (true[seen] <= est["hi80"][seen])
-        row["80% coverage"] = float(inside.mean()) if seen.any() else float("nan")
-        rows.append(row)
+        figures = score_days(est.set_index("date").reindex(days), truth.loc[route_id].reindex(days))
+        rows.append({"route_id": route_id, **{label: figures[name] for name, label in SCORE_LABELS.items()}})
     return pd.DataFrame(rows).set_index("route_id")
 
 
@@ -191,7 +185,7 @@ def best_features(signal: pd.DataFrame, truth: pd.Series, days: pd.DatetimeIndex
     for route_id, x in features.groupby(level="route_id"):
         x = x.droplevel("route_id").reindex(days)
         true = truth.loc[route_id].reindex(days)
-        r = {f: _r(x[f][x[f].notna()], true[x[f].notna()]) for f in feature_names() if f in x}
+        r = {f: pearson_r(x[f][x[f].notna()], true[x[f].notna()]) for f in feature_names() if f in x}
         r = {f: v for f, v in r.items() if np.isfinite(v)}
         best = max(r, key=r.get) if r else "none"
         # The ceiling of any non-negative mix of the features plus a constant of either sign, fitted on the truth
@@ -206,7 +200,7 @@ def best_features(signal: pd.DataFrame, truth: pd.Series, days: pd.DatetimeIndex
                 "route_id": route_id,
                 "best feature (by truth)": best,
                 "its r": r.get(best, float("nan")),
-                "r of the best mix (by truth)": _r(pd.Series(mix), both["people"].reset_index(drop=True)),
+                "r of the best mix (by truth)": pearson_r(pd.Series(mix), both["people"].reset_index(drop=True)),
             }
         )
     return pd.DataFrame(rows).set_index("route_id")
