@@ -565,3 +565,42 @@ def estimate(
     out["unit"] = UNIT
     columns = ["date", "route_id", "segment_id", "people", f"lo{level}", f"hi{level}", "unit", "feature"]
     return out[columns].sort_values(["route_id", "segment_id", "date"], ignore_index=True)
+
+
+LEADING_MODEL = "leading: people present ÷ W"
+
+
+def lead_forecasts(forecasts: pd.DataFrame, ahead: pd.DataFrame, level: int = 80) -> pd.DataFrame:
+    """Replace the first days of forecasts with crossings already implied by the people present (a leading indicator).
+
+    ``forecasts``: published forecast rows (``series_id, ds, yhat, lo80, hi80, lo95, hi95, model``); ``ahead``:
+    ``series_id, ds, people, lo<level>, hi<level>`` — crossings expected from people already on the route. Where a
+    series and day is in both, the forecast becomes the expectation, its ``level`` % interval the people's, the
+    95 % interval the same log-normal widened (people × exp(±z95·σ), σ from the ``level`` % bound), and ``model``
+    names the leading indicator and the univariate model it replaced. Other rows are returned unchanged.
+    """
+    if ahead.empty:
+        return forecasts
+    lo, hi = f"lo{level}", f"hi{level}"
+    known = ahead.dropna(subset=["people", lo, hi])
+    merged = forecasts.merge(
+        known[["series_id", "ds", "people", lo, hi]].rename(columns={lo: "_lo", hi: "_hi"}),
+        on=["series_id", "ds"],
+        how="left",
+    )
+    lead = merged["people"].notna()
+    if not lead.any():
+        return forecasts
+    z, z95 = NormalDist().inv_cdf(0.5 + level / 200.0), NormalDist().inv_cdf(0.975)
+    people = merged.loc[lead, "people"].to_numpy()
+    upper = merged.loc[lead, "_hi"].to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sigma = np.where(people > 0, np.log(np.maximum(upper, people) / people) / z, 0.0)
+    out = forecasts.copy()
+    out.loc[lead.to_numpy(), "yhat"] = people
+    out.loc[lead.to_numpy(), "lo80" if level == 80 else f"lo{level}"] = merged.loc[lead, "_lo"].to_numpy()
+    out.loc[lead.to_numpy(), "hi80" if level == 80 else f"hi{level}"] = upper
+    out.loc[lead.to_numpy(), "lo95"] = people * np.exp(-z95 * sigma)
+    out.loc[lead.to_numpy(), "hi95"] = people * np.exp(z95 * sigma)
+    out.loc[lead.to_numpy(), "model"] = LEADING_MODEL + " (then " + out.loc[lead.to_numpy(), "model"].astype(str) + ")"
+    return out

@@ -453,7 +453,7 @@ PIPELINE: tuple[Stage, ...] = (
     ),
     Stage(
         "forecast",
-        reads=(Data(tables.SERIES),),
+        reads=(Data(tables.SERIES), Data(tables.PEOPLE)),
         writes=(HANDOFF,),
         work=_forecast,
         describe=lambda r: _describe_forecast(r.report.forecast),

@@ -21,8 +21,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, DateType, DoubleType, StringType, StructField, StructType
 
 from contracts import tables
+from contracts.series import PEOPLE_SOURCE, series_id
 from forecasting.backtest import SCORE_NAMES
 from forecasting.hierarchy import RESIDUAL_COLUMNS, hierarchy_from_keys, reconcile
+from forecasting.people import lead_forecasts
 from forecasting.plots import route_series_ids
 from forecasting.protocol import FREQS, PERIOD_OFFSETS
 from forecasting.selection import (
@@ -237,7 +239,7 @@ def run(
         reconciled, metrics = transform(series, keys, settings, configs, factories)
     finally:
         series.unpersist()
-    forecasts = reconciled[FORECAST_COLUMNS]
+    forecasts = lead_people(spark, settings, run_date, reconciled[FORECAST_COLUMNS])
     with_forecast = set(forecasts["series_id"])
     failed = {r.series_id: str(r.error) for r in metrics.itertuples() if r.series_id not in with_forecast}
     params = {
@@ -270,6 +272,36 @@ def run(
         history=observed[observed["series_id"].isin(with_forecast)].reset_index(drop=True),
         inputs=inputs,
     )
+
+
+def lead_people(spark: SparkSession, settings: JobSettings, run_date: dt.date, forecasts: pd.DataFrame) -> pd.DataFrame:
+    """The first days of each crossing point's people forecast from the people already on its route.
+
+    The people stage writes, per crossing point, the crossings the people present on the run date imply for the
+    next W/2 days (gold ``people``, ``measure="ahead"``): those days' forecasts are that expectation
+    (``forecasting.people.lead_forecasts``); later days keep the univariate champion's.
+    """
+    path = settings.lake(tables.PEOPLE)
+    if not (path / "measure=ahead").exists():
+        return forecasts
+    ahead = (
+        lake.read(spark, settings, tables.PEOPLE)
+        .where((F.col("measure") == "ahead") & (F.col("date") > F.lit(run_date)) & F.col("people").isNotNull())
+        .select("route_id", "segment_id", "crossing_point_id", F.col("date").alias("ds"), "people", "lo80", "hi80")
+        .toPandas()
+    )
+    if ahead.empty or min(ahead["ds"]) != run_date + dt.timedelta(days=1):
+        # No people, or people estimated for another run date (a stage run alone): nothing may lead this date's.
+        return forecasts
+    ahead["series_id"] = [
+        series_id("point", r, s, PEOPLE_SOURCE, crossing_point=c)
+        for r, s, c in zip(ahead["route_id"], ahead["segment_id"], ahead["crossing_point_id"], strict=True)
+    ]
+    # The same type of day as the forecasts' (dates from Spark, timestamps from pandas).
+    ahead["ds"] = pd.to_datetime(ahead["ds"])
+    if not pd.api.types.is_datetime64_any_dtype(forecasts["ds"]):
+        ahead["ds"] = ahead["ds"].dt.date
+    return lead_forecasts(forecasts, ahead)
 
 
 def _published_history(series: DataFrame, run_date: dt.date) -> pd.DataFrame:

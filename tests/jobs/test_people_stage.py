@@ -240,3 +240,37 @@ def test_no_published_groups_is_a_clear_error(spark, tmp_path, catalogue):
     lake.write(settings, tables.DENSITY, spark.createDataFrame([], DENSITY))
     with pytest.raises(ValueError, match="no published home-network groups"):
         people.run(spark, settings, END, catalogue.subset(["channel"]))
+
+
+def test_the_forecast_of_a_crossing_point_starts_from_the_people_already_on_the_route(spark, stage_settings, catalogue):
+    from jobs.stages.forecast import lead_people
+
+    _frontex(spark, stage_settings, _monthly()[lambda m: m["route_id"] == "channel"])
+    people.run(spark, stage_settings, END, catalogue.subset(["channel"]))
+    days = [END + dt.timedelta(days=d) for d in range(1, 29)]
+    univariate = pd.DataFrame(
+        {
+            "series_id": "people/point:channel/dover",
+            "ds": days,
+            "yhat": 1.0,
+            "lo80": 0.5,
+            "hi80": 1.5,
+            "lo95": 0.2,
+            "hi95": 2.0,
+            "model": "naive",
+        }
+    )
+    other = univariate.assign(series_id="people/route:channel")
+    led = lead_people(spark, stage_settings, END, pd.concat([univariate, other], ignore_index=True))
+    dover = led[led["series_id"] == "people/point:channel/dover"].set_index("ds")
+    first, rest = dover.iloc[: people.lead_days(W)], dover.iloc[people.lead_days(W) :]
+    assert first["yhat"].to_numpy() == pytest.approx(400.0 / W * 120 / 200)
+    assert first["model"].str.startswith("leading").all() and first["model"].str.endswith("(then naive)").all()
+    assert ((first["lo95"] < first["lo80"]) & (first["lo80"] < first["yhat"])).all()
+    assert ((first["yhat"] < first["hi80"]) & (first["hi80"] < first["hi95"])).all()
+    assert (rest["yhat"] == 1.0).all() and (rest["model"] == "naive").all()
+    # Other series are left alone; and people estimated for another run date lead nothing.
+    assert (led[led["series_id"] == "people/route:channel"]["model"] == "naive").all()
+    earlier = END - dt.timedelta(days=3)
+    same = lead_people(spark, stage_settings, earlier, univariate.assign(ds=[d - dt.timedelta(days=3) for d in days]))
+    assert (same["model"] == "naive").all()
