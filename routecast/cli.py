@@ -163,56 +163,53 @@ def simulate(
 
 
 @app.command()
-def truth(date: DateOpt) -> None:
-    """How well the published density tracks the simulated truth: Pearson r per route, up to DATE."""
-    from jobs.spark import build_spark
-    from simulator.truth import truth_correlation
-
-    settings = JobSettings()
-    if not (settings.truth_dir / "segment_people").exists() or not settings.lake(tables.SERIES).exists():
-        console.print(
-            f"[red]error:[/] no simulated truth under {settings.truth_dir} or no gold series; "
-            "run routecast simulate, then routecast nightly"
-        )
-        raise typer.Exit(code=2)
-    spark = build_spark(settings)
-    try:
-        table = truth_correlation(spark, settings, date.date())
-    finally:
-        spark.stop()
-    if table.empty:
-        console.print("[red]error:[/] no days with both density series and simulated truth; run simulate and nightly")
-        raise typer.Exit(code=1)
-    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-
-
-@app.command("truth-people")
-def truth_people(
+def truth(
+    date: Annotated[
+        dt.datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="Also score the published density (Pearson r per route, up to DATE; starts Spark).",
+        ),
+    ] = None,
     date_from: Annotated[
         dt.datetime | None,
-        typer.Option(formats=["%Y-%m-%d"], help="First day scored (default: the first with estimates and truth)."),
+        typer.Option(formats=["%Y-%m-%d"], help="First day the people are scored on (default: the first with both)."),
     ] = None,
     date_to: Annotated[
         dt.datetime | None,
-        typer.Option(formats=["%Y-%m-%d"], help="Last day scored (default: the last with estimates and truth)."),
+        typer.Option(formats=["%Y-%m-%d"], help="Last day the people are scored on (default: the last with both)."),
     ] = None,
     log: Annotated[
         bool, typer.Option("--mlflow/--no-mlflow", help="Also log the scores to MLflow (experiment routecast-truth).")
     ] = True,
 ) -> None:
-    """How well the estimated people and their forecasts match the simulated truth, against the targets.
+    """How well the published figures match the simulated truth, against the targets.
 
-    Per route: people present per day; per crossing point: people crossing per day (the 10 busiest arrival points,
-    then the rest summed up); per people series of the current release: forecasts beside naive baselines on the
-    days after its as_of that the truth covers. No Spark.
+    People (no Spark): per route, people present per day; per crossing point, people crossing per day (the 10 busiest
+    arrival points, then the rest summed up); per people series of the current release, its forecasts beside naive
+    baselines on the days after its as_of that the truth covers. With --date, first the density: Pearson r of each
+    route's published density excess with the true people, up to DATE.
     """
     from jobs.analysis.truth import EXPERIMENT, PeopleMissing, TruthMissing, log_to_mlflow, printable
     from jobs.analysis.truth import score_against_truth as score
 
     settings = JobSettings()
+    if not (settings.truth_dir / "segment_people").exists():
+        console.print(
+            f"[red]error:[/] no simulated truth under {settings.truth_dir}: the truth exists only for a simulated "
+            "world; run routecast simulate, then routecast nightly",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=2)
+    if date is not None:
+        _density_truth(settings, date.date())
     try:
         scores = score(settings, date_from.date() if date_from else None, date_to.date() if date_to else None)
     except (TruthMissing, PeopleMissing) as exc:
+        if date is not None:  # the density was scored: say why the people were not, and stop there
+            console.print(f"[yellow]![/] people not scored: {exc}", highlight=False, soft_wrap=True)
+            return
         console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None
     out = Console()
@@ -226,6 +223,26 @@ def truth_people(
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _density_truth(settings: JobSettings, date: dt.date) -> None:
+    """Print Pearson r of each route's published density excess with the true people, up to ``date``."""
+    from jobs.spark import build_spark
+    from simulator.truth import truth_correlation
+
+    if not settings.lake(tables.SERIES).exists():
+        console.print("[red]error:[/] no gold series to score the density of; run routecast nightly first")
+        raise typer.Exit(code=2)
+    spark = build_spark(settings)
+    try:
+        table = truth_correlation(spark, settings, date)
+    finally:
+        spark.stop()
+    if table.empty:
+        console.print("[red]error:[/] no days with both density series and simulated truth; run simulate and nightly")
+        raise typer.Exit(code=1)
+    typer.echo("Density (devices): Pearson r of each route's excess with the true people on it")
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 
 SinceOpt = Annotated[

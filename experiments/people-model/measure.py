@@ -166,7 +166,7 @@ def segment_scores(estimate: pd.DataFrame, var_dir: Path, days: pd.DatetimeIndex
 
 def score(estimate: pd.DataFrame, truth: pd.Series, days: pd.DatetimeIndex) -> pd.DataFrame:
     """Per route over ``days``: r, weekly-total median APE, 80 % coverage, mean people estimated and true (the
-    figures of jobs.analysis.truth, which ``routecast truth-people`` prints)."""
+    figures of jobs.analysis.truth, which ``routecast truth`` prints)."""
     rows = []
     for route_id, est in estimate.groupby("route_id"):
         figures = score_days(est.set_index("date").reindex(days), truth.loc[route_id].reindex(days))

@@ -1,4 +1,4 @@
-"""The people estimates and their forecasts scored against the simulator's truth: ``routecast truth-people``.
+"""The people estimates and their forecasts scored against the simulator's truth: ``routecast truth``.
 
 Only a simulated world has a truth (``routecast simulate`` writes it under ``var/truth``). Three tables, each per
 route or crossing point, over the days both the gold people table (``contracts.tables.PEOPLE``) and the truth cover
@@ -636,7 +636,7 @@ def _table(title: str, columns: list[str], caption: str | None = None) -> Table:
 
 
 def printable(scores: Scores) -> list[Table | str]:
-    """What ``routecast truth-people`` prints: rich tables of presence per route, the busiest arrival points, the
+    """What ``routecast truth`` prints: rich tables of presence per route, the busiest arrival points, the
     other crossing points summed up, the forecasts, the notes, and one line counting what meets the targets (plain
     text, no markup: print with ``markup=False``)."""
     t = TARGETS

@@ -22,6 +22,7 @@ from contracts.series import PEOPLE_SOURCE
 from contracts.tables import Table
 from forecasting.protocol import FREQS
 from geo.catalogue import Catalogue, load_catalogue
+from jobs.analysis import truth
 from jobs.orchestration import qa
 from jobs.orchestration.runs import STAGES, Ledger, date_lock, fingerprint, new_run_id
 from jobs.settings import JobSettings
@@ -369,6 +370,10 @@ def _forecast(r: _Run) -> None:
 def _after_publish(r: _Run) -> None:
     for sid, why in r.report.forecast.failed.items():
         r.console.print(f"[yellow]![/] no forecast for {sid}: {why}")
+    # On a simulated world, the people and their forecasts scored against the truth, into the run's MLflow run.
+    scores = truth.score_and_log(r.settings, r.run_date, r.report.forecast.run.run_id)
+    if scores is not None:
+        r.console.print(f"people scored against the simulated truth: MLflow run {r.report.forecast.run.run_id}")
 
 
 def _publish_stage(r: _Run) -> None:

@@ -387,7 +387,7 @@ def plain(output: str) -> str:
 def test_the_command_prints_the_tables_with_units_and_targets(world):
     from routecast.cli import app
 
-    result = CliRunner(env={"ROUTECAST_VAR_DIR": str(world.var_dir)}).invoke(app, ["truth-people", "--no-mlflow"])
+    result = CliRunner(env={"ROUTECAST_VAR_DIR": str(world.var_dir)}).invoke(app, ["truth", "--no-mlflow"])
     assert result.exit_code == 0, result.output
     out = plain(result.output)
     assert "Presence per route: people on the route per day, 2025-06-02 .. 2025-06-15" in out
@@ -411,7 +411,7 @@ def test_the_command_logs_to_mlflow_by_default(world):
     from routecast.cli import app
 
     result = CliRunner(env={"ROUTECAST_VAR_DIR": str(world.var_dir)}).invoke(
-        app, ["truth-people", "--date-from", "2025-06-09"]
+        app, ["truth", "--date-from", "2025-06-09"]
     )
     assert result.exit_code == 0, result.output
     run_id = re.search(r"MLflow run (\w+) in experiment routecast-truth", result.output).group(1)
@@ -425,10 +425,10 @@ def test_the_command_says_what_to_run_when_an_input_is_missing(tmp_path):
 
     settings = JobSettings(var_dir=tmp_path / "var")
     runner = CliRunner(env={"ROUTECAST_VAR_DIR": str(settings.var_dir)})
-    no_truth = runner.invoke(app, ["truth-people"])
+    no_truth = runner.invoke(app, ["truth"])
     assert no_truth.exit_code == 2
     assert "only for a simulated world" in plain(no_truth.output) and "routecast simulate" in plain(no_truth.output)
     write_truth(settings)
-    no_people = runner.invoke(app, ["truth-people", "--no-mlflow"])
+    no_people = runner.invoke(app, ["truth", "--no-mlflow"])
     assert no_people.exit_code == 2
     assert "no gold people table" in plain(no_people.output) and "run the nightly" in plain(no_people.output)
