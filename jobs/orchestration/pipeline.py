@@ -203,10 +203,10 @@ Dates = Literal["all", "window", "until_run_date", "release_cells"]
 @dataclass(frozen=True)
 class Data:
     """Something a stage reads or writes: a catalogued lake table (or one partition of it), ``bronze`` (pings or
-    tiles, whichever the deployment ingests), ``raw`` (the input files) or ``handoff`` (the forecast saved for a
-    publish run by another process)."""
+    tiles, whichever the deployment ingests), ``raw`` (the input files), ``handoff`` (the forecast saved for a
+    publish run by another process) or ``people_config`` (the people model's priors file: a revised W refits)."""
 
-    what: Table | Literal["bronze", "raw", "handoff"]
+    what: Table | Literal["bronze", "raw", "handoff", "people_config"]
     partition: str | None = None
 
 
@@ -276,6 +276,8 @@ class _Run:
             return self.raw_path or self.settings.raw_dir / "pings"
         if data.what == "handoff":
             return self.handoff
+        if data.what == "people_config":
+            return self.settings.people_config or people.DEFAULT_CONFIG
         table = data.what
         if table == "bronze":
             table = tables.BRONZE_TILES if self.settings.density_input == "tiles" else tables.BRONZE_PINGS
@@ -446,6 +448,7 @@ PIPELINE: tuple[Stage, ...] = (
             Data(tables.DENSITY),
             Data(tables.DENSITY_BY_GROUP),
             *(Data(tables.SERIES, f"source={s}") for s in _OFFICIAL),
+            Data("people_config"),
         ),
         writes=(Data(tables.PEOPLE), Data(tables.SERIES, f"source={PEOPLE_SOURCE}")),
         reads_dates="until_run_date",

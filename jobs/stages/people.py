@@ -79,6 +79,7 @@ class PeoplePriors:
     daily_sources: tuple[str, ...] = ("uk-channel",)
     unseen: str = "blind"
     share_days: int = 28
+    min_signal: float = 30.0
 
 
 def load_priors(path: Path | None = None) -> PeoplePriors:
@@ -97,6 +98,9 @@ def load_priors(path: Path | None = None) -> PeoplePriors:
     unseen = raw.get("unseen", "blind")
     if unseen not in ("blind", "excess"):
         raise PeopleConfigError(f"{path}: unseen must be 'blind' or 'excess', got {unseen!r}")
+    min_signal = raw.get("min_signal", 30.0)
+    if not isinstance(min_signal, int | float) or isinstance(min_signal, bool) or min_signal < 0:
+        raise PeopleConfigError(f"{path}: min_signal must be a number of devices ≥ 0, got {min_signal!r}")
     share_days = raw.get("share_days", 28)
     if not isinstance(share_days, int) or share_days < 1:
         raise PeopleConfigError(f"{path}: share_days must be a whole number ≥ 1, got {share_days!r}")
@@ -106,10 +110,17 @@ def load_priors(path: Path | None = None) -> PeoplePriors:
         if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
             raise PeopleConfigError(f"{path}: {key} must be a list of source names, got {value!r}")
         sources[key] = tuple(value)
-    unknown = sorted(set(raw) - {"days_on_route", "unseen", "share_days", "monthly_sources", "daily_sources"})
+    known = {"days_on_route", "unseen", "share_days", "min_signal", "monthly_sources", "daily_sources"}
+    unknown = sorted(set(raw) - known)
     if unknown:
         raise PeopleConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
-    return PeoplePriors({k: float(v) for k, v in days.items()}, unseen=unseen, share_days=share_days, **sources)
+    return PeoplePriors(
+        {k: float(v) for k, v in days.items()},
+        unseen=unseen,
+        share_days=share_days,
+        min_signal=float(min_signal),
+        **sources,
+    )
 
 
 @dataclass
@@ -242,7 +253,7 @@ def estimate_people(
     route_id, arrivals``; ``daily``: ``date, route_id, arrivals``. Routes with signal but no coarse figure are not
     estimated; a route whose figures cannot be fitted is blind with the reason (``RouteParams.reason``).
     """
-    config = PeopleModelConfig(unseen=priors.unseen)
+    config = PeopleModelConfig(unseen=priors.unseen, min_signal=priors.min_signal)
     model = PeopleModel(config).fit(signal, monthly, priors.days_on_route, daily, unfittable="blind")
     present = pd.concat([model.estimate(signal, by="route"), model.estimate(signal, by="segment")], ignore_index=True)
     present["segment_id"] = present["segment_id"].replace("", None)

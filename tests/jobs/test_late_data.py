@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pandas as pd
 import pyarrow as pa
@@ -17,6 +18,7 @@ from jobs.orchestration.runs import STAGES
 from jobs.schemas import DENSITY, PINGS, arrow_schema
 from jobs.settings import JobSettings
 from jobs.stages.counts import ingest_counts
+from jobs.stages.people import DEFAULT_CONFIG as DEFAULT_PEOPLE_CONFIG
 from tests.synth import SynthConfig, generate_pings
 
 END = dt.date(2025, 6, 30)
@@ -80,6 +82,20 @@ def test_late_pings_and_counts_are_picked_up_by_the_next_run_for_the_date(spark,
     third = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=quiet)
     assert set(third.skipped) == set(STAGES) - {"people", "forecast", "publish"}
     assert "uk-channel" in set(third.forecast.forecasts.merge(third.forecast.keys, on="series_id")["source"])
+    # The people stage now has counts to be fitted on; the release names its model exactly when it has people series.
+    assert third.people is not None and third.people.model_id.startswith("people-")
+    manifest = json.loads((third.release.path / "manifest.json").read_text())
+    has_people = bool((third.forecast.keys["source"] == "people").any())
+    assert (manifest["people_model"] is not None) == has_people
+    if has_people:
+        assert manifest["people_model"]["model_id"] == third.people.model_id
     # Nothing new: nothing runs.
     fourth = nightly(spark, settings, END, raw_path=raw, catalogue=routes, console=quiet)
     assert set(fourth.skipped) == set(STAGES)
+    # A revised prior (a new survey of journey times) refits the people model: people and what reads it run again.
+    priors = tmp_path / "people.toml"
+    priors.write_text(DEFAULT_PEOPLE_CONFIG.read_text().replace("channel = 26", "channel = 30"))
+    revised = settings.model_copy(update={"people_config": priors})
+    fifth = nightly(spark, revised, END, raw_path=raw, catalogue=routes, console=quiet)
+    assert set(fifth.skipped) == set(STAGES) - {"people", "forecast", "publish"}
+    assert fifth.people.model_id != third.people.model_id

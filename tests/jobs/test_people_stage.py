@@ -154,6 +154,9 @@ def test_a_bad_priors_file_is_refused_naming_the_key(tmp_path):
     path.write_text('unseen = "maybe"\n[days_on_route]\nchannel = 20\n')
     with pytest.raises(PeopleConfigError, match="unseen must be"):
         load_priors(path)
+    path.write_text("min_signal = -1\n[days_on_route]\nchannel = 20\n")
+    with pytest.raises(PeopleConfigError, match="min_signal must be"):
+        load_priors(path)
     path.write_text("share_dayz = 3\n[days_on_route]\nchannel = 20\n")
     with pytest.raises(PeopleConfigError, match="unknown key"):
         load_priors(tmp_path / "people.toml")
