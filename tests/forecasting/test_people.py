@@ -291,3 +291,35 @@ def test_candidates_are_compared_on_the_same_months():
     assert params.errors["excess:total"] == 0.0  # one month: exact, and not comparable
     assert params.feature == "level:roaming" and params.periods == 2
     assert params.scale == pytest.approx((100 * 50 + 210 * 100) / (50**2 + 100**2))  # 2.08
+
+
+def test_lead_forecasts_replace_only_the_days_people_already_imply():
+    from forecasting.people import LEADING_MODEL, lead_forecasts
+
+    days = pd.date_range("2025-07-01", periods=4, freq="D")
+    forecasts = pd.DataFrame(
+        {
+            "series_id": ["p"] * 4 + ["q"] * 4,
+            "ds": list(days) * 2,
+            "yhat": 5.0,
+            "lo80": 4.0,
+            "hi80": 6.0,
+            "lo95": 3.0,
+            "hi95": 7.0,
+            "model": "naive",
+        }
+    )
+    ahead = pd.DataFrame(
+        {"series_id": ["p", "p", "q"], "ds": [days[0], days[1], days[0]], "people": [10.0, 0.0, np.nan]}
+    ).assign(lo80=lambda f: f["people"] / 2, hi80=lambda f: f["people"] * 2)
+    out = lead_forecasts(forecasts, ahead).set_index(["series_id", "ds"])
+    first = out.loc[("p", days[0])]
+    assert first["yhat"] == 10.0 and first["lo80"] == 5.0 and first["hi80"] == 20.0
+    # 95 % from the same log-normal: σ = ln 2 / z80, so hi95 = 10 · 2^(z95 / z80).
+    assert first["hi95"] == pytest.approx(10.0 * 2 ** (1.959964 / 1.281552), rel=1e-4)
+    assert first["lo95"] == pytest.approx(10.0 / 2 ** (1.959964 / 1.281552), rel=1e-4)
+    assert first["model"] == f"{LEADING_MODEL} (then naive)"
+    zero = out.loc[("p", days[1])]
+    assert (zero[["yhat", "lo80", "hi80", "lo95", "hi95"]] == 0).all()
+    # A missing expectation (a blind route) and days without one keep the univariate forecast.
+    assert (out.loc["q", "model"] == "naive").all() and (out.loc[("p", days[2]), "yhat"] == 5.0)
