@@ -116,6 +116,26 @@ def _simulate(spark, settings: JobSettings, end: dt.date, scale: str, days: int 
     return report
 
 
+def _print_people_scores(settings: JobSettings, run_date: dt.date) -> None:
+    """One line: how well the people present per route match the simulated truth (``routecast truth`` has it all)."""
+    from jobs.analysis.truth import PeopleMissing, TruthMissing, score_against_truth
+
+    try:
+        presence = score_against_truth(settings, date_to=run_date).presence
+    except (TruthMissing, PeopleMissing) as exc:
+        console.print(f"[yellow]![/] people not scored: {exc}", highlight=False)
+        return
+    shown = ", ".join(
+        f"{r.route_id} " + ("blind" if _missing(r.r) else f"r {r.r:.2f}, weekly APE {r.weekly_ape:.2f}")
+        for r in presence.itertuples()
+    )
+    console.print(f"people present vs simulated people (routecast truth for all): {shown}", highlight=False)
+
+
+def _missing(value: object) -> bool:
+    return value is None or value != value  # NaN is the one value unequal to itself
+
+
 def _ingest_official(spark, settings: JobSettings, paths: tuple[Path, ...]) -> None:
     """Ingest what the simulated world's official sources publish (the people model is fitted on it)."""
     from jobs.stages.counts import ingest_counts
@@ -567,7 +587,8 @@ def demo(
     total = sum(report.seconds.values())
     console.print(f"pipeline done in {total:.0f} s")
     scores = ", ".join(f"{r.route_id} {r.pearson_r:.2f}" for r in fit.itertuples())
-    console.print(f"density excess vs simulated people on the route (Pearson r): {scores}", highlight=False)
+    console.print(f"density excess (devices) vs simulated people on the route (Pearson r): {scores}", highlight=False)
+    _print_people_scores(settings, run_date)
     _print_where(settings)
     if serve_api:
         from serving.auth import create_token
@@ -580,7 +601,7 @@ def demo(
             f"serving on {base} (Ctrl-C stops); OpenAPI at {base}/docs. A demo token (admin, all routes, 12 h):\n"
             f"  export TOKEN={token}\n"
             f"The map: open {base}/map and paste the token. The API:\n"
-            f"  curl -H \"Authorization: Bearer $TOKEN\" '{base}/v1/crossing-points/lampedusa/arrivals?days=7'\n"
+            f"  curl -H \"Authorization: Bearer $TOKEN\" '{base}/v1/crossing-points/dover/arrivals?days=7'\n"
             f"  curl -H \"Authorization: Bearer $TOKEN\" '{base}/v1/routes/channel/forecast?horizon=14&history=28'\n"
             "Other tokens: routecast token create --role analyst|planner|admin --routes ROUTE,... --ttl 8h",
             highlight=False,
