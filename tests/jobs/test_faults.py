@@ -31,6 +31,8 @@ END = dt.date(2025, 6, 30)
 ROUTES = ("central_mediterranean", "channel")
 # Stages that take long enough, on this data, for a kill to land while they run (retention takes milliseconds).
 SLOW_STAGES = ("ingest", "aggregate", "flows", "series", "forecast", "publish")
+# The stages that run in this world: it has no official counts, so the people stage does not apply.
+RUN_STAGES = tuple(s for s in STAGES if s != "people")
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +96,7 @@ def _in_process(
         for key, value in {**_env(world, var), **(env or {})}.items():
             patch.setenv(key, value)
         report = nightly(spark, JobSettings(), run_date, console=Console(quiet=True), **run)
-    assert len(report.seconds) == len(run.get("only") or STAGES), report.skipped
+    assert len(report.seconds) == len(run.get("only") or RUN_STAGES), report.skipped
 
 
 def _running_stage(var: Path, pid: int) -> str | None:
@@ -264,7 +266,7 @@ def test_backfill_runs_each_date_in_turn_and_the_last_date_again_runs_nothing(wo
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     ledger = Ledger(var / "runs")
     for day in (first, END):
-        assert {r.stage for r in ledger.rows(run_date=day) if r.status == "done"} == set(STAGES), day
+        assert {r.stage for r in ledger.rows(run_date=day) if r.status == "done"} == set(RUN_STAGES), day
     assert (var / "store" / "CURRENT").read_text().strip().startswith(f"{END:%Y%m%d}-")
     # The last date again alone: nothing has changed since its run, so nothing runs. (Backfill again over both dates
     # would run the first date again from ingest: the second date's ingest rewrote bronze days the first date's run
