@@ -55,11 +55,11 @@ from contracts import tables
 from contracts.series import PEOPLE_SOURCE, series_id
 from forecasting.people import UNIT, PeopleModel, PeopleModelConfig, RouteParams
 from geo.catalogue import Catalogue, load_catalogue
-from geo.cells import cell_segment_table
 from geo.entry import route_entry_points
 from jobs import lake
 from jobs.schemas import PEOPLE, SERIES
 from jobs.settings import JobSettings
+from jobs.stages.series import cell_segments_frame
 
 DEFAULT_CONFIG = Path(__file__).with_name("people.toml")
 MODEL_FILE = "people_model.json"
@@ -344,16 +344,7 @@ def people_series(rows: pd.DataFrame) -> pd.DataFrame:
 
 def read_signal(spark: SparkSession, settings: JobSettings, catalogue: Catalogue, end: dt.date) -> pd.DataFrame:
     """Per (date, route, segment, group): the published devices of each group and the total, up to ``end``."""
-    table = cell_segment_table(catalogue, settings.h3_res)
-    cells = spark.createDataFrame(
-        pd.DataFrame(
-            {
-                "cell": table["cell"].astype("int64"),
-                "route_id": table["route_id"].astype(str),
-                "segment_id": table["segment_id"].astype(str),
-            }
-        )
-    )
+    cells = cell_segments_frame(spark, catalogue, settings.h3_res)
 
     def published(df: DataFrame) -> DataFrame:
         return df.where(

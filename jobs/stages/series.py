@@ -38,6 +38,20 @@ from jobs import lake
 from jobs.settings import JobSettings
 
 
+def cell_segments_frame(spark: SparkSession, catalogue: Catalogue, res: int) -> DataFrame:
+    """geo's cell → segment table at ``res`` as a Spark frame: ``cell`` (int64), ``route_id``, ``segment_id``."""
+    table = cell_segment_table(catalogue, res)
+    return spark.createDataFrame(
+        pd.DataFrame(
+            {
+                "cell": table["cell"].astype("int64"),
+                "route_id": table["route_id"].astype(str),
+                "segment_id": table["segment_id"].astype(str),
+            }
+        )
+    )
+
+
 def segment_density(density: DataFrame, cell_segments: DataFrame) -> DataFrame:
     """Per (route, segment, date): summed published devices over the segment's cells."""
     return (
@@ -118,16 +132,7 @@ def transform(
     """The gold density series (``SERIES`` rows) of every series of ``catalogue``, every day from ``start`` to
     ``end``, from silver density as read (``DENSITY`` rows; only ``published_density`` counts)."""
     spark = density.sparkSession
-    table = cell_segment_table(catalogue, settings.h3_res)
-    cell_segments = spark.createDataFrame(
-        pd.DataFrame(
-            {
-                "cell": table["cell"].astype("int64"),
-                "route_id": table["route_id"].astype(str),
-                "segment_id": table["segment_id"].astype(str),
-            }
-        )
-    )
+    cell_segments = cell_segments_frame(spark, catalogue, settings.h3_res)
     segments = segment_density(published_density(density, settings, end), cell_segments)
     return build_series(segments, series_skeleton(spark, catalogue, start, end))
 
