@@ -22,7 +22,8 @@ Crossing (a flow)
     count arrivals) and each departure point per day: the route's flow by Little's law (people present ÷ W) times
     the point's share, which is its segment's share of the route's people over the last ``share_days`` days, split
     evenly among the points of the same kind (arrival or departure) on one segment; where none of a kind's segments
-    is seen, the kind's points share evenly (``feature`` says which). Transit borders and hubs get no figure. The
+    is seen, the kind's points share evenly, and where some are, a point on a segment nobody is seen on has no
+    figure (``feature`` says which). Transit borders and hubs get no figure. The
     interval is the route's, scaled the same way: it does not cover an error in the share. The people present lead
     the arrivals they make by W/2 days (Little's law as the model is fitted), so day t's crossings come from day
     t − W/2's people, and the people seen on the run date give the crossings of the next W/2 days
@@ -156,7 +157,8 @@ def _route_flow_shares(present: pd.DataFrame, route, share_days: int) -> pd.Data
     ``present``: the route's segment rows (``date, segment_id, people``). A point's weight is its segment's mean
     people over the last ``share_days`` days, divided by the points of its kind on that segment; shares are the
     weights over their sum within the kind. Where every weight of a kind is 0 or missing, the kind's points share
-    equally.
+    equally; otherwise a point whose segment shows nobody has no share (missing, "not seen"): the signal cannot tell
+    a point nobody uses from one it does not see, and 0 with a 0-wide interval would claim to know.
     """
     entries = {p.id for p in route_entry_points(route)}
     kinds = {p.id: "arrival" if p.id in entries else "departure" for p in route.crossing_points}
@@ -183,11 +185,12 @@ def _route_flow_shares(present: pd.DataFrame, route, share_days: int) -> pd.Data
         ).fillna(0.0)
         total = weights.sum(axis=1)
         even = total <= 0
-        shares = weights.div(total.where(~even), axis=0)
+        shares = weights.div(total.where(~even), axis=0).where(weights > 0)
         shares.loc[even, :] = 1.0 / len(members)
-        long = shares.stack().rename("share").reset_index()
+        long = shares.stack(future_stack=True).rename("share").reset_index()
         long.columns = ["date", "crossing_point_id", "share"]
-        long["how"] = long["date"].map(even).map({True: "even split", False: "segment share"})
+        how = long["date"].map(even).map({True: "even split", False: "segment share"})
+        long["how"] = how.where(long["share"].notna(), "segment not seen")
         frames.append(long)
     return pd.concat(frames, ignore_index=True)
 

@@ -277,3 +277,16 @@ def test_the_forecast_of_a_crossing_point_starts_from_the_people_already_on_the_
     earlier = END - dt.timedelta(days=3)
     same = lead_people(spark, stage_settings, earlier, univariate.assign(ds=[d - dt.timedelta(days=3) for d in days]))
     assert (same["model"] == "naive").all()
+
+
+def test_a_point_on_a_segment_nobody_is_seen_on_has_no_figure_rather_than_a_certain_zero(catalogue):
+    signal = _signal()
+    unseen = (signal["segment_id"] == "boulogne_dungeness") & (signal["group"] != "total")
+    result = estimate_people(signal[~unseen], _monthly(), _no_daily(), load_priors(), catalogue)
+    day = _on(result.rows, route_id="channel", measure="crossing")
+    day = day[day["date"] == END].set_index("crossing_point_id")
+    flow = 400.0 / W  # the official arrivals still put 400 people on the route
+    assert day.loc["dover", "people"] == pytest.approx(flow)  # the one arrival point seen takes the route's arrivals
+    assert np.isnan(day.loc["dungeness", "people"]) and np.isnan(day.loc["boulogne", "hi80"])
+    assert day.loc["dungeness", "feature"].endswith("segment not seen")
+    assert "people/point:channel/dungeness" not in set(people_series(result.rows)["series_id"])
