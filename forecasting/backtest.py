@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -238,6 +239,21 @@ class ConformalCalibrator:
             lo = forward(prediction[f"lo-{level}"].to_numpy(dtype="float64"))
             hi = forward(prediction[f"hi-{level}"].to_numpy(dtype="float64"))
             bounds[level] = (back(lo - shift), back(hi + shift))
+        # A level too few scores could calibrate, wider than one that was calibrated, is the calibrated interval
+        # widened as a normal interval would be (z of the wide level / z of the narrow), not the model's own interval
+        # clipped to the narrow one's bounds: otherwise lo95 == lo80 wherever the calibration widened 80 % past the
+        # model's 95 %.
+        mean = forward(np.clip(prediction["mean"].to_numpy(dtype="float64"), 0.0, None))
+        calibrated = [lvl for lvl in sorted(bounds) if lvl in self.pooled]
+        for level in sorted(bounds):
+            narrower = [c for c in calibrated if c < level]
+            if level in self.pooled or not narrower:
+                continue
+            base = narrower[-1]
+            ratio = _z(level) / _z(base)
+            lo, hi = (forward(np.asarray(b, dtype="float64")) for b in bounds[base])
+            widened = (back(mean - (mean - lo) * ratio), back(mean + (hi - mean) * ratio))
+            bounds[level] = (np.minimum(bounds[level][0], widened[0]), np.maximum(bounds[level][1], widened[1]))
         # Nested levels stay nested: a wider level's bounds never fall inside a narrower one's.
         ordered = sorted(bounds)
         for narrow, wide in zip(ordered, ordered[1:], strict=False):
@@ -246,6 +262,11 @@ class ConformalCalibrator:
                 np.maximum(bounds[wide][1], bounds[narrow][1]),
             )
         return forecast_frame(pd.DatetimeIndex(prediction["ds"]), prediction["mean"].to_numpy(), bounds)
+
+
+def _z(level: int) -> float:
+    """The standard normal quantile of a central ``level`` % interval (1.28 for 80, 1.96 for 95)."""
+    return NormalDist().inv_cdf(0.5 + level / 200.0)
 
 
 def _identity(values: np.ndarray) -> np.ndarray:

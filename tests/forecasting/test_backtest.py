@@ -103,6 +103,12 @@ def test_a_level_with_too_few_scores_is_left_as_the_model_gave_it():
     assert calibrator.shift(95, 1) == 0.0
     # Flat misses a +3/day ramp by 3 at step 1: the 80 % interval (±1) widens by 2 to reach it.
     assert calibrator.shift(80, 1) == pytest.approx(2.0)
+    # The 95 % interval is not the model's ±1 clipped to the calibrated 80 % one (lo95 == lo80): it is the calibrated
+    # 80 % widened as a normal interval is, ±3 × z95 / z80.
+    out = calibrator.apply(Flat().fit(daily(np.full(30, 50.0))).predict(2))
+    assert out["lo-80"].tolist() == pytest.approx([47.0, 47.0]) and out["hi-80"].tolist() == pytest.approx([53.0] * 2)
+    assert out["lo-95"].tolist() == pytest.approx([50 - 3 * 1.959964 / 1.281552] * 2, rel=1e-5)
+    assert out["hi-95"].tolist() == pytest.approx([50 + 3 * 1.959964 / 1.281552] * 2, rel=1e-5)
 
 
 def test_log1p_calibration_widens_by_a_factor_that_follows_the_level():
