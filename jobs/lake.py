@@ -114,6 +114,21 @@ def purge_partitions(path: Path, column: str, before: dt.date) -> list[str]:
     return removed
 
 
+def drop_partitions(path: Path, column: str, values: Iterable[object]) -> list[str]:
+    """Delete the top-level partitions ``column=value`` for ``values`` (what a stage no longer makes)."""
+    if not path.exists():
+        return []
+    wanted = {f"{column}={v}" for v in values}
+    removed = []
+    with _table_lock(path):
+        _recover_locked(path)
+        for child in sorted(path.iterdir()):
+            if child.name in wanted and child.is_dir():
+                shutil.rmtree(child)
+                removed.append(child.name)
+    return removed
+
+
 def recover(path: Path) -> None:
     """Finish (or discard) an interrupted write of the table at ``path``."""
     if path.exists():

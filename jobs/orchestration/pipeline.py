@@ -224,6 +224,7 @@ class Stage:
     reads_dates: Dates = "all"
     writes_dates: Dates = "all"
     not_applicable: Callable[[_Run], str | None] = lambda _: None  # why the stage does not apply, if it does not
+    cleanup: Callable[[_Run], None] | None = None  # when it does not apply: remove what it made before
     before: Callable[[_Run], None] | None = None  # once the stage is due, before it is recorded as started
     after: Callable[[_Run], None] | None = None  # after its QA checks
     checked: bool = True  # whether it has QA checks (jobs.orchestration.qa)
@@ -355,6 +356,11 @@ def _people_not_applicable(r: _Run) -> str | None:
     return None
 
 
+def _clear_people(r: _Run) -> None:
+    if removed := people.clear(r.settings):
+        r.console.print(f"[yellow]![/] people of an earlier run removed: {', '.join(removed)}", highlight=False)
+
+
 def _people(r: _Run) -> None:
     r.report.people = people.run(r.spark, r.settings, r.run_date, r.catalogue)
 
@@ -456,6 +462,7 @@ PIPELINE: tuple[Stage, ...] = (
         describe=lambda r: people.describe(r.report.people),
         counts=lambda r: {"rows_out": r.report.people.series_rows} if r.report.people else {},
         not_applicable=_people_not_applicable,
+        cleanup=_clear_people,
         after=_after_people,
         checked=False,
     ),
@@ -487,6 +494,8 @@ def _run_stages(r: _Run) -> None:
     for stage in PIPELINE:
         if why := stage.not_applicable(r):
             r.stages.not_applicable(stage.name, why)
+            if stage.cleanup and (r.stages.only is None or stage.name in r.stages.only):
+                stage.cleanup(r)
             continue
         inputs = r.fingerprint(stage.reads, stage.reads_dates)
         outputs = (lambda s=stage: r.fingerprint(s.writes, s.writes_dates)) if stage.writes else None

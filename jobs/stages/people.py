@@ -470,6 +470,21 @@ def run(
     return report
 
 
+def clear(settings: JobSettings) -> list[str]:
+    """Remove what the stage made (gold people, the people series, the model's document), for a run where it does not
+    apply any more (differential privacy turned on, official counts removed): no stale people get forecast and
+    published. Returns what was removed."""
+    removed = [
+        f"people/{p}" for p in lake.drop_partitions(settings.lake(tables.PEOPLE), "measure", (PRESENT, CROSSING, AHEAD))
+    ]
+    removed += [f"series/{p}" for p in lake.drop_partitions(settings.lake(tables.SERIES), "source", [PEOPLE_SOURCE])]
+    model = settings.lake_dir / "gold" / MODEL_FILE
+    if model.exists():
+        model.unlink()
+        removed.append(MODEL_FILE)
+    return removed
+
+
 def describe(report: PeopleReport | None) -> str:
     if report is None:
         return ""

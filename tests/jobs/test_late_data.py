@@ -12,7 +12,7 @@ from rich.console import Console
 
 from contracts import tables
 from geo.catalogue import load_catalogue
-from jobs.lake import read_table
+from jobs.lake import drop_partitions, read_table
 from jobs.orchestration.pipeline import nightly
 from jobs.orchestration.runs import STAGES
 from jobs.schemas import DENSITY, PINGS, arrow_schema
@@ -99,3 +99,10 @@ def test_late_pings_and_counts_are_picked_up_by_the_next_run_for_the_date(spark,
     fifth = nightly(spark, revised, END, raw_path=raw, catalogue=routes, console=quiet)
     assert set(fifth.skipped) == set(STAGES) - {"people", "forecast", "publish"}
     assert fifth.people.model_id != third.people.model_id
+    # The official counts withdrawn: the people stage no longer applies, and what it made goes with it (no stale
+    # people are forecast or published).
+    drop_partitions(settings.lake(tables.SERIES), "source", ["uk-channel"])
+    sixth = nightly(spark, revised, END, raw_path=raw, catalogue=routes, console=quiet)
+    assert "no official counts" in sixth.skipped["people"]
+    assert not (sixth.forecast.keys["source"] == "people").any()
+    assert not (settings.lake(tables.PEOPLE) / "measure=present").exists()

@@ -290,3 +290,14 @@ def test_a_point_on_a_segment_nobody_is_seen_on_has_no_figure_rather_than_a_cert
     assert np.isnan(day.loc["dungeness", "people"]) and np.isnan(day.loc["boulogne", "hi80"])
     assert day.loc["dungeness", "feature"].endswith("segment not seen")
     assert "people/point:channel/dungeness" not in set(people_series(result.rows)["series_id"])
+
+
+def test_clear_removes_what_the_stage_made_and_nothing_else(spark, stage_settings, catalogue):
+    _frontex(spark, stage_settings, _monthly()[lambda m: m["route_id"] == "channel"])
+    people.run(spark, stage_settings, END, catalogue.subset(["channel"]))
+    removed = people.clear(stage_settings)
+    assert "series/source=people" in removed and people.MODEL_FILE in removed
+    assert {"people/measure=present", "people/measure=crossing", "people/measure=ahead"} <= set(removed)
+    series = lake.read(spark, stage_settings, tables.SERIES).toPandas()
+    assert set(series["source"]) == {"frontex"} and people.read_model(stage_settings) is None
+    assert people.clear(stage_settings) == []  # nothing left to remove
