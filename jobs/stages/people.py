@@ -217,8 +217,8 @@ def crossing_rows(
     frames = []
     for route_id, p in params.items():
         route = by_route.get(route_id)
-        if route is None:
-            continue
+        if route is None or not math.isfinite(p.days_on_route):
+            continue  # not in the catalogue, or blind for want of a W: no flow to share out
         rows = present[present["route_id"] == route_id]
         totals = rows[rows["segment_id"].isna()].set_index("date")
         segments = rows[rows["segment_id"].notna()]

@@ -301,3 +301,12 @@ def test_clear_removes_what_the_stage_made_and_nothing_else(spark, stage_setting
     series = lake.read(spark, stage_settings, tables.SERIES).toPandas()
     assert set(series["source"]) == {"frontex"} and people.read_model(stage_settings) is None
     assert people.clear(stage_settings) == []  # nothing left to remove
+
+
+def test_a_route_with_counts_but_no_prior_w_is_blind_and_stops_nothing(catalogue):
+    priors = load_priors()
+    without = people.PeoplePriors({r: w for r, w in priors.days_on_route.items() if r != "channel"})
+    result = estimate_people(_signal(), _monthly(), _no_daily(), without, catalogue)
+    assert result.params["channel"].blind and "prior days_on_route" in result.params["channel"].reason
+    channel = _on(result.rows, route_id="channel")
+    assert set(channel["measure"]) == {"present"} and channel["people"].isna().all()
