@@ -8,3 +8,7 @@ lake, the release files, the API and the map use only these.
 from __future__ import annotations
 
 FORECAST_VALUES = ("yhat", "lo80", "hi80", "lo95", "hi95")
+
+# A store's layout: ``<store>/CURRENT`` names the current release; ``<store>/releases/<id>/`` holds its files.
+RELEASES, CURRENT, MANIFEST = "releases", "CURRENT", "manifest.json"
+FORECASTS, HISTORY, CELLS = "forecasts.parquet", "history.parquet", "cells.parquet"

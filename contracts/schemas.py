@@ -171,6 +171,7 @@ SERIES = pa.schema(
 # departures at a departure point) or "ahead" (crossings expected on a day after the run date, from the people
 # already on the route: a leading indicator). people/lo80/hi80 are null where the route is blind (not measured).
 # feature and model_id say which signal and fitted parameters made the figure (the run's gold people_model.json).
+PRESENT, CROSSING, AHEAD = "present", "crossing", "ahead"  # the values of PEOPLE's measure
 PEOPLE = pa.schema(
     [
         pa.field("date", pa.date32(), nullable=False),

@@ -6,7 +6,7 @@ import datetime as dt
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from rich.console import Console
 from contracts import tables
 from jobs.settings import JobSettings
 from serving import cli as serving_cli  # `routecast token|audit`, the API's admin commands
+
+if TYPE_CHECKING:
+    from jobs.analysis.truth import Scores
 
 app = typer.Typer(help="routecast: migration-flow forecasts from anonymised mobility density.", no_args_is_help=True)
 app.add_typer(serving_cli.token_app, name="token")
@@ -116,24 +119,19 @@ def _simulate(spark, settings: JobSettings, end: dt.date, scale: str, days: int 
     return report
 
 
-def _print_people_scores(settings: JobSettings, run_date: dt.date) -> None:
-    """One line: how well the people present per route match the simulated truth (``routecast truth`` has it all)."""
-    from jobs.analysis.truth import PeopleMissing, TruthMissing, score_against_truth
+def _print_people_scores(scores: Scores | None) -> None:
+    """One line: how well the people present per route match the simulated truth (``routecast truth`` has it all);
+    ``scores``: what the nightly run scored and logged (None: not scored, e.g. no people stage)."""
+    import pandas as pd
 
-    try:
-        presence = score_against_truth(settings, date_to=run_date).presence
-    except (TruthMissing, PeopleMissing) as exc:
-        console.print(f"[yellow]![/] people not scored: {exc}", highlight=False)
+    if scores is None:
+        console.print("[yellow]![/] people not scored against the truth (no people estimated)", highlight=False)
         return
     shown = ", ".join(
-        f"{r.route_id} " + ("blind" if _missing(r.r) else f"r {r.r:.2f}, weekly APE {r.weekly_ape:.2f}")
-        for r in presence.itertuples()
+        f"{r.route_id} " + ("blind" if pd.isna(r.r) else f"r {r.r:.2f}, weekly APE {r.weekly_ape:.2f}")
+        for r in scores.presence.itertuples()
     )
     console.print(f"people present vs simulated people (routecast truth for all): {shown}", highlight=False)
-
-
-def _missing(value: object) -> bool:
-    return value is None or value != value  # NaN is the one value unequal to itself
 
 
 def _ingest_official(spark, settings: JobSettings, paths: tuple[Path, ...]) -> None:
@@ -588,7 +586,7 @@ def demo(
     console.print(f"pipeline done in {total:.0f} s")
     scores = ", ".join(f"{r.route_id} {r.pearson_r:.2f}" for r in fit.itertuples())
     console.print(f"density excess (devices) vs simulated people on the route (Pearson r): {scores}", highlight=False)
-    _print_people_scores(settings, run_date)
+    _print_people_scores(report.truth)
     _print_where(settings)
     if serve_api:
         from serving.auth import create_token

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from contracts import tables
 from contracts.privacy import MIN_DEVICES_FLOOR
-from contracts.published import FORECAST_VALUES
+from contracts.published import CELLS, CURRENT, FORECAST_VALUES, FORECASTS, HISTORY, MANIFEST, RELEASES
 from contracts.series import DENSITY_SOURCE, PEOPLE_SOURCE, series_id
 from geo.cells import cell_to_int, int_to_cell
 from geo.points import cells_to_parents
@@ -139,7 +139,7 @@ class Release:
     @cached_property
     def people_model(self) -> PeopleModel | None:
         """Which measurement model made the people series (checked when the release was loaded); None if absent."""
-        return read_people_model(self.manifest, Path(self.release_id) / "manifest.json")
+        return read_people_model(self.manifest, Path(self.release_id) / MANIFEST)
 
     @property
     def as_of(self) -> dt.date | None:
@@ -238,7 +238,7 @@ def _str_or_none(value: Any) -> str | None:
 
 
 def current_release_id(store_dir: Path) -> str:
-    pointer = store_dir / "CURRENT"
+    pointer = store_dir / CURRENT
     if not pointer.is_file():
         raise NoRelease(f"no release published in {store_dir} (no CURRENT); run `routecast nightly` first")
     release_id = pointer.read_text().strip()
@@ -315,7 +315,7 @@ def differencing_remainders(cells: pd.DataFrame, min_devices: int) -> pd.DataFra
 
 
 def read_manifest(folder: Path) -> dict:
-    path = folder / "manifest.json"
+    path = folder / MANIFEST
     if not path.is_file():
         raise StoreError(f"release {folder.name}: {path} missing")
     try:
@@ -346,22 +346,22 @@ def load_release(store_dir: Path, release_id: str | None = None, *, with_previou
     if release_id is None:
         release_id = current_release_id(store_dir)
     _check_id(release_id, "the request", UnknownRelease)
-    folder = store_dir / "releases" / release_id
+    folder = store_dir / RELEASES / release_id
     if not folder.is_dir():
         raise UnknownRelease(f"release {release_id!r} is not in the store")
     manifest = read_manifest(folder)
-    min_devices = check_privacy(manifest, folder / "manifest.json")
-    read_people_model(manifest, folder / "manifest.json")
-    forecasts = _read_table(folder / "forecasts.parquet", FORECAST_COLUMNS, release_id)
+    min_devices = check_privacy(manifest, folder / MANIFEST)
+    read_people_model(manifest, folder / MANIFEST)
+    forecasts = _read_table(folder / FORECASTS, FORECAST_COLUMNS, release_id)
     if forecasts.empty:
         raise StoreError(f"release {release_id}: forecasts.parquet has no rows")
-    history_path = folder / "history.parquet"
+    history_path = folder / HISTORY
     history = (
         _read_table(history_path, HISTORY_COLUMNS, release_id)
         if history_path.is_file()
         else pd.DataFrame(columns=list(HISTORY_COLUMNS))
     )
-    cells_path = folder / "cells.parquet"
+    cells_path = folder / CELLS
     cells = None
     if cells_path.is_file():
         cells = _read_table(cells_path, CELL_COLUMNS, release_id)
@@ -377,7 +377,7 @@ def list_releases(store_dir: Path, routes: frozenset[str] | None = None) -> list
     ``routes`` (a token's route scope; None: all) limits ``rows`` to the forecast rows of those routes, so that a
     scoped caller learns nothing of the size of the others.
     """
-    folder = store_dir / "releases"
+    folder = store_dir / RELEASES
     if not folder.is_dir():
         return []
     try:
@@ -391,8 +391,8 @@ def list_releases(store_dir: Path, routes: frozenset[str] | None = None) -> list
         entry: dict[str, Any] = {"release_id": path.name, "current": path.name == current, "error": None}
         try:
             manifest = read_manifest(path)
-            check_privacy(manifest, path / "manifest.json")
-            read_people_model(manifest, path / "manifest.json")
+            check_privacy(manifest, path / MANIFEST)
+            read_people_model(manifest, path / MANIFEST)
             entry.update({k: manifest.get(k) for k in ("as_of", "created_at", "run_id", "model_version", "rows")})
             if routes is not None:
                 entry["rows"] = _rows_of_routes(path, routes)
@@ -404,7 +404,7 @@ def list_releases(store_dir: Path, routes: frozenset[str] | None = None) -> list
 
 def _rows_of_routes(folder: Path, routes: frozenset[str]) -> int:
     try:
-        route_ids = pq.read_table(folder / "forecasts.parquet", columns=["route_id"]).column("route_id")
+        route_ids = pq.read_table(folder / FORECASTS, columns=["route_id"]).column("route_id")
     except (OSError, pa.ArrowException, KeyError) as exc:
         raise StoreError(f"release {folder.name}: forecasts.parquet is unreadable: {exc}") from None
     return sum(1 for r in route_ids.to_pylist() if r in routes)
@@ -422,7 +422,7 @@ def _previous_forecasts(store_dir: Path, release_id: str, as_of_text: str) -> pd
     for entry in earlier:  # newest first
         try:
             table = pq.read_table(
-                store_dir / "releases" / entry["release_id"] / "forecasts.parquet",
+                store_dir / RELEASES / entry["release_id"] / FORECASTS,
                 columns=["series_id", "ds", "yhat", "lo95", "hi95"],
                 filters=[("ds", "=", as_of)],
             ).to_pandas()

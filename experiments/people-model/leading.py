@@ -29,12 +29,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from contracts.schemas import AHEAD, CROSSING
 from forecasting.selection import select
 from geo.catalogue import load_catalogue
 from geo.entry import entry_points
 from jobs.settings import JobSettings
+from jobs.stages.counts import read_counts
 from jobs.stages.forecast import selection_configs
-from jobs.stages.people import AHEAD, CROSSING, estimate_people, load_priors
+from jobs.stages.people import coarse_figures, estimate_people, load_priors
+from simulator.official import FILE_SOURCES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import load_signal, markdown  # noqa: E402
@@ -43,23 +46,14 @@ HORIZON = 7
 EXPERIMENT = "routecast-people-leading"
 
 
-def official(var_dir: Path, catalogue) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The simulated world's official files as the people model reads them: monthly per route, daily Channel."""
+def official(var_dir: Path, catalogue) -> pd.DataFrame:
+    """The simulated world's official files, read and checked as ``routecast ingest-counts`` reads them: their gold
+    series rows (``jobs.stages.people.coarse_figures`` turns them into what the model is fitted on)."""
     folder = var_dir / "truth" / "official"
-    names = {n: r.id for r in catalogue for n in r.official_names.get("frontex", ())}
-    frontex = pd.read_csv(folder / "frontex_monthly_by_route.csv")
-    monthly = pd.DataFrame(
-        {
-            "month": pd.to_datetime(frontex["date"]),
-            "route_id": frontex["route"].map(names),
-            "arrivals": frontex["count"],
-        }
+    return pd.concat(
+        [read_counts(folder / name, source, catalogue).series for name, source in FILE_SOURCES.items()],
+        ignore_index=True,
     )
-    uk = pd.read_csv(folder / "uk_small_boats_daily.csv")
-    daily = pd.DataFrame(
-        {"date": pd.to_datetime(uk["date"]), "route_id": "channel", "arrivals": uk["migrants_arrived"]}
-    )
-    return monthly, daily
 
 
 def true_arrivals(var_dir: Path, catalogue) -> pd.DataFrame:
@@ -76,12 +70,10 @@ def true_arrivals(var_dir: Path, catalogue) -> pd.DataFrame:
     return pd.concat([at, routes]).astype("float64")
 
 
-def forecasts_at(origin: pd.Timestamp, signal, monthly, daily, priors, catalogue, champion_cfg) -> pd.DataFrame:
+def forecasts_at(origin: pd.Timestamp, signal, gold, priors, catalogue, champion_cfg) -> pd.DataFrame:
     """The four 7-day forecasts of every entry point and route from what a nightly run on ``origin`` has."""
-    month_over = monthly["month"] + pd.offsets.MonthEnd(0) <= origin
-    result = estimate_people(
-        signal[signal["date"] <= origin], monthly[month_over], daily[daily["date"] <= origin], priors, catalogue
-    )
+    monthly, daily = coarse_figures(gold, priors, origin.date())
+    result = estimate_people(signal[signal["date"] <= origin], monthly, daily, priors, catalogue)
     rows = result.rows.assign(date=lambda f: pd.to_datetime(f["date"]))
     entries = {(r, p) for r, ps in entry_points(catalogue).items() for p in ps}
     crossing = rows[
@@ -153,14 +145,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     catalogue = load_catalogue()
     signal = load_signal(args.var_dir, args.res, args.min_devices)
-    monthly, daily = official(args.var_dir, catalogue)
+    gold = official(args.var_dir, catalogue)
     priors = load_priors()
     cfg = selection_configs(JobSettings())["D"]
     origins = pd.date_range(args.first, args.last, freq=f"{args.every}D")
     frames = []
     for i, origin in enumerate(origins, 1):
         sys.stderr.write(f"origin {origin:%Y-%m-%d} ({i}/{len(origins)})\n")
-        frames.append(forecasts_at(origin, signal, monthly, daily, priors, catalogue, cfg))
+        frames.append(forecasts_at(origin, signal, gold, priors, catalogue, cfg))
     table = scores(pd.concat(frames, ignore_index=True), true_arrivals(args.var_dir, catalogue))
     routes = table.xs("*", level="point")
     points = table.drop("*", level="point").head(10)

@@ -34,18 +34,17 @@ from rich.table import Table
 from rich.text import Text
 
 from contracts import tables
+from contracts.published import CURRENT, FORECASTS, HISTORY, MANIFEST, RELEASES
+from contracts.schemas import CROSSING, PRESENT
 from contracts.series import PEOPLE_SOURCE
 from jobs.settings import JobSettings
 
 if TYPE_CHECKING:  # imported where used: the command without --mlflow does not load MLflow
     from mlflow.tracking import MlflowClient
 
-PRESENT, CROSSING = "present", "crossing"
 # The truth a crossing point's figure is scored against, by the point's role (a departure point counts people setting
 # sail from it; every other role counts people passing it).
 DEPARTURE_ROLE = "departure"
-# The release layout jobs.stages.publish writes (not imported: that module loads pyspark).
-CURRENT, MANIFEST, FORECASTS, HISTORY = "CURRENT", "manifest.json", "forecasts.parquet", "history.parquet"
 # Horizon buckets of the forecast scores: (label, first day ahead, last day ahead).
 HORIZONS = (("1-7", 1, 7), ("8-28", 8, 28))
 EXPERIMENT = "routecast-truth"
@@ -229,7 +228,7 @@ def read_release(settings: JobSettings, release_id: str | None = None) -> Publis
         if not (store / CURRENT).is_file():
             return None
         release_id = (store / CURRENT).read_text().strip()
-    folder = store / "releases" / release_id
+    folder = store / RELEASES / release_id
     manifest = json.loads((folder / MANIFEST).read_text())
     forecasts = pd.read_parquet(folder / FORECASTS)
     keep = (forecasts["source"] == PEOPLE_SOURCE) & forecasts["level"].isin(["route", "point"])

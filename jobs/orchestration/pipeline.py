@@ -44,6 +44,7 @@ class NightlyReport:
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # stage -> why (done earlier, or not applicable)
     qa: list[qa.CheckResult] = field(default_factory=list)  # the checks of the stages this run ran
+    truth: truth.Scores | None = None  # on a simulated world, the people scored against the truth (after publish)
 
 
 class _Stages:
@@ -349,8 +350,8 @@ def _people_not_applicable(r: _Run) -> str | None:
         return "tiles carry no home networks, so there is no signal to measure people from"
     if r.settings.dp_mechanism != "none":
         return "under differential privacy no home-network groups are published"
-    if not people.official_sources_present(r.settings):
-        priors = people.load_priors(r.settings.people_config)
+    priors = people.load_priors(r.settings.people_config)
+    if not people.official_sources_present(r.settings, priors):
         wanted = ", ".join(priors.monthly_sources + priors.daily_sources)
         return f"no official counts to fit the people model on (routecast ingest-counts FILE --source {wanted})"
     return None
@@ -379,7 +380,7 @@ def _after_publish(r: _Run) -> None:
     for sid, why in r.report.forecast.failed.items():
         r.console.print(f"[yellow]![/] no forecast for {sid}: {why}")
     # On a simulated world, the people and their forecasts scored against the truth, into the run's MLflow run.
-    scores = truth.score_and_log(r.settings, r.run_date, r.report.forecast.run.run_id)
+    r.report.truth = scores = truth.score_and_log(r.settings, r.run_date, r.report.forecast.run.run_id)
     if scores is not None:
         r.console.print(f"people scored against the simulated truth: MLflow run {r.report.forecast.run.run_id}")
 

@@ -53,6 +53,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from contracts import tables
+from contracts.schemas import AHEAD, CROSSING, PRESENT
 from contracts.series import PEOPLE_SOURCE, series_id
 from forecasting.people import UNIT, PeopleModel, PeopleModelConfig, RouteParams
 from geo.catalogue import Catalogue, load_catalogue
@@ -64,7 +65,6 @@ from jobs.stages.series import cell_segments_frame
 
 DEFAULT_CONFIG = Path(__file__).with_name("people.toml")
 MODEL_FILE = "people_model.json"
-PRESENT, CROSSING, AHEAD = "present", "crossing", "ahead"
 
 
 class PeopleConfigError(ValueError):
@@ -370,24 +370,12 @@ def read_signal(spark: SparkSession, settings: JobSettings, catalogue: Catalogue
     return signal
 
 
-def read_coarse(
-    spark: SparkSession, settings: JobSettings, priors: PeoplePriors, end: dt.date
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Route-level official figures that ended on or before ``end``: monthly (``month, route_id, arrivals``) and
-    daily (``date, route_id, arrivals``)."""
-    sources = priors.monthly_sources + priors.daily_sources
-    path = settings.lake(tables.SERIES)
-    present = [s for s in sources if (path / f"source={s}").exists()]
-    if not present:
-        empty = pd.DataFrame(columns=["month", "route_id", "arrivals"])
-        return empty, pd.DataFrame(columns=["date", "route_id", "arrivals"])
-    gold = (
-        lake.read(spark, settings, tables.SERIES)
-        .where(F.col("source").isin(present) & (F.col("level") == "route") & (F.col("ds") <= F.lit(end)))
-        .select("source", "route_id", "ds", "freq", "y")
-        .toPandas()
-    )
-    gold["ds"] = pd.to_datetime(gold["ds"])
+def coarse_figures(gold: pd.DataFrame, priors: PeoplePriors, end: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The figures the model is fitted on, from official gold series rows (``source, route_id, level, ds, freq,
+    y``): monthly (``month, route_id, arrivals``) of the months over by ``end``, and daily (``date, route_id,
+    arrivals``) up to ``end``; route level only, summed over the configured sources."""
+    gold = gold[gold["level"] == "route"].assign(ds=lambda f: pd.to_datetime(f["ds"]))
+    gold = gold[gold["ds"] <= pd.Timestamp(end)]
     monthly = gold[gold["source"].isin(priors.monthly_sources) & (gold["freq"] == "M")]
     # A month's figure counts only once the month is over by the run date.
     monthly = monthly[monthly["ds"] + pd.offsets.MonthEnd(0) <= pd.Timestamp(end)]
@@ -398,6 +386,22 @@ def read_coarse(
         monthly.rename(columns={"ds": "month", "y": "arrivals"}),
         daily.rename(columns={"ds": "date", "y": "arrivals"}),
     )
+
+
+def read_coarse(
+    spark: SparkSession, settings: JobSettings, priors: PeoplePriors, end: dt.date
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`coarse_figures` of the official series in gold."""
+    present = official_sources_present(settings, priors)
+    gold = (
+        lake.read(spark, settings, tables.SERIES)
+        .where(F.col("source").isin(present) & (F.col("level") == "route") & (F.col("ds") <= F.lit(end)))
+        .select("source", "route_id", "level", "ds", "freq", "y")
+        .toPandas()
+        if present
+        else pd.DataFrame(columns=["source", "route_id", "level", "ds", "freq", "y"])
+    )
+    return coarse_figures(gold, priors, end)
 
 
 def official_sources_present(settings: JobSettings, priors: PeoplePriors | None = None) -> list[str]:

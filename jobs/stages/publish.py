@@ -31,6 +31,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from contracts import tables
+from contracts.published import CELLS, CURRENT, FORECASTS, HISTORY, MANIFEST, RELEASES
 from forecasting.selection import FORECAST_COLUMNS
 from forecasting.tracking import RunInfo
 from geo.catalogue import Catalogue
@@ -43,11 +44,6 @@ from jobs.stages.flows import cell_segment_table_for
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-FORECASTS = "forecasts.parquet"
-HISTORY = "history.parquet"
-CELLS = "cells.parquet"
-CURRENT = "CURRENT"
 SCHEMA_VERSION = 1
 
 # How far back the published history of a series goes, by frequency: rows with ds > as_of - this many days.
@@ -183,7 +179,7 @@ def publish(
     history = None if history is None else history_frame(history, forecasts)
     cells = None if cells is None else cells_frame(cells, min_devices)
     release_id = release_id_for(as_of, forecasts, history, cells)
-    releases = store_dir / "releases"
+    releases = store_dir / RELEASES
     final = releases / release_id
     created = not final.exists()
     if created:
@@ -222,7 +218,7 @@ def publish(
 
 def point_current(store_dir: Path, release_id: str) -> None:
     """Atomically make ``release_id`` the current release."""
-    if not (store_dir / "releases" / release_id / MANIFEST).is_file():
+    if not (store_dir / RELEASES / release_id / MANIFEST).is_file():
         raise FileNotFoundError(f"release {release_id} is not in {store_dir / 'releases'}")
     tmp = store_dir / f".{CURRENT}.tmp-{os.getpid()}"
     tmp.write_text(release_id + "\n")
