@@ -217,6 +217,31 @@ PUBLISHED_FORECAST = pa.schema(
     ]
 )
 
+# Published (store/releases/<id>/totals.parquet): forecast totals of the next ``window`` periods of a series (e.g.
+# the next 7 and 28 days), from ``start`` to ``end`` inclusive. Their intervals and quantiles are those of the
+# total itself, calibrated on the errors of the same totals at past origins (never sums of daily bounds);
+# ``n_scores`` is how many past totals that was. ``quantiles`` holds one value per contracts.published.TOTAL_QUANTILES.
+PUBLISHED_TOTALS = pa.schema(
+    [
+        pa.field("series_id", pa.string(), nullable=False),
+        pa.field("level", pa.string(), nullable=False),
+        pa.field("route_id", pa.string()),
+        pa.field("segment_id", pa.string()),
+        pa.field("freq", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("window", pa.int32(), nullable=False),
+        pa.field("start", pa.date32(), nullable=False),
+        pa.field("end", pa.date32(), nullable=False),
+        *[pa.field(c, pa.float64(), nullable=False) for c in FORECAST_VALUES],
+        pa.field("quantiles", pa.list_(pa.float64()), nullable=False),
+        pa.field("n_scores", pa.int32(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("release_id", pa.string(), nullable=False),
+    ]
+)
+
 # Published (store/releases/<id>/history.parquet): the observed values of every published series, from the gold
 # series table as the forecast stage read it (daily series the last 365 days, weekly/monthly the last 5 years).
 PUBLISHED_HISTORY = pa.schema(
