@@ -30,9 +30,9 @@ def exceedance(quantiles: list[float] | tuple[float, ...], threshold: float) -> 
     if len(values) != len(TOTAL_QUANTILES) or any(b < a for a, b in zip(values, values[1:], strict=False)):
         raise ValueError(f"expected {len(TOTAL_QUANTILES)} non-decreasing quantiles, got {values}")
     if threshold < values[0]:
-        return 1.0 - TOTAL_QUANTILES[0], "at least"
+        return round(1.0 - TOTAL_QUANTILES[0], 4), "at least"
     if threshold >= values[-1]:
-        return 1.0 - TOTAL_QUANTILES[-1], "at most"
+        return round(1.0 - TOTAL_QUANTILES[-1], 4), "at most"
     i = max(k for k, v in enumerate(values) if v <= threshold)  # values[i] <= threshold < values[i + 1]
     lo, hi = values[i], values[i + 1]
     cdf = TOTAL_QUANTILES[i] + (TOTAL_QUANTILES[i + 1] - TOTAL_QUANTILES[i]) * (threshold - lo) / (hi - lo)
