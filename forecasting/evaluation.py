@@ -36,17 +36,20 @@ from forecasting.selection import (
     SelectionConfig,
     UnknownModelError,
     make_model,
-    select_and_forecast,
+    select,
 )
+from forecasting.totals import TOTALS_COLUMNS
 from forecasting.vocabulary import from_published
 
 __all__ = [
     "CHAMPION",
     "EVALUATION_COLUMNS",
     "MemoFactories",
+    "RolledProcedure",
     "SelectionForecaster",
     "conformal_totals",
     "evaluate_procedure",
+    "roll_procedure",
     "skill",
     "window_totals",
 ]
@@ -128,11 +131,11 @@ class MemoFactories(Mapping[str, ModelFactory]):
 
 
 class SelectionForecaster:
-    """The pipeline's selection (``select_and_forecast`` with ``cfg``) as one Forecaster.
+    """The pipeline's selection (``select`` with ``cfg``) as one Forecaster.
 
     ``predict(h)`` runs the selection for horizon ``h`` on the fitted series; ``chosen_`` is then the champion's
-    alias and ``metrics_`` the candidates' backtest scores. Levels other than the pipeline's (80, 95) are refused:
-    the calibrated intervals exist for those only.
+    alias, ``metrics_`` the candidates' backtest scores and ``totals_`` its totals (``cfg.totals``). Levels other
+    than the pipeline's (80, 95) are refused: the calibrated intervals exist for those only.
     """
 
     alias = CHAMPION
@@ -152,7 +155,8 @@ class SelectionForecaster:
             raise ValueError(f"the selection calibrates the {LEVELS} % intervals only; asked for {levels}")
         frame = pd.DataFrame({"series_id": "y", "ds": self.y_.index, "y": self.y_.to_numpy()})
         cfg = replace(self.cfg, horizon=check_horizon(h))
-        forecast, self.metrics_ = select_and_forecast(frame, cfg, self.factories)
+        found = select(frame, cfg, self.factories)
+        forecast, self.metrics_, self.totals_ = found.forecast, found.metrics, found.totals
         if forecast.empty:
             raise RuntimeError("every candidate failed: " + "; ".join(self.metrics_["error"].dropna().astype(str)))
         self.chosen_ = str(forecast["model"].iloc[0])
@@ -173,6 +177,26 @@ def evaluate_procedure(
     ``model`` the champion's alias at that cutoff (the baseline's own alias otherwise). Steps past the end of ``y``
     are not scored and not returned (the backtest stops at the series' end). Failures are rows with an error.
     """
+    return roll_procedure(y, cutoffs, horizon, cfg, baselines, factories).evaluation
+
+
+@dataclass(frozen=True)
+class RolledProcedure:
+    evaluation: pd.DataFrame  # EVALUATION_COLUMNS, as evaluate_procedure
+    # The procedure's own totals at each cutoff (forecasting.totals.TOTALS_COLUMNS + cutoff, the last period it
+    # saw): what it would have published, with the intervals of the total it calibrated then.
+    totals: pd.DataFrame
+
+
+def roll_procedure(
+    y: pd.Series,
+    cutoffs: Sequence[int],
+    horizon: int,
+    cfg: SelectionConfig,
+    baselines: Sequence[str] = ("naive", "seasonal_naive"),
+    factories: Mapping[str, ModelFactory] | None = None,
+) -> RolledProcedure:
+    """:func:`evaluate_procedure`, keeping the totals the procedure made at each cutoff (``cfg.totals``)."""
     factories = MemoFactories(MODEL_FACTORIES if factories is None else factories)
     unknown = [alias for alias in (*cfg.candidates, *baselines) if alias not in factories]
     if unknown:
@@ -185,12 +209,18 @@ def evaluate_procedure(
 
     champion = rolling_origin_backtest(y, _procedure, cutoffs, horizon)
     # One procedure per cutoff, in cutoff order; a failed one has no chosen_.
-    chosen = {c: getattr(m, "chosen_", None) for c, m in zip(champion["cutoff"].unique(), made, strict=True)}
+    by_cutoff = dict(zip(champion["cutoff"].unique(), made, strict=True))
+    chosen = {c: getattr(m, "chosen_", None) for c, m in by_cutoff.items()}
     frames = [champion.assign(method=CHAMPION, model=champion["cutoff"].map(chosen))]
     for alias in baselines:
         bt = rolling_origin_backtest(y, partial(make_model, alias, cfg, factories), cutoffs, horizon)
         frames.append(bt.assign(method=alias, model=alias))
-    return pd.concat(frames, ignore_index=True)[EVALUATION_COLUMNS]
+    totals = [m.totals_.assign(cutoff=c) for c, m in by_cutoff.items() if getattr(m, "totals_", None) is not None]
+    totals = [t for t in totals if not t.empty]
+    return RolledProcedure(
+        evaluation=pd.concat(frames, ignore_index=True)[EVALUATION_COLUMNS],
+        totals=pd.concat(totals, ignore_index=True) if totals else pd.DataFrame(columns=[*TOTALS_COLUMNS, "cutoff"]),
+    )
 
 
 def window_totals(evaluation: pd.DataFrame, windows: Sequence[int]) -> pd.DataFrame:

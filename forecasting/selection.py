@@ -22,12 +22,13 @@ from forecasting.backtest import (
     ConformalCalibrator,
     backtest_scores,
     checked_prediction,
+    median_point,
     rolling_origin_backtest,
     rolling_origins,
 )
 from forecasting.metrics import seasonal_scale
 from forecasting.models.base import describe_failure
-from forecasting.models.baselines import Drift, Naive, SeasonalNaive, WindowAverage
+from forecasting.models.baselines import Drift, Naive, SeasonalNaive, SeasonalWindow, WindowAverage
 from forecasting.models.prophet import ProphetForecaster
 from forecasting.models.statsforecast import StatsForecastModel
 from forecasting.protocol import (
@@ -41,6 +42,7 @@ from forecasting.protocol import (
     on_grid,
     period_grid,
 )
+from forecasting.totals import TOTALS_COLUMNS, forecast_totals
 from forecasting.vocabulary import PUBLISHED_VALUES, to_published
 
 __all__ = [
@@ -84,6 +86,11 @@ SERIES_COLUMNS = ("series_id", "ds", "y")
 # Per freq, (holdout, horizon, season_length) in periods of that freq: two weeks / four weeks / a week
 # of days; eight weeks / twelve weeks / a year of weeks; six months / six months / a year of months.
 PERIOD_DEFAULTS: Mapping[str, tuple[int, int, int]] = {"D": (14, 28, 7), "W": (8, 12, 52), "M": (6, 6, 12)}
+# Per freq, the periods in a year (364 days keeps the weekday), the recent window of "window_mean" and the
+# half-width of the window a year back that "seasonal_window" averages: about two months and ±four weeks.
+YEAR_PERIODS: Mapping[str, int] = {"D": 364, "W": 52, "M": 12}
+RECENT_WINDOW: Mapping[str, int] = {"D": 56, "W": 4, "M": 4}
+SEASONAL_HALF_WIDTH: Mapping[str, int] = {"D": 28, "W": 4, "M": 1}
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,13 @@ class SelectionConfig:
     calibrate: bool = True
     # Where the calibration measures misses: "absolute" (counts) or "log1p" (relative to the level).
     calibration_space: str = "absolute"
+    # The published point of each period: "mean" (the champion's expected value) or "median" (moved to the median
+    # outcome around such means in its backtest, in calibration_space: forecasting.backtest.median_point), the better
+    # point for one period of a bursty count. Totals are always sums of the expected values.
+    point: str = "mean"
+    # Forecast totals of the next k periods for each k here (forecasting.totals), with intervals of the total from
+    # the champion's backtest totals; only k <= holdout can be calibrated (longer ones are left out).
+    totals: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         check_freq(self.freq)
@@ -145,6 +159,10 @@ class SelectionConfig:
             raise ValueError(
                 f"SelectionConfig.calibration_space={self.calibration_space!r} must be 'absolute' or 'log1p'"
             )
+        if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.totals):
+            raise ValueError(f"SelectionConfig.totals={self.totals!r} must be positive numbers of periods")
+        if self.point not in ("mean", "median"):
+            raise ValueError(f"SelectionConfig.point={self.point!r} must be 'mean' or 'median'")
         if self.champion not in ("best", ENSEMBLE):
             raise ValueError(f"SelectionConfig.champion={self.champion!r} must be 'best' or 'ensemble'")
 
@@ -184,7 +202,15 @@ def _drift(cfg: SelectionConfig) -> Forecaster:
 
 
 def _window_mean(cfg: SelectionConfig) -> Forecaster:
-    return WindowAverage(freq=cfg.freq)
+    return WindowAverage(window=RECENT_WINDOW[cfg.freq], freq=cfg.freq, shortest=min(RECENT_WINDOW[cfg.freq], 4))
+
+
+def _seasonal_naive_year(cfg: SelectionConfig) -> Forecaster:
+    return SeasonalNaive(season_length=YEAR_PERIODS[cfg.freq], freq=cfg.freq)
+
+
+def _seasonal_window(cfg: SelectionConfig) -> Forecaster:
+    return SeasonalWindow(YEAR_PERIODS[cfg.freq], SEASONAL_HALF_WIDTH[cfg.freq], cfg.freq)
 
 
 def _auto_ets(cfg: SelectionConfig) -> Forecaster:
@@ -227,6 +253,8 @@ MODEL_FACTORIES: Mapping[str, ModelFactory] = _ReadOnlyMapping(
         "naive": _naive,
         "drift": _drift,
         "window_mean": _window_mean,
+        "seasonal_window": _seasonal_window,
+        "seasonal_naive_year": _seasonal_naive_year,  # the same periods a year before (a yardstick for counts)
         "auto_ets": _auto_ets,
         "auto_theta": _auto_theta,
         "auto_arima": _auto_arima,  # slow on weekly data (season 52): not for the nightly fan-out by default
@@ -313,6 +341,8 @@ class Selection:
     # The champion's rolling-origin backtest (forecasting.backtest.BACKTEST_COLUMNS, uncalibrated): what its
     # errors were at each (cutoff, step); empty when no champion. Reconciliation weighs series by these.
     backtest: pd.DataFrame
+    # forecasting.totals.TOTALS_COLUMNS: the champion's totals of the next k periods for k in cfg.totals.
+    totals: pd.DataFrame
 
 
 def select_and_forecast(
@@ -382,6 +412,7 @@ def select(
         key=lambda i: (not (cfg.champion == ENSEMBLE and rows[i]["model"] == ENSEMBLE), rows[i]["mae"], i),
     )
     forecast = _empty_forecast()
+    totals = pd.DataFrame(columns=TOTALS_COLUMNS)
     champion_backtest = pd.DataFrame(columns=next(iter(backtests.values())).columns)
     expected_ds = future_dates(y.index[-1], cfg.horizon, cfg.freq)
     for i in ranked:
@@ -398,14 +429,18 @@ def select(
             rows[i]["error"] = "refit: " + describe_failure(alias, exc)
             continue
         rows[i]["chosen"] = True
-        forecast = _forecast_rows(series_id, alias, prediction)
         champion_backtest = backtests[alias]
+        windows = [k for k in cfg.totals if k <= cfg.holdout]
+        totals = forecast_totals(series_id, alias, champion_backtest, prediction, windows, cfg.freq)
+        if cfg.point == "median":
+            prediction = median_point(champion_backtest, prediction, cfg.calibration_space)
+        forecast = _forecast_rows(series_id, alias, prediction)
         break
 
     metrics = pd.DataFrame(rows, columns=METRICS_COLUMNS).astype(
         {**dict.fromkeys(SCORE_NAMES, "float64"), "chosen": "bool"}
     )
-    return Selection(forecast=forecast, metrics=metrics, backtest=champion_backtest)
+    return Selection(forecast=forecast, metrics=metrics, backtest=champion_backtest, totals=totals)
 
 
 def _score_row(series_id: str, alias: str, backtest: pd.DataFrame, scale: float) -> dict[str, object]:

@@ -89,6 +89,21 @@ class JobSettings(BaseSettings):
     coarse_candidates: tuple[str, ...] = ("auto_ets", "auto_theta", "naive", "seasonal_naive")
     coarse_champion: Literal["best", "ensemble"] = "ensemble"
     coarse_backtest_origins: Annotated[int, Field(ge=1, le=52)] = 12
+    # Daily official counts (e.g. the UK's Channel arrivals; the device and people signals keep the candidates above):
+    # the equal-weight mean of the recent level (the last 8 weeks) and the same weeks a year before (±4 weeks),
+    # backtested and calibrated on weekly origins over the last year, 4 weeks each. Chosen on the two years before the
+    # last 12 months of the Home Office file, and reported on those 12 months (docs/forecasting.md).
+    counts_daily_candidates: tuple[str, ...] = ("window_mean", "seasonal_window")
+    counts_daily_backtest_origins: Annotated[int, Field(ge=1, le=104)] = 52
+    counts_daily_holdout_days: Annotated[int, Field(ge=1)] = 28
+    # A day's published figure: the median outcome (a typical day: most days of a bursty count are below its mean)
+    # or the mean. Totals of several days are always sums of means.
+    counts_daily_point: Literal["mean", "median"] = "median"
+    # Forecast totals published per series: the next k days / weeks / months for each k (calibrated when the
+    # procedure's backtest reaches that far: k <= its holdout, with enough origins).
+    totals_days: tuple[int, ...] = (7, 28)
+    totals_weeks: tuple[int, ...] = (1, 4)
+    totals_months: tuple[int, ...] = (1, 3)
     reconciliation: Literal["none", "bottom_up", "ols", "mint_shrink"] = "mint_shrink"
 
     mlflow_tracking_uri: str | None = None  # default: SQLite under var/mlflow
@@ -104,7 +119,7 @@ class JobSettings(BaseSettings):
             )
         return v
 
-    @field_validator("forecast_candidates", "coarse_candidates")
+    @field_validator("forecast_candidates", "coarse_candidates", "counts_daily_candidates")
     @classmethod
     def _known_candidates(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         from forecasting.selection import MODEL_FACTORIES  # light: no model library is imported by it

@@ -1,5 +1,5 @@
 """Simple benchmark forecasters following :class:`forecasting.protocol.Forecaster`: naive, seasonal naive, drift,
-window mean.
+window mean, seasonal window mean.
 
 They are the yardsticks a fitted model has to beat, and cheap fallbacks. Each one has normal intervals with
 σ estimated from its own one-step in-sample residuals (Hyndman & Athanasopoulos, *Forecasting: Principles
@@ -26,7 +26,7 @@ from forecasting.protocol import (
     normal_quantile,
 )
 
-__all__ = ["Drift", "Naive", "SeasonalNaive", "WindowAverage"]
+__all__ = ["Drift", "Naive", "SeasonalNaive", "SeasonalWindow", "WindowAverage"]
 
 
 def _rms(residuals: np.ndarray) -> float:
@@ -173,20 +173,24 @@ class WindowAverage:
     step is one new fluctuation (plus the window mean's own error), not a sum of steps as in a random walk.
     That is the model's assumption; where the level drifts, these intervals are too narrow for long
     horizons and Naive or Drift are the honest choice.
-    Needs at least ``window + 1`` observations: a full window and one value after it for a residual.
+    Needs at least ``window + 1`` observations: a full window and one value after it for a residual; with
+    ``shortest``, a shorter series uses a window of all but its last value, down to ``shortest``.
     """
 
     alias = "window_mean"
 
-    def __init__(self, window: int = 4, freq: str = "D") -> None:
-        if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
-            raise ValueError(f"window={window!r} must be an integer >= 1")
+    def __init__(self, window: int = 4, freq: str = "D", shortest: int | None = None) -> None:
+        for name, value in (("window", window), ("shortest", window if shortest is None else shortest)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name}={value!r} must be an integer >= 1")
         self.window = int(window)
+        self.shortest = self.window if shortest is None else min(int(shortest), self.window)
         self.freq = check_freq(freq)
 
     def fit(self, y: pd.Series) -> WindowAverage:
         y = check_training_series(y, self.alias)
-        w = self.window
+        # A series too short for the full window uses all it has, down to ``shortest`` values.
+        w = max(min(self.window, len(y) - 1), self.shortest)
         _require_length(self.alias, y, w + 1, f"a full window of {w} and one residual")
         values = y.to_numpy()
         # Mean of each run of w consecutive values; the run ending at t-1 predicts y_t.
@@ -201,4 +205,60 @@ class WindowAverage:
             raise NotFittedError(f"{self.alias}: call fit(y) before predict(h)")
         h = check_horizon(h)
         mean = np.full(h, self.level_)
+        return _normal_forecast(self.last_ds_, self.freq, mean, np.full(h, self.sigma_), levels)
+
+
+class SeasonalWindow:
+    """Forecast = the mean of the same stretch one season earlier: step s is the mean of the ``2·half_width + 1``
+    values centred on the period one season before it (those observed), so a daily series is forecast by what
+    happened around the same days last year, smoothed over ±``half_width`` days.
+
+    It is seasonal naive without its noise: one bursty day a year ago does not come back as a burst. Official counts
+    of crossings follow the weather's season, and last year's same weeks are a strong yardstick (the seasonal naive
+    baseline); a smoothed version of it, averaged with the recent level (WindowAverage), beat both baselines on the
+    daily Channel arrivals (docs/forecasting.md). Residuals are e_t = y_t - (the same mean at t); σ is their root
+    mean square and σ_h = σ (each step is one new fluctuation around last year's level, as for WindowAverage).
+    Steps further ahead than a season (plus the half width) reuse the season before. Needs at least
+    ``season_length + half_width + 1`` observations: a full window a season back and one residual.
+    """
+
+    alias = "seasonal_window"
+
+    def __init__(self, season_length: int = 364, half_width: int = 28, freq: str = "D") -> None:
+        for name, value, low in (("season_length", season_length, 1), ("half_width", half_width, 0)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+                raise ValueError(f"{name}={value!r} must be an integer >= {low}")
+        if half_width >= season_length:
+            raise ValueError(f"half_width={half_width} must be shorter than season_length={season_length}")
+        self.season_length = int(season_length)
+        self.half_width = int(half_width)
+        self.freq = check_freq(freq)
+
+    def _window_mean(self, centre: np.ndarray) -> np.ndarray:
+        """Mean of values[centre - half .. centre + half] clipped to the observed ones, for each centre index."""
+        lo = np.clip(centre - self.half_width, 0, self.n_obs_)
+        hi = np.clip(centre + self.half_width + 1, 0, self.n_obs_)
+        return (self.cumsum_[hi] - self.cumsum_[lo]) / np.maximum(hi - lo, 1)
+
+    def fit(self, y: pd.Series) -> SeasonalWindow:
+        y = check_training_series(y, self.alias)
+        s, half = self.season_length, self.half_width
+        _require_length(self.alias, y, s + half + 1, f"a window of ±{half} one season of {s} back and one residual")
+        values = y.to_numpy(dtype="float64")
+        self.n_obs_ = len(values)
+        self.cumsum_ = np.concatenate([[0.0], np.cumsum(values)])
+        # In sample, y_t is predicted by the window centred a season back, which ends before t (half < season).
+        t = np.arange(s + half, len(values))
+        self.sigma_ = _rms(values[t] - self._window_mean(t - s))
+        self.last_ds_ = y.index[-1]
+        return self
+
+    def predict(self, h: int, levels: Sequence[int] = LEVELS) -> pd.DataFrame:
+        if not hasattr(self, "sigma_"):
+            raise NotFittedError(f"{self.alias}: call fit(y) before predict(h)")
+        h = check_horizon(h)
+        centre = self.n_obs_ - 1 + np.arange(1, h + 1) - self.season_length
+        while (beyond := centre - self.half_width > self.n_obs_ - 1).any():
+            centre = np.where(beyond, centre - self.season_length, centre)
+        mean = self._window_mean(centre)
         return _normal_forecast(self.last_ds_, self.freq, mean, np.full(h, self.sigma_), levels)

@@ -18,13 +18,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from contracts.published import exceedance
 from forecasting.protocol import PERIOD_NAMES, PERIOD_OFFSETS, check_freq, period_grid
-from forecasting.selection import select_and_forecast
+from forecasting.selection import select
 from jobs.settings import JobSettings
 from jobs.stages.counts import read_counts
-from jobs.stages.forecast import selection_configs
+from jobs.stages.forecast import procedure_key, selection_configs
 
 ADHOC_COLUMNS = ["route", "ds", "yhat", "lo80", "hi80", "lo95", "hi95", "model"]
+TOTALS_TABLE_COLUMNS = ["route", "window", "start", "end", "yhat", "lo80", "hi80", "lo95", "hi95", "n_scores", "model"]
 _COARSER = {"D": {"W", "M"}, "W": set(), "M": set()}
 
 
@@ -32,6 +34,9 @@ _COARSER = {"D": {"W", "M"}, "W": set(), "M": set()}
 class AdhocForecast:
     table: pd.DataFrame  # ADHOC_COLUMNS, by route and ds
     notes: list[str]  # per route: refused, stale, how many periods used
+    # TOTALS_TABLE_COLUMNS (+ p_exceeds and p_bound with ``exceeds``): the next k periods' totals with intervals of
+    # the total, for the windows the procedure calibrates (routes whose data end before as-of have none).
+    totals: pd.DataFrame
 
 
 def period_end(ds: pd.Series, freq: str) -> pd.Series:
@@ -69,16 +74,20 @@ def adhoc_forecast(
     horizon: int,
     freq: str | None = None,
     settings: JobSettings | None = None,
+    exceeds: float | None = None,
 ) -> AdhocForecast:
     """Forecast each route of a counts file for the ``horizon`` periods after the last period ended by ``as_of``.
 
     ``freq`` defaults to the source's own; a coarser one is summed from daily data; anything else is refused.
     A route whose data stop before ``as_of`` is forecast from its last period up to ``as_of`` and on, and only
     the ``horizon`` periods after ``as_of`` are returned (noted). Routes that cannot be forecast (too short,
-    gaps) are noted, never dropped silently.
+    gaps) are noted, never dropped silently. Totals (the next 7 and 28 days, 1 and 4 weeks, 1 and 3 months, as
+    settings say) come with intervals of the total and, given ``exceeds``, the probability that a total is above it.
     """
     if horizon < 1:
         raise ValueError(f"--horizon {horizon} must be a positive number of periods")
+    if exceeds is not None and not exceeds >= 0:
+        raise ValueError(f"--exceeds {exceeds} must be a number of people (0 or more)")
     settings = settings or JobSettings()
     batch = read_counts(path, source, freq=freq if source == "generic" else None)
     native = batch.report.freq
@@ -95,18 +104,19 @@ def adhoc_forecast(
     series = series[period_end(series["ds"], target) <= pd.Timestamp(as_of)]
 
     last_period = last_ended_period(as_of, target)
-    base = selection_configs(settings)[target]
-    notes, tables = [], []
+    base = selection_configs(settings)[procedure_key(source, target)]
+    notes, tables, totals = [], [], []
     for sid, rows in series.groupby("series_id", sort=True):
         route = names[sid]
         last = pd.Timestamp(rows["ds"].max())
         behind = len(period_grid(last, last_period, target)) - 1
         cfg = replace(base, horizon=horizon + behind)
         try:
-            forecast, _ = select_and_forecast(rows, cfg)
+            found = select(rows, cfg)
         except ValueError as exc:
             notes.append(f"{route}: not forecast: {exc}")
             continue
+        forecast = found.forecast
         if forecast.empty:
             notes.append(f"{route}: not forecast: every model failed")
             continue
@@ -115,10 +125,26 @@ def adhoc_forecast(
                 f"{route}: data end {last.date()}, {behind} {PERIOD_NAMES[target]}(s) before {as_of}; "
                 "forecast from there"
             )
+        elif not found.totals.empty:  # totals start after the data's last period: only when that is as-of's
+            totals.append(found.totals.assign(route=route))
         kept = forecast[forecast["ds"] > last_period].head(horizon)
         tables.append(kept.assign(route=route))
     if not tables:
         raise ValueError(f"no route of {path.name} could be forecast as of {as_of}: " + "; ".join(notes))
     table = pd.concat(tables, ignore_index=True)[ADHOC_COLUMNS]
     table["ds"] = pd.to_datetime(table["ds"]).dt.date
-    return AdhocForecast(table=table, notes=notes)
+    return AdhocForecast(table=table, notes=notes, totals=_totals_table(totals, exceeds))
+
+
+def _totals_table(totals: list[pd.DataFrame], exceeds: float | None) -> pd.DataFrame:
+    """The routes' totals as printed: dates as dates and, with ``exceeds``, P(total > exceeds) and its bound."""
+    if not totals:
+        return pd.DataFrame(columns=TOTALS_TABLE_COLUMNS)
+    frame = pd.concat(totals, ignore_index=True)
+    out = frame[TOTALS_TABLE_COLUMNS].copy()
+    out["start"], out["end"] = pd.to_datetime(out["start"]).dt.date, pd.to_datetime(out["end"]).dt.date
+    if exceeds is not None:
+        found = [exceedance(q, exceeds) for q in frame["quantiles"]]
+        out["p_exceeds"] = [p for p, _ in found]
+        out["p_bound"] = [bound or "" for _, bound in found]
+    return out

@@ -18,10 +18,19 @@ from pathlib import Path
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, DateType, DoubleType, StringType, StructField, StructType
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DateType,
+    DoubleType,
+    IntegerType,
+    StringType,
+    StructField,
+    StructType,
+)
 
 from contracts import tables
-from contracts.series import PEOPLE_SOURCE, series_id
+from contracts.series import DENSITY_SOURCE, PEOPLE_SOURCE, series_id
 from forecasting.backtest import SCORE_NAMES
 from forecasting.hierarchy import RESIDUAL_COLUMNS, hierarchy_from_keys, reconcile
 from forecasting.people import lead_forecasts
@@ -35,6 +44,7 @@ from forecasting.selection import (
     SelectionConfig,
     select,
 )
+from forecasting.totals import TOTALS_COLUMNS
 from forecasting.tracking import RunInfo, log_forecast_run
 from jobs import lake
 from jobs.settings import JobSettings
@@ -57,6 +67,11 @@ GROUP_RESULT = StructType(
         # kind=residual: the champion's backtest error y - mean at one (cutoff, step), keyed alike across series.
         StructField("key", StringType(), True),
         StructField("residual", DoubleType(), True),
+        # kind=total: the total of the next ``window`` periods, from ds to ``end``, its intervals and quantiles.
+        StructField("window", IntegerType(), True),
+        StructField("end", DateType(), True),
+        StructField("quantiles", ArrayType(DoubleType()), True),
+        StructField("n_scores", IntegerType(), True),
     ]
 )
 
@@ -64,29 +79,63 @@ GROUP_RESULT = StructType(
 KEY_COLUMNS = ["series_id", "level", "route_id", "segment_id", "freq", "source"]
 
 
-def selection_configs(settings: JobSettings) -> dict[str, SelectionConfig]:
-    """One selection config per frequency, with holdout and horizon from settings.
+# The device and people signals (daily, short, with a weekly rhythm) and official counts (long, seasonal, bursty) are
+# forecast by different procedures; every path (nightly, routecast forecast / evaluate, experiments) takes its
+# procedure from selection_configs by procedure_key, so a series is forecast the same way wherever it is asked for.
+SIGNAL_SOURCES = frozenset({DENSITY_SOURCE, PEOPLE_SOURCE})
 
-    Daily series (density, UK arrivals) pick the best of ``forecast_candidates`` per series; weekly and monthly
-    ones (official counts) publish the mean of ``coarse_candidates`` (``coarse_champion``), backtested on
-    ``coarse_backtest_origins`` origins one period apart and calibrated on log1p, which experiments/frontex-monthly
-    measured."""
+
+def procedure_key(source: str, freq: str) -> str:
+    """Which procedure of :func:`selection_configs` forecasts a series of ``source`` at ``freq``."""
+    return f"signal:{freq}" if source in SIGNAL_SOURCES and freq == "D" else f"counts:{freq}"
+
+
+def selection_configs(settings: JobSettings) -> dict[str, SelectionConfig]:
+    """The forecasting procedures, one per :func:`procedure_key` (``counts:D|W|M``, ``signal:D``), from settings.
+
+    - signal:D (density, people): the best of ``forecast_candidates`` per series on ``backtest_origins``.
+    - counts:D (daily official counts): the mean of ``counts_daily_candidates`` (recent level and last year's same
+      weeks), backtested on ``counts_daily_backtest_origins`` weekly origins of ``counts_daily_holdout_days``.
+    - counts:W and counts:M: the mean of ``coarse_candidates``, backtested on ``coarse_backtest_origins`` origins
+      one period apart, which experiments/frontex-monthly measured.
+    Official counts are calibrated on log1p (misses relative to the level) and carry totals (``totals_*``).
+    """
+    totals = {"D": settings.totals_days, "W": settings.totals_weeks, "M": settings.totals_months}
     configs = {}
     for freq in FREQS:
         holdout, horizon = settings.periods(freq)
         if freq == "D":
-            choice = {"candidates": tuple(settings.forecast_candidates), "origins": settings.backtest_origins}
+            configs["signal:D"] = SelectionConfig.for_freq(
+                freq,
+                holdout=holdout,
+                horizon=horizon,
+                candidates=tuple(settings.forecast_candidates),
+                origins=settings.backtest_origins,
+            )
+            choice = {
+                "holdout": settings.counts_daily_holdout_days,
+                "candidates": tuple(settings.counts_daily_candidates),
+                "origins": settings.counts_daily_backtest_origins,
+                "step": 7,
+                "point": settings.counts_daily_point,
+            }
         else:
             choice = {
+                "holdout": holdout,
                 "candidates": tuple(settings.coarse_candidates),
                 "origins": settings.coarse_backtest_origins,
                 "step": 1,
                 "champion": settings.coarse_champion,
-                "ensemble_top": len(settings.coarse_candidates),
-                "ensemble_stat": "mean",
-                "calibration_space": "log1p",
             }
-        configs[freq] = SelectionConfig.for_freq(freq, holdout=holdout, horizon=horizon, **choice)
+        configs[f"counts:{freq}"] = SelectionConfig.for_freq(
+            freq,
+            horizon=horizon,
+            **{"champion": "ensemble", **choice},
+            ensemble_top=len(choice["candidates"]),
+            ensemble_stat="mean",
+            calibration_space="log1p",
+            totals=tuple(totals[freq]),
+        )
     return configs
 
 
@@ -99,7 +148,8 @@ def forecast_group(
     def _run(pdf: pd.DataFrame) -> pd.DataFrame:
         sid = str(pdf["series_id"].iloc[0])
         try:
-            found = select(pdf, configs[str(pdf["freq"].iloc[0])], factories)
+            key = procedure_key(str(pdf["source"].iloc[0]), str(pdf["freq"].iloc[0]))
+            found = select(pdf, configs[key], factories)
         except ValueError as exc:  # unusable series (too short, gaps): reported, not dropped
             row = {c: None for c in columns} | {"kind": "metric", "series_id": sid, "error": str(exc), "chosen": False}
             return pd.DataFrame([row], columns=columns, dtype=object)
@@ -114,7 +164,12 @@ def forecast_group(
                 "residual": (bt["y"] - bt["mean"]).astype("float64"),
             }
         )
-        return pd.concat([forecast, metrics, residuals], ignore_index=True).reindex(columns=columns)
+        totals = found.totals.assign(
+            kind="total",
+            ds=pd.to_datetime(found.totals["start"]).dt.date,
+            end=pd.to_datetime(found.totals["end"]).dt.date,
+        ).drop(columns="start")
+        return pd.concat([forecast, metrics, residuals, totals], ignore_index=True).reindex(columns=columns)
 
     return _run
 
@@ -131,6 +186,8 @@ class ForecastResult:
     history: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["series_id", "ds", "y"]))
     # The gold rows read, per source: {"first": "YYYY-MM-DD", "last": "YYYY-MM-DD", "series": n} (manifest "inputs").
     inputs: dict[str, dict] = field(default_factory=dict)
+    # forecasting.totals.TOTALS_COLUMNS: the totals of the next k periods of the series whose procedure makes them.
+    totals: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=TOTALS_COLUMNS))
 
     def stale(self, run_date: dt.date, periods: int = 2) -> pd.DataFrame:
         """Series whose last observation is more than ``periods`` of their frequency before ``run_date``: their
@@ -140,13 +197,16 @@ class ForecastResult:
         return self.keys.loc[old, ["series_id", "source", "freq", "last_observed"]].reset_index(drop=True)
 
 
+_RESULT_FRAMES = ("forecasts", "metrics", "keys", "history", "totals")
+
+
 def save_result(result: ForecastResult, folder: Path) -> None:
     """Write ``result`` to ``folder`` (replaced atomically): what the publish stage needs when it runs in another
     process than the forecast stage (a resumed run, or a scheduler running one stage per task)."""
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name in ("forecasts", "metrics", "keys", "history"):
+    for name in _RESULT_FRAMES:
         getattr(result, name).to_parquet(tmp / f"{name}.parquet", index=False)
     meta = {"failed": result.failed, "inputs": result.inputs, "run": asdict(result.run)}
     (tmp / "result.json").write_text(json.dumps(meta, indent=1, default=str))
@@ -160,7 +220,8 @@ def save_result(result: ForecastResult, folder: Path) -> None:
 def load_result(folder: Path) -> ForecastResult:
     """The ForecastResult ``save_result`` wrote; FileNotFoundError when there is none."""
     meta = json.loads((folder / "result.json").read_text())
-    frames = {n: pd.read_parquet(folder / f"{n}.parquet") for n in ("forecasts", "metrics", "keys", "history")}
+    # A result saved before totals existed has none (the default).
+    frames = {n: pd.read_parquet(folder / f"{n}.parquet") for n in _RESULT_FRAMES if (folder / f"{n}.parquet").exists()}
     frames["history"]["ds"] = pd.to_datetime(frames["history"]["ds"])
     return ForecastResult(**frames, failed=meta["failed"], inputs=meta["inputs"], run=RunInfo(**meta["run"]))
 
@@ -170,15 +231,16 @@ class FanOut:
     forecasts: pd.DataFrame  # FORECAST_COLUMNS, by series and ds, as each series' champion made them
     metrics: pd.DataFrame  # METRIC_COLUMNS
     residuals: pd.DataFrame  # RESIDUAL_COLUMNS: the champions' backtest errors, for reconciliation
+    totals: pd.DataFrame  # TOTALS_COLUMNS: forecast totals of the series whose procedure makes them
 
 
 def fan_out(
     series: DataFrame, configs: dict[str, SelectionConfig], factories: Mapping[str, ModelFactory] = MODEL_FACTORIES
 ) -> FanOut:
-    """Model selection and forecast for every series of ``series`` (columns series_id, ds, y, freq), one Spark
+    """Model selection and forecast for every series of ``series`` (columns series_id, ds, y, freq, source), one Spark
     group per series (``groupBy("series_id").applyInPandas``). ``factories`` must pickle (Spark ships them)."""
     out = (
-        series.select("series_id", "ds", "y", "freq")
+        series.select("series_id", "ds", "y", "freq", "source")
         .groupBy("series_id")
         .applyInPandas(forecast_group(configs, factories), GROUP_RESULT)
         .toPandas()
@@ -186,7 +248,11 @@ def fan_out(
     forecasts = out.loc[out["kind"] == "forecast", FORECAST_COLUMNS].sort_values(["series_id", "ds"], ignore_index=True)
     metrics = out.loc[out["kind"] == "metric", METRIC_COLUMNS].reset_index(drop=True)
     residuals = out.loc[out["kind"] == "residual", RESIDUAL_COLUMNS].reset_index(drop=True)
-    return FanOut(forecasts=forecasts, metrics=metrics, residuals=residuals)
+    totals = out.loc[out["kind"] == "total"].rename(columns={"ds": "start"})
+    totals = totals.assign(window=totals["window"].astype("int64"), n_scores=totals["n_scores"].astype("int64"))
+    totals = totals[TOTALS_COLUMNS].sort_values(["series_id", "window"], ignore_index=True)
+    totals["quantiles"] = [list(map(float, q)) for q in totals["quantiles"]]
+    return FanOut(forecasts=forecasts, metrics=metrics, residuals=residuals, totals=totals)
 
 
 def transform(
@@ -195,17 +261,19 @@ def transform(
     settings: JobSettings,
     configs: dict[str, SelectionConfig],
     factories: Mapping[str, ModelFactory] = MODEL_FACTORIES,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The forecasts of every gold series (``keys``: where each sits in the hierarchy) and each series' selection
-    metrics: models chosen per series over the executors (``fan_out``), then the density hierarchy reconciled.
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The forecasts of every gold series (``keys``: where each sits in the hierarchy), each series' selection
+    metrics and the forecast totals: models chosen per series over the executors (``fan_out``), then the density
+    hierarchy reconciled (totals are made by official-count procedures only, which are not reconciled).
 
     Density series add up (all = routes = segments): they are reconciled, weighing each by its champion's backtest
     errors (``settings.reconciliation``; fallbacks recorded per row). Official counts and flows pass through."""
     fanned = fan_out(series, configs, factories)
     if settings.reconciliation == "none":
-        return fanned.forecasts.assign(reconciliation=None), fanned.metrics
+        return fanned.forecasts.assign(reconciliation=None), fanned.metrics, fanned.totals
     hierarchy = hierarchy_from_keys(keys)
-    return reconcile(fanned.forecasts, hierarchy, settings.reconciliation, fanned.residuals), fanned.metrics
+    reconciled = reconcile(fanned.forecasts, hierarchy, settings.reconciliation, fanned.residuals)
+    return reconciled, fanned.metrics, fanned.totals
 
 
 def run(
@@ -236,7 +304,7 @@ def run(
     observed = _published_history(series, run_date)
     inputs = _inputs(series)
     try:
-        reconciled, metrics = transform(series, keys, settings, configs, factories)
+        reconciled, metrics, totals = transform(series, keys, settings, configs, factories)
     finally:
         series.unpersist()
     forecasts = lead_people(spark, settings, run_date, reconciled[FORECAST_COLUMNS])
@@ -250,7 +318,12 @@ def run(
         "sources": ",".join(sorted(keys["source"].unique())),
         "reconciliation": settings.reconciliation,
         "reconciliation_used": ",".join(sorted(reconciled["reconciliation"].dropna().unique())) or "none",
-        **{f"{freq}.{k}": v for freq, cfg in configs.items() for k, v in asdict(cfg).items() if k != "freq"},
+        **{
+            f"{key.replace(':', '.')}.{k}": v
+            for key, cfg in configs.items()
+            for k, v in asdict(cfg).items()
+            if k != "freq"
+        },
     }
     run_info = log_forecast_run(
         tracking_uri=settings.tracking_uri,
@@ -271,6 +344,7 @@ def run(
         run=run_info,
         history=observed[observed["series_id"].isin(with_forecast)].reset_index(drop=True),
         inputs=inputs,
+        totals=totals,
     )
 
 
