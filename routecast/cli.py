@@ -521,27 +521,90 @@ def forecast_cmd(
     horizon: Annotated[int, typer.Option(min=1, help="Periods to forecast after --as-of.")],
     freq: Annotated[Freq | None, typer.Option(help="D, W or M (default: the source's; daily sums up).")] = None,
     output: Annotated[OutputFormat, typer.Option("--format", help="csv or json, to stdout.")] = OutputFormat.csv,
+    exceeds: Annotated[
+        float | None, typer.Option(min=0, help="Also give the probability that each total is above this number.")
+    ] = None,
 ) -> None:
     """Forecast each route of a counts file after --as-of with 80 % and 95 % intervals (no Spark, nothing written).
 
-    Columns: route, ds, yhat, lo80, hi80, lo95, hi95, model. Notes (stale or refused routes) go to standard error.
+    Columns: route, ds, yhat, lo80, hi80, lo95, hi95, model. Then, after a blank line (csv) or under "totals"
+    (json), the totals of the next days / weeks / months with intervals of the total itself (not sums of the
+    periods' bounds), and with --exceeds the probability that a total is above it (p_bound "at least"/"at most"
+    when the number is beyond the calibrated range). Notes (stale or refused routes) go to standard error.
     """
+    import json
     import sys
 
     from jobs.analysis.adhoc import adhoc_forecast
     from jobs.stages.counts import CountsFileError
 
     try:
-        result = adhoc_forecast(file, source.value, as_of.date(), horizon, freq.value if freq else None)
+        result = adhoc_forecast(
+            file, source.value, as_of.date(), horizon, freq.value if freq else None, exceeds=exceeds
+        )
     except (CountsFileError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(code=2) from None
     for note in result.notes:
         console.print(f"note: {note}", highlight=False)
+    totals = result.totals.assign(start=result.totals["start"].astype(str), end=result.totals["end"].astype(str))
     if output is OutputFormat.csv:
         result.table.to_csv(sys.stdout, index=False, float_format="%.2f")
+        if not totals.empty:
+            sys.stdout.write("\n")
+            totals.to_csv(sys.stdout, index=False, float_format="%.2f")
     else:
-        sys.stdout.write(result.table.assign(ds=result.table["ds"].astype(str)).to_json(orient="records") + "\n")
+        forecasts = json.loads(result.table.assign(ds=result.table["ds"].astype(str)).to_json(orient="records"))
+        sys.stdout.write(json.dumps({"forecasts": forecasts, "totals": json.loads(totals.to_json(orient="records"))}))
+        sys.stdout.write("\n")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    file: Annotated[Path, typer.Argument(help="The counts file (CSV).", exists=True, dir_okay=False)],
+    source: Annotated[CountsSource, typer.Option(help="Which source the file comes from (as ingest-counts).")],
+    freq: Annotated[Freq | None, typer.Option(help="D, W or M (default: the source's; daily sums up).")] = None,
+    origins: Annotated[
+        int | None, typer.Option(min=1, help="Forecast origins (default: 52 weekly for days, 52 weeks, 24 months).")
+    ] = None,
+    step: Annotated[int | None, typer.Option(min=1, help="Periods between origins (default: 7 days, else 1).")] = None,
+    horizon: Annotated[
+        int | None, typer.Option(min=1, help="Periods ahead (default: 28 days, 4 weeks, 3 months).")
+    ] = None,
+    until: Annotated[
+        dt.datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Evaluate an earlier window: only periods ended by this date."),
+    ] = None,
+) -> None:
+    """Score routecast's forecasts of a counts file over its last origins against naive and seasonal naive.
+
+    At each origin the product's own procedure (the nightly run's, the API's and `routecast forecast`'s) sees only
+    the periods before it. Prints, per horizon and per total of the next k periods, the MAE of the champion and of
+    the baselines, the ratio to the better baseline and the coverage of the 80 % and 95 % intervals; writes
+    var/evaluate/ and logs a run to the MLflow experiment routecast-evaluate.
+    """
+    from jobs.analysis.evaluate import EvaluationError, evaluate_file, summary_markdown
+    from jobs.stages.counts import CountsFileError
+
+    settings = JobSettings()
+    try:
+        with console.status(f"evaluating {file.name}") as status:
+            result = evaluate_file(
+                file,
+                source.value,
+                freq=freq.value if freq else None,
+                origins=origins,
+                step=step,
+                horizon=horizon,
+                until=until.date() if until else None,
+                settings=settings,
+                progress=lambda msg: status.update(msg),
+            )
+    except (CountsFileError, EvaluationError, ValueError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(code=2) from None
+    typer.echo(summary_markdown(result, file.name))
+    console.print(f"written: {result.output_dir}  MLflow run: {result.run_id}", highlight=False)
 
 
 @app.command()

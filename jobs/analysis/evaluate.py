@@ -154,8 +154,9 @@ def evaluate_file(
     say = progress or (lambda _msg: None)
     series, freq, notes = file_series(path, source, freq)
     n_origins, default_step = DEFAULT_ORIGINS[freq]
-    origins, step = origins or n_origins, step or default_step
-    horizon = horizon or DEFAULT_HORIZON[freq]
+    origins = n_origins if origins is None else origins
+    step = default_step if step is None else step
+    horizon = DEFAULT_HORIZON[freq] if horizon is None else horizon
     if min(origins, step, horizon) < 1:
         raise EvaluationError("origins, step and horizon must be positive")
     key = procedure_key(source, freq)

@@ -169,7 +169,10 @@ def forecast_group(
             ds=pd.to_datetime(found.totals["start"]).dt.date,
             end=pd.to_datetime(found.totals["end"]).dt.date,
         ).drop(columns="start")
-        return pd.concat([forecast, metrics, residuals, totals], ignore_index=True).reindex(columns=columns)
+        out = pd.concat([forecast, metrics, residuals, totals], ignore_index=True).reindex(columns=columns)
+        # Only total rows have these: nulls elsewhere, not NaN (no int or list column can hold a NaN).
+        out["quantiles"] = [q if isinstance(q, list) else None for q in out["quantiles"]]
+        return out.astype({"window": "Int32", "n_scores": "Int32"})
 
     return _run
 
@@ -287,8 +290,8 @@ def run(
     """Forecast every gold series (density and official counts) from the data up to ``run_date``, reconcile the
     density hierarchy, log the run and register the forecasts in MLflow.
 
-    ``configs`` (one SelectionConfig per freq; default from settings) and ``factories`` are for experiments and
-    tests that bring their own models."""
+    ``configs`` (one SelectionConfig per procedure_key; default selection_configs(settings)) and ``factories`` are
+    for experiments and tests that bring their own models."""
     configs = selection_configs(settings) if configs is None else configs
     series = lake.read(spark, settings, tables.SERIES).where(F.col("ds") <= F.lit(run_date)).cache()
     keys = (

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.models.baselines import Drift, Naive, WindowAverage
+from forecasting.models.baselines import Drift, Naive, SeasonalWindow, WindowAverage
 from forecasting.protocol import Forecaster, NotFittedError
 from tests.forecasting.fakes import PANDAS_FREQ, daily, periodic
 
@@ -135,3 +135,40 @@ def test_a_fitted_baseline_survives_pickling(model):
     model.fit(daily(SMALL_COUNTS))
     restored = pickle.loads(pickle.dumps(model))
     pd.testing.assert_frame_equal(restored.predict(10), model.predict(10), check_exact=True)
+
+
+def test_seasonal_window_forecasts_the_mean_around_the_same_periods_a_season_back():
+    # Season 10, half width 2: step s is the mean of the 5 values centred on position n - 1 + s - 10.
+    values = list(range(30))
+    model = SeasonalWindow(season_length=10, half_width=2).fit(daily(values))
+    forecast = model.predict(3)
+    # n = 30: step 1 is centred on 20 (18..22), step 2 on 21 (19..23), step 3 on 22 (20..24).
+    assert forecast["mean"].tolist() == pytest.approx([20, 21, 22])
+    # In sample, y_t is predicted by the window centred on t - 10: here always 10 too low, so sigma = 10.
+    assert model.sigma_ == pytest.approx(10.0)
+    assert forecast["hi-80"].tolist() == pytest.approx([20 + Z80 * 10, 21 + Z80 * 10, 22 + Z80 * 10])
+
+
+def test_seasonal_window_clips_its_window_at_the_data_end_and_reuses_the_season_before_beyond_it():
+    values = [0.0] * 20 + [10.0] * 10  # the last season is all 10
+    forecast = SeasonalWindow(season_length=10, half_width=2).fit(daily(values)).predict(14)["mean"]
+    # Step 9 is centred on 28: 26..29 are observed (30 is not), all 10.
+    assert forecast[8] == pytest.approx(10.0)
+    # Step 13 would be centred on 32, wholly beyond the data: the season before (22) is used, also all 10.
+    assert forecast[12] == pytest.approx(10.0)
+    # Step 1 is centred on 20: 18, 19 are 0 and 20..22 are 10.
+    assert forecast[0] == pytest.approx(6.0)
+
+
+def test_seasonal_window_refuses_a_series_shorter_than_a_season_and_its_window():
+    with pytest.raises(ValueError, match=r"seasonal_window: needs at least 13 observations .* got 12"):
+        SeasonalWindow(season_length=10, half_width=2).fit(daily(list(range(12))))
+    with pytest.raises(ValueError, match="half_width=10 must be shorter than season_length=10"):
+        SeasonalWindow(season_length=10, half_width=10)
+
+
+def test_window_mean_with_a_shortest_window_uses_what_a_short_series_has():
+    model = WindowAverage(window=56, shortest=4).fit(daily([1, 2, 3, 4, 5, 6]))
+    assert model.predict(1)["mean"].tolist() == [pytest.approx(4.0)]  # the last 5 values
+    with pytest.raises(ValueError, match="window_mean: needs at least 5 observations"):
+        WindowAverage(window=56, shortest=4).fit(daily([1, 2, 3, 4]))

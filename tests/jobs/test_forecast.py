@@ -88,6 +88,14 @@ def test_the_real_official_counts_are_forecast_at_their_own_frequency(spark, set
         assert first == expected, sid
         assert (fc["lo95"] <= fc["yhat"]).all() and (fc["yhat"] <= fc["hi95"]).all() and (fc["lo95"] >= 0).all()
     assert set(result.forecasts["series_id"]) == set(keys.index)
+    # Official counts come with totals of the next days / months, intervals of the total, starting where the
+    # forecast starts.
+    totals = result.totals.set_index(["series_id", "window"])
+    assert {7, 28} <= set(totals.loc["uk-channel/route:channel"].index)
+    for sid in keys.index[keys["source"] == "frontex"]:
+        assert set(totals.loc[sid].index) == {1, 3}, sid
+        assert pd.Timestamp(totals.loc[(sid, 1), "start"]) == pd.Timestamp(last[sid]) + pd.DateOffset(months=1)
+    assert (result.totals["lo95"] <= result.totals["yhat"]).all() and (result.totals["n_scores"] >= 9).all()
 
 
 def test_series_that_end_before_the_run_date_are_reported_stale(spark, settings):
@@ -145,7 +153,7 @@ def test_orchestration_with_a_fake_model_publishes_its_known_forecasts_bottom_up
         spark,
         settings.model_copy(update={"reconciliation": "bottom_up"}),
         last,
-        configs={"D": FLAT},
+        configs={"signal:D": FLAT},
         factories={"flat": _flat},
     )
     expected = {"segment:a/1": 10, "segment:a/2": 20, "segment:b/1": 5, "route:a": 30, "route:b": 5, "all": 35}
@@ -164,7 +172,7 @@ def test_orchestration_with_a_fake_model_publishes_its_known_forecasts_bottom_up
 @pytest.mark.usefixtures("fakes_by_value")
 def test_published_density_forecasts_add_up_after_mint(spark, settings):
     last = _density_gold(spark, settings, LAST)
-    result = forecast.run(spark, settings, last, configs={"D": FLAT}, factories={"flat": _flat})
+    result = forecast.run(spark, settings, last, configs={"signal:D": FLAT}, factories={"flat": _flat})
     hierarchy = hierarchy_from_keys(result.keys)
     assert coherence_gap(result.forecasts, hierarchy) < 1e-6
     assert (result.forecasts["yhat"] >= 0).all()
