@@ -278,8 +278,10 @@ def test_a_channel_token_gets_for_the_central_mediterranean_exactly_what_an_unkn
     is byte for byte what the same request gets from a server where that route does not exist, and what a made-up
     route gets with its name in place."""
     attacker = bearer(published, "planner", [CHANNEL])
+    current = (published.store_dir / "CURRENT").read_text().strip()
+    probes = [*PROBES, {"release": current, "exceeds": 800}, {"release": "20990101-0123456789ab"}]
     with TestClient(create_app(published)) as c, TestClient(create_app(without_central_med)) as unaware:
-        for params in PROBES:
+        for params in probes:
             probe = c.get(TOTALS_URL, params=params, headers=attacker)
             for headers in (attacker, bearer(published, "admin")):
                 control = unaware.get(TOTALS_URL, params=params, headers=headers)
