@@ -59,6 +59,7 @@ TRUTH_SEGMENT_PHONES = Table("truth", "segment_phones", schemas.TRUTH_SEGMENT_PH
 PUBLISHED_FORECAST = Table("published", "forecasts", schemas.PUBLISHED_FORECAST)
 PUBLISHED_HISTORY = Table("published", "history", schemas.PUBLISHED_HISTORY)
 PUBLISHED_CELLS = Table("published", "cells", schemas.PUBLISHED_CELLS)
+PUBLISHED_TOTALS = Table("published", "totals", schemas.PUBLISHED_TOTALS)
 
 CATALOGUE: dict[str, Table] = {
     t.key: t
@@ -86,5 +87,6 @@ CATALOGUE: dict[str, Table] = {
         PUBLISHED_FORECAST,
         PUBLISHED_HISTORY,
         PUBLISHED_CELLS,
+        PUBLISHED_TOTALS,
     )
 }

@@ -156,6 +156,58 @@ class RouteForecastOut(BaseModel):
     series: list[SeriesForecast]
 
 
+INTERVAL_OF_TOTAL = (
+    "{side} bound of the central {level} % prediction interval of the total itself, calibrated on the errors of the "
+    "same totals at past forecast origins (n_scores of them): not a sum of the periods' own bounds, which would be "
+    "far wider."
+)
+
+
+class Exceedance(BaseModel):
+    """How likely the total is to be above a threshold, read off the total's published quantiles."""
+
+    threshold: float = Field(description="The `exceeds` asked for, in the answer's unit.")
+    probability: float = Field(
+        description="P(total > threshold), between 0.025 and 0.975: read off the total's quantiles (2.5 %, 5 %, 10 "
+        "%, …, 90 %, 95 %, 97.5 %), taken as linear between two of them. When `bound` is set it is only a bound, not "
+        "an estimate: the threshold lies outside the quantiles the release publishes."
+    )
+    bound: Literal["at least", "at most"] | None = Field(
+        description="null: probability is an estimate. at least: the threshold is below the 2.5 % quantile, so the "
+        "probability is at least 0.975 (it may be higher). at most: the threshold is at or above the 97.5 % "
+        "quantile, so the probability is at most 0.025 (it may be much lower)."
+    )
+
+
+class WindowTotal(BaseModel):
+    window: int = Field(description="How many periods of `freq` the total adds up (e.g. 7 or 28 days).")
+    freq: Freq = Field(description="D: daily, W: weekly (Mondays), M: monthly (1st).")
+    start: dt.date = Field(description="First period in the total.")
+    end: dt.date = Field(description="Last period in the total (inclusive).")
+    yhat: float = Field(description="Expected total over the window.")
+    lo80: float = Field(description=INTERVAL_OF_TOTAL.format(side="Lower", level=80))
+    hi80: float = Field(description=INTERVAL_OF_TOTAL.format(side="Upper", level=80))
+    lo95: float = Field(description=INTERVAL_OF_TOTAL.format(side="Lower", level=95))
+    hi95: float = Field(description=INTERVAL_OF_TOTAL.format(side="Upper", level=95))
+    n_scores: int = Field(
+        description="How many past totals over the same window (at earlier forecast origins, compared with what was "
+        "then observed) the intervals and quantiles were calibrated on: the fewer, the less the bounds can be trusted."
+    )
+    model: str = Field(description="The model chosen for this series on its backtest.")
+    exceedance: Exceedance | None = Field(None, description="Only with `exceeds`: how likely a total above it is.")
+
+
+class RouteTotalsOut(BaseModel):
+    route_id: str
+    segment_id: str | None = Field(description="The segment whose totals these are; null: the route's.")
+    series_id: str = Field(examples=[f"route:{ROUTE_EXAMPLE}"])
+    source: str = Field(description="The source answered: the one asked for, or the default (people where held).")
+    unit: Unit = Field(description=UNIT)
+    release_id: str
+    as_of: str | None = Field(description="Last day of data the totals were made from.")
+    totals: list[WindowTotal] = Field(description="One per window the release publishes, shortest first.")
+
+
 class ArrivalDay(BaseModel):
     ds: dt.date
     yhat: float

@@ -1,6 +1,7 @@
 """Reading the published store: ``store/CURRENT`` → ``store/releases/<id>/`` with ``manifest.json``,
 ``forecasts.parquet`` and, when the release has them, ``history.parquet`` (observed values of the published
-series) and ``cells.parquet`` (suppressed H3 cell density of the last 28 days, with each cell's share of its segment).
+series), ``cells.parquet`` (suppressed H3 cell density of the last 28 days, with each cell's share of its segment)
+and ``totals.parquet`` (forecast totals of each series' next periods, with the quantiles of each total).
 
 This is the only way the API reads data. It refuses any release whose manifest does not declare that it was made
 from suppressed aggregates at or above the privacy floor, and any cell table holding a count at or below the
@@ -27,7 +28,17 @@ from pydantic import BaseModel, ValidationError
 
 from contracts import tables
 from contracts.privacy import MIN_DEVICES_FLOOR
-from contracts.published import CELLS, CURRENT, FORECAST_VALUES, FORECASTS, HISTORY, MANIFEST, RELEASES
+from contracts.published import (
+    CELLS,
+    CURRENT,
+    FORECAST_VALUES,
+    FORECASTS,
+    HISTORY,
+    MANIFEST,
+    RELEASES,
+    TOTAL_QUANTILES,
+    TOTALS,
+)
 from contracts.series import DENSITY_SOURCE, PEOPLE_SOURCE, series_id
 from geo.cells import cell_to_int, int_to_cell
 from geo.points import cells_to_parents
@@ -35,10 +46,11 @@ from serving.models import PeopleRouteParams, Unit
 
 T = TypeVar("T")
 
-# A release's three files and their columns are declared in contracts/ (what publish writes, what this reads).
+# A release's files and their columns are declared in contracts/ (what publish writes, what this reads).
 FORECAST_COLUMNS = tables.PUBLISHED_FORECAST.columns
 HISTORY_COLUMNS = tables.PUBLISHED_HISTORY.columns
 CELL_COLUMNS = tables.PUBLISHED_CELLS.columns
+TOTAL_COLUMNS = tables.PUBLISHED_TOTALS.columns
 BOUNDS = FORECAST_VALUES
 
 
@@ -114,6 +126,38 @@ class Series:
     history_y: list[float]
 
 
+@dataclass(frozen=True)
+class Total:
+    """One published forecast total: the sum of a series' ``window`` periods from ``start`` to ``end`` inclusive,
+    with the intervals and quantiles (at TOTAL_QUANTILES) of the total itself."""
+
+    window: int
+    start: dt.date
+    end: dt.date
+    yhat: float
+    lo80: float
+    hi80: float
+    lo95: float
+    hi95: float
+    quantiles: tuple[float, ...]
+    n_scores: int
+    model: str
+
+
+@dataclass(frozen=True, eq=False)
+class SeriesTotals:
+    """The published totals of one series, shortest window first."""
+
+    series_id: str
+    level: str
+    route_id: str | None
+    segment_id: str | None
+    freq: str
+    source: str
+    release_id: str
+    totals: list[Total]
+
+
 @dataclass(frozen=True, eq=False)
 class Release:
     release_id: str
@@ -121,6 +165,8 @@ class Release:
     forecasts: pd.DataFrame  # FORECAST_COLUMNS, ds as datetime.date
     history: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(HISTORY_COLUMNS)))
     cells: pd.DataFrame | None = None  # CELL_COLUMNS; None when the release was published without cells
+    # TOTAL_COLUMNS, start/end as datetime.date; empty when the release was published without totals.
+    totals: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(TOTAL_COLUMNS)))
     # What the previous release forecast for this release's as_of day (series_id, release_id, yhat, lo95, hi95):
     # the latest observation is checked against it for alerts. Empty when there is no earlier release.
     previous: pd.DataFrame = field(
@@ -205,6 +251,47 @@ class Release:
         if any(segment_id is None or s.segment_id == segment_id for s in held):
             return PEOPLE_SOURCE
         return DENSITY_SOURCE
+
+    @cached_property
+    def totals_by_route(self) -> dict[tuple[str, str, str], list[SeriesTotals]]:
+        """(route_id, level, source) → the totals of its series, sorted by series id."""
+        out: dict[tuple[str, str, str], list[SeriesTotals]] = {}
+        for sid, g in self.totals.sort_values(["series_id", "window"]).groupby("series_id", sort=True):
+            first = g.iloc[0]
+            route_id = _str_or_none(first["route_id"])
+            if route_id is None:
+                continue  # a total of no route (the whole system) is not served by route
+            found = SeriesTotals(
+                series_id=str(sid),
+                level=str(first["level"]),
+                route_id=route_id,
+                segment_id=_str_or_none(first["segment_id"]),
+                freq=str(first["freq"]),
+                source=str(first["source"]),
+                release_id=str(first["release_id"]),
+                totals=[
+                    Total(
+                        window=int(r.window),
+                        start=r.start,
+                        end=r.end,
+                        **{b: float(getattr(r, b)) for b in BOUNDS},
+                        quantiles=tuple(float(v) for v in r.quantiles),
+                        n_scores=int(r.n_scores),
+                        model=str(r.model),
+                    )
+                    for r in g.itertuples(index=False)
+                ],
+            )
+            out.setdefault((route_id, found.level, found.source), []).append(found)
+        return out
+
+    def route_totals(self, route_id: str, source: str, segment_id: str | None = None) -> SeriesTotals | None:
+        """The totals of a route's route-level series of ``source`` or, given ``segment_id``, of that segment's."""
+        level = "route" if segment_id is None else "segment"
+        for found in self.totals_by_route.get((route_id, level, source), []):
+            if found.segment_id == segment_id:
+                return found
+        return None
 
     def point_series(self, route_id: str, crossing_point_id: str, source: str = PEOPLE_SOURCE) -> Series | None:
         """The series of what crosses at one crossing point (``people/point:<route>/<point>``), if published."""
@@ -314,6 +401,21 @@ def differencing_remainders(cells: pd.DataFrame, min_devices: int) -> pd.DataFra
     return out.assign(cell=[int_to_cell(int(c)) for c in out["cell"]])
 
 
+def check_totals(totals: pd.DataFrame, where: Path) -> None:
+    """Refuse a totals table whose quantiles could not be read (not one per TOTAL_QUANTILES, not finite, or
+    decreasing) or whose bounds are not nested: publish refuses them, so such a file was not written by it."""
+    for row in totals[["series_id", "window", *BOUNDS, "quantiles"]].itertuples(index=False):
+        values = np.asarray(row.quantiles if row.quantiles is not None else [], dtype="float64")
+        bounds = [row.lo95, row.lo80, row.yhat, row.hi80, row.hi95]
+        readable = len(values) == len(TOTAL_QUANTILES) and np.isfinite(values).all() and (np.diff(values) >= 0).all()
+        nested = all(a <= b for a, b in zip(bounds, bounds[1:], strict=False))
+        if not (readable and nested):
+            raise StoreError(
+                f"{where}: the total of {row.series_id} over {row.window} periods has "
+                f"{'bounds that are not nested' if readable else 'quantiles that cannot be read'}; refusing to serve"
+            )
+
+
 def read_manifest(folder: Path) -> dict:
     path = folder / MANIFEST
     if not path.is_file():
@@ -366,9 +468,22 @@ def load_release(store_dir: Path, release_id: str | None = None, *, with_previou
     if cells_path.is_file():
         cells = _read_table(cells_path, CELL_COLUMNS, release_id)
         check_cells(cells, min_devices, cells_path)
+    totals_path = folder / TOTALS
+    totals = pd.DataFrame(columns=list(TOTAL_COLUMNS))
+    if totals_path.is_file():  # releases published before totals have none: an empty table, not an error
+        totals = _read_table(totals_path, TOTAL_COLUMNS, release_id)
+        check_totals(totals, totals_path)
     as_of = manifest.get("as_of")
     extra = {"previous": _previous_forecasts(store_dir, release_id, as_of)} if with_previous and as_of else {}
-    return Release(release_id=release_id, manifest=manifest, forecasts=forecasts, history=history, cells=cells, **extra)
+    return Release(
+        release_id=release_id,
+        manifest=manifest,
+        forecasts=forecasts,
+        history=history,
+        cells=cells,
+        totals=totals,
+        **extra,
+    )
 
 
 def list_releases(store_dir: Path, routes: frozenset[str] | None = None) -> list[dict]:

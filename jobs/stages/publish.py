@@ -3,9 +3,10 @@
 A release holds ``forecasts.parquet`` and, when given, ``history.parquet`` (the observed values of every published
 series) and ``cells.parquet`` (the suppressed silver density of the last 28 days in each segment's cells, suppressed
 again where the release's subset of cells would let a reader subtract its way to a suppressed count, with each
-cell's share of its segment), described by ``manifest.json``.
+cell's share of its segment) and ``totals.parquet`` (forecast totals of each series' next periods, with the
+intervals and quantiles of the total itself), described by ``manifest.json``.
 
-The release id is the run date plus a hash of the forecast, history and cell values, so re-running a date that
+The release id is the run date plus a hash of the forecast, history, cell and total values, so re-running a date that
 produces the same tables re-points CURRENT at the existing release instead of writing a second copy. A release is
 written to a temporary folder and renamed into place, so a crash never leaves a half-written release, and
 CURRENT is replaced with ``os.replace``, so readers see the old or the new release, never neither.
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import h3
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,7 +33,18 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from contracts import tables
-from contracts.published import CELLS, CURRENT, FORECASTS, HISTORY, MANIFEST, RELEASES
+from contracts.published import (
+    CELLS,
+    CURRENT,
+    FORECAST_VALUES,
+    FORECASTS,
+    HISTORY,
+    MANIFEST,
+    RELEASES,
+    TOTAL_QUANTILES,
+    TOTALS,
+)
+from contracts.schemas import PUBLISHED_TOTALS as TOTALS_SCHEMA
 from forecasting.selection import FORECAST_COLUMNS
 from forecasting.tracking import RunInfo
 from geo.catalogue import Catalogue
@@ -52,6 +65,12 @@ HISTORY_DAYS = {"D": 365, "W": 5 * 365, "M": 5 * 365}
 CELL_DAYS = 28
 _HISTORY_ORDER = ["series_id", "ds"]
 _CELLS_ORDER = ["route_id", "segment_id", "res", "cell", "date"]
+# What the forecast stage hands over for each total; publish adds the hierarchy keys and the lineage.
+TOTAL_COLUMNS = ["series_id", "window", "start", "end", *FORECAST_VALUES, "quantiles", "n_scores", "model"]
+_TOTALS_ORDER = ["series_id", "window"]
+# A total's bounds from the lowest up, as every published forecast's are (forecasting.protocol.forecast_frame keeps
+# each interval around the point forecast, the calibration keeps the 95 % interval around the 80 % one).
+NESTED_BOUNDS = ("lo95", "lo80", "yhat", "hi80", "hi95")
 
 
 @dataclass(frozen=True)
@@ -71,13 +90,19 @@ def history_start(as_of: dt.date, freq: str) -> dt.date:
 
 
 def release_id_for(
-    as_of: dt.date, forecasts: pd.DataFrame, history: pd.DataFrame | None = None, cells: pd.DataFrame | None = None
+    as_of: dt.date,
+    forecasts: pd.DataFrame,
+    history: pd.DataFrame | None = None,
+    cells: pd.DataFrame | None = None,
+    totals: pd.DataFrame | None = None,
 ) -> str:
-    """``YYYYMMDD-<hash>`` of the forecast values and, when given, of the history and cell values (independent
-    of run ids and row order). Without history and cells the id is what it was before they were published."""
+    """``YYYYMMDD-<hash>`` of the forecast values and, when given, of the history, cell and total values
+    (independent of run ids and row order). Without history, cells and totals the id is what it was before they
+    were published, so releases made before keep their ids; with them, two releases that differ in any of them
+    never share an id (the second would otherwise re-point CURRENT at the first and drop its tables)."""
     values = forecasts[FORECAST_COLUMNS].sort_values(["series_id", "ds"]).reset_index(drop=True)
     digest = hashlib.sha256(_hashed(values))
-    for name, frame in (("history", history), ("cells", cells)):
+    for name, frame in (("history", history), ("cells", cells), ("totals", _total_values(totals))):
         if frame is not None:
             digest.update(name.encode())
             digest.update(_hashed(frame))
@@ -86,6 +111,20 @@ def release_id_for(
 
 def _hashed(frame: pd.DataFrame) -> bytes:
     return pd.util.hash_pandas_object(frame, index=False).values.tobytes()
+
+
+def _total_values(totals: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Totals (TOTAL_COLUMNS) in a hashable, ordered form: one column per quantile instead of the list column."""
+    if totals is None:
+        return None
+    ordered = totals[TOTAL_COLUMNS].sort_values(_TOTALS_ORDER, ignore_index=True)
+    quantiles = pd.DataFrame(
+        [[float(v) for v in q] for q in ordered["quantiles"]],
+        columns=[f"q{q}" for q in TOTAL_QUANTILES],
+        index=ordered.index,
+        dtype="float64",
+    )
+    return pd.concat([ordered.drop(columns="quantiles"), quantiles], axis=1)
 
 
 def history_frame(history: pd.DataFrame, forecasts: pd.DataFrame) -> pd.DataFrame:
@@ -123,6 +162,69 @@ def cells_frame(cells: pd.DataFrame, min_devices: int) -> pd.DataFrame:
     return frame.sort_values(_CELLS_ORDER, ignore_index=True)
 
 
+def totals_frame(totals: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
+    """``totals`` in TOTAL_COLUMNS, typed (quantiles as lists of floats) and sorted by series and window.
+
+    Refuses, naming an example: missing columns or nulls; series outside ``keys`` (the hierarchy); a (series,
+    window) given twice; a window below 1 or an end before its start; values or quantiles that are not finite or
+    are negative (totals of counts; forecasts are clipped at 0 where they are made); bounds that are not nested
+    (NESTED_BOUNDS: lo95 <= lo80 <= yhat <= hi80 <= hi95); quantiles that are not one per TOTAL_QUANTILES or that
+    decrease (contracts.published.exceedance could not read them); a negative n_scores.
+    """
+    missing = [c for c in TOTAL_COLUMNS if c not in totals.columns]
+    if missing:
+        raise ValueError(f"totals lack the columns {missing}")
+    frame = totals[TOTAL_COLUMNS].reset_index(drop=True)
+    nulls = [c for c in TOTAL_COLUMNS if frame[c].isna().any()]
+    if nulls:
+        raise ValueError(f"totals have nulls in {nulls}")
+    unknown = set(frame["series_id"].astype(str)) - set(keys["series_id"].astype(str))
+    if unknown:
+        raise ValueError(f"totals for series outside the hierarchy: {sorted(unknown)[:5]}")
+    window = pd.to_numeric(frame["window"], errors="coerce")
+    quantiles = [np.asarray(q, dtype="float64").ravel() for q in frame["quantiles"]]
+    frame = frame.assign(
+        series_id=frame["series_id"].astype(str),
+        start=pd.to_datetime(frame["start"]).dt.normalize().astype("datetime64[ns]"),
+        end=pd.to_datetime(frame["end"]).dt.normalize().astype("datetime64[ns]"),
+        **{c: frame[c].astype("float64") for c in FORECAST_VALUES},
+        model=frame["model"].astype(str),
+    )
+
+    def refuse(bad: pd.Series | np.ndarray, what: str) -> None:
+        bad = np.asarray(bad, dtype=bool)
+        if bad.any():
+            first = frame.iloc[int(np.flatnonzero(bad)[0])]
+            raise ValueError(
+                f"{int(bad.sum())} totals {what} (e.g. {first['series_id']} over {first['window']} periods from "
+                f"{first['start']:%Y-%m-%d}); fix them in the forecast stage"
+            )
+
+    refuse(window.isna() | (window < 1) | (window != window.round()), "have a window that is not a whole number >= 1")
+    refuse(frame.duplicated(_TOTALS_ORDER, keep=False), "are given twice for the same series and window")
+    refuse(frame["end"] < frame["start"], "end before they start")
+    values = frame[list(FORECAST_VALUES)].to_numpy(dtype="float64")
+    refuse(~np.isfinite(values).all(axis=1) | (values < 0).any(axis=1), "have a value that is not finite or is < 0")
+    nested = np.ones(len(frame), dtype=bool)
+    for low, high in zip(NESTED_BOUNDS, NESTED_BOUNDS[1:], strict=False):
+        nested &= (frame[low] <= frame[high]).to_numpy()
+    refuse(~nested, "have bounds that are not nested (lo95 <= lo80 <= yhat <= hi80 <= hi95)")
+    refuse(
+        [len(q) != len(TOTAL_QUANTILES) for q in quantiles],
+        f"do not have {len(TOTAL_QUANTILES)} quantiles (one per contracts.published.TOTAL_QUANTILES)",
+    )
+    refuse([not (np.isfinite(q).all() and (q >= 0).all()) for q in quantiles], "have quantiles not finite or < 0")
+    refuse([bool((np.diff(q) < 0).any()) for q in quantiles], "have decreasing quantiles")
+    n_scores = pd.to_numeric(frame["n_scores"], errors="coerce")
+    refuse(n_scores.isna() | (n_scores < 0) | (n_scores != n_scores.round()), "have n_scores not a whole number >= 0")
+    frame = frame.assign(
+        window=window.astype("int32"),
+        quantiles=[[float(v) for v in q] for q in quantiles],
+        n_scores=n_scores.astype("int32"),
+    )
+    return frame.sort_values(_TOTALS_ORDER, ignore_index=True)
+
+
 def _columns(frame: pd.DataFrame, schema: StructType, name: str) -> pd.DataFrame:
     """The schema's columns of ``frame``; refuses missing columns and nulls where the schema has none."""
     missing = [f.name for f in schema.fields if f.name not in frame.columns]
@@ -155,6 +257,20 @@ def published_table(forecasts: pd.DataFrame, keys: pd.DataFrame, run: RunInfo, r
     return pa.Table.from_pandas(table[schema.names], schema=schema, preserve_index=False)
 
 
+def published_totals(totals: pd.DataFrame, keys: pd.DataFrame, run: RunInfo, release_id: str) -> pa.Table:
+    """The published totals table (exactly PUBLISHED_TOTALS): ``totals_frame`` rows with their place in the
+    hierarchy and their lineage, as :func:`published_table` does for the forecasts."""
+    hierarchy = keys[["series_id", "level", "route_id", "segment_id", "freq", "source"]].drop_duplicates("series_id")
+    table = totals.merge(hierarchy, on="series_id", how="left").assign(
+        start=lambda d: d["start"].dt.date,
+        end=lambda d: d["end"].dt.date,
+        run_id=run.run_id,
+        model_version=str(run.model_version),
+        release_id=release_id,
+    )
+    return pa.Table.from_pandas(table[TOTALS_SCHEMA.names], schema=TOTALS_SCHEMA, preserve_index=False)
+
+
 def publish(
     store_dir: Path,
     forecasts: pd.DataFrame,
@@ -166,19 +282,22 @@ def publish(
     manifest_extra: dict | None = None,
     history: pd.DataFrame | None = None,
     cells: pd.DataFrame | None = None,
+    totals: pd.DataFrame | None = None,
 ) -> PublishedRelease:
     """Write a release (unless an identical one exists) and point CURRENT at it.
 
     The manifest records the suppression threshold the data was made with; a threshold below the privacy floor
     is refused here, as serving refuses a release whose manifest does not declare one at or above it. ``history``
     (PUBLISHED_HISTORY columns, series with a forecast only) and ``cells`` (PUBLISHED_CELLS columns, every row
-    above ``min_devices``; ``cells_table`` makes them) are written when given; anything else is refused with a
+    above ``min_devices``; ``cells_table`` makes them) and ``totals`` (TOTAL_COLUMNS, series of ``keys`` only, with
+    nested bounds and ordered quantiles: ``totals_frame``) are written when given; anything else is refused with a
     ValueError before a file is written.
     """
     check_min_devices(min_devices)
     history = None if history is None else history_frame(history, forecasts)
     cells = None if cells is None else cells_frame(cells, min_devices)
-    release_id = release_id_for(as_of, forecasts, history, cells)
+    totals = None if totals is None else totals_frame(totals, keys)
+    release_id = release_id_for(as_of, forecasts, history, cells, totals)
     releases = store_dir / RELEASES
     final = releases / release_id
     created = not final.exists()
@@ -196,6 +315,9 @@ def publish(
         if cells is not None:
             pq.write_table(_arrow(cells, PUBLISHED_CELLS, "date"), tmp / CELLS)
             tables["cells"] = len(cells)
+        if totals is not None:
+            pq.write_table(published_totals(totals, keys, run, release_id), tmp / TOTALS)
+            tables["totals"] = len(totals)
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "release_id": release_id,

@@ -1,4 +1,5 @@
-"""The route catalogue (JSON, GeoJSON) and forecasts by route and segment, with history for charts. Analyst role.
+"""The route catalogue (JSON, GeoJSON), forecasts by route and segment with history for charts, and forecast totals
+over the next windows with how likely a total above a threshold is. Analyst role.
 
 A route outside the token's scope answers exactly like a route that does not exist.
 """
@@ -9,11 +10,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
+from contracts.published import exceedance
 from geo.catalogue import Route, route_to_geojson
 from serving.deps import NOT_FOUND, Analyst, ReleaseId, RouteId, visible_route
 from serving.models import (
     CellDays,
     CrossingPointOut,
+    Exceedance,
     ForecastPoint,
     HistoryPoint,
     IntervalLevel,
@@ -22,8 +25,10 @@ from serving.models import (
     RouteGeoJSON,
     RouteOut,
     RoutesOut,
+    RouteTotalsOut,
     SegmentOut,
     SeriesForecast,
+    WindowTotal,
 )
 from serving.respond import (
     CSV,
@@ -37,7 +42,7 @@ from serving.respond import (
     wants_csv,
 )
 from serving.state import StateDep, chosen_release
-from serving.store import Release, Series, unit_of
+from serving.store import Release, Series, SeriesTotals, unit_of
 
 router = APIRouter(prefix="/v1/routes", tags=["routes"], responses=GUARDED)
 
@@ -266,4 +271,142 @@ async def route_forecast(
     levels = tuple(sorted({int(i) for i in intervals}))
     csv = wants_csv(request)
     body, media, rows = _forecast(chosen, route_id, level, source, segment, horizon, levels, history, csv)
+    return send(request, body, media, rows)
+
+
+TOTALS_CSV_COLUMNS = [
+    "series_id",
+    "route_id",
+    "segment_id",
+    "source",
+    "unit",
+    "release_id",
+    "window",
+    "freq",
+    "start",
+    "end",
+    "yhat",
+    "lo80",
+    "hi80",
+    "lo95",
+    "hi95",
+    "n_scores",
+    "model",
+    "threshold",
+    "probability",
+    "bound",
+]
+
+
+def totals_out(found: SeriesTotals, exceeds: float | None) -> list[WindowTotal]:
+    """The windows of one series' totals, each with the probability of exceeding ``exceeds`` when it is given."""
+    out = []
+    for t in found.totals:
+        above = None
+        if exceeds is not None:
+            probability, bound = exceedance(t.quantiles, exceeds)
+            above = Exceedance(threshold=exceeds, probability=probability, bound=bound)  # type: ignore[arg-type]
+        out.append(
+            WindowTotal(
+                window=t.window,
+                freq=found.freq,  # type: ignore[arg-type]
+                start=t.start,
+                end=t.end,
+                yhat=t.yhat,
+                lo80=t.lo80,
+                hi80=t.hi80,
+                lo95=t.lo95,
+                hi95=t.hi95,
+                n_scores=t.n_scores,
+                model=t.model,
+                exceedance=above,
+            )
+        )
+    return out
+
+
+def _totals(
+    release: Release, route_id: str, source: str | None, segment_id: str | None, exceeds: float | None, csv: bool
+) -> tuple[bytes, str, int]:
+    level = "route" if segment_id is None else "segment"
+    source = source or release.default_source(route_id, level, segment_id)
+    found = release.route_totals(route_id, source, segment_id)
+    if found is None:
+        # Worded as the forecast's 404, and the same for a segment of another route as for one that does not exist.
+        what = f"segment {segment_id!r} of route {route_id!r}" if segment_id else f"route {route_id!r}"
+        raise HTTPException(
+            status_code=404, detail=f"no {level}-level {source} totals for {what} in release {release.release_id}"
+        )
+    windows = totals_out(found, exceeds)
+    if csv:
+        head = {
+            "series_id": found.series_id,
+            "route_id": route_id,
+            "segment_id": found.segment_id,
+            "source": source,
+            "unit": unit_of(source),
+            "release_id": release.release_id,
+        }
+        rows = [
+            {**head, **w.model_dump(exclude={"exceedance"}), **(w.exceedance.model_dump() if w.exceedance else {})}
+            for w in windows
+        ]
+        return csv_bytes(rows, TOTALS_CSV_COLUMNS), CSV, len(rows)
+    out = RouteTotalsOut(
+        route_id=route_id,
+        segment_id=found.segment_id,
+        series_id=found.series_id,
+        source=source,
+        unit=unit_of(source),
+        release_id=release.release_id,
+        as_of=release.manifest.get("as_of"),
+        totals=windows,
+    )
+    return model_bytes(out), JSON, len(windows)
+
+
+@router.get(
+    "/{route_id}/totals",
+    response_model=RouteTotalsOut,
+    summary="Forecast totals of a route or segment over the next windows (e.g. 7 and 28 days), with their intervals",
+    responses={**table_responses(RouteTotalsOut), **NOT_FOUND},
+)
+async def route_totals(
+    request: Request,
+    state: StateDep,
+    principal: Analyst,
+    route_id: RouteId,
+    source: Annotated[
+        str | None,
+        Query(
+            max_length=40,
+            description=(
+                "Default: as for the forecast, people when the release holds people series for this route (and "
+                "segment), else density (unit devices, a diagnostic); or an official source such as frontex. The "
+                "answer says its source and unit."
+            ),
+        ),
+    ] = None,
+    segment_id: Annotated[
+        str | None, Query(max_length=100, description="The totals of this segment's series instead of the route's.")
+    ] = None,
+    exceeds: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            allow_inf_nan=False,
+            description=(
+                "A threshold (a number >= 0, in the answer's unit): each window then says how likely its total is to "
+                "be above it (`exceedance`)."
+            ),
+        ),
+    ] = None,
+    release: ReleaseId = None,
+) -> Response:
+    """The sum of the series' next periods for each window the release publishes: the expected total, the 80 % and
+    95 % intervals of the total itself (not sums of the periods' bounds), and with ``exceeds`` the probability that
+    the total is above it. A route outside the token's scope answers exactly like a route that does not exist."""
+    visible_route(state, principal, route_id)
+    chosen = await chosen_release(state, release)
+    body, media, rows = _totals(chosen, route_id, source, segment_id, exceeds, wants_csv(request))
     return send(request, body, media, rows)

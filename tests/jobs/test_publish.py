@@ -12,6 +12,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from contracts import tables
+from contracts.schemas import PUBLISHED_TOTALS
 from forecasting.tracking import RunInfo
 from geo.cells import cell_segment_table
 from jobs.lake import write_partitions
@@ -329,3 +330,116 @@ def test_cells_table_suppresses_a_parent_whose_corridor_children_would_reveal_th
     }
     assert (got[got.res == 5][["route_id", "segment_id"]].values.tolist()) == [[route_id, segment_id]]
     assert got[got.res == 7]["segment_id"].tolist() == [at7.loc[inside[0], "segment_id"]] * 2
+
+
+# Forecast totals (the release folder's totals.parquet).
+
+QUANTILES = [float(q) for q in range(10, 140, 10)]  # 10, 20, ..., 130: one per TOTAL_QUANTILES
+
+
+def _totals(bump: float = 0.0) -> pd.DataFrame:
+    """Totals of the next 1 and 3 days of both series: yhat 33 (+bump), intervals ±3 (80 %) and ±6 (95 %)."""
+    rows = [
+        (sid, window, dt.date(2025, 3, 2), dt.date(2025, 3, 1 + window), y, y - 3, y + 3, y - 6, y + 6, QUANTILES, n)
+        for sid in ("route:a", "segment:a/s1")
+        for window, y, n in ((1, 11.0 + bump, 40), (3, 33.0 + bump, 38))
+    ]
+    columns = ["series_id", "window", "start", "end", "yhat", "lo80", "hi80", "lo95", "hi95", "quantiles", "n_scores"]
+    return pd.DataFrame(rows, columns=columns).assign(model="ets")
+
+
+def _publish_totals(store, totals, forecasts=None):
+    forecasts = _forecasts() if forecasts is None else forecasts
+    return publish.publish(store, forecasts, KEYS, as_of=AS_OF, run=RUN, min_devices=15, totals=totals)
+
+
+def test_totals_are_written_with_their_schema_keys_and_lineage_and_counted_in_the_manifest(tmp_path):
+    rel = _publish_totals(tmp_path / "store", _totals().iloc[::-1])
+    assert pq.read_schema(rel.path / "totals.parquet").remove_metadata() == PUBLISHED_TOTALS
+    rows = pq.read_table(rel.path / "totals.parquet").to_pylist()
+    assert [(r["series_id"], r["window"]) for r in rows] == [
+        ("route:a", 1),
+        ("route:a", 3),
+        ("segment:a/s1", 1),
+        ("segment:a/s1", 3),
+    ]
+    assert rows[3] == {
+        "series_id": "segment:a/s1",
+        "level": "segment",
+        "route_id": "a",
+        "segment_id": "s1",
+        "freq": "D",
+        "source": "density",
+        "window": 3,
+        "start": dt.date(2025, 3, 2),
+        "end": dt.date(2025, 3, 4),
+        "yhat": 33.0,
+        "lo80": 30.0,
+        "hi80": 36.0,
+        "lo95": 27.0,
+        "hi95": 39.0,
+        "quantiles": QUANTILES,
+        "n_scores": 38,
+        "model": "ets",
+        "run_id": "r1",
+        "model_version": "3",
+        "release_id": rel.release_id,
+    }
+    manifest = json.loads((rel.path / "manifest.json").read_text())
+    assert manifest["tables"] == {"forecasts": 6, "totals": 4}
+
+
+def test_release_id_covers_the_totals_but_not_their_row_order(tmp_path):
+    store = tmp_path / "store"
+    without = _publish(store, _forecasts())
+    base = _publish_totals(store, _totals())
+    shuffled = _publish_totals(store, _totals().iloc[::-1])
+    other = _publish_totals(store, _totals(bump=1.0))
+    other_quantile = _publish_totals(store, _totals().assign(quantiles=[[*QUANTILES[:-1], 131.0]] * 4))
+    assert shuffled.release_id == base.release_id and not shuffled.created
+    ids = [without.release_id, base.release_id, other.release_id, other_quantile.release_id]
+    assert len(set(ids)) == 4  # same forecasts, different totals: never one release for both
+    # A release without totals keeps the id it had before totals were published.
+    assert without.release_id == publish.release_id_for(AS_OF, _forecasts())
+    assert not (without.path / "totals.parquet").exists()
+
+
+def _swap(frame: pd.DataFrame, row: int, **values) -> pd.DataFrame:
+    out = frame.copy()
+    for column, value in values.items():
+        out.at[row, column] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t.assign(series_id="route:zzz"), r"totals for series outside the hierarchy: \['route:zzz'\]"),
+        (lambda t: _swap(t, 1, quantiles=QUANTILES[:-1]), "do not have 13 quantiles"),
+        (lambda t: _swap(t, 1, quantiles=[*QUANTILES, 140.0]), "do not have 13 quantiles"),
+        (lambda t: _swap(t, 1, quantiles=[QUANTILES[1], QUANTILES[0], *QUANTILES[2:]]), "decreasing quantiles"),
+        (lambda t: _swap(t, 1, quantiles=[float("nan"), *QUANTILES[1:]]), "quantiles not finite or < 0"),
+        (lambda t: _swap(t, 1, lo95=31.0), r"not nested \(lo95 <= lo80"),  # lo95 above lo80
+        (lambda t: _swap(t, 1, lo80=34.0), "not nested"),  # lo80 above yhat
+        (lambda t: _swap(t, 1, hi80=32.0), "not nested"),  # hi80 below yhat
+        (lambda t: _swap(t, 1, hi95=35.0), "not nested"),  # hi95 below hi80
+        (lambda t: _swap(t, 0, lo95=-1.0), "not finite or is < 0"),
+        (lambda t: _swap(t, 0, hi95=float("inf")), "not finite or is < 0"),
+        (lambda t: _swap(t, 0, window=0), "window that is not a whole number >= 1"),
+        (lambda t: _swap(t, 0, end=dt.date(2025, 3, 1)), "end before they start"),
+        (lambda t: _swap(t, 0, n_scores=-1), "n_scores not a whole number >= 0"),
+        (lambda t: pd.concat([t, t.iloc[[0]]]), "given twice for the same series and window"),
+        (lambda t: t.drop(columns="n_scores"), r"totals lack the columns \['n_scores'\]"),
+        (lambda t: t.assign(model=None), r"totals have nulls in \['model'\]"),
+    ],
+)
+def test_totals_that_break_the_contract_are_refused_before_anything_is_written(tmp_path, change, message):
+    store = tmp_path / "store"
+    with pytest.raises(ValueError, match=message):
+        _publish_totals(store, change(_totals()))
+    assert not store.exists()
+
+
+def test_the_refusal_names_an_example_total(tmp_path):
+    with pytest.raises(ValueError, match=r"1 totals .* \(e.g. route:a over 3 periods from 2025-03-02\)"):
+        _publish_totals(tmp_path / "store", _swap(_totals(), 1, hi80=32.0))

@@ -78,6 +78,48 @@ def frontex_rows(route_id: str, months: int = 6) -> tuple[pd.DataFrame, pd.DataF
 
 KEY_COLUMNS = ("series_id", "level", "route_id", "segment_id", "freq", "source")
 
+# Forecast totals: the release publishes them for the Central Mediterranean's series only (the Channel has none), over
+# these windows where the series' forecast is long enough. A total's quantiles are its yhat times these factors (at
+# contracts.published.TOTAL_QUANTILES): median yhat, 80 % interval ±5 %, 95 % interval ±10 %.
+TOTAL_WINDOWS = (7, 28)
+TOTAL_FACTORS = (0.90, 0.92, 0.95, 0.96, 0.97, 0.98, 1.00, 1.02, 1.03, 1.04, 1.05, 1.08, 1.10)
+
+
+def n_scores_of(window: int) -> int:
+    return 60 - window
+
+
+def total_rows(forecasts: pd.DataFrame, series_ids) -> pd.DataFrame:
+    """The totals (publish's TOTAL_COLUMNS) of ``series_ids``: the sum of each forecast's first ``window`` yhat."""
+    rows = []
+    for sid, g in forecasts[forecasts.series_id.isin(list(series_ids))].groupby("series_id"):
+        g = g.sort_values("ds")
+        for window in TOTAL_WINDOWS:
+            if window > len(g):
+                continue
+            y = float(g["yhat"].iloc[:window].sum())
+            quantiles = [y * f for f in TOTAL_FACTORS]
+            start, end = g["ds"].iloc[0], g["ds"].iloc[window - 1]
+            model = g["model"].iloc[0]
+            rows.append(
+                (
+                    sid,
+                    window,
+                    start,
+                    end,
+                    y,
+                    y * 0.95,
+                    y * 1.05,
+                    y * 0.9,
+                    y * 1.1,
+                    quantiles,
+                    n_scores_of(window),
+                    model,
+                )
+            )
+    columns = ["series_id", "window", "start", "end", "yhat", "lo80", "hi80", "lo95", "hi95", "quantiles", "n_scores"]
+    return pd.DataFrame(rows, columns=[*columns, "model"])
+
 
 def cell_rows(catalogue, route_id: str, as_of=AS_OF) -> pd.DataFrame:
     """Suppressed cells (> MIN_DEVICES devices) of the first two segments of a route, 28 days, at CELL_RES."""
@@ -110,7 +152,14 @@ def publish_release(settings: ServingSettings, catalogue, as_of: dt.date, run_id
         manifest_extra={"inputs": {"density": {"first": "2024-01-01", "last": str(as_of), "series": 99}}},
         history=history_rows(density, as_of),
         cells=cell_rows(catalogue, SERVED[0], as_of),
+        totals=total_rows(density, central_series(catalogue)),
     )
+
+
+def central_series(catalogue) -> list[str]:
+    """The density series of the Central Mediterranean (its route and every segment)."""
+    keys = density_keys(catalogue)
+    return list(keys.series_id[keys.route_id == CENTRAL_MED])
 
 
 @pytest.fixture(scope="session")
@@ -239,6 +288,10 @@ def publish_people_release(settings: ServingSettings, catalogue, as_of: dt.date 
         },
         history=history_rows(observed, as_of),
         cells=cell_rows(catalogue, SERVED[0], as_of),
+        totals=total_rows(
+            pd.concat([density, people], ignore_index=True),
+            [*central_series(catalogue), *people_key.series_id[people_key.level != "point"]],
+        ),
     )
 
 

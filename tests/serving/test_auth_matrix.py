@@ -18,6 +18,8 @@ ENDPOINTS = [
     ("GET", "/v1/routes/{route}", "analyst"),
     ("GET", "/v1/routes/{route}/forecast", "analyst"),
     ("GET", "/v1/routes/{route}/forecast?level=segment&history=3", "analyst"),
+    ("GET", "/v1/routes/{route}/totals", "analyst"),
+    ("GET", "/v1/routes/{route}/totals?exceeds=800&source=density", "analyst"),
     ("GET", "/v1/lineage?series_id=route:{route}", "analyst"),
     ("GET", "/v1/routes/{route}/hexes", "planner"),
     ("GET", "/v1/arrivals?route={route}", "planner"),
