@@ -8,8 +8,9 @@ the interval follows the level of the series). The forecast total's quantile p i
 ``expm1(log1p(total) + the p-quantile of the scores)`` with the finite-sample ranks of split conformal prediction.
 
 Quantiles too far out for the number of scores (the 97.5 % one needs 39 past totals) are not read off the extreme
-score, which would be too narrow: they are the 80 % interval's bound on the same side widened as a normal
-interval would be (z of p / z of 90 %, away from the median miss), in log1p space. With fewer than
+score, which would be too narrow. They come from the central interval around the median miss, ranked on the
+absolute deviations from it (a 95 % one needs 19 scores); with fewer still, from the 80 % interval's bound on the
+same side, widened as a normal interval would be (z of p / z of 90 %), in log1p space. With fewer than
 ``MIN_TOTAL_SCORES`` past totals no total is given at all: there is nothing to calibrate it on.
 """
 
@@ -71,8 +72,9 @@ def total_quantiles(total: float, scores: np.ndarray, probs: Sequence[float] = T
     """The quantiles ``probs`` of a forecast ``total`` from past relative misses ``scores`` (None: too few scores).
 
     Quantile p takes the floor((n + 1) p)-th smallest score below the median and the ceil((n + 1) p)-th at or above
-    it (split conformal ranks); ranks outside 1..n are the 10 % / 90 % quantile moved away from the median score
-    by z(p) / z(0.9). Non-decreasing in p and never negative.
+    it (split conformal ranks); beyond those ranks, the median score ± the conformal quantile of the absolute
+    deviations from it, and beyond those the 10 % / 90 % quantile moved away from the median score by z(p) / z(0.9).
+    Non-decreasing in p and never negative.
     """
     scores = np.sort(np.asarray(scores, dtype="float64"))
     n = len(scores)
@@ -87,9 +89,17 @@ def total_quantiles(total: float, scores: np.ndarray, probs: Sequence[float] = T
     logs = []
     z90 = NormalDist().inv_cdf(0.9)
     median = float(np.median(scores))
+    deviations = np.sort(np.abs(scores - median))
     for p in probs:
         value = ranked(p)
-        if value is None:  # widen the 80 % bound on this side away from the median miss
+        if value is None:
+            # Too far out for a one-sided rank: the central interval of level 1 - 2·tail around the median miss,
+            # from the ranks of |score - median| (19 scores give a 95 % one, where each side alone needs 39).
+            central = 1 - 2 * min(p, 1 - p)
+            rank = math.ceil((n + 1) * central)
+            if rank <= n:
+                value = median + math.copysign(float(deviations[rank - 1]), p - 0.5)
+        if value is None:  # still too few: widen the 80 % bound on this side away from the median miss
             anchor = float(ranked(0.1 if p < 0.5 else 0.9))  # defined: n >= MIN_TOTAL_SCORES
             value = median + (anchor - median) * abs(NormalDist().inv_cdf(p)) / z90
         logs.append(value)

@@ -89,6 +89,7 @@ class JobSettings(BaseSettings):
     coarse_candidates: tuple[str, ...] = ("auto_ets", "auto_theta", "naive", "seasonal_naive")
     coarse_champion: Literal["best", "ensemble"] = "ensemble"
     coarse_backtest_origins: Annotated[int, Field(ge=1, le=52)] = 12
+    coarse_point: Literal["mean", "median"] = "mean"
     # Daily official counts (e.g. the UK's Channel arrivals; the device and people signals keep the candidates above):
     # the equal-weight mean of the recent level (the last 8 weeks) and the same weeks a year before (±4 weeks),
     # backtested and calibrated on weekly origins over the last year, 4 weeks each. Chosen on the two years before the

@@ -137,6 +137,13 @@ class SeriesForecast(BaseModel):
     route_id: str
     segment_id: str | None
     model: str = Field(description="The model chosen for this series on its backtest.")
+    point: Literal["mean", "median"] = Field(
+        "mean",
+        description="What yhat is. mean: the expected value of each period, so periods add up to a total. median: "
+        "a typical period, as likely to be exceeded as not (daily official counts: most days of a bursty count "
+        "fall below its mean, so the median is lower); several periods do not add up to the expected total, which "
+        "the totals endpoint gives.",
+    )
     run_id: str = Field(description="MLflow run that produced the forecast.")
     model_version: str = Field(description="Registered model version of that run.")
     release_id: str

@@ -244,6 +244,11 @@ class Release:
                 out.setdefault((s.route_id, s.level, s.source), []).append(s)
         return out
 
+    def point_of(self, source: str, freq: str) -> str:
+        """What the forecasts of ``source`` at ``freq`` give as yhat: "mean" or "median" (the manifest's ``points``,
+        written by the forecast procedure that made them; a release without it published means)."""
+        return str(self.manifest.get("points", {}).get(f"{source}/{freq}", "mean"))
+
     def default_source(self, route_id: str, level: str, segment_id: str | None = None) -> str:
         """The source a route's forecast answers in unless asked for another: people when the release holds people
         series of that route at that level (of that segment, if given), else density (devices)."""

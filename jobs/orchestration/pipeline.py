@@ -545,9 +545,11 @@ def _publish(
             "inputs": report.forecast.inputs,
             "cell_resolutions": list(settings.cell_resolutions()),
             "people_model": _people_model(settings, report),
+            **forecast.procedures_manifest(settings, report.forecast.keys),
         },
         history=report.forecast.history,
         cells=cells,
+        totals=None if report.forecast.totals.empty else report.forecast.totals,
     )
 
 

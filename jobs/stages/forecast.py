@@ -126,6 +126,7 @@ def selection_configs(settings: JobSettings) -> dict[str, SelectionConfig]:
                 "origins": settings.coarse_backtest_origins,
                 "step": 1,
                 "champion": settings.coarse_champion,
+                "point": settings.coarse_point,
             }
         configs[f"counts:{freq}"] = SelectionConfig.for_freq(
             freq,
@@ -137,6 +138,19 @@ def selection_configs(settings: JobSettings) -> dict[str, SelectionConfig]:
             totals=tuple(totals[freq]),
         )
     return configs
+
+
+def procedures_manifest(settings: JobSettings, keys: pd.DataFrame) -> dict[str, dict]:
+    """What a release says about how its forecasts were made: each procedure used (candidates, champion rule,
+    backtest, calibration, point, totals) and, per "<source>/<freq>", whether yhat is a mean or a median."""
+    configs = selection_configs(settings)
+    used = sorted({(str(r.source), str(r.freq)) for r in keys[["source", "freq"]].drop_duplicates().itertuples()})
+    procedures = {procedure_key(s, f) for s, f in used}
+    fields = ("candidates", "champion", "origins", "step", "holdout", "calibration_space", "point", "totals")
+    return {
+        "procedures": {key: {f: getattr(configs[key], f) for f in fields} for key in sorted(procedures)},
+        "points": {f"{s}/{f}": configs[procedure_key(s, f)].point for s, f in used},
+    }
 
 
 def forecast_group(

@@ -138,7 +138,9 @@ FORECAST_CSV_COLUMNS = [
 ]
 
 
-def series_out(s: Series, horizon: int, intervals: tuple[int, ...], history: int) -> SeriesForecast:
+def series_out(
+    s: Series, horizon: int, intervals: tuple[int, ...], history: int, point: str = "mean"
+) -> SeriesForecast:
     b = s.bounds
     points = [
         ForecastPoint(
@@ -161,6 +163,7 @@ def series_out(s: Series, horizon: int, intervals: tuple[int, ...], history: int
         route_id=s.route_id or "",
         segment_id=s.segment_id,
         model=s.model,
+        point=point,  # type: ignore[arg-type]
         run_id=s.run_id,
         model_version=s.model_version,
         release_id=s.release_id,
@@ -200,7 +203,7 @@ def _forecast(
         )
     available = release.horizon(source)
     steps = available if horizon is None else min(horizon, available)  # as the horizon parameter documents
-    series = [series_out(s, steps, intervals, history) for s in chosen]
+    series = [series_out(s, steps, intervals, history, release.point_of(s.source, s.freq)) for s in chosen]
     if csv:
         rows = forecast_csv_rows(series)
         return csv_bytes(rows, FORECAST_CSV_COLUMNS), CSV, len(rows)

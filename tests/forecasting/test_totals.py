@@ -24,7 +24,13 @@ from tests.forecasting.fakes import series_frame
 
 def _backtest(cutoffs: int, steps: int, y: float, mean: float) -> pd.DataFrame:
     rows = [
-        {"cutoff": pd.Timestamp("2025-01-01") + pd.Timedelta(days=7 * c), "step": s, "y": y, "mean": mean, "error": None}
+        {
+            "cutoff": pd.Timestamp("2025-01-01") + pd.Timedelta(days=7 * c),
+            "step": s,
+            "y": y,
+            "mean": mean,
+            "error": None,
+        }
         for c in range(cutoffs)
         for s in range(1, steps + 1)
     ]
@@ -65,11 +71,21 @@ def test_with_many_scores_the_quantiles_are_those_of_the_misses():
     assert quantiles == pytest.approx(expected, rel=0.04)
 
 
-def test_quantiles_beyond_what_the_scores_can_say_widen_the_80_interval_away_from_the_median_miss():
-    # 20 scores: the 97.5 % rank (21) is beyond them, so that quantile is not the largest score.
-    scores = np.linspace(-1.0, 1.0, 20)
+def test_quantiles_beyond_one_sided_ranks_come_from_deviations_around_the_median_miss():
+    # 20 scores: the 97.5 % rank (21) is beyond them; the 95 % central deviation rank is ceil(21 x 0.95) = 20.
+    scores = np.linspace(-1.0, 1.0, 20) ** 3  # skewed deviations
     quantiles = np.log1p(total_quantiles(1000.0, scores)) - np.log1p(1000.0)  # the scores themselves
-    q90 = scores[int(np.ceil(21 * 0.9)) - 1]
+    median = float(np.median(scores))
+    deviation = np.sort(np.abs(scores - median))[19]
+    assert quantiles[TOTAL_PROBS.index(0.975)] == pytest.approx(median + deviation)
+    assert quantiles[TOTAL_PROBS.index(0.025)] == pytest.approx(median - deviation)
+
+
+def test_with_too_few_scores_even_for_deviations_the_80_interval_is_widened_as_a_normal_one():
+    # 10 scores: no rank for 97.5 % one-sided (needs 39) nor central (needs 19): z(0.975) / z(0.9) times the 80 %.
+    scores = np.linspace(-1.0, 1.0, 10)
+    quantiles = np.log1p(total_quantiles(1000.0, scores)) - np.log1p(1000.0)
+    q90 = scores[int(np.ceil(11 * 0.9)) - 1]
     median = float(np.median(scores))
     z = NormalDist().inv_cdf(0.975) / NormalDist().inv_cdf(0.9)
     assert quantiles[TOTAL_PROBS.index(0.975)] == pytest.approx(median + (q90 - median) * z)
@@ -77,12 +93,13 @@ def test_quantiles_beyond_what_the_scores_can_say_widen_the_80_interval_away_fro
 
 
 def test_the_80_and_95_intervals_of_a_total_cover_what_they_say_on_fresh_outcomes():
-    # Split conformal: misses drawn from one distribution, 40 past ones calibrate, a new one is covered at the rate.
+    # Split conformal: misses drawn from one distribution, 24 past ones calibrate, a new one is covered at the rate
+    # (the 95 % interval from the deviations around the median: 24 is too few for its one-sided ranks).
     rng = np.random.default_rng(11)
     hits = {80: 0, 95: 0}
     trials = 3000
     for _ in range(trials):
-        past, new = rng.standard_t(4, 40) * 0.3, rng.standard_t(4) * 0.3
+        past, new = rng.standard_t(4, 24) * 0.3, rng.standard_t(4) * 0.3
         quantiles = np.log1p(total_quantiles(1000.0, past)) - np.log1p(1000.0)
         for level, (lo, hi) in {80: (0.1, 0.9), 95: (0.025, 0.975)}.items():
             hits[level] += quantiles[TOTAL_PROBS.index(lo)] <= new <= quantiles[TOTAL_PROBS.index(hi)]

@@ -19,7 +19,9 @@ from jobs.settings import JobSettings
 def _generic(tmp_path, values, start="2022-01-01", freq="D", route="channel"):
     index = pd.date_range(start, periods=len(values), freq={"D": "D", "M": "MS"}[freq])
     path = tmp_path / f"counts-{freq}.csv"
-    path.write_text("date,route,count\n" + "".join(f"{d.date()},{route},{int(v)}\n" for d, v in zip(index, values)))
+    path.write_text(
+        "date,route,count\n" + "".join(f"{d.date()},{route},{int(v)}\n" for d, v in zip(index, values, strict=True))
+    )
     return path
 
 
