@@ -81,6 +81,9 @@ METRICS_COLUMNS = [
 ]
 ENSEMBLE = "ensemble"
 _COMBINE = {"median": np.median, "mean": np.mean}
+# "inverse_mae": a mean weighted per forecast step by 1 / each member's backtest MAE at that step (Bates & Granger
+# 1969): last month's value carries the next month, last year's the months after.
+WEIGHTED = "inverse_mae"
 SERIES_COLUMNS = ("series_id", "ds", "y")
 
 # Per freq, (holdout, horizon, season_length) in periods of that freq: two weeks / four weeks / a week
@@ -153,8 +156,10 @@ class SelectionConfig:
             raise ValueError(f"{ENSEMBLE!r} is built from the candidates (ensemble_top), not a candidate itself")
         if self.ensemble_top < 0:
             raise ValueError(f"SelectionConfig.ensemble_top={self.ensemble_top} must be >= 0")
-        if self.ensemble_stat not in _COMBINE:
-            raise ValueError(f"SelectionConfig.ensemble_stat={self.ensemble_stat!r} must be 'median' or 'mean'")
+        if self.ensemble_stat not in (*_COMBINE, WEIGHTED):
+            raise ValueError(
+                f"SelectionConfig.ensemble_stat={self.ensemble_stat!r} must be 'median', 'mean' or '{WEIGHTED}'"
+            )
         if self.calibration_space not in ("absolute", "log1p"):
             raise ValueError(
                 f"SelectionConfig.calibration_space={self.calibration_space!r} must be 'absolute' or 'log1p'"
@@ -402,7 +407,8 @@ def select(
         rows.append(_score_row(series_id, alias, backtest, scale))
     members = _ensemble_members(rows, cfg.ensemble_top)
     if members:
-        backtests[ENSEMBLE] = _combine_frames([backtests[alias] for alias in members], cfg.ensemble_stat)
+        weights = _step_weights([backtests[alias] for alias in members]) if cfg.ensemble_stat == WEIGHTED else None
+        backtests[ENSEMBLE] = _combine_frames([backtests[alias] for alias in members], cfg.ensemble_stat, weights)
         rows.append(_score_row(series_id, ENSEMBLE, backtests[ENSEMBLE], scale))
 
     # Stable sort on (MAE, position): ties go to the earlier candidate; failed ones are never refitted. MAE ranks
@@ -420,7 +426,9 @@ def select(
         try:
             fitted = [make_model(a, cfg, factories).fit(y) for a in (members if alias == ENSEMBLE else [alias])]
             prediction = _combine_frames(
-                [checked_prediction(m, cfg.horizon, expected_ds) for m in fitted], cfg.ensemble_stat
+                [checked_prediction(m, cfg.horizon, expected_ds) for m in fitted],
+                cfg.ensemble_stat,
+                weights if alias == ENSEMBLE else None,
             )
             if cfg.calibrate:
                 calibrator = ConformalCalibrator.from_backtest(backtests[alias], LEVELS, space=cfg.calibration_space)
@@ -459,16 +467,43 @@ def _ensemble_members(rows: list[dict[str, object]], top: int) -> list[str]:
     return [str(r["model"]) for r in ok[:top]] if top >= 2 and len(ok) >= 2 else []
 
 
-def _combine_frames(frames: list[pd.DataFrame], stat: str = "median") -> pd.DataFrame:
-    """Row-wise median or mean (``stat``) of the forecast columns of aligned frames (one frame: itself).
+def _step_weights(backtests: list[pd.DataFrame]) -> dict[int, np.ndarray]:
+    """Per forecast step, each member's weight 1 / its backtest MAE at that step, normalised (step 0: all steps
+    pooled, for steps beyond the backtest). A member with no error at a step takes it all (shared if several)."""
+    maes = []
+    for bt in backtests:
+        ok = bt[bt["error"].isna()]
+        err = (ok["y"] - ok["mean"]).abs()
+        maes.append({0: float(err.mean()), **{int(k): float(v) for k, v in err.groupby(ok["step"]).mean().items()}})
+    weights = {}
+    for step in set.intersection(*(set(m) for m in maes)):
+        mae = np.array([m[step] for m in maes])
+        inverse = (mae == 0).astype("float64") if (mae == 0).any() else 1.0 / mae
+        weights[step] = inverse / inverse.sum()
+    return weights
+
+
+def _combine_frames(
+    frames: list[pd.DataFrame], stat: str = "median", weights: dict[int, np.ndarray] | None = None
+) -> pd.DataFrame:
+    """Row-wise median or mean (``stat``) of the forecast columns of aligned frames (one frame: itself); with
+    ``weights`` (``_step_weights``), the mean weighted by each row's step (a backtest's ``step`` column, else the row
+    order of a prediction: step 1, 2, ...).
 
     Bounds are combined like the means (a combination of quantiles, not the quantiles of a mixture); the ensemble's
     intervals are then calibrated on its own backtest like any champion's."""
     if len(frames) == 1:
         return frames[0]
     out = frames[0].copy()
+    if weights is not None:
+        steps = out["step"].to_numpy() if "step" in out.columns else np.arange(1, len(out) + 1)
+        w = np.vstack([weights.get(int(s), weights[0]) for s in steps])  # rows x members
     for column in ("mean", *interval_columns(LEVELS)):
-        out[column] = _COMBINE[stat](np.column_stack([f[column].to_numpy(dtype="float64") for f in frames]), axis=1)
+        stacked = np.column_stack([f[column].to_numpy(dtype="float64") for f in frames])
+        if weights is None:
+            out[column] = _COMBINE[stat](stacked, axis=1)
+        else:
+            out[column] = (stacked * w).sum(axis=1)
     return out
 
 

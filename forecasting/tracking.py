@@ -76,6 +76,7 @@ MODEL_NAME_IN_RUN = "forecaster"
 _PYFUNC_ENTRY = Path(__file__).with_name("_pyfunc_entry.py")
 FORECASTS_ARTIFACT = "forecasts.parquet"
 METRICS_ARTIFACT = "metrics.parquet"
+TOTALS_ARTIFACT = "totals.parquet"
 PLOTS_ARTIFACT_DIR = "plots"
 DEFAULT_PLOTS = 40
 # The columns of ``keys`` that place a series for the per-level and per-route breakdown (source is optional).
@@ -202,13 +203,15 @@ def log_forecast_run(
     plots: int = DEFAULT_PLOTS,
     registered_model: str = "routecast-forecaster",
     alias: str = "champion",
+    totals: pd.DataFrame | None = None,
 ) -> RunInfo:
     """Log one forecast run, register its forecasts as a new model version, and move ``alias`` to it if it wins.
 
     ``forecasts`` and ``metrics`` are the (concatenated) outputs of ``select_and_forecast``; they are checked
     against the declared schemas before anything is logged. ``keys`` (series_id, level, route_id, optionally
     source; other columns ignored) places the series in the hierarchy; ``history`` (series_id, ds, y) is the
-    data the forecasts were made from, drawn in the plots.
+    data the forecasts were made from, drawn in the plots. ``totals`` (forecasting.totals.TOTALS_COLUMNS), when
+    given and not empty, is logged as the artifact totals.parquet with the metric n_totals.
 
     The parent run gets ``params``; the aggregates of :func:`summarise_metrics` and, with ``keys``, of
     :func:`breakdown_metrics`; the artifacts forecasts.parquet and metrics.parquet; and under ``plots/`` one PNG
@@ -264,6 +267,11 @@ def log_forecast_run(
                 _log_family_run(client, experiment_id, parent_id, family, family_params, family_metrics)
             mlflow.log_artifact(str(forecasts_path))
             mlflow.log_artifact(str(metrics_path))
+            if totals is not None and not totals.empty:
+                totals_path = Path(tmp) / TOTALS_ARTIFACT
+                totals.to_parquet(totals_path, index=False)
+                mlflow.log_artifact(str(totals_path))
+                mlflow.log_metric("n_totals", len(totals))
             if plot_files:
                 mlflow.log_artifacts(str(plots_dir), PLOTS_ARTIFACT_DIR)
             mlflow.set_tag(TAG_PLOTS, f"{len(plot_files)} of {len(route_ids)} route-level series")

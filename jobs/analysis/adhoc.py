@@ -123,7 +123,7 @@ def adhoc_forecast(
         if behind:
             notes.append(
                 f"{route}: data end {last.date()}, {behind} {PERIOD_NAMES[target]}(s) before {as_of}; "
-                "forecast from there"
+                "forecast from there (no totals: they would start before it)"
             )
         elif not found.totals.empty:  # totals start after the data's last period: only when that is as-of's
             totals.append(found.totals.assign(route=route))

@@ -133,7 +133,7 @@ def selection_configs(settings: JobSettings) -> dict[str, SelectionConfig]:
             horizon=horizon,
             **{"champion": "ensemble", **choice},
             ensemble_top=len(choice["candidates"]),
-            ensemble_stat="mean",
+            ensemble_stat=settings.coarse_ensemble if freq != "D" else "mean",
             calibration_space="log1p",
             totals=tuple(totals[freq]),
         )
@@ -352,6 +352,7 @@ def run(
         keys=keys,
         history=history,
         registered_model=settings.registered_model,
+        totals=totals,
     )
     return ForecastResult(
         forecasts=forecasts,

@@ -96,6 +96,11 @@ def test_the_real_official_counts_are_forecast_at_their_own_frequency(spark, set
         assert set(totals.loc[sid].index) == {1, 3}, sid
         assert pd.Timestamp(totals.loc[(sid, 1), "start"]) == pd.Timestamp(last[sid]) + pd.DateOffset(months=1)
     assert (result.totals["lo95"] <= result.totals["yhat"]).all() and (result.totals["n_scores"] >= 9).all()
+    # ...and the nightly's MLflow run keeps them.
+    client = MlflowClient(settings.tracking_uri)
+    assert client.get_run(result.run.run_id).data.metrics["n_totals"] == len(result.totals)
+    logged = pd.read_parquet(client.download_artifacts(result.run.run_id, "totals.parquet", str(settings.var_dir)))
+    assert logged[["series_id", "window", "yhat"]].equals(result.totals[["series_id", "window", "yhat"]])
 
 
 def test_series_that_end_before_the_run_date_are_reported_stale(spark, settings):

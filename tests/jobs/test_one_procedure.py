@@ -56,9 +56,8 @@ def test_the_cli_the_nightly_run_and_the_api_give_the_same_forecast_and_totals(s
         totals=nightly.totals,
     )
     serving = ServingSettings(var_dir=settings.var_dir, reload_interval_s=0)
-    headers = {
-        "Authorization": f"Bearer {create_token(serving, subject='t', role='analyst', routes=None, ttl=dt.timedelta(hours=1))}"
-    }
+    token = create_token(serving, subject="t", role="analyst", routes=None, ttl=dt.timedelta(hours=1))
+    headers = {"Authorization": f"Bearer {token}"}
     with TestClient(create_app(serving)) as api:
         answer = api.get("/v1/routes/channel/forecast?source=uk-channel&horizon=28", headers=headers)
         totals = api.get("/v1/routes/channel/totals?source=uk-channel&exceeds=1000", headers=headers)
