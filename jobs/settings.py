@@ -83,12 +83,13 @@ class JobSettings(BaseSettings):
     # origins it uses, and how the density hierarchy (all > route > segment) is made to add up.
     forecast_candidates: tuple[str, ...] = ("seasonal_naive", "prophet")
     backtest_origins: Annotated[int, Field(ge=1, le=52)] = 1
-    # Weekly and monthly series (official counts): the equal-weight mean of these candidates, backtested on 24
-    # origins one period apart (holdout 6 months / 8 weeks) to calibrate it (misses on log1p): 24 misses per step,
-    # enough for a 95 % interval of its own. Chosen on the Frontex and IOM months before the last 24 (where the mean
-    # beat the per-series pick, a median point, dropping seasonal naive and per-step 1/MAE weights) and reported on
-    # the last 24 (docs/forecasting.md, "How good are the forecasts?").
-    coarse_candidates: tuple[str, ...] = ("auto_ets", "auto_theta", "naive", "seasonal_naive")
+    # Weekly and monthly series (official counts): the equal-weight mean of these candidates (last year's season
+    # smoothed over ±1 month / ±4 weeks rather than seasonal naive's single period), backtested on 24 origins one
+    # period apart (holdout 6 months / 8 weeks) to calibrate it (misses on log1p): 24 misses per step, enough for a
+    # 95 % interval of its own. Chosen on the Frontex and IOM months before the last 24 (where it edged out seasonal
+    # naive, and beat a median point, dropping the seasonal member and per-step 1/MAE weights) and reported on the last
+    # 24 (docs/forecasting.md, "How good are the forecasts?").
+    coarse_candidates: tuple[str, ...] = ("auto_ets", "auto_theta", "naive", "seasonal_window")
     coarse_champion: Literal["best", "ensemble"] = "ensemble"
     coarse_backtest_origins: Annotated[int, Field(ge=1, le=52)] = 24
     coarse_point: Literal["mean", "median"] = "mean"

@@ -604,7 +604,7 @@ def evaluate_cmd(
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(code=2) from None
     typer.echo(summary_markdown(result, file.name))
-    console.print(f"written: {result.output_dir}  MLflow run: {result.run_id}", highlight=False)
+    typer.echo(f"written: {result.output_dir}  MLflow run: {result.run_id}")
 
 
 @app.command()

@@ -30,7 +30,7 @@ from pyspark.sql.types import (
 )
 
 from contracts import tables
-from contracts.series import DENSITY_SOURCE, PEOPLE_SOURCE, series_id
+from contracts.series import PEOPLE_SOURCE, series_id
 from forecasting.backtest import SCORE_NAMES
 from forecasting.hierarchy import RESIDUAL_COLUMNS, hierarchy_from_keys, reconcile
 from forecasting.people import lead_forecasts
@@ -48,6 +48,7 @@ from forecasting.totals import TOTALS_COLUMNS
 from forecasting.tracking import RunInfo, log_forecast_run
 from jobs import lake
 from jobs.settings import JobSettings
+from jobs.stages.counts import SOURCES
 from jobs.stages.publish import history_start
 
 METRIC_COLUMNS = METRICS_COLUMNS
@@ -79,15 +80,16 @@ GROUP_RESULT = StructType(
 KEY_COLUMNS = ["series_id", "level", "route_id", "segment_id", "freq", "source"]
 
 
-# The device and people signals (daily, short, with a weekly rhythm) and official counts (long, seasonal, bursty) are
-# forecast by different procedures; every path (nightly, routecast forecast / evaluate, experiments) takes its
-# procedure from selection_configs by procedure_key, so a series is forecast the same way wherever it is asked for.
-SIGNAL_SOURCES = frozenset({DENSITY_SOURCE, PEOPLE_SOURCE})
+# Official counts (long, seasonal, bursty: jobs.stages.counts.SOURCES) and the signals made from phones (device
+# density, flows, people: daily, short, with a weekly rhythm) are forecast by different procedures; every path
+# (nightly, routecast forecast / evaluate, experiments) takes its procedure from selection_configs by procedure_key,
+# so a series is forecast the same way wherever it is asked for.
+COUNTS_SOURCES = frozenset(SOURCES)
 
 
 def procedure_key(source: str, freq: str) -> str:
     """Which procedure of :func:`selection_configs` forecasts a series of ``source`` at ``freq``."""
-    return f"signal:{freq}" if source in SIGNAL_SOURCES and freq == "D" else f"counts:{freq}"
+    return f"counts:{freq}" if source in COUNTS_SOURCES or freq != "D" else "signal:D"
 
 
 def selection_configs(settings: JobSettings) -> dict[str, SelectionConfig]:
@@ -183,9 +185,12 @@ def forecast_group(
             ds=pd.to_datetime(found.totals["start"]).dt.date,
             end=pd.to_datetime(found.totals["end"]).dt.date,
         ).drop(columns="start")
-        out = pd.concat([forecast, metrics, residuals, totals], ignore_index=True).reindex(columns=columns)
-        # Only total rows have these: nulls elsewhere, not NaN (no int or list column can hold a NaN).
+        parts = [p for p in (forecast, metrics, residuals, totals) if not p.empty]
+        out = pd.concat(parts, ignore_index=True).reindex(columns=columns)
+        # Nulls, not NaN, where a kind of row has no value: no date, int or list column can hold a NaN.
         out["quantiles"] = [q if isinstance(q, list) else None for q in out["quantiles"]]
+        for name in ("ds", "end"):
+            out[name] = out[name].astype(object).where(out[name].notna(), None)
         return out.astype({"window": "Int32", "n_scores": "Int32"})
 
     return _run
