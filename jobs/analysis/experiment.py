@@ -11,7 +11,8 @@ The TOML (see experiments/README.md for every key)::
     question = "..."
     [data]        file, source (frontex | uk-channel | iom-dtm | generic), freq (optional: coarser than the file's)
     [evaluation]  origins, step, horizon, baselines, report = "steps" | "totals", windows, warmup
-    [selection]   forecasting.selection.SelectionConfig fields (candidates, holdout, origins, ensemble_top, ...)
+    [selection]   forecasting.selection.SelectionConfig fields (candidates, holdout, origins, ensemble_top, ...);
+                  absent: the product's own procedure for the source and freq (selection_configs)
     [variants.<name>]  SelectionConfig fields overriding [selection], each evaluated beside the main one
 """
 
@@ -22,7 +23,7 @@ import json
 import math
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +46,7 @@ from forecasting.tracking import artifact_location_for
 from jobs.analysis.adhoc import to_coarser
 from jobs.settings import JobSettings
 from jobs.stages.counts import SOURCES, read_counts
+from jobs.stages.forecast import procedure_key, selection_configs
 
 # The experiments declared in the repository: experiments/<name>/experiment.toml beside the packages.
 DEFAULT_EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
@@ -101,11 +103,19 @@ class ExperimentSpec(_Strict):
     selection: dict[str, Any] = Field(default_factory=dict)
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
-    def selection_config(self, freq: str, variant: str = MAIN) -> SelectionConfig:
+    def selection_config(self, freq: str, variant: str = MAIN, settings: JobSettings | None = None) -> SelectionConfig:
+        """The procedure a variant evaluates. Without ``[selection]`` keys it starts from the product's own
+        procedure for the file's source and freq (jobs.stages.forecast.selection_configs, what the nightly run and
+        ``routecast forecast`` use), which a variant's keys override; with them, from SelectionConfig's defaults."""
         fields = {**self.selection, **(self.variants.get(variant, {}) if variant != MAIN else {})}
         if "candidates" in fields:
             fields["candidates"] = tuple(fields["candidates"])
+        if "totals" in fields:
+            fields["totals"] = tuple(fields["totals"])
         try:
+            if not self.selection:
+                base = selection_configs(settings or JobSettings())[procedure_key(self.data.source, freq)]
+                return replace(base, **fields)
             return SelectionConfig(freq=freq, **fields)
         except (TypeError, ValueError) as exc:
             raise ExperimentError(f"experiment {self.name!r}, variant {variant!r}: [selection] {exc}") from None
@@ -193,7 +203,7 @@ def run_experiment(
     # both share the fits.
     memos: dict[tuple[str, int], MemoFactories] = {}
     for variant in spec.variant_names:
-        cfg = spec.selection_config(freq, variant)
+        cfg = spec.selection_config(freq, variant, settings)
         memo = memos.setdefault((cfg.freq, cfg.season_length), MemoFactories(factories or MODEL_FACTORIES))
         frames = []
         for sid, y in series.items():

@@ -3,6 +3,7 @@
 import datetime as dt
 import subprocess
 import sys
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -190,3 +191,19 @@ def test_the_frontex_experiment_runs_on_the_real_file(tmp_path):
     champion = result.summary[(result.summary["method"] == CHAMPION) & (result.summary["window"] == 1)]
     assert champion["n"].iloc[0] == 2 * 6  # six catalogue routes, two origins
     assert any("Black Sea" in note for note in result.notes)
+
+
+def test_an_experiment_without_selection_evaluates_the_products_own_procedure(exp_settings):
+    from jobs.analysis.experiment import ExperimentSpec
+    from jobs.stages.forecast import selection_configs
+
+    spec = ExperimentSpec(
+        name="product",
+        question="?",
+        data={"file": "frontex.csv", "source": "frontex"},
+        evaluation={"origins": 3, "horizon": 3},
+        variants={"more_origins": {"origins": 30}},
+    )
+    product = selection_configs(exp_settings)["counts:M"]
+    assert spec.selection_config("M", settings=exp_settings) == product
+    assert spec.selection_config("M", "more_origins", exp_settings) == replace(product, origins=30)
