@@ -64,6 +64,7 @@ __all__ = [
     "RunInfo",
     "UnknownSeriesError",
     "artifact_location_for",
+    "experiment_id_for",
     "breakdown_metrics",
     "champion_history",
     "compare_with_champion",
@@ -246,7 +247,7 @@ def log_forecast_run(
     route_ids = route_series_ids(forecasts["series_id"].unique(), keys)
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    experiment_id = _experiment_id(client, experiment, tracking_uri)
+    experiment_id = experiment_id_for(client, experiment, tracking_uri)
     with tempfile.TemporaryDirectory(prefix="routecast-run-") as tmp, _mlflow_uris(tracking_uri):
         forecasts_path = Path(tmp) / FORECASTS_ARTIFACT
         metrics_path = Path(tmp) / METRICS_ARTIFACT
@@ -455,7 +456,9 @@ def artifact_location_for(tracking_uri: str) -> str | None:
     return (Path(db_path).resolve().parent / "mlartifacts").as_uri()
 
 
-def _experiment_id(client: MlflowClient, name: str, tracking_uri: str) -> str:
+def experiment_id_for(client: MlflowClient, name: str, tracking_uri: str) -> str:
+    """The id of the active MLflow experiment ``name``, created (artifacts beside a SQLite store) if missing;
+    ValueError if it was deleted."""
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:

@@ -39,7 +39,7 @@ from forecasting.evaluation import CHAMPION, MemoFactories, roll_procedure
 from forecasting.metrics import coverage
 from forecasting.protocol import LEVELS, PERIOD_NAMES
 from forecasting.selection import MODEL_FACTORIES, YEAR_PERIODS, SelectionConfig
-from forecasting.tracking import artifact_location_for
+from forecasting.tracking import experiment_id_for
 from jobs.analysis.adhoc import period_end, to_coarser
 from jobs.settings import JobSettings
 from jobs.stages.counts import read_counts
@@ -96,14 +96,17 @@ class Evaluation:
         return out
 
 
-def file_series(path: Path, source: str, freq: str | None = None) -> tuple[dict[str, pd.Series], str, list[str]]:
+def file_series(
+    path: Path, source: str, freq: str | None = None, file_freq: str | None = None
+) -> tuple[dict[str, pd.Series], str, list[str]]:
     """A counts file's series as {series_id: y on its grid} (read as ``ingest-counts`` reads it), its freq and notes.
 
-    ``freq`` coarser than the source's sums complete periods of a daily file; a series with gaps is refused.
+    ``file_freq``: the grid of a ``generic`` file (default D; the other sources have their own). ``freq`` coarser
+    than the file's sums complete periods of a daily file; a series with gaps is refused.
     """
     if not Path(path).is_file():
         raise EvaluationError(f"counts file {path} not found")
-    batch = read_counts(Path(path), source, freq=freq if source == "generic" else None)
+    batch = read_counts(Path(path), source, freq=file_freq if source == "generic" else None)
     native = batch.report.freq
     target = freq or native
     notes = [f"{route}: not in the route catalogue, left out" for route in batch.report.unknown_routes]
@@ -117,7 +120,7 @@ def file_series(path: Path, source: str, freq: str | None = None) -> tuple[dict[
         y = rows.set_index(pd.DatetimeIndex(rows["ds"]))["y"].astype("float64").sort_index()
         out[str(sid)] = y.asfreq({"D": "D", "W": "W-MON", "M": "MS"}[target])
         if out[str(sid)].isna().any():
-            raise EvaluationError(f"{sid}: the file has gaps at {target}; an evaluation needs a complete series")
+            raise EvaluationError(f"{sid}: the file has gaps at {target}; a complete series is needed")
     return out, target, notes
 
 
@@ -152,7 +155,9 @@ def evaluate_file(
     """
     settings = settings or JobSettings()
     say = progress or (lambda _msg: None)
-    series, freq, notes = file_series(path, source, freq)
+    # As for `routecast forecast`: a generic file's --freq is its own grid; another source's, a coarser one.
+    generic = source == "generic"
+    series, freq, notes = file_series(path, source, None if generic else freq, freq if generic else None)
     n_origins, default_step = DEFAULT_ORIGINS[freq]
     origins = n_origins if origins is None else origins
     step = default_step if step is None else step
@@ -314,6 +319,22 @@ def _pct(value: float) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.0f} %"
 
 
+def _score_table(table: pd.DataFrame, key: str, heading: str) -> list[str]:
+    """One markdown row per row of a steps or totals table: its key, n, each method's MAE, ratio and coverage."""
+    methods = [c.removeprefix("mae.") for c in table.columns if c.startswith("mae.")]
+    lines = [
+        f"| {heading} | n | " + " | ".join(f"MAE {m}" for m in methods) + " | ratio | 80 % cover | 95 % cover |",
+        "|---|---:|" + "---:|" * len(methods) + "---:|---:|---:|",
+    ]
+    for r in table.to_dict("records"):
+        lines.append(
+            f"| {r[key]} | {int(r['n'])} | "
+            + " | ".join(f"{r[f'mae.{m}']:,.1f}" for m in methods)
+            + f" | {r['ratio']:.3f} | {_pct(r['coverage80'])} | {_pct(r['coverage95'])} |"
+        )
+    return lines
+
+
 def summary_markdown(result: Evaluation, name: str) -> str:
     """The evaluation's tables as markdown (what ``routecast evaluate`` prints)."""
     period = PERIOD_NAMES[result.freq]
@@ -327,35 +348,15 @@ def summary_markdown(result: Evaluation, name: str) -> str:
         "",
     ]
     if not result.steps.empty:
-        methods = [c.removeprefix("mae.") for c in result.steps.columns if c.startswith("mae.")]
-        lines += [
-            f"| {period}s ahead | n | "
-            + " | ".join(f"MAE {m}" for m in methods)
-            + " | ratio | 80 % cover | 95 % cover |",
-            "|---|---:|" + "---:|" * len(methods) + "---:|---:|---:|",
-        ]
-        for r in result.steps.to_dict("records"):
-            lines.append(
-                f"| {r['horizon']} | {int(r['n'])} | "
-                + " | ".join(f"{r[f'mae.{m}']:,.1f}" for m in methods)
-                + f" | {r['ratio']:.3f} | {_pct(r['coverage80'])} | {_pct(r['coverage95'])} |"
-            )
+        lines += _score_table(result.steps, "horizon", f"{period}s ahead")
     if not result.totals.empty:
-        methods = [c.removeprefix("mae.") for c in result.totals.columns if c.startswith("mae.")]
         lines += [
             "",
             f"Totals of the next k {period}s (naive_total: the last k {period}s; seasonal_naive_total: the same "
             f"{period}s a year before; intervals: the procedure's own intervals of the total):",
             "",
-            "| k | n | " + " | ".join(f"MAE {m}" for m in methods) + " | ratio | 80 % cover | 95 % cover |",
-            "|---:|---:|" + "---:|" * len(methods) + "---:|---:|---:|",
+            *_score_table(result.totals, "window", "k"),
         ]
-        for r in result.totals.to_dict("records"):
-            lines.append(
-                f"| {r['window']} | {int(r['n'])} | "
-                + " | ".join(f"{r[f'mae.{m}']:,.1f}" for m in methods)
-                + f" | {r['ratio']:.3f} | {_pct(r['coverage80'])} | {_pct(r['coverage95'])} |"
-            )
     if not result.per_series.empty:
         table = result.per_series.pivot_table(index="series_id", columns="what", values="ratio", sort=False)
         lines += [
@@ -379,12 +380,7 @@ def _metric_name(text: str) -> str:
 def _log_to_mlflow(result: Evaluation, name: str, settings: JobSettings, out_dir: Path, until: dt.date | None) -> str:
     """One run in MLFLOW_EXPERIMENT: what was evaluated, every table cell as a metric, the files as artifacts."""
     client = MlflowClient(tracking_uri=settings.tracking_uri)
-    found = client.get_experiment_by_name(MLFLOW_EXPERIMENT)
-    experiment_id = (
-        found.experiment_id
-        if found is not None
-        else client.create_experiment(MLFLOW_EXPERIMENT, artifact_location=artifact_location_for(settings.tracking_uri))
-    )
+    experiment_id = experiment_id_for(client, MLFLOW_EXPERIMENT, settings.tracking_uri)
     run = client.create_run(experiment_id, run_name=f"{name} {result.freq}", tags={"routecast.file": name})
     rid = run.info.run_id
     now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)

@@ -40,12 +40,12 @@ from forecasting.evaluation import (
     skill,
     window_totals,
 )
-from forecasting.protocol import LEVELS, PERIOD_NAMES
+from forecasting.protocol import LEVELS
 from forecasting.selection import MODEL_FACTORIES, SelectionConfig
-from forecasting.tracking import artifact_location_for
-from jobs.analysis.adhoc import to_coarser
+from forecasting.tracking import experiment_id_for
+from jobs.analysis.evaluate import EvaluationError, file_series
 from jobs.settings import JobSettings
-from jobs.stages.counts import SOURCES, read_counts
+from jobs.stages.counts import SOURCES
 from jobs.stages.forecast import procedure_key, selection_configs
 
 # The experiments declared in the repository: experiments/<name>/experiment.toml beside the packages.
@@ -165,24 +165,10 @@ def load_series(spec: ExperimentSpec, data_dir: Path) -> tuple[dict[str, pd.Seri
             f"data file {path} not found; pass the folder holding {spec.data.file} with --data-dir "
             "(e.g. ../shared/data/real)"
         )
-    batch = read_counts(path, spec.data.source)
-    native = batch.report.freq
-    freq = spec.data.freq or native
-    notes = [f"{route}: not in the route catalogue, left out" for route in batch.report.unknown_routes]
-    series = batch.series[["series_id", "ds", "y"]]
-    if freq != native:
-        if native != "D" or freq == "D":
-            raise ExperimentError(
-                f"{spec.data.source} counts are per {PERIOD_NAMES[native]}; freq {freq} is not coarser"
-            )
-        series = to_coarser(series, freq)
-    out = {}
-    for sid, rows in series.groupby("series_id", sort=True):
-        y = rows.set_index(pd.DatetimeIndex(rows["ds"]))["y"].astype("float64").sort_index()
-        out[str(sid)] = y.asfreq({"D": "D", "W": "W-MON", "M": "MS"}[freq])
-        if out[str(sid)].isna().any():
-            raise ExperimentError(f"{sid}: the file has gaps at {freq}; an experiment needs a complete series")
-    return out, freq, notes
+    try:
+        return file_series(path, spec.data.source, spec.data.freq)
+    except EvaluationError as exc:
+        raise ExperimentError(str(exc)) from None
 
 
 def run_experiment(
@@ -322,12 +308,7 @@ def _log_to_mlflow(
     """One parent run (parameters, headline metrics, the files of ``out_dir`` as artifacts) and a nested run per
     variant with all its metrics; returns the parent's run id."""
     client = MlflowClient(tracking_uri=settings.tracking_uri)
-    found = client.get_experiment_by_name(MLFLOW_EXPERIMENT)
-    experiment_id = (
-        found.experiment_id
-        if found is not None
-        else client.create_experiment(MLFLOW_EXPERIMENT, artifact_location=artifact_location_for(settings.tracking_uri))
-    )
+    experiment_id = experiment_id_for(client, MLFLOW_EXPERIMENT, settings.tracking_uri)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     parent = client.create_run(experiment_id, run_name=f"{spec.name} {stamp}", tags={"routecast.experiment": spec.name})
     pid = parent.info.run_id
