@@ -30,12 +30,13 @@ import numpy as np
 import pandas as pd
 
 from contracts.schemas import AHEAD, CROSSING
+from contracts.series import PEOPLE_SOURCE
 from forecasting.selection import select
 from geo.catalogue import load_catalogue
 from geo.entry import entry_points
 from jobs.settings import JobSettings
 from jobs.stages.counts import read_counts
-from jobs.stages.forecast import selection_configs
+from jobs.stages.forecast import procedure_key, selection_configs
 from jobs.stages.people import coarse_figures, estimate_people, load_priors
 from simulator.official import FILE_SOURCES
 
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     signal = load_signal(args.var_dir, args.res, args.min_devices)
     gold = official(args.var_dir, catalogue)
     priors = load_priors()
-    cfg = selection_configs(JobSettings())["D"]
+    cfg = selection_configs(JobSettings())[procedure_key(PEOPLE_SOURCE, "D")]
     origins = pd.date_range(args.first, args.last, freq=f"{args.every}D")
     frames = []
     for i, origin in enumerate(origins, 1):
