@@ -116,8 +116,8 @@ class SelectionConfig:
     # forecasting ``holdout`` periods; the last one leaves exactly the holdout after it.
     origins: int = 1
     step: int | None = None
-    # The median (or mean: ``ensemble_stat``) of the best ``ensemble_top`` candidates competes as "ensemble"
-    # (0 or 1: no ensemble).
+    # The median (or mean, or the 1/MAE-weighted mean "inverse_mae": ``ensemble_stat``) of the best ``ensemble_top``
+    # candidates competes as "ensemble" (0 or 1: no ensemble).
     ensemble_top: int = 3
     ensemble_stat: str = "median"
     # How the champion is picked: "best" = the lowest backtest MAE among the candidates and the ensemble;
@@ -384,8 +384,14 @@ def select(
     the next-ranked candidate is used and the failure is recorded on the champion's row. If no candidate can be
     fitted at all, the forecast is empty and no metrics row is marked chosen.
 
+    With ``cfg.point="median"`` each period's published point is the median outcome around such means in the
+    champion's backtest (forecasting.backtest.median_point). Totals of the next k periods (``cfg.totals``, k up to the
+    holdout) sum the champion's expected values, with intervals calibrated on its backtest totals
+    (forecasting.totals).
+
     Returns a Selection: forecast has FORECAST_COLUMNS, one row per period after the last ds; metrics has
-    METRICS_COLUMNS, one row per candidate (and the ensemble, when built); backtest is the champion's.
+    METRICS_COLUMNS, one row per candidate (and the ensemble, when built); backtest is the champion's; totals has
+    forecasting.totals.TOTALS_COLUMNS.
     """
     unknown = [alias for alias in cfg.candidates if alias not in factories]
     if unknown:

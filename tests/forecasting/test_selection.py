@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from forecasting.selection import (
     forecast_schema,
     make_model,
     metrics_schema,
+    select,
     select_and_forecast,
 )
 from tests.conftest import SHARED_DATA
@@ -368,3 +370,17 @@ def test_champion_ensemble_is_the_mean_of_the_candidates_even_when_one_of_them_i
 def test_unknown_ensemble_settings_are_refused(field, value):
     with pytest.raises(ValueError, match=field):
         SelectionConfig(**{field: value})
+
+
+def test_an_inverse_mae_ensemble_weighs_each_step_by_how_well_each_member_forecast_it():
+    # A pure weekly pattern: seasonal naive is exact at every step of its backtest, naive is not, so the weighted
+    # ensemble is seasonal naive's forecast; the plain mean of the two is not.
+    cfg = SelectionConfig(
+        candidates=("naive", "seasonal_naive"), ensemble_top=2, champion="ensemble", origins=4, step=7
+    )
+    weighted = select(series_frame("s", weekly(84)), replace(cfg, ensemble_stat="inverse_mae")).forecast
+    plain = select(series_frame("s", weekly(84)), replace(cfg, ensemble_stat="mean")).forecast
+    assert weighted["yhat"].tolist() == pytest.approx(WEEK * 4)
+    assert plain["yhat"].tolist() != pytest.approx(WEEK * 4)
+    with pytest.raises(ValueError, match="ensemble_stat='weighted' must be 'median', 'mean' or 'inverse_mae'"):
+        SelectionConfig(ensemble_stat="weighted")
