@@ -83,18 +83,19 @@ class JobSettings(BaseSettings):
     # origins it uses, and how the density hierarchy (all > route > segment) is made to add up.
     forecast_candidates: tuple[str, ...] = ("seasonal_naive", "prophet")
     backtest_origins: Annotated[int, Field(ge=1, le=52)] = 1
-    # Weekly and monthly series (official counts): the equal-weight mean of these candidates (last year's season
-    # smoothed over ±1 month / ±4 weeks rather than seasonal naive's single period), backtested on 24 origins one
-    # period apart (holdout 6 months / 8 weeks) to calibrate it (misses on log1p): 24 misses per step, enough for a
-    # 95 % interval of its own. Chosen on the Frontex and IOM months before the last 24 (where it edged out seasonal
-    # naive, and beat a median point, dropping the seasonal member and per-step 1/MAE weights) and reported on the last
-    # 24 (docs/forecasting.md, "How good are the forecasts?").
+    # Weekly and monthly series (official counts): the median of these candidates (last year's season smoothed over
+    # ±1 month / ±4 weeks rather than seasonal naive's single period), backtested on 24 origins one period apart
+    # (holdout 6 months / 8 weeks) to calibrate it (misses on log1p): 24 misses per step, enough for a 95 % interval
+    # of its own. Chosen on the Frontex and IOM months before the last 24 (where the median of these four beat their
+    # mean, the mean with seasonal naive, a median point, dropping the seasonal member and per-step 1/MAE weights)
+    # and reported on the last 24 (docs/forecasting.md, "How good are the forecasts?").
     coarse_candidates: tuple[str, ...] = ("auto_ets", "auto_theta", "naive", "seasonal_window")
     coarse_champion: Literal["best", "ensemble"] = "ensemble"
     coarse_backtest_origins: Annotated[int, Field(ge=1, le=52)] = 24
     coarse_point: Literal["mean", "median"] = "mean"
-    # How the candidates are combined: their plain mean, or a mean weighted per step by 1 / backtest MAE.
-    coarse_ensemble: Literal["mean", "inverse_mae"] = "mean"
+    # How the candidates are combined: their median (robust to the one member that is far off after a turn), their
+    # plain mean, or a mean weighted per step by 1 / backtest MAE.
+    coarse_ensemble: Literal["median", "mean", "inverse_mae"] = "median"
     # Daily official counts (e.g. the UK's Channel arrivals; the device and people signals keep the candidates above):
     # the equal-weight mean of the recent level (the last 8 weeks) and the same weeks a year before (±4 weeks),
     # backtested and calibrated on weekly origins over the last year, 4 weeks each. Chosen on the two years before the
