@@ -35,8 +35,7 @@ import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from forecasting.evaluation import CHAMPION, MemoFactories, roll_procedure
-from forecasting.metrics import coverage
+from forecasting.evaluation import CHAMPION, MemoFactories, roll_procedure, skill
 from forecasting.protocol import LEVELS, PERIOD_NAMES
 from forecasting.selection import MODEL_FACTORIES, YEAR_PERIODS, SelectionConfig
 from forecasting.tracking import experiment_id_for
@@ -259,27 +258,21 @@ def _total_rows(y: pd.Series, cutoffs: list[int], procedure: pd.DataFrame, freq:
 
 
 def _compare(rows: pd.DataFrame, baselines: tuple[str, ...], keys: list[str]) -> dict[str, float] | None:
-    """MAE per method on the rows (``keys``) every method scored, the ratio and the champion's coverage."""
+    """MAE per method on the rows (``keys``) every method scored (forecasting.evaluation.skill), the champion's
+    ratio to the better baseline and its coverage; None when the champion or every baseline is missing."""
     methods = [CHAMPION, *baselines]
     rows = rows[rows["method"].isin(methods) & rows["mean"].notna() & rows["y"].notna()]
-    wide = rows.pivot_table(index=keys, columns="method", values="mean", aggfunc="first")
-    present = [m for m in methods if m in wide.columns]
+    present = [m for m in methods if m in set(rows["method"])]
     if CHAMPION not in present or len(present) < 2:
         return None
-    wide = wide[present].dropna()
-    if wide.empty:
+    found = skill(rows, [m for m in present if m != CHAMPION], by=keys)
+    table = found.table.set_index("method")
+    if table.empty or table.loc[CHAMPION, "n"] == 0:
         return None
-    actual = rows.drop_duplicates(keys).set_index(keys)["y"].reindex(wide.index)
-    out: dict[str, float] = {"n": float(len(wide))}
-    for method in present:
-        out[f"mae.{method}"] = float((wide[method] - actual).abs().mean())
-    best = min(out[f"mae.{m}"] for m in present if m != CHAMPION)
-    out["ratio"] = out[f"mae.{CHAMPION}"] / best if best > 0 else math.nan
-    champion = rows[rows["method"] == CHAMPION].set_index(keys).reindex(wide.index)
-    for lvl in LEVELS:
-        lo, hi = champion[f"lo-{lvl}"], champion[f"hi-{lvl}"]
-        ok = lo.notna() & hi.notna()
-        out[f"coverage{lvl}"] = coverage(actual[ok], lo[ok], hi[ok]) if ok.any() else math.nan
+    out: dict[str, float] = {"n": float(table.loc[CHAMPION, "n"])}
+    out |= {f"mae.{m}": float(table.loc[m, "mae"]) for m in present}
+    out["ratio"] = found.champion_vs_best_baseline
+    out |= {f"coverage{lvl}": float(table.loc[CHAMPION, f"coverage{lvl}"]) for lvl in LEVELS}
     return out
 
 

@@ -46,6 +46,7 @@ from contracts.published import (
 )
 from contracts.schemas import PUBLISHED_TOTALS as TOTALS_SCHEMA
 from forecasting.selection import FORECAST_COLUMNS
+from forecasting.totals import TOTALS_COLUMNS
 from forecasting.tracking import RunInfo
 from geo.catalogue import Catalogue
 from jobs import lake
@@ -65,8 +66,6 @@ HISTORY_DAYS = {"D": 365, "W": 5 * 365, "M": 5 * 365}
 CELL_DAYS = 28
 _HISTORY_ORDER = ["series_id", "ds"]
 _CELLS_ORDER = ["route_id", "segment_id", "res", "cell", "date"]
-# What the forecast stage hands over for each total; publish adds the hierarchy keys and the lineage.
-TOTAL_COLUMNS = ["series_id", "window", "start", "end", *FORECAST_VALUES, "quantiles", "n_scores", "model"]
 _TOTALS_ORDER = ["series_id", "window"]
 # A total's bounds from the lowest up, as every published forecast's are (forecasting.protocol.forecast_frame keeps
 # each interval around the point forecast, the calibration keeps the 95 % interval around the 80 % one).
@@ -114,10 +113,10 @@ def _hashed(frame: pd.DataFrame) -> bytes:
 
 
 def _total_values(totals: pd.DataFrame | None) -> pd.DataFrame | None:
-    """Totals (TOTAL_COLUMNS) in a hashable, ordered form: one column per quantile instead of the list column."""
+    """Totals (TOTALS_COLUMNS) in a hashable, ordered form: one column per quantile instead of the list column."""
     if totals is None:
         return None
-    ordered = totals[TOTAL_COLUMNS].sort_values(_TOTALS_ORDER, ignore_index=True)
+    ordered = totals[TOTALS_COLUMNS].sort_values(_TOTALS_ORDER, ignore_index=True)
     quantiles = pd.DataFrame(
         [[float(v) for v in q] for q in ordered["quantiles"]],
         columns=[f"q{q}" for q in TOTAL_QUANTILES],
@@ -163,7 +162,7 @@ def cells_frame(cells: pd.DataFrame, min_devices: int) -> pd.DataFrame:
 
 
 def totals_frame(totals: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
-    """``totals`` in TOTAL_COLUMNS, typed (quantiles as lists of floats) and sorted by series and window.
+    """``totals`` in TOTALS_COLUMNS, typed (quantiles as lists of floats) and sorted by series and window.
 
     Refuses, naming an example: missing columns or nulls; series outside ``keys`` (the hierarchy); a (series,
     window) given twice; a window below 1 or an end before its start; values or quantiles that are not finite or
@@ -171,11 +170,11 @@ def totals_frame(totals: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
     (NESTED_BOUNDS: lo95 <= lo80 <= yhat <= hi80 <= hi95); quantiles that are not one per TOTAL_QUANTILES or that
     decrease (contracts.published.exceedance could not read them); a negative n_scores.
     """
-    missing = [c for c in TOTAL_COLUMNS if c not in totals.columns]
+    missing = [c for c in TOTALS_COLUMNS if c not in totals.columns]
     if missing:
         raise ValueError(f"totals lack the columns {missing}")
-    frame = totals[TOTAL_COLUMNS].reset_index(drop=True)
-    nulls = [c for c in TOTAL_COLUMNS if frame[c].isna().any()]
+    frame = totals[TOTALS_COLUMNS].reset_index(drop=True)
+    nulls = [c for c in TOTALS_COLUMNS if frame[c].isna().any()]
     if nulls:
         raise ValueError(f"totals have nulls in {nulls}")
     unknown = set(frame["series_id"].astype(str)) - set(keys["series_id"].astype(str))
@@ -289,8 +288,9 @@ def publish(
     The manifest records the suppression threshold the data was made with; a threshold below the privacy floor
     is refused here, as serving refuses a release whose manifest does not declare one at or above it. ``history``
     (PUBLISHED_HISTORY columns, series with a forecast only) and ``cells`` (PUBLISHED_CELLS columns, every row
-    above ``min_devices``; ``cells_table`` makes them) and ``totals`` (TOTAL_COLUMNS, series of ``keys`` only, with
-    nested bounds and ordered quantiles: ``totals_frame``) are written when given; anything else is refused with a
+    above ``min_devices``; ``cells_table`` makes them) and ``totals`` (forecasting.totals.TOTALS_COLUMNS as the
+    forecast stage makes them, series of ``keys`` only, with nested bounds and ordered quantiles: ``totals_frame``;
+    publish adds the hierarchy keys and the lineage) are written when given; anything else is refused with a
     ValueError before a file is written.
     """
     check_min_devices(min_devices)

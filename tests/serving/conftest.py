@@ -90,7 +90,8 @@ def n_scores_of(window: int) -> int:
 
 
 def total_rows(forecasts: pd.DataFrame, series_ids) -> pd.DataFrame:
-    """The totals (publish's TOTAL_COLUMNS) of ``series_ids``: the sum of each forecast's first ``window`` yhat."""
+    """The totals (forecasting.totals.TOTALS_COLUMNS) of ``series_ids``: the sum of each forecast's first ``window``
+    yhat."""
     rows = []
     for sid, g in forecasts[forecasts.series_id.isin(list(series_ids))].groupby("series_id"):
         g = g.sort_values("ds")
