@@ -32,6 +32,7 @@ __all__ = [
     "forecast_totals",
     "total_scores",
     "total_quantiles",
+    "widen_totals",
 ]
 
 # The quantiles of a total that are published (contracts.published.TOTAL_QUANTILES says the same; forecasting
@@ -152,3 +153,35 @@ def forecast_totals(
             }
         )
     return pd.DataFrame(rows, columns=TOTALS_COLUMNS)
+
+
+def widen_totals(totals: pd.DataFrame, sigma: pd.Series) -> pd.DataFrame:
+    """``totals`` (TOTALS_COLUMNS) with each series' intervals widened by an error the backtest cannot see.
+
+    A total's backtest scores how well the forecast followed its series; when the series is itself an estimate (the
+    people a measurement model infers from phones), the estimate's own error adds to that. ``sigma``: per series_id,
+    the log-scale standard deviation of that error (a level error, which does not cancel over the days of a total);
+    series not in it are returned unchanged. Each quantile p's distance from the median miss, in log1p space, is read
+    as z(p) times a spread, and the spread is combined with sigma as independent errors are: sqrt(spread² + sigma²).
+    The median stays; the bounds are read off the widened quantiles as :func:`forecast_totals` reads them.
+    """
+    out = totals.copy()
+    z = np.array([NormalDist().inv_cdf(p) if p != 0.5 else 0.0 for p in TOTAL_PROBS])
+    middle = TOTAL_PROBS.index(0.5)
+    for i, row in enumerate(out.itertuples(index=False)):
+        extra = sigma.get(row.series_id)
+        if extra is None or not np.isfinite(extra) or extra <= 0:
+            continue
+        logs = np.log1p(np.asarray(row.quantiles, dtype="float64"))
+        median = logs[middle]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            spread = np.where(z != 0, np.abs((logs - median) / np.where(z != 0, z, 1.0)), 0.0)
+        widened = median + z * np.sqrt(spread**2 + float(extra) ** 2)
+        quantiles = np.clip(np.expm1(np.maximum.accumulate(widened)), 0.0, None)
+        bounds = {name: float(quantiles[TOTAL_PROBS.index(p)]) for name, p in _INTERVALS.items()}
+        bounds["lo80"], bounds["hi80"] = min(bounds["lo80"], row.yhat), max(bounds["hi80"], row.yhat)
+        bounds["lo95"], bounds["hi95"] = min(bounds["lo95"], bounds["lo80"]), max(bounds["hi95"], bounds["hi80"])
+        for name, value in bounds.items():
+            out.iat[i, out.columns.get_loc(name)] = value
+        out.iat[i, out.columns.get_loc("quantiles")] = [float(q) for q in quantiles]
+    return out

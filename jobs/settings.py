@@ -106,6 +106,20 @@ class JobSettings(BaseSettings):
     # A day's published figure: the median outcome (a typical day: most days of a bursty count are below its mean)
     # or the mean. Totals of several days are always sums of means.
     counts_daily_point: Literal["mean", "median"] = "median"
+    # People series (the measurement model's people present and crossing, daily): the best per series of last
+    # week's same weekday, yesterday and their mean, on 21 daily origins of 28 days (misses on log1p), which also
+    # calibrates the totals of their next days. Chosen on June origins of the medium simulated world (against Prophet
+    # or seasonal naive on one origin, and picks or means among naive, seasonal naive, the 8-week mean and AutoETS):
+    # the people series are smooth shares of a route's people, and nothing else beat the two baselines there
+    # (docs/forecasting.md, "People series"; experiments/people-model/procedure.py).
+    people_candidates: tuple[str, ...] = ("seasonal_naive", "naive")
+    people_backtest_origins: Annotated[int, Field(ge=1, le=104)] = 21
+    people_holdout_days: Annotated[int, Field(ge=1)] = 28
+    # Whether a crossing point's first days are the crossings the people already on its route imply (the leading
+    # indicator: gold people, measure "ahead") instead of its procedure's forecast. Off: measured against the
+    # simulated arrivals it did not beat the univariate forecast (experiments/people-model, leading.py), and a led
+    # forecast has no backtest to calibrate a total on.
+    people_leading: bool = False
     # Forecast totals published per series: the next k days / weeks / months for each k (calibrated when the
     # procedure's backtest reaches that far: k <= its holdout, with enough origins).
     totals_days: tuple[int, ...] = (7, 28)
@@ -126,7 +140,7 @@ class JobSettings(BaseSettings):
             )
         return v
 
-    @field_validator("forecast_candidates", "coarse_candidates", "counts_daily_candidates")
+    @field_validator("forecast_candidates", "coarse_candidates", "counts_daily_candidates", "people_candidates")
     @classmethod
     def _known_candidates(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         from forecasting.selection import MODEL_FACTORIES  # light: no model library is imported by it

@@ -225,14 +225,21 @@ class ArrivalDay(BaseModel):
 
 
 TOTAL_BOUND = (
-    "Sum of the daily {side} bounds of the {level} % intervals: a conservative bound for the total (it assumes the "
-    "days' errors move together), not a {level} % interval of the total."
+    "With `interval: total`, the {side} bound of the {level} % interval of the total itself (calibrated on how wrong "
+    "the same forecast's totals were at past origins; for people, widened by the measurement model's error in the "
+    "route's level, but not by an error in a point's share of the route). With `interval: sum_of_daily_bounds` (no total published for "
+    "this many days), the sum of the daily {side} bounds: a conservative bound for the total (it assumes the days' "
+    "errors move together), not a {level} % interval of it."
 )
 
 
 class ArrivalTotal(BaseModel):
     days: int
     yhat: float = Field(description="Sum of the daily expected values.")
+    interval: Literal["total", "sum_of_daily_bounds"] = Field(
+        description="What the bounds are: `total`, the interval of the total (published for the totals the release "
+        "makes, e.g. 7 and 28 days of a people series); `sum_of_daily_bounds`, the sums of the daily bounds."
+    )
     lo80: float = Field(description=TOTAL_BOUND.format(side="lower", level=80))
     hi80: float = Field(description=TOTAL_BOUND.format(side="upper", level=80))
     lo95: float = Field(description=TOTAL_BOUND.format(side="lower", level=95))

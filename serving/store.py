@@ -258,18 +258,15 @@ class Release:
         return DENSITY_SOURCE
 
     @cached_property
-    def totals_by_route(self) -> dict[tuple[str, str, str], list[SeriesTotals]]:
-        """(route_id, level, source) → the totals of its series, sorted by series id."""
-        out: dict[tuple[str, str, str], list[SeriesTotals]] = {}
+    def totals_by_series(self) -> dict[str, SeriesTotals]:
+        """series_id → its published totals, shortest window first."""
+        out: dict[str, SeriesTotals] = {}
         for sid, g in self.totals.sort_values(["series_id", "window"]).groupby("series_id", sort=True):
             first = g.iloc[0]
-            route_id = _str_or_none(first["route_id"])
-            if route_id is None:
-                continue  # a total of no route (the whole system) is not served by route
-            found = SeriesTotals(
+            out[str(sid)] = SeriesTotals(
                 series_id=str(sid),
                 level=str(first["level"]),
-                route_id=route_id,
+                route_id=_str_or_none(first["route_id"]),
                 segment_id=_str_or_none(first["segment_id"]),
                 freq=str(first["freq"]),
                 source=str(first["source"]),
@@ -287,8 +284,22 @@ class Release:
                     for r in g.itertuples(index=False)
                 ],
             )
-            out.setdefault((route_id, found.level, found.source), []).append(found)
         return out
+
+    @cached_property
+    def totals_by_route(self) -> dict[tuple[str, str, str], list[SeriesTotals]]:
+        """(route_id, level, source) → the totals of its series, sorted by series id."""
+        out: dict[tuple[str, str, str], list[SeriesTotals]] = {}
+        for found in self.totals_by_series.values():
+            if found.route_id is None:
+                continue  # a total of no route (the whole system) is not served by route
+            out.setdefault((found.route_id, found.level, found.source), []).append(found)
+        return out
+
+    def series_total(self, sid: str, window: int, start: dt.date) -> Total | None:
+        """The published total of series ``sid`` over ``window`` periods from ``start``, if there is one."""
+        found = self.totals_by_series.get(sid)
+        return next((t for t in found.totals if t.window == window and t.start == start), None) if found else None
 
     def route_totals(self, route_id: str, source: str, segment_id: str | None = None) -> SeriesTotals | None:
         """The totals of a route's route-level series of ``source`` or, given ``segment_id``, of that segment's."""

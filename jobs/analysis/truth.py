@@ -10,7 +10,8 @@ route or crossing point, over the days both the gold people table (``contracts.t
   landing, border or hub, ``departures`` at a departure point; the busiest arrival points ranked by true arrivals;
 - forecasts: the current release's people series (route and point levels) against the truth on the days after the
   release's ``as_of`` that the truth covers, by horizon (days 1-7, 8-28), beside the naive and the seasonal naive
-  forecasts made from the release's own history.
+  forecasts made from the release's own history, and whether each true next-7-day total lies in the interval of the
+  release's published 7-day total (``totals.parquet``).
 
 The figures are those of ``experiments/people-model/measure.py`` (which imports them from here): Pearson r of the
 daily figures, the median absolute percentage error of weekly totals over complete Monday-Sunday weeks, and the share
@@ -20,6 +21,7 @@ where there is no figure). Reads Parquet with pandas; no Spark.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -34,7 +36,7 @@ from rich.table import Table
 from rich.text import Text
 
 from contracts import tables
-from contracts.published import CURRENT, FORECASTS, HISTORY, MANIFEST, RELEASES
+from contracts.published import CURRENT, FORECASTS, HISTORY, MANIFEST, RELEASES, TOTALS
 from contracts.schemas import CROSSING, PRESENT
 from contracts.series import PEOPLE_SOURCE
 from jobs.settings import JobSettings
@@ -124,6 +126,9 @@ FORECAST_SCORE_COLUMNS = [
     "true_7d",
     "yhat_7d",
     "ape_7d",
+    # whether the true 7-day total lies in the published total's 80 % / 95 % interval (the release's totals.parquet)
+    "in80_7d",
+    "in95_7d",
     "pass_mae_ratio",
 ]
 
@@ -218,6 +223,10 @@ class PublishedPeople:
     as_of: dt.date
     forecasts: pd.DataFrame  # PUBLISHED_FORECAST columns, ds as Timestamp
     history: pd.DataFrame  # PUBLISHED_HISTORY columns, ds as Timestamp
+    # The published 7-day totals of these series (series_id, start, lo80, hi80, lo95, hi95); empty without totals.
+    totals: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["series_id", "start", "lo80", "hi80", "lo95", "hi95"])
+    )
 
 
 def read_release(settings: JobSettings, release_id: str | None = None) -> PublishedPeople | None:
@@ -239,7 +248,12 @@ def read_release(settings: JobSettings, release_id: str | None = None) -> Publis
         else tables.PUBLISHED_HISTORY.schema.empty_table().to_pandas()
     )
     history = _dates(history[history["series_id"].isin(forecasts["series_id"])], "ds")
-    return PublishedPeople(release_id, dt.date.fromisoformat(manifest["as_of"]), forecasts, history)
+    found = PublishedPeople(release_id, dt.date.fromisoformat(manifest["as_of"]), forecasts, history)
+    if (folder / TOTALS).exists():
+        totals = pd.read_parquet(folder / TOTALS)
+        week = totals[(totals["window"] == 7) & totals["series_id"].isin(forecasts["series_id"])]
+        found = dataclasses.replace(found, totals=_dates(week[list(found.totals.columns)], "start"))
+    return found
 
 
 # --- Scoring -------------------------------------------------------------------------------------------------------
@@ -400,6 +414,7 @@ def forecast_scores(
         ]
     keys, true_by_series = _series_truth(release.forecasts, people, truth)
     history = release.history.set_index(["series_id", "ds"])["y"].sort_index()
+    week_totals = {t.series_id: t for t in release.totals.itertuples(index=False)}
     rows = []
     for key in keys.itertuples(index=False):
         fc = release.forecasts[release.forecasts["series_id"] == key.series_id].set_index("ds").sort_index()
@@ -425,11 +440,15 @@ def forecast_scores(
             row["mae_ratio"] = row["mae"] / best if 0 < best < np.inf else float("nan")
             row["coverage80"] = coverage(y, fc["lo80"][days], fc["hi80"][days]) if len(days) else float("nan")
             row["coverage95"] = coverage(y, fc["lo95"][days], fc["hi95"][days]) if len(days) else float("nan")
-            row["true_7d"] = row["yhat_7d"] = row["ape_7d"] = float("nan")
+            row["true_7d"] = row["yhat_7d"] = row["ape_7d"] = row["in80_7d"] = row["in95_7d"] = float("nan")
             if label == HORIZONS[0][0] and len(days) == last:
                 row["true_7d"], row["yhat_7d"] = float(y.sum()), float(fc["yhat"][days].sum())
                 if row["true_7d"] > 0:
                     row["ape_7d"] = abs(row["yhat_7d"] - row["true_7d"]) / row["true_7d"]
+                total = week_totals.get(key.series_id)
+                if total is not None and total.start == days[0]:
+                    row["in80_7d"] = float(total.lo80 <= row["true_7d"] <= total.hi80)
+                    row["in95_7d"] = float(total.lo95 <= row["true_7d"] <= total.hi95)
             arrival_point = key.level == "point" and truth_table_for(key.role) == "arrivals"
             row["pass_mae_ratio"] = (
                 _passed(row["mae_ratio"], row["mae_ratio"] <= TARGETS.forecast_mae_ratio)
@@ -506,7 +525,7 @@ def summary_metrics(scores: Scores) -> dict[str, float]:
             out[f"truth.crossing.{figure}.{row.crossing_point_id}"] = getattr(row, figure)
     for row in scores.forecasts.itertuples():
         name = row.route_id if row.level == "route" else f"{row.route_id}.{row.crossing_point_id}"
-        for figure in ("mae", "mae_ratio", "coverage80", "coverage95", "ape_7d"):
+        for figure in ("mae", "mae_ratio", "coverage80", "coverage95", "ape_7d", "in80_7d", "in95_7d"):
             out[f"truth.forecast.{figure}.h{row.horizon}.{name}"] = getattr(row, figure)
     busiest = scores.busiest()
     for target, column in (
@@ -713,10 +732,12 @@ def printable(scores: Scores) -> list[Table | str]:
                 "7-day true",
                 "7-day fcst",
                 "7-day APE",
+                "7-day in 80 %",
                 f"≤ {t.forecast_mae_ratio:g} × naive",
             ],
             caption="naive: the last published value; seasonal naive: the same weekday of the last published week; "
-            "7-day totals in people",
+            "7-day totals in people; 7-day in 80 %: the true total inside the published total's 80 % interval "
+            "(95 %: inside the 95 % one only; –: no published total)",
         )
         for r in shown.itertuples():
             forecasts.add_row(
@@ -733,6 +754,7 @@ def printable(scores: Scores) -> list[Table | str]:
                 _num(r.true_7d, 0),
                 _num(r.yhat_7d, 0),
                 _num(r.ape_7d),
+                _inside(r.in80_7d, r.in95_7d),
                 _mark(r.pass_mae_ratio),
             )
         out.append(forecasts)
@@ -746,9 +768,22 @@ def printable(scores: Scores) -> list[Table | str]:
                 f"{int(target.sum())} of {int(target.notna().sum())} arrival points within "
                 f"{t.forecast_mae_ratio:g} × the better naive over days 1-7."
             )
+        week = fc[(fc["horizon"] == HORIZONS[0][0]) & fc["in80_7d"].notna()]
+        if len(week):
+            out.append(
+                f"Published 7-day totals: the true total inside the 80 % interval for {int(week['in80_7d'].sum())} "
+                f"and inside the 95 % interval for {int(week['in95_7d'].sum())} of {len(week)} series."
+            )
     out += [f"note: {note}" for note in scores.notes]
     out.append(_targets_line(scores))
     return out
+
+
+def _inside(in80: float, in95: float) -> str:
+    """✓ inside the 80 % interval, "95 %" inside the 95 % one only, ✗ outside both, – no published total."""
+    if pd.isna(in80):
+        return "–"
+    return "✓" if in80 else "95 %" if in95 else "✗"
 
 
 def _targets_line(scores: Scores) -> str:

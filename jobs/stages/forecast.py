@@ -33,7 +33,7 @@ from contracts import tables
 from contracts.series import PEOPLE_SOURCE, series_id
 from forecasting.backtest import SCORE_NAMES
 from forecasting.hierarchy import RESIDUAL_COLUMNS, hierarchy_from_keys, reconcile
-from forecasting.people import lead_forecasts
+from forecasting.people import LEADING_MODEL, lead_forecasts
 from forecasting.plots import route_series_ids
 from forecasting.protocol import FREQS, PERIOD_OFFSETS
 from forecasting.selection import (
@@ -44,10 +44,11 @@ from forecasting.selection import (
     SelectionConfig,
     select,
 )
-from forecasting.totals import TOTALS_COLUMNS
+from forecasting.totals import TOTALS_COLUMNS, widen_totals
 from forecasting.tracking import RunInfo, log_forecast_run
 from jobs import lake
 from jobs.settings import JobSettings
+from jobs.stages import people
 from jobs.stages.counts import SOURCES
 from jobs.stages.publish import history_start
 
@@ -89,13 +90,18 @@ COUNTS_SOURCES = frozenset(SOURCES)
 
 def procedure_key(source: str, freq: str) -> str:
     """Which procedure of :func:`selection_configs` forecasts a series of ``source`` at ``freq``."""
-    return f"counts:{freq}" if source in COUNTS_SOURCES or freq != "D" else "signal:D"
+    if source in COUNTS_SOURCES or freq != "D":
+        return f"counts:{freq}"
+    return "people:D" if source == PEOPLE_SOURCE else "signal:D"
 
 
 def selection_configs(settings: JobSettings) -> dict[str, SelectionConfig]:
-    """The forecasting procedures, one per :func:`procedure_key` (``counts:D|W|M``, ``signal:D``), from settings.
+    """The forecasting procedures, one per :func:`procedure_key` (``counts:D|W|M``, ``signal:D``, ``people:D``), from
+    settings.
 
-    - signal:D (density, people): the best of ``forecast_candidates`` per series on ``backtest_origins``.
+    - signal:D (device density, flows): the best of ``forecast_candidates`` per series on ``backtest_origins``.
+    - people:D (the measurement model's people): the best of ``people_candidates`` per series on
+      ``people_backtest_origins`` daily origins of ``people_holdout_days``, calibrated on log1p, with totals.
     - counts:D (daily official counts): the mean of ``counts_daily_candidates`` (recent level and last year's same
       weeks), backtested on ``counts_daily_backtest_origins`` weekly origins of ``counts_daily_holdout_days``.
     - counts:W and counts:M: the mean of ``coarse_candidates``, backtested on ``coarse_backtest_origins`` origins
@@ -113,6 +119,16 @@ def selection_configs(settings: JobSettings) -> dict[str, SelectionConfig]:
                 horizon=horizon,
                 candidates=tuple(settings.forecast_candidates),
                 origins=settings.backtest_origins,
+            )
+            configs["people:D"] = SelectionConfig.for_freq(
+                freq,
+                holdout=settings.people_holdout_days,
+                horizon=horizon,
+                candidates=tuple(settings.people_candidates),
+                origins=settings.people_backtest_origins,
+                step=1,
+                calibration_space="log1p",
+                totals=tuple(settings.totals_days),
             )
             choice = {
                 "holdout": settings.counts_daily_holdout_days,
@@ -330,6 +346,8 @@ def run(
     finally:
         series.unpersist()
     forecasts = lead_people(spark, settings, run_date, reconciled[FORECAST_COLUMNS])
+    totals = led_totals(totals, forecasts)
+    totals = measured_totals(totals, keys, people.read_model(settings))
     with_forecast = set(forecasts["series_id"])
     failed = {r.series_id: str(r.error) for r in metrics.itertuples() if r.series_id not in with_forecast}
     params = {
@@ -376,10 +394,12 @@ def lead_people(spark: SparkSession, settings: JobSettings, run_date: dt.date, f
 
     The people stage writes, per crossing point, the crossings the people present on the run date imply for the
     next W/2 days (gold ``people``, ``measure="ahead"``): those days' forecasts are that expectation
-    (``forecasting.people.lead_forecasts``); later days keep the univariate champion's.
+    (``forecasting.people.lead_forecasts``); later days keep the univariate champion's. Only with
+    ``settings.people_leading`` (off by default: it did not beat the univariate forecast against the simulated
+    arrivals). A led point's totals are dropped (``led_totals``): they were calibrated on the univariate forecast.
     """
     path = settings.lake(tables.PEOPLE)
-    if not (path / "measure=ahead").exists():
+    if not settings.people_leading or not (path / "measure=ahead").exists():
         return forecasts
     ahead = (
         lake.read(spark, settings, tables.PEOPLE)
@@ -399,6 +419,32 @@ def lead_people(spark: SparkSession, settings: JobSettings, run_date: dt.date, f
     if not pd.api.types.is_datetime64_any_dtype(forecasts["ds"]):
         ahead["ds"] = ahead["ds"].dt.date
     return lead_forecasts(forecasts, ahead)
+
+
+def led_totals(totals: pd.DataFrame, forecasts: pd.DataFrame) -> pd.DataFrame:
+    """``totals`` without those of series whose forecast the leading indicator changed (its model names it): their
+    intervals were calibrated on the univariate forecast's backtest, not on the published one."""
+    led = set(forecasts.loc[forecasts["model"].astype(str).str.startswith(LEADING_MODEL), "series_id"])
+    return totals[~totals["series_id"].isin(led)].reset_index(drop=True) if led else totals
+
+
+def measured_totals(totals: pd.DataFrame, keys: pd.DataFrame, model: dict | None) -> pd.DataFrame:
+    """``totals`` with those of people series widened by their route's measurement error (the people model's
+    ``sigma_log``: the scale's uncertainty from the coarse fit), which a backtest of the estimated series cannot see
+    (``forecasting.totals.widen_totals``). Without a people model, or for other sources, unchanged."""
+    if model is None or totals.empty:
+        return totals
+    routes = model.get("routes", {})
+    people_keys = keys[keys["source"] == PEOPLE_SOURCE]
+    sigma = pd.Series(
+        {
+            r.series_id: float(routes[r.route_id]["sigma_log"])
+            for r in people_keys.itertuples(index=False)
+            if (routes.get(r.route_id) or {}).get("sigma_log") is not None
+        },
+        dtype="float64",
+    )
+    return widen_totals(totals, sigma)
 
 
 def _published_history(series: DataFrame, run_date: dt.date) -> pd.DataFrame:

@@ -4,7 +4,9 @@ A crossing point's expected arrivals are, when the release holds one, the foreca
 (``people/point:<route>/<point>``): the measurement model's estimate of people crossing there per day, unit people.
 Otherwise (older releases, deployments without official counts) they are the density forecast of the segment it
 belongs to: distinct phones on the segment's corridor per day, unit devices, a proxy and never a count of people.
-Every point says its unit and basis; the answer says the unit they share.
+Every point says its unit and basis; the answer says the unit they share. A point's total over the days asked is
+the published total of its series when the release has one for that many days (7 and 28 for people series), with
+the interval of the total itself; otherwise the sums of the daily values and bounds, and ``interval`` says which.
 """
 
 from __future__ import annotations
@@ -61,7 +63,13 @@ def _crossing_arrivals(
 ) -> CrossingArrivals:
     b = series.bounds
     daily = [ArrivalDay(ds=series.ds[i], **{k: max(b[k][i], 0.0) for k in BOUNDS}) for i in range(days)]
-    total = ArrivalTotal(days=days, **{k: sum(getattr(d, k) for d in daily) for k in BOUNDS})
+    published = release.series_total(series.series_id, days, series.ds[0]) if days else None
+    if published is not None:  # the interval of the total itself, calibrated on past totals of the same forecast
+        total = ArrivalTotal(days=days, interval="total", **{k: getattr(published, k) for k in BOUNDS})
+    else:
+        total = ArrivalTotal(
+            days=days, interval="sum_of_daily_bounds", **{k: sum(getattr(d, k) for d in daily) for k in BOUNDS}
+        )
     return CrossingArrivals(
         crossing_point_id=cp.id,
         name=cp.name,

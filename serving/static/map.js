@@ -425,8 +425,9 @@
       ? `Unit: ${UNIT_NOTE[answer.unit] ?? answer.unit}.`
       : "Units differ by landing point: each row says people (estimated) or devices (phones, not people).";
     note.textContent =
-      `${unit} Expected per day (hover for the 80 % and 95 % intervals); the total with the sum of the daily ` +
-      "80 % bounds (a conservative range, not an interval of the total).";
+      `${unit} Expected per day (hover for the 80 % and 95 % intervals); the total with the 80 % interval of the ` +
+      "total where the release has one, otherwise (marked Σ) the sum of the daily 80 % bounds, a conservative range " +
+      "and not an interval of the total.";
     if (!points.length) return;
     const interval = (d) => `${fmt(d.lo80)}–${fmt(d.hi80)} (80 %), ${fmt(d.lo95)}–${fmt(d.hi95)} (95 %)`;
     const days = points[0].days.map((d) => d.ds);
@@ -459,10 +460,21 @@
             ...p.days.map((d) => el("td", { title: `${d.ds}: ${interval(d)}` }, fmt(d.yhat))),
             el(
               "td",
-              { title: interval(p.total) },
+              {
+                title:
+                  interval(p.total) +
+                  (p.total.interval === "total"
+                    ? ": the interval of the total"
+                    : ": sums of the daily bounds, not an interval of the total"),
+                "data-interval": p.total.interval,
+              },
               fmt(p.total.yhat),
               el("br"),
-              el("span", { class: "iv" }, `${fmt(p.total.lo80)}–${fmt(p.total.hi80)}`),
+              el(
+                "span",
+                { class: "iv" },
+                `${p.total.interval === "total" ? "" : "Σ "}${fmt(p.total.lo80)}–${fmt(p.total.hi80)}`,
+              ),
             ),
           ),
         ),

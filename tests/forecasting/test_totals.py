@@ -18,6 +18,7 @@ from forecasting.totals import (
     forecast_totals,
     total_quantiles,
     total_scores,
+    widen_totals,
 )
 from tests.forecasting.fakes import series_frame
 
@@ -154,3 +155,50 @@ def test_the_median_point_of_a_bursty_count_is_below_its_mean_and_inside_its_80_
     # The totals of a median-point selection are still sums of the expected values.
     with pytest.raises(ValueError, match="space='cubic'"):
         median_point(bt, prediction, "cubic")
+
+
+def test_widening_by_an_estimates_own_error_covers_a_truth_the_backtest_cannot_see():
+    """A series that is an estimate: the forecast follows it (misses ~ 0.1 in log), but the estimate is off the truth
+    by a level error ~ 0.3 in log. The backtest's interval covers the estimate, not the truth; widened by sigma 0.3
+    it covers the truth at about its rate, and its median stays."""
+    rng = np.random.default_rng(5)
+    hits = {"raw": 0, "widened": 0}
+    trials = 2000
+    for _ in range(trials):
+        past, new = rng.normal(0, 0.1, 40), rng.normal(0, 0.1)
+        level_error = rng.normal(0, 0.3)
+        total = 1000.0
+        quantiles = total_quantiles(total, past)
+        row = {"series_id": "people/route:r", "yhat": total, "quantiles": list(quantiles)}
+        row.update({k: np.nan for k in ("lo80", "hi80", "lo95", "hi95")})
+        frame = pd.DataFrame([row])
+        widened = widen_totals(frame, pd.Series({"people/route:r": 0.3})).iloc[0]
+        truth = np.expm1(np.log1p(total) + new + level_error)
+        hits["raw"] += quantiles[TOTAL_PROBS.index(0.1)] <= truth <= quantiles[TOTAL_PROBS.index(0.9)]
+        hits["widened"] += widened["lo80"] <= truth <= widened["hi80"]
+        mid = TOTAL_PROBS.index(0.5)
+        assert widened["quantiles"][mid] == pytest.approx(quantiles[mid])
+        assert widened["lo95"] <= widened["lo80"] <= total <= widened["hi80"] <= widened["hi95"]
+    assert hits["raw"] / trials < 0.45  # the backtest alone: far too narrow for the truth
+    assert 0.76 <= hits["widened"] / trials <= 0.84
+
+
+def test_widening_leaves_series_without_a_sigma_alone():
+    quantiles = list(total_quantiles(100.0, np.linspace(-0.2, 0.2, 20)))
+    frame = pd.DataFrame(
+        [
+            {
+                "series_id": s,
+                "yhat": 100.0,
+                "lo80": 90.0,
+                "hi80": 110.0,
+                "lo95": 80.0,
+                "hi95": 120.0,
+                "quantiles": quantiles,
+            }
+            for s in ("a", "b")
+        ]
+    )
+    out = widen_totals(frame, pd.Series({"a": 0.5, "b": float("nan")}))
+    assert out.iloc[1].equals(frame.iloc[1])
+    assert out.iloc[0]["hi80"] > 110.0 and out.iloc[0]["lo80"] < 90.0

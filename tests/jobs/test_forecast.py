@@ -1,5 +1,6 @@
 import datetime as dt
 import sys
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -185,3 +186,64 @@ def test_published_density_forecasts_add_up_after_mint(spark, settings):
     assert result.forecasts.set_index("series_id").loc["route:a", "yhat"].iloc[0] != 40
     run = MlflowClient(settings.tracking_uri).get_run(result.run.run_id)
     assert run.data.params["reconciliation_used"] == "mint_shrink"
+
+
+def test_people_series_have_their_own_procedure_with_totals_of_the_next_days(settings):
+    """People series are forecast by people:D (the best of seasonal naive, naive and their mean on 21 daily
+    origins), whose backtest calibrates their 7- and 28-day totals; density keeps signal:D, counts counts:<freq>."""
+    from forecasting.selection import select
+
+    assert forecast.procedure_key("people", "D") == "people:D"
+    assert forecast.procedure_key("density", "D") == forecast.procedure_key("flows", "D") == "signal:D"
+    assert forecast.procedure_key("uk-channel", "D") == "counts:D"
+    cfg = forecast.selection_configs(settings)["people:D"]
+    assert (cfg.candidates, cfg.origins, cfg.step, cfg.holdout) == (("seasonal_naive", "naive"), 21, 1, 28)
+    # A weekly rhythm with a slow rise and noise: enough days for every origin (28 + 14 + 20).
+    rng = np.random.default_rng(7)
+    days = pd.date_range(START, periods=80, freq="D")
+    y = 40 + 0.3 * np.arange(80) + 10 * np.tile(WEEK, 12)[:80] / 70 + rng.normal(0, 2, 80)
+    found = select(pd.DataFrame({"series_id": "people/point:channel/dover", "ds": days, "y": y}), cfg)
+    # The two candidates and their mean ("ensemble") compete; one is chosen.
+    assert set(found.metrics["model"]) == {*cfg.candidates, "ensemble"} and found.metrics["chosen"].sum() == 1
+    totals = found.totals.set_index("window")
+    assert list(totals.index) == [7, 28] and (totals["n_scores"] == 21).all()
+    assert totals.loc[7, "yhat"] == pytest.approx(found.forecast["yhat"].iloc[:7].sum())
+    assert (totals["lo95"] <= totals["lo80"]).all() and (totals["lo80"] < totals["hi80"]).all()
+    assert (totals["hi80"] <= totals["hi95"]).all()
+    # A shorter series has fewer origins and no total it cannot calibrate (fewer than 9 past totals).
+    short = select(pd.DataFrame({"series_id": "people/route:channel", "ds": days[:49], "y": y[:49]}), cfg)
+    assert short.totals.empty and not short.forecast.empty
+
+
+def test_people_totals_are_widened_by_their_routes_measurement_error_and_nothing_else_is():
+    from forecasting.totals import TOTAL_PROBS, total_quantiles
+
+    quantiles = list(total_quantiles(100.0, np.linspace(-0.1, 0.1, 21)))
+    ids = ["people/point:channel/dover", "people/route:western_african", "route:channel"]
+    totals = pd.DataFrame(
+        {
+            "series_id": ids,
+            "window": 7,
+            "yhat": 100.0,
+            **{b: quantiles[TOTAL_PROBS.index(p)] for b, p in (("lo80", 0.1), ("hi80", 0.9))},
+            **{b: quantiles[TOTAL_PROBS.index(p)] for b, p in (("lo95", 0.025), ("hi95", 0.975))},
+            "quantiles": [quantiles] * 3,
+        }
+    )
+    keys = pd.DataFrame(
+        {
+            "series_id": ids,
+            "route_id": ["channel", "western_african", "channel"],
+            "source": ["people", "people", "density"],
+        }
+    )
+    model = {"routes": {"channel": {"sigma_log": 0.2}, "western_african": {"sigma_log": None, "blind": True}}}
+    out = forecast.measured_totals(totals, keys, model).set_index("series_id")
+    before = totals.set_index("series_id")
+    dover = out.loc["people/point:channel/dover"]
+    assert dover["hi80"] > before.loc[dover.name, "hi80"] and dover["lo80"] < before.loc[dover.name, "lo80"]
+    # log1p(hi80) - log1p(median) = 1.2816 * sqrt(spread² + 0.2²) > 1.2816 * 0.2
+    assert np.log1p(dover["hi80"]) - np.log1p(100.0) > NormalDist().inv_cdf(0.9) * 0.2
+    for unchanged in ("people/route:western_african", "route:channel"):  # blind route; devices
+        assert out.loc[unchanged, "hi80"] == before.loc[unchanged, "hi80"]
+    assert forecast.measured_totals(totals, keys, None).equals(totals)

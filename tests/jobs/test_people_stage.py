@@ -246,7 +246,7 @@ def test_no_published_groups_is_a_clear_error(spark, tmp_path, catalogue):
 
 
 def test_the_forecast_of_a_crossing_point_starts_from_the_people_already_on_the_route(spark, stage_settings, catalogue):
-    from jobs.stages.forecast import lead_people
+    from jobs.stages.forecast import lead_people, led_totals
 
     _frontex(spark, stage_settings, _monthly()[lambda m: m["route_id"] == "channel"])
     people.run(spark, stage_settings, END, catalogue.subset(["channel"]))
@@ -264,7 +264,11 @@ def test_the_forecast_of_a_crossing_point_starts_from_the_people_already_on_the_
         }
     )
     other = univariate.assign(series_id="people/route:channel")
-    led = lead_people(spark, stage_settings, END, pd.concat([univariate, other], ignore_index=True))
+    both = pd.concat([univariate, other], ignore_index=True)
+    # Off by default (it did not beat the univariate forecast): the forecasts are published as selected.
+    assert lead_people(spark, stage_settings, END, both).equals(both)
+    stage_settings = stage_settings.model_copy(update={"people_leading": True})
+    led = lead_people(spark, stage_settings, END, both)
     dover = led[led["series_id"] == "people/point:channel/dover"].set_index("ds")
     first, rest = dover.iloc[: people.lead_days(W)], dover.iloc[people.lead_days(W) :]
     assert first["yhat"].to_numpy() == pytest.approx(400.0 / W * 120 / 200)
@@ -277,6 +281,10 @@ def test_the_forecast_of_a_crossing_point_starts_from_the_people_already_on_the_
     earlier = END - dt.timedelta(days=3)
     same = lead_people(spark, stage_settings, earlier, univariate.assign(ds=[d - dt.timedelta(days=3) for d in days]))
     assert (same["model"] == "naive").all()
+    # A led point's totals were calibrated on the univariate forecast: they are not published with the led one.
+    totals = pd.DataFrame({"series_id": ["people/point:channel/dover", "people/route:channel"], "window": [7, 7]})
+    assert list(led_totals(totals, led)["series_id"]) == ["people/route:channel"]
+    assert led_totals(totals, both).equals(totals)
 
 
 def test_a_point_on_a_segment_nobody_is_seen_on_has_no_figure_rather_than_a_certain_zero(catalogue):

@@ -187,6 +187,19 @@ def write_release(settings: JobSettings, as_of: dt.date = AS_OF, release_id: str
         ]
     ).astype({"y": "float64"})
     _write(tables.PUBLISHED_HISTORY.schema, history, folder / "history.parquet")
+    # Published 7-day totals: Dover's 80 % interval holds the true 82, Calais's only its 95 % one holds the true 20.
+    totals = pd.DataFrame(
+        {
+            "series_id": ["people/point:channel/dover", "people/point:channel/calais"],
+            "window": [7, 7],
+            "start": [ahead[0].date()] * 2,
+            "lo80": [78.0, 15.0],
+            "hi80": [90.0, 19.0],
+            "lo95": [70.0, 12.0],
+            "hi95": [99.0, 25.0],
+        }
+    )
+    totals.to_parquet(folder / "totals.parquet")
     manifest = {"release_id": release_id, "as_of": str(as_of), "privacy": {"suppressed": True, "min_devices": 15}}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     (settings.store_dir / "CURRENT").write_text(release_id + "\n")
@@ -291,6 +304,7 @@ def test_forecasts_against_the_truth_after_as_of_and_the_naive_baselines(world):
     assert dover["coverage80"] == pytest.approx(2 / 7)  # 11..13 holds only the 12s
     assert dover["coverage95"] == 1.0
     assert (dover["true_7d"], dover["yhat_7d"], dover["ape_7d"]) == (82.0, 84.0, pytest.approx(2 / 82))
+    assert (dover["in80_7d"], dover["in95_7d"]) == (1.0, 1.0)
     assert dover["role"] == "landing" and bool(dover["pass_mae_ratio"])
     # Calais, a departure point, against its departures 3 3 0 2 7 1 4 (not the 50 a day passing it): errors of
     # yhat 3 are 0 0 3 1 4 2 1; of the naive (6) 3 3 6 4 1 5 2; of the seasonal naive (3 0 4 5 1 2 6) 0 3 4 3 6 1 2.
@@ -300,6 +314,10 @@ def test_forecasts_against_the_truth_after_as_of_and_the_naive_baselines(world):
     route = table.loc["people/route:channel"]
     assert (route["mae"], route["mae_ratio"], route["coverage80"]) == (0.0, 0.0, 1.0)
     assert pd.isna(route["pass_mae_ratio"])  # the target is for arrival points
+    # Calais's true 20 departures lie outside its published total's 80 % interval (15-19), inside the 95 % one;
+    # the route has no published total.
+    assert (calais["true_7d"], calais["in80_7d"], calais["in95_7d"]) == (20.0, 0.0, 1.0)
+    assert pd.isna(route["in80_7d"]) and pd.isna(route["in95_7d"])
 
 
 def test_forecasts_of_a_release_the_truth_does_not_reach_are_not_scored(tmp_path):
@@ -398,7 +416,11 @@ def test_the_command_prints_the_tables_with_units_and_targets(world):
     assert "1 lampedusa central_mediterranean landing 14 25.0 37.5 1.00 0.50 0.00 ✓ ✗ ✗" in out
     assert "The other 1 crossing points (1 departure points, scored against departures): 1 scored" in out
     assert f"release {RELEASE} (as of 2025-06-08)" in out
-    assert "people/point:channel/dover 1-7 7 11.7 1.43 4.29 2.43 0.59 0.29 1.00 82 84 0.02 ✓" in out
+    assert "people/point:channel/dover 1-7 7 11.7 1.43 4.29 2.43 0.59 0.29 1.00 82 84 0.02 ✓ ✓" in out
+    assert (
+        "Published 7-day totals: the true total inside the 80 % interval for 1 and inside the 95 % interval for 2 of 2 "
+        "series." in out
+    )
     assert "The other 1 point series: median MAE / best naive 0.58 over days 1-7" in out  # Calais: 11/19
     assert "next-7-day arrival forecasts (MAE against the better naive): 1 of 1 meet every target" in out
     assert "MLflow run" not in out

@@ -291,7 +291,8 @@ def publish_people_release(settings: ServingSettings, catalogue, as_of: dt.date 
         cells=cell_rows(catalogue, SERVED[0], as_of),
         totals=total_rows(
             pd.concat([density, people], ignore_index=True),
-            [*central_series(catalogue), *people_key.series_id[people_key.level != "point"]],
+            # every people series but Lampedusa's point: its arrivals' total is the sum of its days
+            [*central_series(catalogue), *people_key.series_id[~people_key.series_id.str.endswith("/lampedusa")]],
         ),
     )
 

@@ -282,6 +282,18 @@ def test_the_page_answers_in_people_where_the_release_has_them_and_says_devices_
         assert units[names["porto_empedocle"]] == "devices"
         assert page.locator("#arrivals").get_attribute("data-unit") == "mixed"
         assert "Units differ" in page.inner_text("#arrivals-note")
+        # The week's total: the interval of the total where the release has one (Valletta's and Pozzallo's people
+        # series), the sum of the daily bounds marked Σ elsewhere (Lampedusa's has no total; devices have none).
+        totals = {
+            td.evaluate("td => td.parentElement.cells[0].innerText.split('\\n')[0]"): td
+            for td in page.locator("#arrivals tbody td[data-interval]").all()
+        }
+        assert totals[names["valletta"]].get_attribute("data-interval") == "total"
+        assert "Σ" not in totals[names["valletta"]].inner_text()
+        assert totals[names["lampedusa"]].get_attribute("data-interval") == "sum_of_daily_bounds"
+        assert "Σ" in totals[names["lampedusa"]].inner_text() and "interval of the total" in page.inner_text(
+            "#arrivals-note"
+        )
 
         # The device series stay available as diagnostics, and say so.
         page.select_option("#source", "density")

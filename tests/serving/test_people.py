@@ -146,6 +146,28 @@ def test_arrivals_at_a_point_with_a_people_series_are_people(people, point):
     assert PEOPLE_MODEL["model_id"] in cp["basis"] and "people crossing at" in cp["basis"]
 
 
+@pytest.mark.parametrize("point", sorted(PEOPLE_POINTS))
+def test_a_weeks_arrivals_come_with_the_interval_of_the_total_where_the_release_has_one(people, point):
+    """7 days at Valletta and Pozzallo: the published total of their series, whose interval is narrower than the sum
+    of the daily bounds (the fixture's totals are ±5 % and ±10 %, the days' ±10 % and ±20 %). Lampedusa's series has
+    no published total, nor does any point for 3 days: the sums of the daily bounds, saying so."""
+    _, first = PEOPLE_POINTS[point]
+    week = people.get(f"/v1/crossing-points/{point}/arrivals", params={"days": 7}).json()["crossing_points"][0]
+    total = week["total"]
+    expected = sum(first + i for i in range(7))
+    assert (total["days"], total["yhat"]) == (7, pytest.approx(expected))
+    if point == "lampedusa":
+        assert total["interval"] == "sum_of_daily_bounds"
+        assert total["hi80"] == pytest.approx(sum(d["hi80"] for d in week["days"]))
+    else:
+        assert total["interval"] == "total"
+        assert (total["lo80"], total["hi80"]) == (pytest.approx(0.95 * expected), pytest.approx(1.05 * expected))
+        assert (total["lo95"], total["hi95"]) == (pytest.approx(0.9 * expected), pytest.approx(1.1 * expected))
+    three = people.get(f"/v1/crossing-points/{point}/arrivals", params={"days": 3}).json()["crossing_points"][0]
+    assert three["total"]["interval"] == "sum_of_daily_bounds"
+    assert three["total"]["hi95"] == pytest.approx(sum(d["hi95"] for d in three["days"]))
+
+
 def test_days_of_people_arrivals_are_what_the_release_forecasts_of_people(people):
     body = people.get("/v1/crossing-points/valletta/arrivals", params={"days": 20}).json()
     assert body["days"] == PEOPLE_HORIZON and len(body["crossing_points"][0]["days"]) == PEOPLE_HORIZON
