@@ -12,5 +12,8 @@ Reading order:
 - ``tracking``: MLflow runs, the registered model and its champion alias; ``plots``: the run's figures;
 - ``evaluation``: the whole procedure rolled over past origins, for experiments;
 - ``people``: the measurement model from the density's home-network groups to people present, fitted on coarse
-  official arrivals (monthly per route, daily where published).
+  official arrivals (monthly per route, daily where published);
+- ``totals``: totals of the next k periods with intervals of the total itself;
+- ``scenario/``: what-if scenarios (closures, capacity cuts, surges) run as a flow model of the route network on
+  Monte Carlo draws of the published people forecasts.
 """
