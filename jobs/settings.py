@@ -111,7 +111,7 @@ class JobSettings(BaseSettings):
     # calibrates the totals of their next days. Chosen on June origins of the medium simulated world (against Prophet
     # or seasonal naive on one origin, and picks or means among naive, seasonal naive, the 8-week mean and AutoETS):
     # the people series are smooth shares of a route's people, and nothing else beat the two baselines there
-    # (docs/forecasting.md, "People series"; experiments/people-model/procedure.py).
+    # (docs/forecasting.md, "Forecasts and totals of people"; experiments/people-model/procedure.py).
     people_candidates: tuple[str, ...] = ("seasonal_naive", "naive")
     people_backtest_origins: Annotated[int, Field(ge=1, le=104)] = 21
     people_holdout_days: Annotated[int, Field(ge=1)] = 28

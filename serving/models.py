@@ -227,9 +227,9 @@ class ArrivalDay(BaseModel):
 TOTAL_BOUND = (
     "With `interval: total`, the {side} bound of the {level} % interval of the total itself (calibrated on how wrong "
     "the same forecast's totals were at past origins; for people, widened by the measurement model's error in the "
-    "route's level, but not by an error in a point's share of the route). With `interval: sum_of_daily_bounds` (no total published for "
-    "this many days), the sum of the daily {side} bounds: a conservative bound for the total (it assumes the days' "
-    "errors move together), not a {level} % interval of it."
+    "route's level, but not by an error in a point's share of the route). With `interval: sum_of_daily_bounds` (no "
+    "total published for this many days), the sum of the daily {side} bounds: a conservative bound for the total (it "
+    "assumes the days' errors move together), not a {level} % interval of it."
 )
 
 
