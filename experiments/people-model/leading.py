@@ -36,7 +36,7 @@ from geo.catalogue import load_catalogue
 from geo.entry import entry_points
 from jobs.settings import JobSettings
 from jobs.stages.counts import read_counts
-from jobs.stages.forecast import procedure_key, selection_configs
+from jobs.stages.forecast import fitted_to, procedure_key, selection_configs
 from jobs.stages.people import coarse_figures, estimate_people, load_priors
 from simulator.official import FILE_SOURCES
 
@@ -93,6 +93,8 @@ def forecasts_at(origin: pd.Timestamp, signal, gold, priors, catalogue, champion
         seasonal = pd.Series(past.iloc[-7:].to_numpy(), index=days)
         champion = _champion(past, route_id, point, champion_cfg, days)
         for name, f in (("leading", leading), ("naive", naive), ("seasonal naive", seasonal), ("champion", champion)):
+            if f.isna().all():  # no forecast (too short): left out, not counted as zero
+                continue
             out.append((origin, route_id, point, name, float(f.sum())))
     frame = pd.DataFrame(out, columns=["origin", "route_id", "point", "forecast", "total7"])
     routes = frame.groupby(["origin", "route_id", "forecast"], as_index=False)["total7"].sum().assign(point="*")
@@ -104,7 +106,7 @@ def _champion(past: pd.Series, route_id: str, point: str, cfg, days: pd.Datetime
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            chosen = select(series, cfg)
+            chosen = select(series, fitted_to(cfg, procedure_key(PEOPLE_SOURCE, "D"), len(series)))
         return chosen.forecast.set_index(pd.to_datetime(chosen.forecast["ds"]))["yhat"].reindex(days).clip(lower=0)
     except ValueError:
         return pd.Series(np.nan, index=days)

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -158,6 +158,23 @@ def selection_configs(settings: JobSettings) -> dict[str, SelectionConfig]:
     return configs
 
 
+# A people series begins when the people stage first measured its route (a crossing point's W/2 days later still), so
+# a young one is shorter than people:D's holdout of 28 days plus two weeks to train. It is not left without a
+# forecast: its holdout shrinks (to at least a week) so that up to this many origins fit; totals longer than the
+# shrunk holdout are not calibrated and left out.
+SHORT_PEOPLE_ORIGINS = 9
+
+
+def fitted_to(cfg: SelectionConfig, key: str, length: int) -> SelectionConfig:
+    """The procedure ``cfg`` of ``key`` for a series of ``length`` periods: unchanged, except a people:D series too
+    short for it, whose holdout shrinks to fit SHORT_PEOPLE_ORIGINS origins (at least 7 days; a series shorter
+    than 7 days plus two weeks stays too short, and selection says so)."""
+    if key != "people:D" or length >= cfg.min_length + SHORT_PEOPLE_ORIGINS - 1:
+        return cfg
+    holdout = max(7, min(cfg.holdout, length - 2 * cfg.season_length - (SHORT_PEOPLE_ORIGINS - 1)))
+    return replace(cfg, holdout=holdout)
+
+
 def procedures_manifest(settings: JobSettings, keys: pd.DataFrame) -> dict[str, dict]:
     """What a release says about how its forecasts were made: each procedure used (candidates, champion rule,
     backtest, calibration, point, totals) and, per "<source>/<freq>", whether yhat is a mean or a median."""
@@ -181,7 +198,7 @@ def forecast_group(
         sid = str(pdf["series_id"].iloc[0])
         try:
             key = procedure_key(str(pdf["source"].iloc[0]), str(pdf["freq"].iloc[0]))
-            found = select(pdf, configs[key], factories)
+            found = select(pdf, fitted_to(configs[key], key, len(pdf)), factories)
         except ValueError as exc:  # unusable series (too short, gaps): reported, not dropped
             row = {c: None for c in columns} | {"kind": "metric", "series_id": sid, "error": str(exc), "chosen": False}
             return pd.DataFrame([row], columns=columns, dtype=object)

@@ -247,3 +247,26 @@ def test_people_totals_are_widened_by_their_routes_measurement_error_and_nothing
     for unchanged in ("people/route:western_african", "route:channel"):  # blind route; devices
         assert out.loc[unchanged, "hi80"] == before.loc[unchanged, "hi80"]
     assert forecast.measured_totals(totals, keys, None).equals(totals)
+
+
+def test_a_young_people_series_is_forecast_on_a_shorter_holdout_rather_than_left_without_a_forecast(settings):
+    """A crossing point measured for 35 days is too short for people:D's 28-day holdout (42 days): its holdout
+    shrinks so that 9 origins fit (35 - 14 - 8 = 13 days), which calibrates a 7-day total but not a 28-day one."""
+    from forecasting.selection import select
+
+    cfg = forecast.selection_configs(settings)["people:D"]
+    rng = np.random.default_rng(3)
+    days = pd.date_range(START, periods=35, freq="D")
+    frame = pd.DataFrame({"series_id": "people/point:channel/dover", "ds": days, "y": 30 + rng.normal(0, 3, 35)})
+    with pytest.raises(ValueError, match="too short"):
+        select(frame, cfg)
+    young = forecast.fitted_to(cfg, "people:D", len(frame))
+    assert (young.holdout, young.origins, young.candidates) == (13, cfg.origins, cfg.candidates)
+    found = select(frame, young)
+    assert len(found.forecast) == cfg.horizon
+    assert list(found.totals["window"]) == [7] and found.totals["n_scores"].iloc[0] == 9
+    # Long enough series, and other procedures, are left as they are; 20 days is too short even so.
+    assert forecast.fitted_to(cfg, "people:D", 80) is cfg
+    assert forecast.fitted_to(cfg, "signal:D", 35) is cfg
+    with pytest.raises(ValueError, match="too short"):
+        select(frame.iloc[:20], forecast.fitted_to(cfg, "people:D", 20))
