@@ -116,9 +116,9 @@ class JobSettings(BaseSettings):
     people_backtest_origins: Annotated[int, Field(ge=1, le=104)] = 21
     people_holdout_days: Annotated[int, Field(ge=1)] = 28
     # Whether a crossing point's first days are the crossings the people already on its route imply (the leading
-    # indicator: gold people, measure "ahead") instead of its procedure's forecast. Off: measured against the
-    # simulated arrivals it did not beat the univariate forecast (experiments/people-model, leading.py), and a led
-    # forecast has no backtest to calibrate a total on.
+    # indicator: gold people, measure "ahead") instead of its procedure's forecast. Off: against the simulated
+    # arrivals it was worse than the univariate forecast at most busy points (experiments/people-model, leading.py),
+    # and a led forecast has no backtest to calibrate a total on.
     people_leading: bool = False
     # Forecast totals published per series: the next k days / weeks / months for each k (calibrated when the
     # procedure's backtest reaches that far: k <= its holdout, with enough origins).
