@@ -108,6 +108,15 @@ def total_quantiles(total: float, scores: np.ndarray, probs: Sequence[float] = T
     return np.clip(quantiles, 0.0, None)
 
 
+def _bounds(quantiles: np.ndarray, total: float) -> dict[str, float]:
+    """lo80, hi80, lo95, hi95 of a total read off its quantiles (at TOTAL_PROBS); the point total is inside its 80 %
+    interval (widened to it when past misses all lean one way), and the 95 % interval holds the 80 % one."""
+    bounds = {name: float(quantiles[TOTAL_PROBS.index(p)]) for name, p in _INTERVALS.items()}
+    bounds["lo80"], bounds["hi80"] = min(bounds["lo80"], total), max(bounds["hi80"], total)
+    bounds["lo95"], bounds["hi95"] = min(bounds["lo95"], bounds["lo80"]), max(bounds["hi95"], bounds["hi80"])
+    return bounds
+
+
 def forecast_totals(
     series_id: str,
     model: str,
@@ -136,9 +145,7 @@ def forecast_totals(
         quantiles = total_quantiles(total, scores)
         if quantiles is None:
             continue
-        bounds = {name: float(quantiles[TOTAL_PROBS.index(p)]) for name, p in _INTERVALS.items()}
-        bounds["lo80"], bounds["hi80"] = min(bounds["lo80"], total), max(bounds["hi80"], total)
-        bounds["lo95"], bounds["hi95"] = min(bounds["lo95"], bounds["lo80"]), max(bounds["hi95"], bounds["hi80"])
+        bounds = _bounds(quantiles, total)
         rows.append(
             {
                 "series_id": series_id,
@@ -178,10 +185,7 @@ def widen_totals(totals: pd.DataFrame, sigma: pd.Series) -> pd.DataFrame:
             spread = np.where(z != 0, np.abs((logs - median) / np.where(z != 0, z, 1.0)), 0.0)
         widened = median + z * np.sqrt(spread**2 + float(extra) ** 2)
         quantiles = np.clip(np.expm1(np.maximum.accumulate(widened)), 0.0, None)
-        bounds = {name: float(quantiles[TOTAL_PROBS.index(p)]) for name, p in _INTERVALS.items()}
-        bounds["lo80"], bounds["hi80"] = min(bounds["lo80"], row.yhat), max(bounds["hi80"], row.yhat)
-        bounds["lo95"], bounds["hi95"] = min(bounds["lo95"], bounds["lo80"]), max(bounds["hi95"], bounds["hi80"])
-        for name, value in bounds.items():
+        for name, value in _bounds(quantiles, row.yhat).items():
             out.iat[i, out.columns.get_loc(name)] = value
         out.iat[i, out.columns.get_loc("quantiles")] = [float(q) for q in quantiles]
     return out
