@@ -201,10 +201,13 @@ def _forecast_arrays(forecasts: pd.DataFrame, days: list[date], wanted: set[str]
 
 def _horizon(forecasts: pd.DataFrame, network: Network) -> tuple[date, date]:
     ids = {point_series_id(*k) for k in network.keys} | {route_series_id(r) for r in network.routes}
-    ds = pd.to_datetime(forecasts.loc[forecasts["series_id"].isin(ids), "ds"])
-    if ds.empty:
+    rows = forecasts.loc[forecasts["series_id"].isin(ids), ["series_id", "ds"]]
+    if rows.empty:
         raise ValueError("forecasts: no people series of the network's points or routes")
-    return ds.min().date(), ds.max().date()
+    span = pd.to_datetime(rows["ds"]).groupby(rows["series_id"]).agg(["min", "max"])
+    # A series whose data ended early (stale) starts its forecast early too: the horizon starts where the latest
+    # series starts (the release's first forecast day), so every current series covers it.
+    return span["min"].max().date(), span["max"].max().date()
 
 
 @dataclass
@@ -246,7 +249,8 @@ def simulate_scenario(
 
     ``forecasts``: rows ``series_id, ds, yhat, lo80, hi80, lo95, hi95`` (people; other columns ignored) of the
     series ``people/point:<route>/<point>`` (people crossing per day) and ``people/route:<route>`` (people present).
-    The horizon is [``first_day``, ``last_day``], by default the days those series span; a series missing a day
+    The horizon is [``first_day``, ``last_day``], by default from the latest first day of those series (a stale
+    series starts early) to the latest last day; a series missing a day
     of it counts as missing. ``parameters``: the defaults and estimates the spec's assumptions override. ``seed``
     (else the spec's, else 0) makes the draws reproducible. ``ScenarioError`` for a scenario that cannot run.
     """
@@ -273,10 +277,14 @@ def simulate_scenario(
                     f"{p.field}.target: no published forecast of people at {point_label(key)} "
                     f"({point_series_id(*key)}) covers {first_day} to {last_day}"
                 )
+    unshown: dict[str, list[str]] = {}
+    for k in sorted(affected):
+        if point_series_id(*k) not in published:
+            unshown.setdefault(k[0], []).append(k[1])
     notes = [
-        f"{point_label(k)}: no published forecast covering the horizon; its changes flow on but it is not shown"
-        for k in sorted(affected)
-        if point_series_id(*k) not in published
+        f"route:{r}: no published forecast of people crossing at {', '.join(points)} covers the horizon; changes "
+        "flow through these points but they are not shown"
+        for r, points in unshown.items()
     ]
     point_rows = sorted(k for k in affected if point_series_id(*k) in published)
     routes = sorted({k[0] for k in affected})

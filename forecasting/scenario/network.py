@@ -73,10 +73,12 @@ class Network:
 
     points: tuple[NetworkPoint, ...]
     links: tuple[Link, ...] = ()
+    notes: tuple[str, ...] = ()  # how the network was made (sources of its shares and lags), for the reader
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "points", tuple(self.points))
         object.__setattr__(self, "links", tuple(self.links))
+        object.__setattr__(self, "notes", tuple(self.notes))
         seen: set[PointKey] = set()
         for p in self.points:
             if p.role not in ROLES:
@@ -115,6 +117,46 @@ class Network:
 
     def point(self, key: PointKey) -> NetworkPoint:
         return self._by_key[key]
+
+    def to_dict(self) -> dict:
+        """The network as plain JSON-able data (``from_dict`` reads it back): ``points`` and ``links``, each a list of
+        mappings of their fields, plus ``notes`` (how the network was made; kept, never read by the engine)."""
+        return {
+            "points": [
+                {"route_id": p.route_id, "point_id": p.point_id, "role": p.role, "segment_id": p.segment_id}
+                for p in self.points
+            ],
+            "links": [
+                {
+                    "route_id": k.route_id,
+                    "from_point": k.from_point,
+                    "to_point": k.to_point,
+                    "share": k.share,
+                    "lag_days": k.lag_days,
+                }
+                for k in self.links
+            ],
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Network:
+        """The network ``to_dict`` wrote; ``NetworkError`` naming what is malformed."""
+        try:
+            points = tuple(NetworkPoint(**p) for p in data["points"])
+            links = tuple(
+                Link(
+                    route_id=k["route_id"],
+                    from_point=k["from_point"],
+                    to_point=k["to_point"],
+                    share=float(k["share"]),
+                    lag_days=float(k["lag_days"]),
+                )
+                for k in data.get("links", ())
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise NetworkError(f"malformed network: {type(e).__name__}: {e}") from e
+        return cls(points=points, links=links, notes=tuple(str(n) for n in data.get("notes", ())))
 
     def has_point(self, key: PointKey) -> bool:
         return key in self._by_key
