@@ -13,6 +13,9 @@ FORECAST_VALUES = ("yhat", "lo80", "hi80", "lo95", "hi95")
 RELEASES, CURRENT, MANIFEST = "releases", "CURRENT", "manifest.json"
 FORECASTS, HISTORY, CELLS = "forecasts.parquet", "history.parquet", "cells.parquet"
 TOTALS = "totals.parquet"
+# The manifest key of the route network a release's scenarios run on (forecasting.scenario.Network.to_dict()),
+# present when the release has people series.
+SCENARIO_NETWORK = "scenario_network"
 
 # A forecast total (the sum of a series' next ``window`` periods) is published with its 80 % and 95 % intervals and
 # these quantiles of its distribution, so that "how likely are more than N?" can be answered without the model.

@@ -115,6 +115,10 @@ class JobSettings(BaseSettings):
     people_candidates: tuple[str, ...] = ("seasonal_naive", "naive")
     people_backtest_origins: Annotated[int, Field(ge=1, le=104)] = 21
     people_holdout_days: Annotated[int, Field(ge=1)] = 28
+    # How far the people series are forecast: nine weeks, so that a planner's scenario (a four-week closure and the
+    # four weeks after it reopens, forecasting.scenario) fits the horizon. Days beyond the holdout have no backtest of
+    # their own: their intervals take the calibration pooled over the holdout's days, which may be too narrow there.
+    people_horizon_days: Annotated[int, Field(ge=1, le=365)] = 63
     # Whether a crossing point's first days are the crossings the people already on its route imply (the leading
     # indicator: gold people, measure "ahead") instead of its procedure's forecast. Off: against the simulated
     # arrivals it was worse than the univariate forecast at most busy points (experiments/people-model, leading.py),

@@ -18,6 +18,7 @@ from pyspark.sql import SparkSession
 from rich.console import Console
 
 from contracts import tables
+from contracts.published import SCENARIO_NETWORK
 from contracts.series import PEOPLE_SOURCE
 from contracts.tables import Table
 from forecasting.protocol import FREQS
@@ -25,6 +26,7 @@ from geo.catalogue import Catalogue, load_catalogue
 from jobs.analysis import truth
 from jobs.orchestration import qa
 from jobs.orchestration.runs import STAGES, Ledger, date_lock, fingerprint, new_run_id
+from jobs.scenario_network import build_network
 from jobs.settings import JobSettings
 from jobs.stages import aggregate, flows, forecast, ingest, people, publish, retention, series, tiles
 
@@ -545,12 +547,21 @@ def _publish(
             "inputs": report.forecast.inputs,
             "cell_resolutions": list(settings.cell_resolutions()),
             "people_model": _people_model(settings, report),
+            SCENARIO_NETWORK: _scenario_network(catalogue, report),
             **forecast.procedures_manifest(settings, report.forecast.keys),
         },
         history=report.forecast.history,
         cells=cells,
         totals=None if report.forecast.totals.empty else report.forecast.totals,
     )
+
+
+def _scenario_network(catalogue: Catalogue, report: NightlyReport) -> dict | None:
+    """The route network scenarios run on (jobs.scenario_network), from the released people history; None without
+    people series."""
+    if not (report.forecast.keys["source"] == PEOPLE_SOURCE).any():
+        return None
+    return build_network(catalogue, report.forecast.history).to_dict()
 
 
 def _people_model(settings: JobSettings, report: NightlyReport) -> dict | None:

@@ -101,7 +101,8 @@ def selection_configs(settings: JobSettings) -> dict[str, SelectionConfig]:
 
     - signal:D (device density, flows): the best of ``forecast_candidates`` per series on ``backtest_origins``.
     - people:D (the measurement model's people): the best of ``people_candidates`` per series on
-      ``people_backtest_origins`` daily origins of ``people_holdout_days``, calibrated on log1p, with totals.
+      ``people_backtest_origins`` daily origins of ``people_holdout_days``, calibrated on log1p, with totals,
+      forecast ``people_horizon_days`` ahead.
     - counts:D (daily official counts): the mean of ``counts_daily_candidates`` (recent level and last year's same
       weeks), backtested on ``counts_daily_backtest_origins`` weekly origins of ``counts_daily_holdout_days``.
     - counts:W and counts:M: the mean of ``coarse_candidates``, backtested on ``coarse_backtest_origins`` origins
@@ -123,7 +124,7 @@ def selection_configs(settings: JobSettings) -> dict[str, SelectionConfig]:
             configs["people:D"] = SelectionConfig.for_freq(
                 freq,
                 holdout=settings.people_holdout_days,
-                horizon=horizon,
+                horizon=settings.people_horizon_days,
                 candidates=tuple(settings.people_candidates),
                 origins=settings.people_backtest_origins,
                 step=1,
@@ -181,7 +182,17 @@ def procedures_manifest(settings: JobSettings, keys: pd.DataFrame) -> dict[str, 
     configs = selection_configs(settings)
     used = sorted({(str(r.source), str(r.freq)) for r in keys[["source", "freq"]].drop_duplicates().itertuples()})
     procedures = {procedure_key(s, f) for s, f in used}
-    fields = ("candidates", "champion", "origins", "step", "holdout", "calibration_space", "point", "totals")
+    fields = (
+        "candidates",
+        "champion",
+        "origins",
+        "step",
+        "holdout",
+        "horizon",
+        "calibration_space",
+        "point",
+        "totals",
+    )
     return {
         "procedures": {key: {f: getattr(configs[key], f) for f in fields} for key in sorted(procedures)},
         "points": {f"{s}/{f}": configs[procedure_key(s, f)].point for s, f in used},

@@ -41,6 +41,7 @@ from contracts.published import (
     HISTORY,
     MANIFEST,
     RELEASES,
+    SCENARIO_NETWORK,
     TOTAL_QUANTILES,
     TOTALS,
 )
@@ -94,17 +95,22 @@ def release_id_for(
     history: pd.DataFrame | None = None,
     cells: pd.DataFrame | None = None,
     totals: pd.DataFrame | None = None,
+    network: dict | None = None,
 ) -> str:
-    """``YYYYMMDD-<hash>`` of the forecast values and, when given, of the history, cell and total values
-    (independent of run ids and row order). Without history, cells and totals the id is what it was before they
-    were published, so releases made before keep their ids; with them, two releases that differ in any of them
-    never share an id (the second would otherwise re-point CURRENT at the first and drop its tables)."""
+    """``YYYYMMDD-<hash>`` of the forecast values and, when given, of the history, cell and total values and the
+    scenarios' route network (independent of run ids and row order). Without history, cells, totals and network the
+    id is what it was before they were published, so releases made before keep their ids; with them, two releases
+    that differ in any of them never share an id (the second would otherwise re-point CURRENT at the first and drop
+    its tables)."""
     values = forecasts[FORECAST_COLUMNS].sort_values(["series_id", "ds"]).reset_index(drop=True)
     digest = hashlib.sha256(_hashed(values))
     for name, frame in (("history", history), ("cells", cells), ("totals", _total_values(totals))):
         if frame is not None:
             digest.update(name.encode())
             digest.update(_hashed(frame))
+    if network is not None:
+        digest.update(SCENARIO_NETWORK.encode())
+        digest.update(json.dumps(network, sort_keys=True).encode())
     return f"{as_of:%Y%m%d}-{digest.hexdigest()[:12]}"
 
 
@@ -297,7 +303,7 @@ def publish(
     history = None if history is None else history_frame(history, forecasts)
     cells = None if cells is None else cells_frame(cells, min_devices)
     totals = None if totals is None else totals_frame(totals, keys)
-    release_id = release_id_for(as_of, forecasts, history, cells, totals)
+    release_id = release_id_for(as_of, forecasts, history, cells, totals, (manifest_extra or {}).get(SCENARIO_NETWORK))
     releases = store_dir / RELEASES
     final = releases / release_id
     created = not final.exists()

@@ -12,6 +12,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from contracts import tables
+from contracts.published import SCENARIO_NETWORK
 from contracts.schemas import PUBLISHED_TOTALS
 from forecasting.tracking import RunInfo
 from geo.cells import cell_segment_table
@@ -402,6 +403,24 @@ def test_release_id_covers_the_totals_but_not_their_row_order(tmp_path):
     # A release without totals keeps the id it had before totals were published.
     assert without.release_id == publish.release_id_for(AS_OF, _forecasts())
     assert not (without.path / "totals.parquet").exists()
+
+
+def test_release_id_covers_the_scenarios_route_network(tmp_path):
+    # The network is built from the history with code that may change: a new network must make a new release, or
+    # re-publishing would re-point CURRENT at the old one and scenarios would keep running on the old network.
+    store = tmp_path / "store"
+
+    def with_network(share: float):
+        network = {"points": [], "links": [], "notes": [f"share {share}"]}
+        extra = {SCENARIO_NETWORK: network}
+        return publish.publish(store, _forecasts(), KEYS, as_of=AS_OF, run=RUN, min_devices=15, manifest_extra=extra)
+
+    without = _publish(store, _forecasts())
+    first, again, other = with_network(0.5), with_network(0.5), with_network(0.6)
+    assert again.release_id == first.release_id and not again.created
+    assert len({without.release_id, first.release_id, other.release_id}) == 3
+    manifest = json.loads((other.path / "manifest.json").read_text())
+    assert manifest[SCENARIO_NETWORK]["notes"] == ["share 0.6"]
 
 
 def _swap(frame: pd.DataFrame, row: int, **values) -> pd.DataFrame:
