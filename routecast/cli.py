@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 app = typer.Typer(help="routecast: migration-flow forecasts from anonymised mobility density.", no_args_is_help=True)
 app.add_typer(serving_cli.token_app, name="token")
 app.add_typer(serving_cli.audit_app, name="audit")
+app.add_typer(serving_cli.scenario_app, name="scenario")
 console = Console(stderr=True)
 # Others may not read what routecast writes (docs/design.md): files 0640, folders 0750 at most. Equal to
 # jobs.spark.PRIVATE_UMASK, which is not imported here so that commands without Spark do not load pyspark.

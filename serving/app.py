@@ -22,7 +22,7 @@ from geo.catalogue import load_catalogue
 from serving.audit import AnonymousLimiter, AuditLog, AuditMiddleware
 from serving.auth import signing_key
 from serving.fastpath import AnswerCache
-from serving.routers import admin, alerts, arrivals, dashboard, health, hexes, lineage, me, routes
+from serving.routers import admin, alerts, arrivals, dashboard, health, hexes, lineage, me, routes, scenarios
 from serving.settings import ServingSettings, get_settings
 from serving.state import AppState, watch_store
 from serving.store import StoreError
@@ -32,9 +32,9 @@ log = logging.getLogger("routecast.serving")
 DESCRIPTION = """Forecasts of migration flows along the routes toward Europe, from suppressed aggregates only.
 
 Authenticate with `Authorization: Bearer <token>` (issued by `routecast token create --role … --routes …`).
-Roles: **analyst** (routes, forecasts by route and segment, lineage), **planner** (adds hexes, arrivals, alerts),
-**admin** (adds releases and reload). A token limited to some routes sees only those: any other route answers 404,
-as if it did not exist. Tables come as CSV with `Accept: text/csv`. Every request is audited.
+Roles: **analyst** (routes, forecasts by route and segment, lineage), **planner** (adds hexes, arrivals, alerts,
+what-if scenarios), **admin** (adds releases and reload). A token limited to some routes sees only those: any other
+route answers 404, as if it did not exist. Tables come as CSV with `Accept: text/csv`. Every request is audited.
 """
 
 
@@ -80,7 +80,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    for module in (health, me, routes, hexes, arrivals, alerts, lineage, admin, dashboard):
+    for module in (health, me, routes, hexes, arrivals, alerts, scenarios, lineage, admin, dashboard):
         app.include_router(module.router)
     app.mount(dashboard.STATIC_PATH, dashboard.static_files(), name="map-static")
 

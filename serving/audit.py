@@ -37,7 +37,8 @@ served") and none of the data; ``ROUTECAST_AUDIT_FAIL_OPEN=true`` serves it anyw
 holds: ts (UTC, ISO 8601, when the request arrived), request_id (uuid4 hex, also sent back as ``X-Request-ID``),
 client (the peer address, ``scope["client"]``; null when unknown), subject, role and token_id (from
 ``scope["routecast.principal"]``, set by ``serving.auth``; null when anonymous), method, path, endpoint (the route
-template, e.g. ``/v1/routes/{route_id}/forecast``), params (query and path parameters, each a list of strings),
+template, e.g. ``/v1/routes/{route_id}/forecast``), params (path parameters, those the handler recorded with
+``record_param`` such as a created scenario's id, and query parameters, each a list of strings),
 status, rows (set by the handler with ``record_rows`` before it returns), ms (until the status was known). What a
 request can make us write is bounded: one line is at most ``MAX_LINE_BYTES`` (4 KiB) whatever the path and query.
 
@@ -86,6 +87,7 @@ FILE_RE = re.compile(r"^audit-(\d{8})-(\d+)(?:-(\d+))?\.jsonl$")
 ANCHOR_NAME = "anchor.json"
 PRINCIPAL_SCOPE_KEY = "routecast.principal"  # = serving.auth.PRINCIPAL_SCOPE_KEY (no import: audit needs no auth)
 ROWS_SCOPE_KEY = "routecast.rows"
+PARAMS_SCOPE_KEY = "routecast.params"  # parameters the handler recorded (e.g. the id of what it created)
 REQUEST_ID_SCOPE_KEY = "routecast.request_id"
 
 # Domain separation: a line's HMAC can never be taken for a file's genesis or an anchor's signature.
@@ -528,6 +530,18 @@ def record_rows(request: Request, n: int) -> None:
     request.scope[ROWS_SCOPE_KEY] = int(n)
 
 
+def record_param(request: Request, name: str, value: str) -> None:
+    """Record in the audit log a parameter the request did not send but the answer made, e.g. the id of what it
+    created; listed in ``params`` after the path parameters. Call it before returning."""
+    request.scope.setdefault(PARAMS_SCOPE_KEY, {})[name] = str(value)
+
+
+def _own_params(scope: Scope) -> list[tuple[str, str]]:
+    """The path parameters, then those the handler recorded."""
+    pairs = [(str(k), str(v)) for k, v in (scope.get("path_params") or {}).items()]
+    return pairs + [(str(k), str(v)) for k, v in (scope.get(PARAMS_SCOPE_KEY) or {}).items()]
+
+
 def _json_size(ch: str) -> int:
     if " " <= ch <= "~":
         return 2 if ch in '"\\' else 1
@@ -572,7 +586,7 @@ def _plain_params(scope: Scope) -> dict[str, list[str]] | None:
     text = query.decode("latin-1")
     if "%" in text or not _PLAIN.fullmatch(text):
         return None
-    pairs = [(str(k), str(v)) for k, v in (scope.get("path_params") or {}).items()]
+    pairs = _own_params(scope)
     pieces = (piece.partition("=") for piece in text.split("&") if piece)
     pairs += [(name.replace("+", " "), value.replace("+", " ")) for name, _, value in pieces]
     if len(pairs) > min(MAX_PARAMS, MAX_VALUES):
@@ -593,7 +607,7 @@ def _plain_params(scope: Scope) -> dict[str, list[str]] | None:
 def _bounded_params(scope: Scope) -> dict[str, list[str]]:
     params: dict[str, list[str]] = {}
     budget, left_out = MAX_PARAMS_BYTES - 64, 0  # 64: room for the count of what was left out
-    pairs: Iterable[tuple[str, str]] = ((str(k), str(v)) for k, v in (scope.get("path_params") or {}).items())
+    pairs: Iterable[tuple[str, str]] = _own_params(scope)
     query = scope.get("query_string", b"").decode("latin-1")
     pieces = (p.partition("=") for p in query.split("&") if p)
     # A piece is cut before it is decoded: a parameter of a megabyte costs no more than one of a line.

@@ -286,3 +286,118 @@ def audit_verify(
         f"[green]✓[/] {len(result.files)} audit file(s) in {audit_dir}: every chain is intact{against}",
         highlight=False,
     )
+
+
+scenario_app = typer.Typer(help="What-if scenarios on the served release (docs/scenarios.md).", no_args_is_help=True)
+
+
+def _spec_body(path: Path) -> bytes:
+    """The scenario file as the JSON body the API takes: a .toml file is read and written as JSON (dates as
+    YYYY-MM-DD), anything else is sent as it is."""
+    import tomllib
+
+    if not path.is_file():
+        raise _fail(f"{path}: no such file", 2)
+    if path.suffix.lower() != ".toml":
+        return path.read_bytes()
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise _fail(f"{path}: not valid TOML: {exc}", 2) from None
+    return json.dumps(data, default=lambda v: v.isoformat() if isinstance(v, dt.date) else str(v)).encode()
+
+
+@scenario_app.command("run")
+def scenario_run(
+    file: Annotated[Path, typer.Argument(help="The scenario: TOML or JSON (format: forecasting/scenario/spec.py).")],
+    release: Annotated[str | None, typer.Option(help="Release id (default: the current one).")] = None,
+    draws: Annotated[int | None, typer.Option(help="Monte Carlo draws (default: ROUTECAST_SCENARIO_DRAWS).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the draws (default: the scenario's, else 0).")] = None,
+    by: Annotated[
+        str | None, typer.Option(help="Who asks (kept with the scenario and audited; default: cli:$USER).")
+    ] = None,
+) -> None:
+    """Run a scenario on a release's people forecasts and route network, print its summary and keep it (like
+    POST /v1/scenarios, readable with GET /v1/scenarios/{id}); the summary is people."""
+    import getpass
+    import time
+    import uuid
+
+    from rich.table import Table
+
+    from forecasting.scenario import ScenarioError
+    from serving.audit import AuditKeyError, AuditLog
+    from serving.scenarios import NoScenarioNetwork, ScenarioStore, new_scenario_id, run_on_release, scenario_meta
+    from serving.store import StoreError, load_release
+
+    settings = ServingSettings()
+    n_draws = draws or settings.scenario_draws
+    if n_draws < 1:
+        raise _fail(f"--draws must be at least 1, got {n_draws}", 2)
+    subject = by or f"cli:{getpass.getuser()}"
+    body = _spec_body(file)
+    try:
+        chosen = load_release(settings.store_dir, release, with_previous=False)
+    except StoreError as exc:
+        raise _fail(str(exc), 1) from None
+    began = time.perf_counter()
+    try:
+        run = run_on_release(body, chosen, None, n_draws=n_draws, seed=seed)
+    except ScenarioError as exc:
+        raise _fail(f"{file}: {exc}", 2) from None
+    except (NoScenarioNetwork, StoreError) as exc:
+        raise _fail(str(exc), 1) from None
+    seconds = time.perf_counter() - began
+    try:
+        log = AuditLog.from_settings(settings)
+    except AuditKeyError as exc:
+        raise _fail(f"the scenario ran but cannot be audited, so it is not kept: {exc}", 2) from None
+    scenario_id = new_scenario_id()
+    now = dt.datetime.now(dt.UTC)
+    meta = scenario_meta(scenario_id, run, chosen, subject, now)
+    try:
+        folder = ScenarioStore(settings.scenarios_path).save(scenario_id, body, meta, run.result)
+        log.append(
+            {
+                "ts": now.isoformat(timespec="seconds"),
+                "request_id": uuid.uuid4().hex,
+                "subject": subject,
+                "role": None,
+                "token_id": None,
+                "method": "CLI",
+                "path": "routecast scenario run",
+                "endpoint": None,
+                "params": {"scenario_id": [scenario_id], "file": [str(file)]},
+                "status": 201,
+                "rows": len(run.result.summary),
+                "ms": round(seconds * 1000),
+                "client": None,
+            }
+        )
+    finally:
+        log.close()
+    _print_summary(run.result.summary, Table)
+    for note in run.result.notes:
+        err.print(f"[yellow]![/] {note}", highlight=False)
+    err.print(
+        f"scenario {scenario_id} on release {chosen.release_id}: {n_draws} draws in {seconds:.1f} s; kept in {folder}",
+        highlight=False,
+    )
+
+
+def _print_summary(summary: Any, table_type: Any) -> None:
+    """The summary as a table: per row the baseline, the scenario and the difference (median [80 % interval])."""
+    table = table_type(title="people over the scenario's window (median [80 % interval])")
+    for column in ("kind", "where", "measure", "baseline", "scenario", "difference"):
+        table.add_column(column, justify="right" if column in ("baseline", "scenario", "difference") else "left")
+
+    def cell(row: Any, part: str) -> str:
+        mid, lo, hi = (getattr(row, f"{part}_{v}") for v in ("yhat", "lo80", "hi80"))
+        return f"{mid:,.0f} [{lo:,.0f}, {hi:,.0f}]"
+
+    for row in summary.itertuples(index=False):
+        where = row.route_id if row.point_id is None else f"{row.route_id}/{row.point_id}"
+        table.add_row(
+            row.kind, where, row.measure, cell(row, "baseline"), cell(row, "scenario"), cell(row, "difference")
+        )
+    Console(soft_wrap=False, width=200).print(table)

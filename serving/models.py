@@ -397,3 +397,132 @@ class ErrorOut(BaseModel):
     errors: list[dict[str, Any]] | None = Field(
         None, description="For a 422: each invalid parameter with its location, message and the input given."
     )
+
+
+# ------------------------------------------------------------------------------------------------ scenarios
+
+SCENARIO_KIND = (
+    "point: people crossing at a point per day; route: people present on a route; waiting: people held back at a "
+    "blocked point, present that day; diverted: people leaving a blocked point for another destination that day."
+)
+SCENARIO_BAND = (
+    "baseline_* (the published forecast's draws), scenario_* (with the interventions) and difference_* (scenario "
+    "minus baseline, per draw), each as yhat (median of the draws), lo80, hi80, lo95, hi95; people."
+)
+
+
+class ScenarioBand(BaseModel):
+    """Baseline, scenario and their difference in people, each the median and the 80 % and 95 % intervals of the
+    Monte Carlo draws. The difference's bounds are quantiles of the per-draw difference, not differences of bounds."""
+
+    baseline_yhat: float
+    baseline_lo80: float
+    baseline_hi80: float
+    baseline_lo95: float
+    baseline_hi95: float
+    scenario_yhat: float
+    scenario_lo80: float
+    scenario_hi80: float
+    scenario_lo95: float
+    scenario_hi95: float
+    difference_yhat: float
+    difference_lo80: float
+    difference_hi80: float
+    difference_lo95: float
+    difference_hi95: float
+
+
+class ScenarioSummaryRow(ScenarioBand):
+    """One series of a scenario over its window (the first intervention's start to the horizon's end)."""
+
+    kind: Literal["point", "route", "waiting", "diverted"] = Field(description=SCENARIO_KIND)
+    route_id: str = Field(examples=[ROUTE_EXAMPLE])
+    point_id: str | None
+    series_id: str | None = Field(description="The published people series of the baseline, if any.")
+    measure: Literal["total", "mean", "peak"] = Field(
+        description="total: people over the window (point, diverted); mean: people present on an average day "
+        "(route); peak: the most people waiting on one day (waiting)."
+    )
+    start: dt.date
+    end: dt.date
+
+
+class ScenarioDayRow(ScenarioBand):
+    """One series of a scenario on one day (people per day, or people present that day)."""
+
+    kind: Literal["point", "route", "waiting", "diverted"] = Field(description=SCENARIO_KIND)
+    route_id: str = Field(examples=[ROUTE_EXAMPLE])
+    point_id: str | None
+    series_id: str | None
+    ds: dt.date
+
+
+class ScenarioLedgerRow(BaseModel):
+    """Where the people blocked by one intervention at one point went, in people (median and intervals of the draws):
+    blocked = released + diverted + waiting_at_end in every draw."""
+
+    intervention: int = Field(description="The intervention's index in the scenario's interventions, from 0.")
+    route_id: str = Field(examples=[ROUTE_EXAMPLE])
+    point_id: str
+    quantity: str = Field(
+        description="blocked, diverted, diverted:<destination>, released (within the horizon) or waiting_at_end."
+    )
+    yhat: float
+    lo80: float
+    hi80: float
+    lo95: float
+    hi95: float
+
+
+class ScenarioAssumptionRow(BaseModel):
+    """One parameter the scenario ran with and where it came from (default, planner, or an estimate)."""
+
+    intervention: int | None = Field(description="The intervention it belongs to; null: the whole scenario.")
+    target: str | None
+    parameter: str
+    mean: float | None
+    sd: float | None
+    shape: float | None
+    source: str
+
+
+class ScenarioMeta(BaseModel):
+    """How and on what a scenario was run."""
+
+    scenario_id: str = Field(examples=["3f0c2b9a6d4e4f1a8b7c5d2e1f0a9b8c"])
+    created_at: dt.datetime
+    release_id: str
+    model_version: str | None = Field(description="The registered model version of the release's forecasts.")
+    run_id: str | None = Field(description="The MLflow run that made the release's forecasts.")
+    subject: str = Field(description="Who asked for it (the token's subject).")
+    routes: list[str] = Field(
+        description="The routes the scenario touches: its targets, its diversions' destinations and the routes "
+        "downstream of them. Only tokens that may see all of them see the scenario."
+    )
+    first_day: dt.date = Field(description="First day of the horizon the scenario ran over.")
+    last_day: dt.date
+    n_draws: int = Field(description="Monte Carlo draws of the forecasts and parameters.")
+    seed: int = Field(description="The random seed: the same spec, release, draws and seed give the same answer.")
+    notes: list[str] = Field(description="What the scenario could not show (e.g. a point without a forecast).")
+
+
+class ScenarioCreatedOut(BaseModel):
+    """A scenario just run and stored: GET /v1/scenarios/{scenario_id} answers it in full."""
+
+    scenario_id: str = Field(examples=["3f0c2b9a6d4e4f1a8b7c5d2e1f0a9b8c"])
+    meta: ScenarioMeta
+    unit: Literal["people"] = "people"
+    summary: list[ScenarioSummaryRow] = Field(description=SCENARIO_BAND)
+
+
+class ScenarioOut(BaseModel):
+    """A stored scenario: the spec as it was sent, how it was run, and its tables (people)."""
+
+    scenario_id: str = Field(examples=["3f0c2b9a6d4e4f1a8b7c5d2e1f0a9b8c"])
+    spec: dict[str, Any] = Field(description="The scenario exactly as it was sent.")
+    meta: ScenarioMeta
+    unit: Literal["people"] = "people"
+    summary: list[ScenarioSummaryRow] = Field(description=SCENARIO_BAND)
+    daily: list[ScenarioDayRow]
+    ledger: list[ScenarioLedgerRow]
+    assumptions: list[ScenarioAssumptionRow]

@@ -52,6 +52,10 @@ class ServingSettings(BaseSettings):
     anon_rate_limit_per_minute: float = Field(default=120, gt=0)
     anon_rate_limit_burst: int = Field(default=30, ge=1)
 
+    # What-if scenarios (POST /v1/scenarios): where each one asked for is kept, and the Monte Carlo draws it runs.
+    scenarios_dir: Path | None = None  # default: <var_dir>/scenarios
+    scenario_draws: int = Field(default=1000, ge=100, le=20_000, description="Monte Carlo draws per scenario.")
+
     # How often the API looks at store/CURRENT for a newly published release (0: only on POST /v1/admin/reload).
     reload_interval_s: float = Field(default=10.0, ge=0)
 
@@ -76,6 +80,10 @@ class ServingSettings(BaseSettings):
     @property
     def audit_path(self) -> Path:
         return self.audit_dir or self.var_dir / "audit"
+
+    @property
+    def scenarios_path(self) -> Path:
+        return self.scenarios_dir or self.var_dir / "scenarios"
 
     @property
     def audit_key_path(self) -> Path:
