@@ -81,7 +81,7 @@ class SegmentNotFound(_LookupError):
 SUCCESSION_KM = 10.0
 
 
-def _ground_km(p: tuple[float, ...], q: tuple[float, ...]) -> float:
+def ground_km(p: tuple[float, ...], q: tuple[float, ...]) -> float:
     """Great-circle distance in km between two (lon, lat) points."""
     lon1, lat1, lon2, lat2 = map(math.radians, (p[0], p[1], q[0], q[1]))
     h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
@@ -133,7 +133,7 @@ class Route:
         for a in self.segments:
             places = a.line.coords[1:]
             for b in self.segments:
-                if b is not a and any(_ground_km(p, b.line.coords[0]) <= tolerance_km for p in places):
+                if b is not a and any(ground_km(p, b.line.coords[0]) <= tolerance_km for p in places):
                     pairs.append((a.id, b.id))
         return tuple(pairs)
 

@@ -32,7 +32,7 @@ import pandas as pd
 from shapely.geometry import Point
 
 from forecasting.scenario import Link, Network, NetworkPoint
-from geo.catalogue import Catalogue, CrossingPoint, Route, Segment
+from geo.catalogue import Catalogue, CrossingPoint, Route, Segment, ground_km
 
 __all__ = ["KM_PER_DAY", "ON_LINE_KM", "WAIT_DAYS", "build_network"]
 
@@ -41,12 +41,6 @@ KM_PER_DAY = {"land": 300.0, "sea": 220.0}  # a day's progress, stops included (
 WAIT_DAYS = {"land": 3.0, "sea": 4.0}  # waiting before a leg: for a lift, a boat, good weather (assumed)
 _EPS = 1e-6
 _MAX_DEPTH = 6  # legs without points walked through before giving up on a way
-
-
-def _km(a: tuple[float, float], b: tuple[float, float]) -> float:
-    lon1, lat1, lon2, lat2 = map(math.radians, (a[0], a[1], b[0], b[1]))
-    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
-    return 2 * 6371.0088 * math.asin(math.sqrt(h))
 
 
 @dataclass(frozen=True)
@@ -59,7 +53,7 @@ class _Place:
 
 def _length_km(segment: Segment) -> float:
     coords = list(segment.line.coords)
-    return sum(_km(coords[i], coords[i + 1]) for i in range(len(coords) - 1))
+    return sum(ground_km(coords[i], coords[i + 1]) for i in range(len(coords) - 1))
 
 
 def _on(segment: Segment, lon: float, lat: float, own: bool) -> float | None:
@@ -68,7 +62,7 @@ def _on(segment: Segment, lon: float, lat: float, own: bool) -> float | None:
     line = segment.line
     if not own:
         ends = ((0.0, line.coords[0]), (1.0, line.coords[-1]))
-        return next((f for f, xy in ends if _km((lon, lat), (xy[0], xy[1])) <= ON_LINE_KM), None)
+        return next((f for f, xy in ends if ground_km((lon, lat), (xy[0], xy[1])) <= ON_LINE_KM), None)
     return float(line.project(Point(lon, lat), normalized=True))
 
 
