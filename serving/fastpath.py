@@ -36,6 +36,9 @@ from serving.respond import accepts_csv
 
 # Paths whose answers do not depend on the release alone (the store listing, the caller) or that change state.
 UNCACHED_PREFIXES = ("/v1/releases", "/v1/admin", "/v1/me")
+# Paths whose answers change while a release is served: the list of scenarios grows with every POST (a scenario
+# itself, /v1/scenarios/{id}, never changes and is cached).
+UNCACHED_PATHS = frozenset({"/v1/scenarios", "/v1/scenarios/"})
 # What one stored answer costs besides its body and headers (key tuple, entry object, dict slot), measured with
 # tracemalloc in tests/serving/test_fastpath.py; counted so that many small answers respect the budget too.
 ENTRY_OVERHEAD_BYTES = 1024
@@ -75,7 +78,8 @@ class AnswerCache:
             await self.app(scope, receive, send)
             return
         raw_send, send = send, _no_store(send)
-        if scope.get("method") != "GET" or scope["path"].startswith(UNCACHED_PREFIXES):
+        path = scope["path"]
+        if scope.get("method") != "GET" or path.startswith(UNCACHED_PREFIXES) or path in UNCACHED_PATHS:
             await self.app(scope, receive, send)
             return
         state = scope["app"].state

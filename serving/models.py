@@ -526,3 +526,22 @@ class ScenarioOut(BaseModel):
     daily: list[ScenarioDayRow]
     ledger: list[ScenarioLedgerRow]
     assumptions: list[ScenarioAssumptionRow]
+
+
+class ScenarioListItem(BaseModel):
+    """A scenario kept, as GET /v1/scenarios lists it: GET /v1/scenarios/{scenario_id} answers it in full."""
+
+    scenario_id: str = Field(examples=["3f0c2b9a6d4e4f1a8b7c5d2e1f0a9b8c"])
+    name: str | None = Field(description="The scenario's name, as its spec gives it (null: it gives none).")
+    created_at: dt.datetime
+    subject: str = Field(description="Who asked for it (the token's subject).")
+    release_id: str = Field(description="The release it ran on.")
+    routes: list[str] = Field(description="The routes the scenario touches; the token sees all of them.")
+    first_day: dt.date = Field(description="First day of the horizon the scenario ran over.")
+    last_day: dt.date
+
+
+class ScenariosOut(BaseModel):
+    """The scenarios kept that the token may see, newest first."""
+
+    scenarios: list[ScenarioListItem]

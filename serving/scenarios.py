@@ -250,6 +250,26 @@ class ScenarioStore:
             raise StoreError(f"scenario {scenario_id} cannot be read: {exc}") from None
         return StoredScenario(scenario_id=scenario_id, spec=spec, meta=meta, tables=tables)
 
+    def listing(self) -> list[dict[str, Any]]:
+        """Every scenario kept, newest first (``created_at``, then id): its meta with the spec's ``name`` added (None
+        when the spec has none). Only ``meta.json`` and ``spec.json`` are read, not the tables. ``StoreError`` when
+        one of them cannot be read."""
+        found = []
+        for scenario_id in self.ids():
+            folder = self.root / scenario_id
+            if not (folder / META_FILE).is_file():
+                continue
+            try:
+                meta = json.loads((folder / META_FILE).read_text())
+                spec = json.loads((folder / SPEC_FILE).read_bytes())
+            except (OSError, ValueError) as exc:
+                raise StoreError(f"scenario {scenario_id} cannot be read: {exc}") from None
+            if not isinstance(meta, dict):
+                raise StoreError(f"scenario {scenario_id} is malformed: meta.json is not a table of fields")
+            name = spec.get("name") if isinstance(spec, dict) else None
+            found.append({**meta, "scenario_id": scenario_id, "name": name if isinstance(name, str) else None})
+        return sorted(found, key=lambda m: (str(m.get("created_at", "")), m["scenario_id"]), reverse=True)
+
     def ids(self) -> list[str]:
         """The ids of the scenarios kept (temporary folders left out)."""
         if not self.root.is_dir():

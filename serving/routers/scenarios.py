@@ -1,9 +1,9 @@
-"""What-if scenarios: run one on the served release (``POST /v1/scenarios``) and read it back
-(``GET /v1/scenarios/{scenario_id}``). Planner role.
+"""What-if scenarios: run one on the served release (``POST /v1/scenarios``), list those kept
+(``GET /v1/scenarios``) and read one back (``GET /v1/scenarios/{scenario_id}``). Planner role.
 
 A scenario runs on the routes the token may see and nothing else (``serving.scenarios``): a target or diversion on a
 route outside the scope is refused exactly like a route that does not exist, and a stored scenario that touches a
-route outside the scope answers exactly like an id that does not exist.
+route outside the scope answers exactly like an id that does not exist (and is not listed).
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import copy
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from pydantic import ValidationError
 
 from forecasting.scenario import ScenarioError, ScenarioSpec
 from serving.audit import record_param, record_rows
 from serving.auth import Principal
 from serving.deps import Planner
-from serving.models import ErrorOut, ScenarioCreatedOut, ScenarioMeta, ScenarioOut
+from serving.models import ErrorOut, ScenarioCreatedOut, ScenarioListItem, ScenarioMeta, ScenarioOut, ScenariosOut
 from serving.respond import JSON, ROLE_GUARDED, model_bytes
 from serving.scenarios import (
     ID_PATTERN,
@@ -168,6 +168,29 @@ async def create_scenario(request: Request, state: StateDep, principal: Planner)
 def _visible(principal: Principal, routes: Any) -> bool:
     """Whether the token sees every route a scenario touches; one that does not list them is shown to nobody."""
     return isinstance(routes, list) and bool(routes) and all(principal.sees(r) for r in routes)
+
+
+@router.get(
+    "",
+    response_model=ScenariosOut,
+    summary="The scenarios kept that the token may see, newest first",
+)
+async def list_scenarios(
+    request: Request,
+    state: StateDep,
+    principal: Planner,
+    limit: Annotated[int, Query(ge=1, le=500, description="At most this many scenarios, the newest.")] = 50,
+) -> Response:
+    """Every scenario kept whose routes the token all sees (the rule of GET /v1/scenarios/{scenario_id}: one it may
+    not read is not listed), newest first, whichever release it ran on."""
+    kept = await asyncio.to_thread(ScenarioStore(state.settings.scenarios_path).listing)
+    visible = [m for m in kept if _visible(principal, m.get("routes"))][:limit]
+    try:
+        items = [ScenarioListItem.model_validate(m) for m in visible]
+    except ValidationError as exc:
+        raise StoreError(f"a scenario kept is malformed: {exc.error_count()} problems") from None
+    record_rows(request, len(items))
+    return Response(content=model_bytes(ScenariosOut(scenarios=items)), media_type=JSON)
 
 
 @router.get(

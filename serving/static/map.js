@@ -1,7 +1,7 @@
 /* routecast map page.
  *
  * It holds no data of its own: after a token is given it reads /v1/me, /v1/routes, each route's GeoJSON, its
- * forecast, the hexes of the chosen day, arrivals and alerts, with that token. What the token may not see is never
+ * forecast, the hexes of the chosen day, arrivals, alerts and the what-if scenarios kept, with that token. What the token may not see is never
  * asked for (a route outside its scope is not in /v1/routes; an analyst's token is not used for the planner
  * endpoints). Text from the API is put on the page as text, never as HTML.
  */
@@ -37,6 +37,11 @@
     asOf: null,
     selected: null,
     chart: null,
+    pointLatLng: new Map(), // "route|point" -> the crossing point's L.LatLng, from the route GeoJSON
+    pointName: new Map(), // "route|point" -> its name
+    scenarios: [], // the list of GET /v1/scenarios
+    scenario: null, // the scenario shown (GET /v1/scenarios/{id}), or null
+    scenarioChart: null,
     generation: 0, // bumped on every new token: late answers of an old session are dropped
     cellCache: new Map(), // "route|day|res" -> promise of features
     cellsBusy: false,
@@ -54,11 +59,13 @@
     ["routes", 420],
     ["cells", 430],
     ["points", 450],
+    ["scenario", 460],
   ]) {
     map.createPane(pane).style.zIndex = String(z);
   }
   const cellLayer = L.layerGroup([], { pane: "cells" }).addTo(map);
   const routeGroup = L.featureGroup().addTo(map);
+  const scenarioLayer = L.layerGroup([], { pane: "scenario" }).addTo(map);
 
   const outlines = fetch("map/static/vendor/countries-50m.json")
     .then((r) => r.json())
@@ -169,8 +176,14 @@
     cellLayer.clearLayers();
     if (state.chart) state.chart.destroy();
     state.chart = null;
-    for (const id of ["cells-controls", "routes-section", "route-panel", "alerts-section"]) $(id).hidden = true;
-    for (const id of ["routes", "alerts", "arrivals", "legend"]) $(id).replaceChildren();
+    state.pointLatLng = new Map();
+    state.pointName = new Map();
+    state.scenarios = [];
+    clearScenario();
+    for (const id of ["cells-controls", "routes-section", "route-panel", "alerts-section", "scenarios-section"]) {
+      $(id).hidden = true;
+    }
+    for (const id of ["routes", "alerts", "arrivals", "legend", "scenario"]) $(id).replaceChildren();
     for (const id of ["who", "release", "alert-count"]) $(id).textContent = "";
     $("map").dataset.routes = "0";
     $("map").dataset.cells = "0";
@@ -216,7 +229,7 @@
       const tasks = [];
       if (isPlanner() && catalogue.release_id) {
         setUpDays();
-        tasks.push(loadAlerts());
+        tasks.push(loadAlerts(), loadScenarios());
       }
       // The first route with a forecast is selected, without zooming to it: the map opens on every route.
       const first = state.routes.find((r) => r.sources.length);
@@ -260,6 +273,10 @@
         }),
       onEachFeature: (feature, l) => {
         const p = feature.properties;
+        if (p.kind === "crossing_point") {
+          state.pointLatLng.set(`${route.id}|${p.id}`, l.getLatLng());
+          state.pointName.set(`${route.id}|${p.id}`, p.name);
+        }
         const what = p.kind === "segment" ? `${p.name} (${p.mode})` : `${p.name} · ${p.role}`;
         l.bindTooltip(() => tooltip([route.name, what]), { sticky: p.kind === "segment" });
         l.on("click", () => select(route.id));
@@ -501,6 +518,196 @@
     }
     if (!answer.alerts.length) list.append(el("li", { class: "muted" }, "none in the served release"));
     $("alerts-section").hidden = false;
+  }
+
+  // ------------------------------------------------------------------------------------------------ scenarios
+
+  // The what-if scenarios kept that the token may see (planner tokens only): pick one to see, per series, its
+  // baseline and the scenario per day, and at the crossing points the difference it makes over its window.
+  async function loadScenarios() {
+    let answer;
+    let failed = null;
+    try {
+      answer = await api("scenarios");
+    } catch (e) {
+      if (e.status === 0) throw e;
+      failed = e.detail; // the rest of the page stays usable
+      answer = { scenarios: [] };
+    }
+    state.scenarios = answer.scenarios;
+    const select = $("scenario");
+    const placeholder = failed
+      ? `could not be listed: ${failed}`
+      : answer.scenarios.length
+        ? "choose a scenario…"
+        : "none kept that this token may see";
+    select.replaceChildren(
+      el("option", { value: "" }, placeholder),
+      ...answer.scenarios.map((s) =>
+        el(
+          "option",
+          { value: s.scenario_id },
+          `${s.name || "(no name)"} · ${s.created_at.slice(0, 16).replace("T", " ")} · ${s.scenario_id.slice(0, 8)}`,
+        ),
+      ),
+    );
+    select.disabled = !answer.scenarios.length;
+    select.onchange = () =>
+      showScenario(select.value).catch((e) => {
+        if (e.status !== 0) status(`Scenario: ${e.detail || e.message}`, true);
+      });
+    $("scenarios-section").dataset.scenarios = String(answer.scenarios.length);
+    $("scenarios-section").hidden = false;
+  }
+
+  function clearScenario() {
+    state.scenario = null;
+    scenarioLayer.clearLayers();
+    if (state.scenarioChart) state.scenarioChart.destroy();
+    state.scenarioChart = null;
+    const canvas = $("scenario-chart");
+    for (const key of ["scenario", "series", "rows", "unit"]) delete canvas.dataset[key];
+    $("scenario-row").replaceChildren();
+    $("scenario-note").textContent = "";
+    $("scenario-detail").hidden = true;
+    $("map").dataset.scenarioMarkers = "0";
+  }
+
+  const pointName = (routeId, pointId) => state.pointName.get(`${routeId}|${pointId}`) ?? pointId;
+  const routeName = (routeId) => state.routes.find((r) => r.id === routeId)?.name ?? routeId;
+  const SERIES_TEXT = {
+    point: (r) => `people crossing at ${pointName(r.route_id, r.point_id)}`,
+    route: (r) => `people present on ${routeName(r.route_id)}`,
+    waiting: (r) => `people waiting at ${pointName(r.route_id, r.point_id)}`,
+    diverted: (r) => `people diverted from ${pointName(r.route_id, r.point_id)}`,
+  };
+  const seriesKey = (r) => `${r.kind}|${r.route_id}|${r.point_id ?? ""}`;
+
+  async function showScenario(scenarioId) {
+    clearScenario();
+    if (!scenarioId) return;
+    const answer = await api(`scenarios/${encodeURIComponent(scenarioId)}`);
+    if ($("scenario").value !== scenarioId) return; // another scenario was picked meanwhile
+    state.scenario = answer;
+    // Its series, in the order of its summary (points, routes, waiting, diverted), each once.
+    const rows = new Map();
+    for (const r of answer.summary) if (!rows.has(seriesKey(r))) rows.set(seriesKey(r), r);
+    const select = $("scenario-row");
+    select.replaceChildren(
+      ...[...rows.entries()].map(([key, r]) => el("option", { value: key }, SERIES_TEXT[r.kind](r))),
+    );
+    select.onchange = () => drawScenarioChart(select.value);
+    $("scenario-detail").hidden = false;
+    // The series first shown: a crossing point the scenario acts on if there is one.
+    const waiting = answer.summary.find((r) => r.kind === "waiting");
+    const first = waiting ? seriesKey({ ...waiting, kind: "point" }) : select.options[0]?.value;
+    if (first && rows.has(first)) select.value = first;
+    drawScenarioChart(select.value);
+    drawScenarioMarkers(answer);
+  }
+
+  function drawScenarioChart(key) {
+    const scenario = state.scenario;
+    const canvas = $("scenario-chart");
+    if (state.scenarioChart) state.scenarioChart.destroy();
+    state.scenarioChart = null;
+    if (!scenario || !key) return;
+    const days = scenario.daily.filter((d) => seriesKey(d) === key);
+    const line = (label, data, colour, dash) => ({
+      label,
+      data,
+      borderColor: colour,
+      borderWidth: 2,
+      borderDash: dash,
+      pointRadius: 0,
+      fill: false,
+    });
+    const band = (label, data, colour, fill) => ({
+      label,
+      data,
+      borderWidth: 0,
+      pointRadius: 0,
+      backgroundColor: colour,
+      fill,
+    });
+    const of = (name) => days.map((d) => d[name]);
+    state.scenarioChart = new Chart(canvas, {
+      type: "line",
+      data: {
+        labels: days.map((d) => d.ds),
+        datasets: [
+          band("baseline 80 %", of("baseline_hi80"), "rgba(31,111,180,0.22)", "+1"),
+          band("baseline 80 % low", of("baseline_lo80"), "rgba(31,111,180,0.22)", false),
+          band("scenario 80 %", of("scenario_hi80"), "rgba(212,105,30,0.25)", "+1"),
+          band("scenario 80 % low", of("scenario_lo80"), "rgba(212,105,30,0.25)", false),
+          line("baseline", of("baseline_yhat"), "#1f6fb4", [5, 3]),
+          line("scenario", of("scenario_yhat"), "#d4691e", []),
+        ],
+      },
+      options: {
+        animation: false,
+        maintainAspectRatio: false,
+        interaction: { mode: "index", intersect: false },
+        plugins: { legend: { labels: { boxWidth: 12, filter: (item) => !item.text.endsWith("low") } } },
+        scales: {
+          x: {
+            ticks: {
+              maxTicksLimit: 7,
+              maxRotation: 0,
+              callback(value) {
+                return this.getLabelForValue(value).slice(5);
+              },
+            },
+          },
+          y: { beginAtZero: true, title: { display: true, text: scenario.unit } },
+        },
+      },
+    });
+    canvas.dataset.scenario = scenario.scenario_id;
+    canvas.dataset.series = key;
+    canvas.dataset.rows = String(days.length);
+    canvas.dataset.unit = scenario.unit;
+    const meta = scenario.meta;
+    $("scenario-note").textContent =
+      `Unit: ${scenario.unit} (crossing, waiting or diverted per day; present on a route that day). ` +
+      `Lines: medians of ${meta.n_draws} draws; bands: 80 % intervals. ` +
+      `The planner's scenario "${scenario.spec.name || scenario.scenario_id.slice(0, 8)}" on release ` +
+      `${meta.release_id} (asked by ${meta.subject}, ${meta.created_at.slice(0, 10)}): what would follow if its ` +
+      "assumptions held, not a forecast of what will happen.";
+  }
+
+  // A marker at each crossing point the scenario shows: its area by the difference over the window, its colour by
+  // the sign (red: more people crossing than the baseline, blue: fewer).
+  function drawScenarioMarkers(scenario) {
+    scenarioLayer.clearLayers();
+    const rows = scenario.summary.filter(
+      (r) => r.kind === "point" && r.measure === "total" && state.pointLatLng.has(`${r.route_id}|${r.point_id}`),
+    );
+    const extent = Math.max(1, ...rows.map((r) => Math.abs(r.difference_yhat)));
+    for (const r of rows) {
+      const t = r.difference_yhat / extent;
+      const marker = L.circleMarker(state.pointLatLng.get(`${r.route_id}|${r.point_id}`), {
+        pane: "scenario",
+        radius: 6 + 14 * Math.sqrt(Math.abs(t)),
+        color: "#222",
+        weight: 1,
+        fillColor: mix(EXCESS_STOPS, (t + 1) / 2),
+        fillOpacity: 0.8,
+        className: `scenario-point route-${r.route_id} point-${r.point_id}`,
+      });
+      const text =
+        `baseline ${fmt(r.baseline_yhat)}, scenario ${fmt(r.scenario_yhat)}, ` +
+        `difference ${fmt(r.difference_yhat)} [${fmt(r.difference_lo80)}, ${fmt(r.difference_hi80)}] people`;
+      marker.bindTooltip(() =>
+        tooltip([`${pointName(r.route_id, r.point_id)} · people crossing, ${r.start} to ${r.end}`, text]),
+      );
+      marker.on("click", () => {
+        $("scenario-row").value = seriesKey(r);
+        drawScenarioChart(seriesKey(r));
+      });
+      scenarioLayer.addLayer(marker);
+    }
+    $("map").dataset.scenarioMarkers = String(rows.length);
   }
 
   // ------------------------------------------------------------------------------------------------ cells

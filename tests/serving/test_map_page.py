@@ -88,3 +88,13 @@ def test_routes_say_which_days_the_hexes_endpoint_answers(client):
     first, last = dt.date.fromisoformat(days["first"]), dt.date.fromisoformat(days["last"])
     for day, status in [(first, 200), (last, 200), (first - dt.timedelta(days=1), 404), (last + dt.timedelta(1), 404)]:
         assert client.get(hexes, params={"date": str(day)}).status_code == status, day
+
+
+def test_the_page_has_a_hidden_scenario_section_with_its_controls(api):
+    html = api.get("/map").text
+    section = re.search(r'<section id="scenarios-section" hidden>(.*?)</section>', html, re.S)
+    assert section is not None, "the what-if section is missing or shown before a planner token is given"
+    body = section.group(1)
+    assert "What-if scenarios" in body
+    for control in ('<select id="scenario">', '<select id="scenario-row">', '<canvas id="scenario-chart"'):
+        assert control in body, control

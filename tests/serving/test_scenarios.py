@@ -402,3 +402,103 @@ def test_posts_are_never_answered_from_the_cache(api, settings):
     headers = auth(settings)
     ids = {post(api, headers, closure()).json()["scenario_id"] for _ in range(3)}
     assert len(ids) == 3 and len(ScenarioStore(settings.scenarios_path).ids()) == 3
+
+
+# ------------------------------------------------------------------------------------------------------ the list
+
+
+def named(api, settings, name, created_at, *interventions) -> str:
+    """A scenario kept under ``name`` whose ``created_at`` is then set to ``created_at`` (the clock ticks in seconds:
+    the tests set the order rather than wait for it)."""
+    body = json.dumps({"name": name, "seed": 1, "interventions": list(interventions)}).encode()
+    r = post(api, auth(settings), raw=body)
+    assert r.status_code == 201, r.text
+    sid = r.json()["scenario_id"]
+    (settings.scenarios_path / sid / "meta.json").write_text(json.dumps({**r.json()["meta"], "created_at": created_at}))
+    return sid
+
+
+@pytest.fixture
+def three(api, settings) -> dict[str, str]:
+    """Three scenarios: one on the Central Mediterranean, one on the Channel, one touching both (newest)."""
+    return {
+        "central": named(api, settings, "Zuwara closed", "2025-03-01T10:00:00+00:00", closure()),
+        "channel": named(api, settings, "Calais closed", "2025-03-01T11:00:00+00:00", closure("point:channel/calais")),
+        "both": named(
+            api,
+            settings,
+            "Zuwara closed, some to the Channel",
+            "2025-03-01T12:00:00+00:00",
+            closure(divert=[{"to": "route:channel", "share": 0.3}]),
+        ),
+    }
+
+
+def listed(api, headers, **params) -> list[dict]:
+    r = api.get("/v1/scenarios", headers=headers, params=params)
+    assert r.status_code == 200, r.text
+    return r.json()["scenarios"]
+
+
+def test_the_list_holds_every_scenario_the_token_may_read_newest_first(api, settings, three):
+    got = listed(api, auth(settings, "planner", [CENTRAL_MED, CHANNEL]))
+    assert [s["scenario_id"] for s in got] == [three["both"], three["channel"], three["central"]]
+    current = (settings.store_dir / "CURRENT").read_text().strip()
+    assert got[0] == {
+        "scenario_id": three["both"],
+        "name": "Zuwara closed, some to the Channel",
+        "created_at": "2025-03-01T12:00:00Z",
+        "subject": "tester",
+        "release_id": current,
+        "routes": [CENTRAL_MED, CHANNEL],
+        "first_day": FIRST.isoformat(),
+        "last_day": (FIRST + dt.timedelta(days=HORIZON - 1)).isoformat(),
+    }
+    assert [s["name"] for s in got[1:]] == ["Calais closed", "Zuwara closed"]
+
+
+@pytest.mark.parametrize(("scope", "expected"), [([CENTRAL_MED], "central"), ([CHANNEL], "channel")])
+def test_a_scenario_touching_a_route_outside_the_scope_is_not_listed(api, settings, three, scope, expected):
+    headers = auth(settings, "planner", scope)
+    assert [s["scenario_id"] for s in listed(api, headers)] == [three[expected]]
+    assert listed(api, auth(settings, "planner", ["western_african"])) == []
+    # What is listed is what the scenario's GET answers; the others answer as unknown ids.
+    for name, sid in three.items():
+        assert api.get(f"/v1/scenarios/{sid}", headers=headers).status_code == (200 if name == expected else 404)
+
+
+def test_the_list_is_never_served_to_another_scope_and_is_never_stale(api, settings, three):
+    from tests.serving.test_fastpath import answer_cache
+
+    cache = answer_cache(api.app)
+    central, channel = auth(settings, "planner", [CENTRAL_MED]), auth(settings, "planner", [CHANNEL])
+    assert [s["scenario_id"] for s in listed(api, central)] == [three["central"]]
+    assert [s["scenario_id"] for s in listed(api, channel)] == [three["channel"]]
+    hits = cache.hits
+    # A new scenario is listed at once, to the scope that may see it only.
+    new = post(api, central, closure("point:central_mediterranean/sfax")).json()["scenario_id"]
+    assert [s["scenario_id"] for s in listed(api, central)] == [new, three["central"]]
+    assert [s["scenario_id"] for s in listed(api, channel)] == [three["channel"]]
+    assert cache.hits == hits
+
+
+def test_the_list_holds_at_most_limit_scenarios_the_newest(api, settings, three):
+    headers = auth(settings)
+    assert [s["scenario_id"] for s in listed(api, headers, limit=2)] == [three["both"], three["channel"]]
+    for bad in (0, 501, "many"):
+        assert api.get("/v1/scenarios", headers=headers, params={"limit": bad}).status_code == 422
+
+
+def test_the_list_is_empty_before_any_scenario_and_skips_one_that_lists_no_routes(api, settings):
+    headers = auth(settings, "admin")
+    assert listed(api, headers) == []
+    sid = post(api, headers, closure()).json()["scenario_id"]
+    meta_file = settings.scenarios_path / sid / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps({k: v for k, v in meta.items() if k != "routes"}))
+    assert listed(api, headers) == []
+
+
+def test_the_analyst_role_may_not_list_scenarios(api, settings, three):
+    r = api.get("/v1/scenarios", headers=auth(settings, "analyst"))
+    assert r.status_code == 403 and "needs the planner role" in r.json()["detail"]
