@@ -32,7 +32,10 @@ the difference's interval comes from the intervention and its parameters. Draws 
 horizon's end (``BlockLedger``). Diverted people whose lag ends after the horizon are not seen on any point.
 
 **Limits.** Shares and lags of the links are what the network says; the published forecasts are not a consistent
-flow, so a reduction larger than a downstream point's forecast is floored at 0 there. People who wait are not on
+flow, so a reduction larger than a downstream point's forecast cannot take it below 0: the rest is owed and comes off
+the people it gains later (a released backlog first), so that over the days a point changes by what reached it,
+except what is still owed at the horizon's end. A point without a published forecast passes every change on. People
+who wait are not on
 the route's arrivals until released; diverted people land only where the destination's departure points lead.
 A destination blocked itself blocks diverted people again (the simulator lets a second journey only wait).
 A route or segment target means its departure points (its entry points on a land route without any), and so

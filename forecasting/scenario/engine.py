@@ -407,11 +407,26 @@ def _run_flows(
                 flows.add(flows.surge_extra, key, extra)
             else:
                 ledgers.append(_block(p, key, demand, lo, hi, block_draws[p.index], flows, published))
+        if key in baseline:
+            demand = _owed_forward(demand)
         flows.passing[key] = demand
         flows.delta[key] = demand - baseline.get(key, 0.0)
         for link in network.links_from(key):
             flows.add(flows.inflow, link.target, link.share * _delayed(flows.delta[key], link_kernels[link]))
     return ledgers
+
+
+def _owed_forward(demand: np.ndarray) -> np.ndarray:
+    """People crossing a point per day, never below 0: a day's reduction larger than the point's people (the
+    published points are not a consistent flow) is owed, and comes off the next days' people first, so that what
+    passes the point over the days changes by what reached it (draws, days)."""
+    out = np.empty_like(demand)
+    owed = np.zeros(demand.shape[0])
+    for t in range(demand.shape[1]):
+        x = demand[:, t] - owed
+        out[:, t] = np.maximum(x, 0.0)
+        owed = np.maximum(-x, 0.0)
+    return out
 
 
 def _block(

@@ -149,6 +149,20 @@ def test_closure_without_diversion_holds_people_and_releases_them_on_reopening()
         draws.row("point", "east", "c")
 
 
+def test_a_point_with_fewer_people_than_reach_it_owes_the_rest_and_takes_it_off_what_it_gains_later():
+    # The landing publishes 2 a day while 10 a day leave for it: the forecasts are not a consistent flow. Closing the
+    # departure cannot take the landing below 0; the 8 a day it could not lose come off the backlog when it lands.
+    levels = {point_series_id("central", "a"): 10.0, point_series_id("central", "b"): 2.0}
+    draws = run_draws(closure(**NO_DIVERSION), data=forecasts(levels))
+    landing = series(draws, "point", "central", "b")
+    expected = flat(2.0)
+    expected[6:13] = 0.0
+    expected[13] = 2.0 + 70.0 - 7 * 8.0  # the backlog, less what was owed
+    assert np.allclose(landing, expected)
+    # Over the horizon the landing changes by what reached it: 70 fewer, then 70 more.
+    assert (landing - series(draws, "point", "central", "b", which="baseline")).sum() == pytest.approx(0.0)
+
+
 def test_waiting_people_stay_on_the_route_until_they_land():
     draws = run_draws(closure(**NO_DIVERSION))
     change = series(draws, "route", "central") - series(draws, "route", "central", which="baseline")
