@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from contracts.published import CURRENT, FORECASTS, MANIFEST, RELEASES, SCENARIO_NETWORK
+from contracts.series import PEOPLE_SOURCE
 from forecasting.scenario import Network, ScenarioSpec, simulate_scenario
 from geo.catalogue import Catalogue
 from geo.entry import entry_points
@@ -50,7 +51,7 @@ def read_release(store_dir: Path, release_id: str | None = None) -> Release:
         raise ValueError(f"release {release_id} has no route network for scenarios (no people series?)")
     forecasts = pd.read_parquet(folder / FORECASTS)
     return Release(
-        release_id, forecasts[forecasts["source"] == "people"], Network.from_dict(manifest[SCENARIO_NETWORK])
+        release_id, forecasts[forecasts["source"] == PEOPLE_SOURCE], Network.from_dict(manifest[SCENARIO_NETWORK])
     )
 
 

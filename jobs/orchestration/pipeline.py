@@ -556,17 +556,22 @@ def _publish(
     )
 
 
+def _has_people(report: NightlyReport) -> bool:
+    """Whether the run forecast people series (the measurement model ran and the release carries its figures)."""
+    return bool((report.forecast.keys["source"] == PEOPLE_SOURCE).any())
+
+
 def _scenario_network(catalogue: Catalogue, report: NightlyReport) -> dict | None:
     """The route network scenarios run on (jobs.scenario_network), from the released people history; None without
     people series."""
-    if not (report.forecast.keys["source"] == PEOPLE_SOURCE).any():
+    if not _has_people(report):
         return None
     return build_network(catalogue, report.forecast.history).to_dict()
 
 
 def _people_model(settings: JobSettings, report: NightlyReport) -> dict | None:
     """The measurement model behind the release's people series (gold people_model.json), None without them."""
-    if not (report.forecast.keys["source"] == PEOPLE_SOURCE).any():
+    if not _has_people(report):
         return None
     return people.read_model(settings)
 

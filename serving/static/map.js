@@ -326,6 +326,32 @@
 
   // ------------------------------------------------------------------------------------------------ chart
 
+  // The options both charts share: the unit on the y axis, dates cut from dateFrom on the x axis, the "… low"
+  // edges of the bands left out of the legend, and days without a value out of the tooltip.
+  function chartOptions(unit, dateFrom) {
+    return {
+      animation: false,
+      maintainAspectRatio: false,
+      interaction: { mode: "index", intersect: false },
+      plugins: {
+        legend: { labels: { boxWidth: 12, filter: (item) => !item.text.endsWith("low") } },
+        tooltip: { filter: (item) => item.raw !== null },
+      },
+      scales: {
+        x: {
+          ticks: {
+            maxTicksLimit: 7,
+            maxRotation: 0,
+            callback(value) {
+              return this.getLabelForValue(value).slice(dateFrom);
+            },
+          },
+        },
+        y: { beginAtZero: true, title: { display: true, text: unit } },
+      },
+    };
+  }
+
   async function drawChart(route, source) {
     const canvas = $("chart");
     delete canvas.dataset.route;
@@ -385,30 +411,7 @@
           },
         ],
       },
-      options: {
-        animation: false,
-        maintainAspectRatio: false,
-        interaction: { mode: "index", intersect: false },
-        plugins: {
-          legend: {
-            labels: { boxWidth: 12, filter: (item) => !item.text.endsWith("low") },
-          },
-          tooltip: { filter: (item) => item.raw !== null },
-        },
-        scales: {
-          x: {
-            ticks: {
-              maxTicksLimit: 7,
-              maxRotation: 0,
-              // "2025-03-01" → "25-03-01": the year stays (monthly series span years), the labels fit.
-              callback(value) {
-                return this.getLabelForValue(value).slice(2);
-              },
-            },
-          },
-          y: { beginAtZero: true, title: { display: true, text: answer.unit } },
-        },
-      },
+      options: chartOptions(answer.unit, 2), // "2025-03-01" → "25-03-01": monthly series span years
     });
     canvas.dataset.route = route.id;
     canvas.dataset.unit = answer.unit;
@@ -644,24 +647,7 @@
           line("scenario", of("scenario_yhat"), "#d4691e", []),
         ],
       },
-      options: {
-        animation: false,
-        maintainAspectRatio: false,
-        interaction: { mode: "index", intersect: false },
-        plugins: { legend: { labels: { boxWidth: 12, filter: (item) => !item.text.endsWith("low") } } },
-        scales: {
-          x: {
-            ticks: {
-              maxTicksLimit: 7,
-              maxRotation: 0,
-              callback(value) {
-                return this.getLabelForValue(value).slice(5);
-              },
-            },
-          },
-          y: { beginAtZero: true, title: { display: true, text: scenario.unit } },
-        },
-      },
+      options: chartOptions(scenario.unit, 5), // "2025-03-01" → "03-01": a scenario spans weeks
     });
     canvas.dataset.scenario = scenario.scenario_id;
     canvas.dataset.series = key;
