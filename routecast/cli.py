@@ -62,6 +62,7 @@ class CountsSource(StrEnum):
     uk_channel = "uk-channel"
     iom_dtm = "iom-dtm"
     generic = "generic"
+    landings = "landings"
 
 
 class Freq(StrEnum):

@@ -73,7 +73,7 @@ class UnknownRelease(StoreError):
 # Sources whose figures count people: the measurement model's estimate and every official count (the sources of
 # jobs.stages.counts: detections and arrivals). Any other source is a phone signal (density, flows) and counts
 # devices: a source not named here is never presented as people.
-PEOPLE_SOURCES = frozenset({PEOPLE_SOURCE, "frontex", "uk-channel", "iom-dtm", "generic"})
+PEOPLE_SOURCES = frozenset({PEOPLE_SOURCE, "frontex", "uk-channel", "iom-dtm", "generic", "landings"})
 
 
 def unit_of(source: str) -> Unit:

@@ -2,8 +2,9 @@
 would publish.
 
 Coarse figures made from the simulator's truth (monthly arrivals per route as Frontex publishes them, daily
-arrivals as the UK publishes the Channel's) count people at the routes' entry points (``geo.entry``: every landing
-site on the sea routes, plus the land borders into the EU; the names are re-exported here).
+arrivals as the UK publishes the Channel's, monthly arrivals per landing place as the coastal states publish them)
+count people at the routes' entry points (``geo.entry``: every landing site on the sea routes, plus the land borders
+into the EU; the names are re-exported here).
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ __all__ = ["ENTRY_BORDERS", "EXCLUDED_LANDINGS", "entry_points", "route_entry_po
 # ones in shared/data/real): Frontex's monthly detections by route, the Home Office's daily small-boat arrivals.
 FRONTEX_FILE = "frontex_monthly_by_route.csv"
 UK_CHANNEL_FILE = "uk_small_boats_daily.csv"
+# Monthly sea arrivals per landing place, as Greece (per island, through UNHCR), Spain (per island and city) and Italy
+# (per region) publish them: every landing entry point of the sea routes. Land border posts publish no such figure.
+LANDINGS_FILE = "landings_monthly_by_point.csv"
 # The `routecast ingest-counts --source` each file is read as.
-FILE_SOURCES = {FRONTEX_FILE: "frontex", UK_CHANNEL_FILE: "uk-channel"}
+FILE_SOURCES = {FRONTEX_FILE: "frontex", UK_CHANNEL_FILE: "uk-channel", LANDINGS_FILE: "landings"}
 
 
 def entry_arrivals(arrivals: pd.DataFrame, catalogue: Catalogue) -> pd.DataFrame:
@@ -51,8 +55,9 @@ def official_figures(
     ``arrivals``: ``date, route_id, crossing_point_id, arrivals`` (truth ``arrivals``). Returns, by file name:
     Frontex-like ``date, route, count, n_source_rows`` for every complete calendar month and every route with a
     Frontex name (a month the run covers only in part is not published: Frontex publishes whole months), and
-    UK-like ``date, migrants_arrived`` for every day, zeros included, if the catalogue has the Channel route.
-    Counts are the arrivals at each route's entry points (:func:`entry_points`).
+    UK-like ``date, migrants_arrived`` for every day, zeros included, if the catalogue has the Channel route, and
+    landings ``date, route, crossing_point, count`` for every complete month and every landing entry point, zeros
+    included. Counts are the arrivals at each route's entry points (:func:`entry_points`).
     """
     daily = entry_arrivals(arrivals, catalogue).set_index(["route_id", "date"])["arrivals"]
     days = pd.date_range(first, last, freq="D")
@@ -72,6 +77,18 @@ def official_figures(
         per_month = per_day.groupby(per_day.index.to_period("M")).sum()
         rows += [(m.start_time.date().isoformat(), name, int(per_month.get(m, 0)), 1) for m in months]
     out[FRONTEX_FILE] = pd.DataFrame(rows, columns=["date", "route", "count", "n_source_rows"])
+
+    landings = [(r.id, p.id) for r in catalogue for p in route_entry_points(r) if p.role == "landing"]
+    at_point = arrivals.assign(date=pd.to_datetime(arrivals["date"]).dt.to_period("M"))
+    at_point = at_point.groupby(["route_id", "crossing_point_id", "date"])["arrivals"].sum()
+    out[LANDINGS_FILE] = pd.DataFrame(
+        [
+            (m.start_time.date().isoformat(), route_id, point_id, int(at_point.get((route_id, point_id, m), 0)))
+            for route_id, point_id in landings
+            for m in months
+        ],
+        columns=["date", "route", "crossing_point", "count"],
+    )
 
     channel = catalogue.official_name_map("uk_home_office")
     if channel:

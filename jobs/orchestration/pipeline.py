@@ -302,7 +302,7 @@ class _Run:
 
 RAW, BRONZE, HANDOFF = Data("raw"), Data("bronze"), Data("handoff")
 # The official sources whose gold series the people stage may be fitted on (its priors file chooses among them).
-_OFFICIAL = ("frontex", "uk-channel", "iom-dtm", "generic")
+_OFFICIAL = ("frontex", "uk-channel", "iom-dtm", "generic", "landings")
 
 
 def _before_ingest(r: _Run) -> None:

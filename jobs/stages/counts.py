@@ -13,6 +13,9 @@ uk-channel     ``date,migrants_arrived`` (``y = migrants_arrived``)        D    
 iom-dtm        ``date,country,arrivals,granularity``, summed over the      M     ISO-3 country of arrival
                countries of a route; only ``granularity=month`` rows
 generic        ``date,route,count``                                        D|W|M a route id or any official name
+landings       ``date,route,crossing_point,count``: arrivals per landing     M     a route id or any official name;
+               place or border post (as Greece publishes per island, Spain         the point: one of the route's
+               per island and city, Italy per region)                              entry points (``geo.entry``)
 =============  ==========================================================  ====  ================================
 
 Route names map to catalogue ids through ``Catalogue.official_name_map`` (``frontex``, ``uk_home_office``,
@@ -25,7 +28,8 @@ checked in this order: ``wrong_field_count``, ``bad_date``, ``missing_count``, `
 ``negative_count``, ``off_grid_date`` (not a Monday for W, not the 1st for M), ``not_monthly`` (IOM
 annual totals stored in December would corrupt a monthly series), ``total_of_mapped_parts`` (a country
 total such as IOM's ``ESP`` whose parts ``ESP-WMR`` and ``ESP-WAAR`` map to routes: counting it too would
-count those people twice), ``unknown_route``, and among the rows
+count those people twice), ``unknown_route``, ``unknown_crossing_point`` (``landings``: not an entry point of the
+row's route), and among the rows
 left, ``conflicting_duplicate``: rows with the same key (route and date, plus country for IOM, plus
 border type and nationality for the Frontex detail) and different counts are all quarantined, while
 repeats with the same count are kept once and counted as duplicates.
@@ -64,6 +68,7 @@ from contracts import tables
 from contracts.series import series_id
 from forecasting.protocol import PERIOD_NAMES, check_freq, is_on_grid, period_grid
 from geo.catalogue import Catalogue, load_catalogue
+from geo.entry import entry_points
 from jobs import lake
 from jobs.schemas import QUARANTINE_COUNTS, SERIES
 from jobs.settings import JobSettings
@@ -82,7 +87,9 @@ __all__ = [
     "transform",
 ]
 
-SOURCES: tuple[str, ...] = ("frontex", "uk-channel", "iom-dtm", "generic")
+SOURCES: tuple[str, ...] = ("frontex", "uk-channel", "iom-dtm", "generic", "landings")
+# Sources whose series are per crossing point (level "point"), not per route.
+POINT_SOURCES: frozenset[str] = frozenset({"landings"})
 
 # The quarantine reasons, in the order rows are checked (the first rule a row breaks is recorded).
 REASONS: tuple[str, ...] = (
@@ -95,6 +102,7 @@ REASONS: tuple[str, ...] = (
     "not_monthly",
     "total_of_mapped_parts",
     "unknown_route",
+    "unknown_crossing_point",
     "conflicting_duplicate",
 )
 # Rows quarantined for one of these still say which route and period they were for, so a sum written
@@ -123,6 +131,8 @@ class _Layout:
     granularity: str | None = None  # a column that must read "month"
     zero_when_absent: bool = False  # a route-period without any row is 0 (the source stores no zeros)
     key_reports_every_period: bool = False  # each key (IOM country) is expected every period of its span
+    point: str | None = None  # the column naming the crossing point (a per-point source); the series' target is
+    # then "<route id>/<point id>"
 
 
 @dataclass(frozen=True)
@@ -163,6 +173,11 @@ _SOURCES: dict[str, _Source] = {
         ),
     ),
     "generic": _Source(None, None, (_Layout(("date", "route", "count"), count="count", route="route"),)),
+    "landings": _Source(
+        "M",
+        None,
+        (_Layout(("date", "route", "crossing_point", "count"), count="count", route="route", point="crossing_point"),),
+    ),
 }
 
 
@@ -309,7 +324,8 @@ def transform(text: CountsText, source: str, catalogue: Catalogue, freq: str | N
     if not text.lines:
         raise CountsFileError(f"counts file {text.name}: a header but no rows; nothing to ingest")
     resolve = _route_names(catalogue, spec.names)
-    rows = [_checked_row(number, raw, header, layout, freq, resolve) for number, raw in text.lines]
+    entries = entry_points(catalogue) if layout.point else {}
+    rows = [_checked_row(number, raw, header, layout, freq, resolve, entries) for number, raw in text.lines]
     unknown = Counter(row.route_name for row in rows if row.reason == "unknown_route")
     _mark_duplicates(rows)
 
@@ -347,10 +363,7 @@ def transform(text: CountsText, source: str, catalogue: Catalogue, freq: str | N
         derived=derived,
     )
     series = pd.DataFrame(
-        [
-            (series_id("route", rid, source=source), "route", rid, None, ds, float(y), freq, source)
-            for (rid, ds), y in sorted(sums.items())
-        ],
+        [_series_row(target, ds, y, freq, source, catalogue) for (target, ds), y in sorted(sums.items())],
         columns=SERIES.fieldNames(),
     )
     quarantine = pd.DataFrame(
@@ -358,6 +371,16 @@ def transform(text: CountsText, source: str, catalogue: Catalogue, freq: str | N
         columns=QUARANTINE_COUNTS.fieldNames(),
     )
     return CountsBatch(series=series, quarantine=quarantine, report=report)
+
+
+def _series_row(target: str, ds: dt.date, y: int, freq: str, source: str, catalogue: Catalogue) -> tuple:
+    """One SERIES row: of a route, or of a crossing point when ``target`` is ``"<route id>/<point id>"``."""
+    if "/" not in target:
+        return (series_id("route", target, source=source), "route", target, None, ds, float(y), freq, source)
+    route_id, point_id = target.split("/", 1)
+    segment_id = next(p.segment_id for p in catalogue.route(route_id).crossing_points if p.id == point_id)
+    sid = series_id("point", route_id, segment_id, source, crossing_point=point_id)
+    return (sid, "point", route_id, segment_id, ds, float(y), freq, source)
 
 
 def ingest_counts(
@@ -484,9 +507,18 @@ def _parse_count(text: str) -> tuple[str | None, int | None]:
 
 
 def _checked_row(
-    number: int, raw: str, header: list[str], layout: _Layout, freq: str, resolve: Mapping[str, str]
+    number: int,
+    raw: str,
+    header: list[str],
+    layout: _Layout,
+    freq: str,
+    resolve: Mapping[str, str],
+    entries: Mapping[str, tuple[str, ...]] | None = None,
 ) -> _Row:
-    """One data line parsed, with the first rule it breaks as ``reason`` (None when valid so far)."""
+    """One data line parsed, with the first rule it breaks as ``reason`` (None when valid so far).
+
+    For a per-point layout, ``entries`` (route id → its entry points) checks the point, and the row's ``route_id``
+    becomes ``"<route id>/<point id>"``: every sum, gap and duplicate is then per point."""
     row = _Row(number, raw)
     fields = next(csv.reader([raw]))
     if len(fields) != len(header):
@@ -512,6 +544,13 @@ def _checked_row(
         row.reason = "total_of_mapped_parts"  # ESP = ESP-WMR + ESP-WAAR, which map to two routes
     elif row.route_id is None:
         row.reason = "unknown_route"
+    if layout.point and row.route_id is not None:
+        point = values[layout.point]
+        if point in (entries or {}).get(row.route_id, ()):
+            row.route_id = f"{row.route_id}/{point}"
+        else:
+            row.reason = row.reason or "unknown_crossing_point"
+            row.route_id = None  # no series this row could belong to
     return row
 
 

@@ -10,7 +10,8 @@ Signal
 Coarse figures
     The official counts ingested into gold (``routecast ingest-counts``): route-level monthly arrivals of the
     ``monthly_sources`` (Frontex) and daily arrivals of the ``daily_sources`` (the UK's Channel arrivals), only
-    periods that ended on or before the run date. The model is fitted on these and nothing else.
+    periods that ended on or before the run date. The model is fitted on these and nothing else. Monthly arrivals
+    per landing place (``point_sources``) only split a route's arrivals among its entry points.
 Priors
     ``people.toml`` beside this module (or ``ROUTECAST_PEOPLE_CONFIG``): W of Little's law per route, the sources,
     what a route nobody can see publishes, the window of the crossing points' shares.
@@ -20,14 +21,25 @@ Present (a stock)
 Crossing (a flow)
     People crossing at each entry point (``geo.entry``: where people enter the EU or the UK and official statistics
     count arrivals) and each departure point per day: the route's flow by Little's law (people present ÷ W) times
-    the point's share, which is its segment's share of the route's people over the last ``share_days`` days, split
-    evenly among the points of the same kind (arrival or departure) on one segment; where none of a kind's segments
-    is seen, the kind's points share evenly, and where some are, a point on a segment nobody is seen on has no
-    figure (``feature`` says which). Transit borders and hubs get no figure. The
-    interval is the route's, scaled the same way: it does not cover an error in the share. The people present lead
-    the arrivals they make by W/2 days (Little's law as the model is fitted), so day t's crossings come from day
-    t − W/2's people, and the people seen on the run date give the crossings of the next W/2 days
-    (``measure="ahead"``): a leading indicator the forecast stage uses for those days of the point series.
+    the point's share. The people present lead the arrivals they make by W/2 days (Little's law as the model is
+    fitted), so day t's crossings come from day t − W/2's people, and the people seen on the run date give the
+    crossings of the next W/2 days (``measure="ahead"``): a leading indicator the forecast stage uses for those days
+    of the point series. Transit borders and hubs get no figure. The share, in this order (``feature`` says which):
+
+    - an entry point with **monthly landings per place** (``point_sources``: Greece per island, Spain per island and
+      city, Italy per region): its share of the route's arrivals over the last ``share_months`` months published
+      before the day's month; the interval adds the share's month-to-month error to the route's. The entry points
+      without such a figure (land borders) share what the landing places leave;
+    - otherwise **its segment's share** of the route's people over the last ``share_days`` days, split evenly among
+      the points of the same kind (arrival or departure) on one segment; where none of a kind's segments is seen,
+      the kind's points share evenly, and where some are, a point on a segment nobody is seen on has no figure. The
+      interval is the route's, scaled: it does not cover an error in the share. The phones cannot tell the
+      landings apart (nothing is seen at sea, and the places migrants wait in hold foreign workers too), so on
+      the simulated world this share is often far off (experiments/people-model/README.md).
+
+    On the days a **daily count** covers (``daily_sources``: the UK's Channel arrivals), an entry point's crossings
+    are the day's count times its share instead of the phones' flow: boats leave on good-weather days, and only a
+    count follows them.
 
 Outputs
     gold ``people`` (``contracts.schemas.PEOPLE``), the gold series of source ``people`` (route, segment and point
@@ -46,6 +58,7 @@ import os
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -65,6 +78,7 @@ from jobs.stages.series import cell_segments_frame
 
 DEFAULT_CONFIG = Path(__file__).with_name("people.toml")
 MODEL_FILE = "people_model.json"
+POINT_COLUMNS = ("month", "route_id", "crossing_point_id", "arrivals")
 
 
 class PeopleConfigError(ValueError):
@@ -81,6 +95,8 @@ class PeoplePriors:
     unseen: str = "blind"
     share_days: int = 28
     min_signal: float = 30.0
+    point_sources: tuple[str, ...] = ("landings",)
+    share_months: int = 3
 
 
 def load_priors(path: Path | None = None) -> PeoplePriors:
@@ -103,15 +119,27 @@ def load_priors(path: Path | None = None) -> PeoplePriors:
     if not isinstance(min_signal, int | float) or isinstance(min_signal, bool) or min_signal < 0:
         raise PeopleConfigError(f"{path}: min_signal must be a number of devices ≥ 0, got {min_signal!r}")
     share_days = raw.get("share_days", 28)
-    if not isinstance(share_days, int) or share_days < 1:
+    if not isinstance(share_days, int) or isinstance(share_days, bool) or share_days < 1:
         raise PeopleConfigError(f"{path}: share_days must be a whole number ≥ 1, got {share_days!r}")
+    share_months = raw.get("share_months", 3)
+    if not isinstance(share_months, int) or isinstance(share_months, bool) or share_months < 1:
+        raise PeopleConfigError(f"{path}: share_months must be a whole number ≥ 1, got {share_months!r}")
     sources = {}
-    for key in ("monthly_sources", "daily_sources"):
+    for key in ("monthly_sources", "daily_sources", "point_sources"):
         value = raw.get(key, list(getattr(PeoplePriors, key)))
         if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
             raise PeopleConfigError(f"{path}: {key} must be a list of source names, got {value!r}")
         sources[key] = tuple(value)
-    known = {"days_on_route", "unseen", "share_days", "min_signal", "monthly_sources", "daily_sources"}
+    known = {
+        "days_on_route",
+        "unseen",
+        "share_days",
+        "share_months",
+        "min_signal",
+        "monthly_sources",
+        "daily_sources",
+        "point_sources",
+    }
     unknown = sorted(set(raw) - known)
     if unknown:
         raise PeopleConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
@@ -119,6 +147,7 @@ def load_priors(path: Path | None = None) -> PeoplePriors:
         {k: float(v) for k, v in days.items()},
         unseen=unseen,
         share_days=share_days,
+        share_months=share_months,
         min_signal=float(min_signal),
         **sources,
     )
@@ -195,6 +224,123 @@ def _route_flow_shares(present: pd.DataFrame, route, share_days: int) -> pd.Data
     return pd.concat(frames, ignore_index=True)
 
 
+SHARE_PRIOR_SIGMA = 0.5  # log-scale error of a point's share when fewer than two months say how much it varies
+SHARE_SIGMA_MONTHS = 12  # months back the month-to-month variation of a point's share is measured over
+_Z80 = NormalDist().inv_cdf(0.9)
+
+
+def official_point_shares(
+    points: pd.DataFrame, monthly: pd.DataFrame, route_id: str, months: pd.DatetimeIndex, share_months: int
+) -> pd.DataFrame:
+    """Per month of ``months`` and entry point of ``route_id`` with published landings: its share of the route's
+    arrivals in the last ``share_months`` months published before that month, and how much it varies.
+
+    ``points``: ``month, route_id, crossing_point_id, arrivals`` (monthly arrivals per landing place); ``monthly``:
+    ``month, route_id, arrivals`` (the route's, as Frontex publishes them). The share is the points' arrivals over
+    the route's in those months together (a ratio of sums, steadier than a mean of ratios); where the route's figure
+    is missing for a month, the published points stand for the whole route that month. Only months before the
+    month asked for are used: the figures a month's days are estimated from were published before the day, so a
+    figure scored against the truth is never made from that month's own count. ``sigma``: the standard deviation
+    of the log share from month to month over the last ``SHARE_SIGMA_MONTHS`` months (``SHARE_PRIOR_SIGMA`` with
+    fewer than two). Returns ``month, crossing_point_id, share, sigma, months, remainder, floor``, where
+    ``remainder`` is what the points without a figure share (the route's arrivals at its land borders) and
+    ``floor`` the share one more person in those months would make; no row for a month without a published month
+    before it.
+    """
+    columns = ["month", "crossing_point_id", "share", "sigma", "months", "remainder", "floor"]
+    mine = points[points["route_id"] == route_id]
+    if mine.empty:
+        return pd.DataFrame(columns=columns)
+    wide = mine.pivot_table(index="month", columns="crossing_point_id", values="arrivals", aggfunc="sum")
+    wide = wide.sort_index().fillna(0.0)
+    totals = monthly[monthly["route_id"] == route_id].groupby("month")["arrivals"].sum().reindex(wide.index)
+    totals = totals.where(totals.notna(), wide.sum(axis=1)).clip(lower=wide.sum(axis=1))
+    log_share = np.log((wide + 0.5).div(totals + 0.5, axis=0))
+    rows = []
+    for month in sorted(set(months)):
+        before = wide.index < month
+        used = wide[before].tail(share_months)
+        if used.empty:
+            continue
+        total = float(totals[before].tail(share_months).sum())
+        shares = used.sum() / total if total > 0 else used.sum() * 0.0
+        varies = log_share[before].tail(SHARE_SIGMA_MONTHS)
+        sigma = varies.std(ddof=1) if len(varies) >= 2 else pd.Series(SHARE_PRIOR_SIGMA, index=wide.columns)
+        remainder = max(0.0, 1.0 - float(shares.sum()))
+        floor = 1.0 / total if total > 0 else 0.0
+        rows += [
+            (month, point, float(shares[point]), float(sigma[point]), len(used), remainder, floor)
+            for point in wide.columns
+        ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _with_official_shares(out: pd.DataFrame, official: pd.DataFrame, arrivals: set[str], sources: str) -> pd.DataFrame:
+    """``out`` (one route's crossing rows: ``date`` the crossing day, ``crossing_point_id``, ``share``, ``how``) with
+    the entry points' shares taken from the published landings where there are any for the day's month
+    (:func:`official_point_shares`); adds ``share_sigma`` and ``share_floor`` (0 where the share is the segment
+    rule's). The entry points without a figure share the remainder in proportion to their segment shares."""
+    out = out.assign(share_sigma=0.0, share_floor=0.0)
+    if official.empty:
+        return out
+    month = pd.to_datetime(out["date"]).dt.to_period("M").dt.start_time
+    keyed = out.assign(month=month).merge(official, on=["month", "crossing_point_id"], how="left", suffixes=("", "_o"))
+    covered = keyed["month"].isin(set(official["month"]))
+    is_arrival = keyed["crossing_point_id"].isin(arrivals)
+    published = covered & is_arrival & keyed["share_o"].notna()
+    others = covered & is_arrival & keyed["share_o"].isna()
+    remainder = keyed["month"].map(official.groupby("month")["remainder"].first())
+    # The points without a figure: their segment shares, renormalised among themselves, times the remainder.
+    among = keyed["share"].where(others).groupby(keyed["date"]).transform("sum")
+    keyed.loc[others, "share"] = keyed["share"] / among.where(among > 0) * remainder
+    keyed.loc[others, "how"] = "segment share of the arrivals no landing figure covers"
+    keyed.loc[published, "share"] = keyed["share_o"]
+    keyed.loc[published, "share_sigma"] = keyed["sigma"]
+    keyed.loc[published, "share_floor"] = keyed["floor"]
+    keyed.loc[published, "how"] = (
+        f"share of the {sources} published for the last " + keyed["months"].astype("Int64").astype(str) + " month(s)"
+    )
+    return keyed[list(out.columns)]
+
+
+def _with_daily_counts(out: pd.DataFrame, daily: pd.DataFrame, arrivals: set[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """``out`` with the entry points' flow (``people, lo80, hi80``) replaced by the route's counted arrivals on the
+    days ``daily`` (``date, arrivals``, one route's) covers, and which rows were: the count is what crossed, so only
+    the share is uncertain, and a day's share at least ``SHARE_PRIOR_SIGMA`` (a day's boats land at one place or
+    another: a day's share varies more than a month's). The phones' flow is smooth; boats leave on the
+    good-weather days, and only a daily count follows them."""
+    if daily.empty:
+        return out, np.zeros(len(out), dtype=bool)
+    per_day = daily.assign(date=pd.to_datetime(daily["date"])).groupby("date")["arrivals"].sum()
+    count = pd.to_datetime(out["date"]).map(per_day)
+    counted = (out["crossing_point_id"].isin(arrivals) & count.notna()).to_numpy()
+    out = out.copy()
+    for column in ("people", "lo80", "hi80"):
+        out.loc[counted, column] = count[counted].astype("float64")
+    out.loc[counted, "share_sigma"] = out.loc[counted, "share_sigma"].clip(lower=SHARE_PRIOR_SIGMA)
+    return out, counted
+
+
+def _share_out(out: pd.DataFrame) -> pd.DataFrame:
+    """The route's flow (``people, lo80, hi80``) times each row's ``share``. Where the share has an error
+    (``share_sigma``), the interval is log-normal with the route's and the share's errors added in the log, and its
+    upper bound is at least the flow's for ``share_floor`` (one more person in the months the share came from: a place
+    with no landings for months is not known to get none)."""
+    flow, lo, hi, share, sigma = (out[c] for c in ("people", "lo80", "hi80", "share", "share_sigma"))
+    people = flow * share
+    with np.errstate(divide="ignore", invalid="ignore"):
+        up = np.log(hi / flow) / _Z80
+        down = np.log(flow / lo) / _Z80
+    combine = (sigma > 0) & (flow > 0) & (lo > 0)
+    wide_lo = people * np.exp(-_Z80 * np.sqrt(down**2 + sigma**2))
+    wide_hi = people * np.exp(_Z80 * np.sqrt(up**2 + sigma**2))
+    upper = wide_hi.where(combine, hi * share)
+    floor = out["share_floor"]
+    upper = upper.where(~(floor > 0), np.fmax(upper, hi * floor))
+    out = out.assign(people=people, lo80=wide_lo.where(combine, lo * share), hi80=upper)
+    return out.drop(columns=["share_sigma", "share_floor"])
+
+
 def lead_days(days_on_route: float) -> int:
     """How many days the people present lead the arrivals they make: W/2 whole days (at least 1).
 
@@ -205,14 +351,31 @@ def lead_days(days_on_route: float) -> int:
 
 
 def crossing_rows(
-    present: pd.DataFrame, catalogue: Catalogue, params: dict[str, RouteParams], share_days: int
+    present: pd.DataFrame,
+    catalogue: Catalogue,
+    params: dict[str, RouteParams],
+    share_days: int,
+    points: pd.DataFrame | None = None,
+    monthly: pd.DataFrame | None = None,
+    share_months: int = 3,
+    point_sources: str = "landings",
+    daily: pd.DataFrame | None = None,
+    daily_sources: str = "uk-channel",
 ) -> pd.DataFrame:
     """People crossing at each entry and departure point per day (see the module's docstring).
 
     The crossings of day t come from the people present on day t − ``lead_days(W)``, so the people seen on the last
     day give the crossings of the ``lead_days`` days after it: those rows are ``measure="ahead"`` (an expectation
-    from people already on the route, not an estimate of a day that happened).
+    from people already on the route, not an estimate of a day that happened). ``points`` (monthly arrivals per
+    landing place) and ``monthly`` (the routes' monthly arrivals) give the entry points their shares where they are
+    published (:func:`official_point_shares`); the interval then also carries the share's month-to-month error.
+    ``daily`` (``date, route_id, arrivals``: a route's arrivals counted each day, as the UK counts the Channel's)
+    replaces the flow on the days it covers: an entry point's crossings are then the day's count times its share,
+    with the share's error alone (:func:`_with_daily_counts`).
     """
+    daily = daily if daily is not None else pd.DataFrame(columns=["date", "route_id", "arrivals"])
+    points = points if points is not None else pd.DataFrame(columns=list(POINT_COLUMNS))
+    monthly = monthly if monthly is not None else pd.DataFrame(columns=["month", "route_id", "arrivals"])
     by_route = {r.id: r for r in catalogue}
     frames = []
     for route_id, p in params.items():
@@ -227,16 +390,21 @@ def crossing_rows(
             continue
         flow = totals[["people", "lo80", "hi80"]] / p.days_on_route
         out = shares.merge(flow, left_on="date", right_index=True, how="inner")
-        for column in ("people", "lo80", "hi80"):
-            out[column] = out[column] * out["share"]
         last = out["date"].max()
         out["date"] = out["date"] + pd.Timedelta(days=lead_days(p.days_on_route))
+        months = pd.DatetimeIndex(out["date"]).to_period("M").start_time.unique()
+        official = official_point_shares(points, monthly, route_id, months, share_months)
+        arrivals = {cp.id for cp in route_entry_points(route)}
+        out = _with_official_shares(out, official, arrivals, point_sources)
+        out, counted = _with_daily_counts(out, daily[daily["route_id"] == route_id], arrivals)
+        out = _share_out(out)
         out["route_id"] = route_id
         out["segment_id"] = out["crossing_point_id"].map({cp.id: cp.segment_id for cp in route.crossing_points})
         out["role"] = out["crossing_point_id"].map({cp.id: cp.role for cp in route.crossing_points})
         out["measure"] = np.where(out["date"] > last, AHEAD, CROSSING)
         feature = p.feature or "none"
-        out["feature"] = f"{feature} / W, " + out["how"]
+        out["feature"] = np.where(counted, f"official daily arrivals ({daily_sources}) × ", f"{feature} / W, ")
+        out["feature"] = out["feature"] + out["how"]
         frames.append(out)
     if not frames:
         return pd.DataFrame(columns=list(PEOPLE.names))
@@ -249,20 +417,35 @@ def estimate_people(
     daily: pd.DataFrame,
     priors: PeoplePriors,
     catalogue: Catalogue,
+    points: pd.DataFrame | None = None,
 ) -> PeopleEstimate:
     """Fit the measurement model on the coarse figures and estimate people present and crossing.
 
     ``signal``: ``date, route_id, segment_id, group, devices`` (``forecasting.people``); ``monthly``: ``month,
-    route_id, arrivals``; ``daily``: ``date, route_id, arrivals``. Routes with signal but no coarse figure are not
-    estimated; a route whose figures cannot be fitted is blind with the reason (``RouteParams.reason``).
+    route_id, arrivals``; ``daily``: ``date, route_id, arrivals``; ``points`` (optional): ``month, route_id,
+    crossing_point_id, arrivals``, the monthly landings per place that split a route's arrivals among its entry
+    points. Routes with signal but no coarse figure are not estimated; a route whose figures cannot be fitted is
+    blind with the reason (``RouteParams.reason``).
     """
+    points = points if points is not None else pd.DataFrame(columns=list(POINT_COLUMNS))
     config = PeopleModelConfig(unseen=priors.unseen, min_signal=priors.min_signal)
     model = PeopleModel(config).fit(signal, monthly, priors.days_on_route, daily, unfittable="blind")
     present = pd.concat([model.estimate(signal, by="route"), model.estimate(signal, by="segment")], ignore_index=True)
     present["segment_id"] = present["segment_id"].replace("", None)
     present["date"] = pd.to_datetime(present["date"])
-    document = model_document(model.params_, priors, monthly, daily)
-    crossing = crossing_rows(present, catalogue, model.params_, priors.share_days)
+    document = model_document(model.params_, priors, monthly, daily, points)
+    crossing = crossing_rows(
+        present,
+        catalogue,
+        model.params_,
+        priors.share_days,
+        points=points,
+        monthly=monthly,
+        share_months=priors.share_months,
+        point_sources=" and ".join(priors.point_sources) or "landings",
+        daily=daily,
+        daily_sources=", ".join(priors.daily_sources),
+    )
     present = present.assign(crossing_point_id=None, role=None, measure=PRESENT)
     rows = pd.concat([present, crossing], ignore_index=True)
     rows["model_id"] = document["model_id"]
@@ -280,7 +463,11 @@ def _span(frame: pd.DataFrame, column: str) -> str | None:
 
 
 def model_document(
-    params: dict[str, RouteParams], priors: PeoplePriors, monthly: pd.DataFrame, daily: pd.DataFrame
+    params: dict[str, RouteParams],
+    priors: PeoplePriors,
+    monthly: pd.DataFrame,
+    daily: pd.DataFrame,
+    points: pd.DataFrame | None = None,
 ) -> dict:
     """What made the people figures, as JSON: per route the fitted parameters, the priors, the coarse figures'
     spans; ``model_id`` is a digest of all of it, so a figure names the exact model that made it."""
@@ -307,7 +494,11 @@ def model_document(
         "model": "forecasting.people (level or excess of the home-network groups × scale, Little's law)",
         "routes": routes,
         "priors": asdict(priors),
-        "fitted_on": {"monthly": _span(monthly, "month"), "daily": _span(daily, "date")},
+        "fitted_on": {
+            "monthly": _span(monthly, "month"),
+            "daily": _span(daily, "date"),
+            **({"points": _span(points, "month")} if points is not None and len(points) else {}),
+        },
     }
     digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return {"model_id": f"people-{digest}", **body}
@@ -388,27 +579,41 @@ def coarse_figures(gold: pd.DataFrame, priors: PeoplePriors, end: dt.date) -> tu
     )
 
 
+def point_figures(gold: pd.DataFrame, priors: PeoplePriors, end: dt.date) -> pd.DataFrame:
+    """The monthly landings per place the entry points' shares come from, from official gold series rows
+    (``source, route_id, level, series_id, ds, freq, y``) of the ``point_sources``: ``month, route_id,
+    crossing_point_id, arrivals`` of the months over by ``end``."""
+    gold = gold[(gold["level"] == "point") & gold["source"].isin(priors.point_sources) & (gold["freq"] == "M")]
+    gold = gold.assign(ds=pd.to_datetime(gold["ds"]))
+    gold = gold[gold["ds"] + pd.offsets.MonthEnd(0) <= pd.Timestamp(end)]
+    point = gold["series_id"].str.rsplit("/", n=1).str[-1]
+    out = gold.assign(crossing_point_id=point).groupby(["ds", "route_id", "crossing_point_id"], as_index=False)["y"]
+    return out.sum().rename(columns={"ds": "month", "y": "arrivals"})[list(POINT_COLUMNS)]
+
+
 def read_coarse(
     spark: SparkSession, settings: JobSettings, priors: PeoplePriors, end: dt.date
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`coarse_figures` of the official series in gold."""
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """:func:`coarse_figures` and :func:`point_figures` of the official series in gold."""
     present = official_sources_present(settings, priors)
+    columns = ["source", "route_id", "level", "series_id", "ds", "freq", "y"]
     gold = (
         lake.read(spark, settings, tables.SERIES)
-        .where(F.col("source").isin(present) & (F.col("level") == "route") & (F.col("ds") <= F.lit(end)))
-        .select("source", "route_id", "level", "ds", "freq", "y")
+        .where(F.col("source").isin(present) & F.col("level").isin("route", "point") & (F.col("ds") <= F.lit(end)))
+        .select(*columns)
         .toPandas()
         if present
-        else pd.DataFrame(columns=["source", "route_id", "level", "ds", "freq", "y"])
+        else pd.DataFrame(columns=columns)
     )
-    return coarse_figures(gold, priors, end)
+    return (*coarse_figures(gold, priors, end), point_figures(gold, priors, end))
 
 
 def official_sources_present(settings: JobSettings, priors: PeoplePriors | None = None) -> list[str]:
     """The configured official sources with gold series (what the people stage can be fitted on)."""
     priors = priors or load_priors(settings.people_config)
     path = settings.lake(tables.SERIES)
-    return [s for s in priors.monthly_sources + priors.daily_sources if (path / f"source={s}").exists()]
+    sources = priors.monthly_sources + priors.daily_sources + priors.point_sources
+    return [s for s in sources if (path / f"source={s}").exists()]
 
 
 def write_model(settings: JobSettings, document: dict) -> Path:
@@ -442,14 +647,14 @@ def run(
         raise ValueError(
             f"no published home-network groups up to {run_date} at res {settings.h3_res}: run aggregate first"
         )
-    monthly, daily = read_coarse(spark, settings, priors, run_date)
+    monthly, daily, points = read_coarse(spark, settings, priors, run_date)
     with_signal = set(signal["route_id"])
     fitted = (set(monthly["route_id"]) | set(daily["route_id"])) & with_signal
     if fitted:
-        result = estimate_people(signal, monthly, daily, priors, catalogue)
+        result = estimate_people(signal, monthly, daily, priors, catalogue, points)
     else:  # the official counts are for other routes (or other years): nothing to measure, and nothing stale kept
         rows = pd.DataFrame({c: pd.Series(dtype="object") for c in PEOPLE.names})
-        result = PeopleEstimate(rows, {}, model_document({}, priors, monthly, daily))
+        result = PeopleEstimate(rows, {}, model_document({}, priors, monthly, daily, points))
     rows = spark.createDataFrame(result.rows, schema=PEOPLE)
     lake.write(settings, tables.PEOPLE, rows, replace={"measure": [PRESENT, CROSSING, AHEAD]})
     series = people_series(result.rows)
@@ -469,7 +674,7 @@ def run(
         measured=sorted(r for r, p in result.params.items() if not p.blind),
         blind={r: p.reason for r, p in sorted(result.params.items()) if p.blind},
         not_fitted=sorted(with_signal - set(result.params)),
-        coarse=f"{len(monthly)} monthly, {len(daily)} daily figures up to {run_date}",
+        coarse=f"{len(monthly)} monthly, {len(daily)} daily, {len(points)} landing-place figures up to {run_date}",
     )
     return report
 

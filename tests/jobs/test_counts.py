@@ -232,6 +232,46 @@ def test_transform_checks_text_without_a_file(catalogue):
         transform(CountsText("weekly.csv", ("date", "count"), text.lines), "generic", catalogue)
 
 
+LANDINGS = """date,route,crossing_point,count
+2025-05-01,central_mediterranean,porto_empedocle,300
+2025-05-01,Central Mediterranean,pozzallo,40
+2025-05-01,central_mediterranean,lampedusa,120
+2025-05-01,central_mediterranean,zuwara,9
+2025-05-01,central_mediterranean,dover,3
+2025-06-01,central_mediterranean,porto_empedocle,310
+2025-06-01,central_mediterranean,porto_empedocle,310
+2025-06-01,central_mediterranean,pozzallo,-1
+2025-06-01,atlantis,porto_empedocle,5
+2025-07-01,central_mediterranean,pozzallo,
+2025-08-01,central_mediterranean,porto_empedocle,280
+"""
+
+
+def test_landings_are_one_monthly_series_per_entry_point_and_other_points_are_quarantined(tmp_path, catalogue):
+    batch = read_counts(write(tmp_path, "landings.csv", LANDINGS), "landings", catalogue)
+    assert quarantined(batch) == [
+        (4, "unknown_crossing_point"),  # Lampedusa: its landings are counted at Porto Empedocle
+        (5, "unknown_crossing_point"),  # a departure point
+        (6, "unknown_crossing_point"),  # a point of another route
+        (9, "negative_count"),
+        (10, "unknown_route"),
+        (11, "missing_count"),
+    ]
+    report = batch.report
+    assert (report.rows_in, report.accepted, report.quarantined, report.duplicates) == (11, 4, 6, 1)
+    assert report.balanced()
+    series = batch.series.set_index("series_id")
+    empedocle = series.loc["landings/point:central_mediterranean/porto_empedocle"]
+    assert set(empedocle["level"]) == {"point"} and set(empedocle["segment_id"]) == {"lampedusa_sicily"}
+    assert list(empedocle["y"]) == [300, 310, 280] and set(empedocle["freq"]) == {"M"}
+    # A route's official name names it too; the point keeps its own series.
+    pozzallo = batch.series[batch.series["series_id"] == "landings/point:central_mediterranean/pozzallo"]
+    assert list(pozzallo["ds"]) == [D(2025, 5, 1)]  # its June and July rows were refused: not written
+    # Gaps are per point: Porto Empedocle has no July.
+    assert report.gaps == {"central_mediterranean/porto_empedocle": (D(2025, 7, 1),)}
+    assert set(report.series) == {"central_mediterranean/porto_empedocle", "central_mediterranean/pozzallo"}
+
+
 @pytest.mark.parametrize(
     ("freq", "on_grid", "off_grid"),
     [("W", "2024-01-08", "2024-01-10"), ("M", "2024-02-01", "2024-02-15")],  # a Monday / a Wednesday

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from contracts import tables
 from contracts.series import PEOPLE_SOURCE
@@ -318,3 +322,99 @@ def test_a_route_with_counts_but_no_prior_w_is_blind_and_stops_nothing(catalogue
     assert result.params["channel"].blind and "prior days_on_route" in result.params["channel"].reason
     channel = _on(result.rows, route_id="channel")
     assert set(channel["measure"]) == {"present"} and channel["people"].isna().all()
+
+
+# --- entry points' shares from the monthly landings per place -------------------------------------------------
+
+
+def _landings(shares: dict[str, float]) -> pd.DataFrame:
+    """Monthly landings per place: Dover's share of the Channel's arrivals per month, Dungeness the rest."""
+    rate = sum(ON_SEGMENT.values()) / W
+    rows = []
+    for month, dover in shares.items():
+        total = rate * pd.Timestamp(month).days_in_month
+        rows += [(pd.Timestamp(month), "channel", "dover", dover * total)]
+        rows += [(pd.Timestamp(month), "channel", "dungeness", (1 - dover) * total)]
+    return pd.DataFrame(rows, columns=list(people.POINT_COLUMNS))
+
+
+def test_entry_points_take_their_share_of_the_landings_published_before_the_month(catalogue):
+    landings = _landings({"2025-03-01": 0.6, "2025-04-01": 0.7, "2025-05-01": 0.8, "2025-06-01": 0.1})
+    result = estimate_people(_signal(), _monthly(), _no_daily(), load_priors(), catalogue, landings)
+    crossing = _on(result.rows, route_id="channel", measure="crossing").set_index(["date", "crossing_point_id"])
+    flow = 400.0 / W
+    # June's days: March to May together (share_months = 3), never June's own figure (published after the month).
+    june = crossing.loc[dt.date(2025, 6, 20)]
+    assert june.loc["dover", "people"] == pytest.approx(flow * 0.7)
+    assert june.loc["dungeness", "people"] == pytest.approx(flow * 0.3)
+    assert june.loc["dover", "feature"].endswith("share of the landings published for the last 3 month(s)")
+    # April's days: March alone; March's days: no month before, so the segment rule (Dover's segment: 120 of 200).
+    assert crossing.loc[(dt.date(2025, 4, 20), "dover"), "people"] == pytest.approx(flow * 0.6)
+    march = crossing.loc[(dt.date(2025, 3, 20), "dover")]
+    assert march["people"] == pytest.approx(flow * 120 / 200) and march["feature"].endswith("segment share")
+    # Departure points keep the segment rule.
+    assert june.loc["calais", "people"] == pytest.approx(flow * 120 / 400)
+    # The share moved month to month (0.6, 0.7, 0.8): June's interval carries that error on top of the route's.
+    plain = estimate_people(_signal(), _monthly(), _no_daily(), load_priors(), catalogue)
+    plain_dover = _on(plain.rows, crossing_point_id="dover", date=dt.date(2025, 6, 20)).iloc[0]
+    route_width = math.log(plain_dover["hi80"] / plain_dover["people"])  # the route's error alone
+    assert math.log(june.loc["dover", "hi80"] / june.loc["dover", "people"]) > route_width > 0
+    assert math.log(june.loc["dover", "people"] / june.loc["dover", "lo80"]) > route_width
+    assert "points" in result.model["fitted_on"] and result.model["model_id"] != plain.model["model_id"]
+
+
+def test_a_landing_place_with_none_for_months_gets_zero_with_an_upper_bound_above_zero(catalogue):
+    landings = _landings({"2025-03-01": 1.0, "2025-04-01": 1.0, "2025-05-01": 1.0})
+    result = estimate_people(_signal(), _monthly(), _no_daily(), load_priors(), catalogue, landings)
+    day = _on(result.rows, route_id="channel", measure="crossing", date=dt.date(2025, 6, 20))
+    dungeness = day.set_index("crossing_point_id").loc["dungeness"]
+    assert dungeness["people"] == 0 and dungeness["lo80"] == 0 and dungeness["hi80"] > 0
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 500), st.integers(0, 500), st.integers(0, 300)),  # Lesvos, Chios, the rest
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_official_shares_are_shares_and_leave_the_rest_to_the_points_without_a_figure(months):
+    """However the figures fall, each share is in [0, 1] and the shares plus the remainder make the whole route."""
+    starts = pd.date_range("2025-01-01", periods=len(months), freq="MS")
+    points = pd.DataFrame(
+        [
+            (m, "eastern_mediterranean", p, n)
+            for m, (a, b, _) in zip(starts, months, strict=True)
+            for p, n in (("lesvos", a), ("chios", b))
+        ],
+        columns=list(people.POINT_COLUMNS),
+    )
+    monthly = pd.DataFrame(
+        [(m, "eastern_mediterranean", a + b + rest) for m, (a, b, rest) in zip(starts, months, strict=True)],
+        columns=["month", "route_id", "arrivals"],
+    )
+    asked = pd.date_range("2025-01-01", periods=len(months) + 1, freq="MS")
+    shares = people.official_point_shares(points, monthly, "eastern_mediterranean", asked, share_months=3)
+    assert set(shares["month"]) == set(asked[1:])  # the first month has no month before it
+    assert shares["share"].between(0, 1).all() and (shares["sigma"] >= 0).all()
+    per_month = shares.groupby("month").agg(total=("share", "sum"), rest=("remainder", "first"))
+    assert np.allclose(per_month["total"] + per_month["rest"], 1.0)
+
+
+def test_where_a_route_is_counted_every_day_its_entry_points_split_the_days_count(catalogue):
+    # Boats go on good-weather days: 0 on even days, 31 on odd ones (the phones' flow is smooth).
+    days = _days()
+    daily = pd.DataFrame({"date": days, "route_id": "channel", "arrivals": [31.0 * (d.day % 2) for d in days]})
+    landings = _landings({"2025-03-01": 0.7, "2025-04-01": 0.7, "2025-05-01": 0.7})
+    result = estimate_people(_signal(), _monthly(), daily, load_priors(), catalogue, landings)
+    dover = _on(result.rows, crossing_point_id="dover").set_index("date")
+    odd, even = dover.loc[dt.date(2025, 6, 21)], dover.loc[dt.date(2025, 6, 20)]
+    assert odd["people"] == pytest.approx(31 * 0.7) and odd["lo80"] < odd["people"] < odd["hi80"]
+    assert even["people"] == 0 and even["hi80"] == 0  # the count says nobody crossed that day
+    assert odd["feature"].startswith("official daily arrivals (uk-channel) × share of the landings")
+    # Departure points and the days after the last count keep the phones' flow.
+    calais = _on(result.rows, crossing_point_id="calais", date=dt.date(2025, 6, 21)).iloc[0]
+    assert "/ W" in calais["feature"]
+    ahead = dover[dover["measure"] == "ahead"]
+    assert len(ahead) and not ahead["feature"].str.startswith("official").any()

@@ -10,6 +10,7 @@ from simulator.official import (
     ENTRY_BORDERS,
     EXCLUDED_LANDINGS,
     FRONTEX_FILE,
+    LANDINGS_FILE,
     UK_CHANNEL_FILE,
     entry_points,
     official_figures,
@@ -65,3 +66,14 @@ def test_official_figures_publish_whole_months_and_every_day_of_entry_arrivals(c
     assert frontex.set_index("route").loc[names["western_balkans"], "count"] == 0
     uk = figures[UK_CHANNEL_FILE].set_index("date")["migrants_arrived"]
     assert len(uk) == 45 and uk.sum() == 42 and uk["2025-06-10"] == 42 and uk["2025-06-11"] == 0
+    landings = figures[LANDINGS_FILE].set_index(["route", "crossing_point"])["count"]
+    assert set(figures[LANDINGS_FILE]["date"]) == {"2025-06-01"}  # whole months only, as the route totals
+    assert landings["central_mediterranean", "porto_empedocle"] == 40
+    assert landings["central_mediterranean", "pozzallo"] == 2
+    assert landings["channel", "dover"] == 30 and landings["channel", "dungeness"] == 12
+    assert landings["central_mediterranean", "valletta"] == 0  # zeros are published
+    # Only landing places: Lampedusa (counted at Porto Empedocle), departure points and land borders publish none.
+    named = set(landings.index.get_level_values("crossing_point"))
+    assert not named & {"lampedusa", "dunkirk", "horgos", "kastanies"}
+    # Per route, the landing places add up to what Frontex publishes for it where the route has no entry border.
+    assert landings["central_mediterranean"].sum() == central["count"]
