@@ -313,7 +313,8 @@ def _with_daily_counts(out: pd.DataFrame, daily: pd.DataFrame, arrivals: set[str
         return out, np.zeros(len(out), dtype=bool)
     per_day = daily.assign(date=pd.to_datetime(daily["date"])).groupby("date")["arrivals"].sum()
     count = pd.to_datetime(out["date"]).map(per_day)
-    counted = (out["crossing_point_id"].isin(arrivals) & count.notna()).to_numpy()
+    # Only where the route is measured: a blind route stays blind rather than publish a count split by a guess.
+    counted = (out["crossing_point_id"].isin(arrivals) & count.notna() & out["people"].notna()).to_numpy()
     out = out.copy()
     for column in ("people", "lo80", "hi80"):
         out.loc[counted, column] = count[counted].astype("float64")

@@ -418,3 +418,12 @@ def test_where_a_route_is_counted_every_day_its_entry_points_split_the_days_coun
     assert "/ W" in calais["feature"]
     ahead = dover[dover["measure"] == "ahead"]
     assert len(ahead) and not ahead["feature"].str.startswith("official").any()
+
+
+def test_a_blind_route_stays_blind_on_the_days_it_is_counted(catalogue):
+    signal = _signal()
+    days = _days()
+    daily = pd.DataFrame({"date": days, "route_id": "western_mediterranean", "arrivals": 10.0})
+    result = estimate_people(signal, _monthly(), daily, load_priors(), catalogue)
+    rows = _on(result.rows, route_id="western_mediterranean", measure="crossing")
+    assert result.params["western_mediterranean"].blind and rows["people"].isna().all()
