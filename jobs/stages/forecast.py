@@ -49,7 +49,7 @@ from forecasting.tracking import RunInfo, log_forecast_run
 from jobs import lake
 from jobs.settings import JobSettings
 from jobs.stages import people
-from jobs.stages.counts import SOURCES
+from jobs.stages.counts import POINT_SOURCES, SOURCES
 from jobs.stages.publish import history_start
 
 METRIC_COLUMNS = METRICS_COLUMNS
@@ -353,10 +353,17 @@ def run(
     """Forecast every gold series (density and official counts) from the data up to ``run_date``, reconcile the
     density hierarchy, log the run and register the forecasts in MLflow.
 
+    The official figures per crossing point (``POINT_SOURCES``: monthly landings per place) are not forecast: they
+    only split a route's arrivals among its entry points, and the people crossing there are forecast daily.
+
     ``configs`` (one SelectionConfig per procedure_key; default selection_configs(settings)) and ``factories`` are
     for experiments and tests that bring their own models."""
     configs = selection_configs(settings) if configs is None else configs
-    series = lake.read(spark, settings, tables.SERIES).where(F.col("ds") <= F.lit(run_date)).cache()
+    series = (
+        lake.read(spark, settings, tables.SERIES)
+        .where((F.col("ds") <= F.lit(run_date)) & ~F.col("source").isin(*POINT_SOURCES))
+        .cache()
+    )
     keys = (
         series.groupBy(*KEY_COLUMNS)
         .agg(F.max("ds").alias("last_observed"))

@@ -34,6 +34,9 @@ def _gold(spark, settings, series: dict[str, list[float]]):
 
 def test_weekly_series_gets_its_seasonal_naive_forecast_and_short_one_is_reported(spark, settings):
     last = _gold(spark, settings, {"route:weekly": WEEK * 8, "route:short": WEEK * 2})
+    # Monthly landings per place split the arrivals among entry points for the people stage; never forecast.
+    landings = [("landings/point:channel/dover", "point", "channel", "calais_dover", START, 5.0, "M", "landings")]
+    write_partitions(spark.createDataFrame(landings, SERIES), settings.lake(tables.SERIES), ["source"])
     result = forecast.run(spark, settings, last)
 
     weekly = result.forecasts[result.forecasts["series_id"] == "route:weekly"]
