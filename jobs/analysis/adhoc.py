@@ -98,7 +98,12 @@ def adhoc_forecast(
             f"{' or '.join(PERIOD_NAMES[f] for f in sorted(_COARSER[native])) or PERIOD_NAMES[native]} only"
         )
     series = batch.series[["series_id", "route_id", "ds", "y"]]
-    names = dict(zip(series["series_id"], series["route_id"], strict=False))
+    # A per-point source (landings) has several series per route: each is named route/point.
+    keys = batch.series[["series_id", "route_id", "level"]].drop_duplicates()
+    names = {
+        sid: route if level == "route" else f"{route}/{sid.rsplit('/', 1)[-1]}"
+        for sid, route, level in keys.itertuples(index=False)
+    }
     if target != native:
         series = to_coarser(series, target)
     series = series[period_end(series["ds"], target) <= pd.Timestamp(as_of)]

@@ -97,6 +97,20 @@ def test_a_short_route_is_noted_and_the_others_forecast(tmp_path):
     assert any(note.startswith("central_mediterranean: not forecast:") and "too short" in note for note in result.notes)
 
 
+def test_landings_are_forecast_per_landing_place_and_named_so(tmp_path):
+    months = pd.date_range("2022-01-01", periods=40, freq="MS")
+    path = tmp_path / "landings.csv"
+    path.write_text(
+        "date,route,crossing_point,count\n"
+        + "".join(f"{m:%Y-%m-%d},channel,{p},{n}\n" for m in months for p, n in (("dover", 300), ("dungeness", 100)))
+    )
+    result = adhoc_forecast(path, "landings", dt.date(2025, 4, 30), horizon=2)
+    assert set(result.table["route"]) == {"channel/dover", "channel/dungeness"}
+    dover = result.table[result.table["route"] == "channel/dover"]
+    assert dover["ds"].tolist() == [dt.date(2025, 5, 1), dt.date(2025, 6, 1)]
+    assert dover["yhat"].tolist() == pytest.approx([300, 300], rel=0.05)
+
+
 def test_bad_requests_are_refused_clearly(tmp_path):
     path = _generic(tmp_path, _level("channel", "2025-01-06", 70))
     with pytest.raises(ValueError, match="horizon 0 must be a positive"):
