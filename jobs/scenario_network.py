@@ -34,7 +34,7 @@ from shapely.geometry import Point
 from forecasting.scenario import Link, Network, NetworkPoint
 from geo.catalogue import Catalogue, CrossingPoint, Route, Segment, ground_km
 
-__all__ = ["KM_PER_DAY", "ON_LINE_KM", "WAIT_DAYS", "build_network"]
+__all__ = ["KM_PER_DAY", "ON_LINE_KM", "WAIT_DAYS", "build_network", "sea_feeders"]
 
 ON_LINE_KM = 5.0
 KM_PER_DAY = {"land": 300.0, "sea": 220.0}  # a day's progress, stops included (assumed)
@@ -226,3 +226,32 @@ def _weight(route_id: str, point_id: str, leg: str, means: dict[str, float]) -> 
         if mean is not None and mean > 0:
             return float(mean)
     return None
+
+
+def sea_feeders(route: Route, entries: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """Per departure point of ``route``, the entry points (``entries``) its boats reach: the points met first along
+    its ways (``_RouteGeometry.ways``) whose first step is a sea leg, walking on through points that are not entry
+    points (Zuwara's boats land at Lampedusa, whose people go on to Porto Empedocle). A departure point whose boats
+    reach no entry point (a leg to a coast without one) is absent."""
+    entries = set(entries)
+    geometry = _RouteGeometry(route, list(route.crossing_points))
+    sea = {s.id for s in route.segments if s.mode == "sea"}
+    out: dict[str, tuple[str, ...]] = {}
+    for p in route.crossing_points:
+        if p.role != "departure":
+            continue
+        reached: set[str] = set()
+        todo = [q for q, _, leg in geometry.ways(p.id) if leg in sea]
+        seen = {p.id, *todo}
+        while todo:
+            q = todo.pop()
+            if q in entries:
+                reached.add(q)
+                continue
+            for nxt, _, _ in geometry.ways(q):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        if reached:
+            out[p.id] = tuple(sorted(reached))
+    return out

@@ -56,6 +56,7 @@ import json
 import math
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import NormalDist
@@ -72,6 +73,7 @@ from forecasting.people import UNIT, PeopleModel, PeopleModelConfig, RouteParams
 from geo.catalogue import Catalogue, load_catalogue
 from geo.entry import route_entry_points
 from jobs import lake
+from jobs.scenario_network import sea_feeders
 from jobs.schemas import PEOPLE, SERIES
 from jobs.settings import JobSettings
 from jobs.stages.series import cell_segments_frame
@@ -342,6 +344,44 @@ def _share_out(out: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns=["share_sigma", "share_floor"])
 
 
+def _departures_from_landings(out: pd.DataFrame, feeders: Mapping[str, tuple[str, ...]]) -> pd.DataFrame:
+    """``out`` (one route's crossing rows in people) with each departure point whose boats reach entry points with
+    published landings (``feeders``: departure point → the entry points it reaches, ``jobs.scenario_network.
+    sea_feeders``) crossing an equal part of those landings the same day: no official figure says which beach a
+    boat left from, so the landing's arrivals are split evenly among the departure points that sail to it, and the
+    interval widened by ``SHARE_PRIOR_SIGMA`` for that guess. Only days on which a reached landing's share came from
+    the published landings; otherwise the segment rule stands."""
+    official = out["how"].str.startswith("share of the", na=False)
+    landed = out[official & out["crossing_point_id"].isin({e for es in feeders.values() for e in es})]
+    if landed.empty:
+        return out
+    fed_by: dict[str, int] = {}
+    for entries in feeders.values():
+        for e in entries:
+            fed_by[e] = fed_by.get(e, 0) + 1
+    by_day = landed.set_index(["date", "crossing_point_id"])[["people", "lo80", "hi80"]]
+    out = out.copy()
+    for point, entries in feeders.items():
+        rows = out["crossing_point_id"] == point
+        parts = [
+            by_day.xs(e, level="crossing_point_id") / fed_by[e]
+            for e in entries
+            if e in by_day.index.get_level_values("crossing_point_id")
+        ]
+        if not parts or not rows.any():
+            continue
+        part = pd.concat(parts).groupby(level="date").sum(min_count=1)
+        on = rows & out["date"].isin(part.index)
+        values = part.reindex(out.loc[on, "date"]).to_numpy()
+        widen = math.exp(_Z80 * SHARE_PRIOR_SIGMA)
+        out.loc[on, "people"] = values[:, 0]
+        out.loc[on, "lo80"] = values[:, 1] / widen
+        out.loc[on, "hi80"] = values[:, 2] * widen
+        names = ", ".join(entries)
+        out.loc[on, "how"] = f"an equal part of the landings at {names} its boats reach"
+    return out
+
+
 def lead_days(days_on_route: float) -> int:
     """How many days the people present lead the arrivals they make: W/2 whole days (at least 1).
 
@@ -399,6 +439,7 @@ def crossing_rows(
         out = _with_official_shares(out, official, arrivals, point_sources)
         out, counted = _with_daily_counts(out, daily[daily["route_id"] == route_id], arrivals)
         out = _share_out(out)
+        out = _departures_from_landings(out, sea_feeders(route, arrivals))
         out["route_id"] = route_id
         out["segment_id"] = out["crossing_point_id"].map({cp.id: cp.segment_id for cp in route.crossing_points})
         out["role"] = out["crossing_point_id"].map({cp.id: cp.role for cp in route.crossing_points})

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from contracts import tables
 from contracts.series import PEOPLE_SOURCE
 from geo.cells import cell_segment_table
+from geo.entry import route_entry_points
 from jobs import lake
 from jobs.schemas import DENSITY, DENSITY_BY_GROUP, SERIES
 from jobs.settings import JobSettings
@@ -352,8 +353,10 @@ def test_entry_points_take_their_share_of_the_landings_published_before_the_mont
     assert crossing.loc[(dt.date(2025, 4, 20), "dover"), "people"] == pytest.approx(flow * 0.6)
     march = crossing.loc[(dt.date(2025, 3, 20), "dover")]
     assert march["people"] == pytest.approx(flow * 120 / 200) and march["feature"].endswith("segment share")
-    # Departure points keep the segment rule.
-    assert june.loc["calais", "people"] == pytest.approx(flow * 120 / 400)
+    # Departure points: an equal part of the landings their boats reach (Calais and Gravelines sail to Dover), or
+    # where they reach none, the segment rule (Dunkirk: half of french_coast's 200 of 400).
+    assert june.loc["calais", "people"] == pytest.approx(flow * 0.7 / 2)
+    assert june.loc["dunkirk", "people"] == pytest.approx(flow * 100 / 400)
     # The share moved month to month (0.6, 0.7, 0.8): June's interval carries that error on top of the route's.
     plain = estimate_people(_signal(), _monthly(), _no_daily(), load_priors(), catalogue)
     plain_dover = _on(plain.rows, crossing_point_id="dover", date=dt.date(2025, 6, 20)).iloc[0]
@@ -427,3 +430,35 @@ def test_a_blind_route_stays_blind_on_the_days_it_is_counted(catalogue):
     result = estimate_people(signal, _monthly(), daily, load_priors(), catalogue)
     rows = _on(result.rows, route_id="western_mediterranean", measure="crossing")
     assert result.params["western_mediterranean"].blind and rows["people"].isna().all()
+
+
+def test_departure_points_take_an_equal_part_of_the_landings_their_boats_reach(catalogue):
+    landings = _landings({"2025-03-01": 0.7, "2025-04-01": 0.7, "2025-05-01": 0.7})
+    result = estimate_people(_signal(), _monthly(), _no_daily(), load_priors(), catalogue, landings)
+    day = _on(result.rows, route_id="channel", date=dt.date(2025, 6, 20)).set_index("crossing_point_id")
+    dover, dungeness = day.loc["dover", "people"], day.loc["dungeness", "people"]
+    # Calais and Gravelines sail to Dover, Boulogne and Wimereux to Dungeness (jobs.scenario_network.sea_feeders).
+    assert day.loc["calais", "people"] == pytest.approx(dover / 2)
+    assert day.loc["gravelines", "people"] == pytest.approx(dover / 2)
+    assert day.loc["boulogne", "people"] == pytest.approx(dungeness / 2)
+    assert day.loc["calais", "feature"].endswith("an equal part of the landings at dover its boats reach")
+    # The even split is a guess: the interval is wider than the landing's own.
+    calais_width = math.log(day.loc["calais", "hi80"] / day.loc["calais", "people"])
+    assert calais_width > math.log(day.loc["dover", "hi80"] / dover)
+    # Dunkirk's boats reach no landing (its way on is the road to Gravelines): the segment rule stands.
+    assert "segment share" in day.loc["dunkirk", "feature"]
+    # Without a published landing the departure points keep the segment rule.
+    march = _on(result.rows, crossing_point_id="calais", date=dt.date(2025, 3, 20)).iloc[0]
+    assert march["feature"].endswith("segment share")
+
+
+def test_sea_feeders_follow_the_boats_to_the_first_entry_points(catalogue):
+    from jobs.scenario_network import sea_feeders
+
+    central = catalogue.route("central_mediterranean")
+    feeders = sea_feeders(central, [p.id for p in route_entry_points(central)])
+    # Lampedusa is not an entry point (its people are counted at Porto Empedocle): the boats' way goes on there.
+    assert feeders["zuwara"] == ("porto_empedocle",) and feeders["sabratha"] == ("porto_empedocle",)
+    # Tripoli's boats stop at Valletta, the first entry point; Pozzallo after it is not theirs.
+    assert feeders["tripoli"] == ("valletta",)
+    assert "benghazi" not in feeders  # its leg ends on a coast without an entry point
