@@ -28,7 +28,7 @@ Crossing (a flow)
 
     - an entry point with **monthly landings per place** (``point_sources``: Greece per island, Spain per island and
       city, Italy per region): its share of the route's arrivals over the last ``share_months`` months published
-      before the day's month; the interval adds the share's month-to-month error to the route's. The entry points
+      before the day's month (before the first one: the first months, flagged); the interval adds the share's month-to-month error to the route's. The entry points
       without such a figure (land borders) share what the landing places leave;
     - otherwise **its segment's share** of the route's people over the last ``share_days`` days, split evenly among
       the points of the same kind (arrival or departure) on one segment; where none of a kind's segments is seen,
@@ -39,7 +39,9 @@ Crossing (a flow)
 
     On the days a **daily count** covers (``daily_sources``: the UK's Channel arrivals), an entry point's crossings
     are the day's count times its share instead of the phones' flow: boats leave on good-weather days, and only a
-    count follows them.
+    count follows them. A **departure point** whose boats reach entry points with published landings
+    (``jobs.scenario_network.sea_feeders``) crosses an equal part of those landings the same day: no official
+    figure says which beach a boat left from, but the landings bound what left.
 
 Outputs
     gold ``people`` (``contracts.schemas.PEOPLE``), the gold series of source ``people`` (route, segment and point
@@ -242,14 +244,16 @@ def official_point_shares(
     the route's in those months together (a ratio of sums, steadier than a mean of ratios); where the route's figure
     is missing for a month, the published points stand for the whole route that month. Only months before the
     month asked for are used: the figures a month's days are estimated from were published before the day, so a
-    figure scored against the truth is never made from that month's own count. ``sigma``: the standard deviation
+    figure scored against the truth is never made from that month's own count. The days before the first
+    published month (the start of a history) take the first ``share_months`` months instead (``later``): a backcast,
+    so that a point's series does not change method where its landings start. ``sigma``: the standard deviation
     of the log share from month to month over the last ``SHARE_SIGMA_MONTHS`` months (``SHARE_PRIOR_SIGMA`` with
-    fewer than two). Returns ``month, crossing_point_id, share, sigma, months, remainder, floor``, where
-    ``remainder`` is what the points without a figure share (the route's arrivals at its land borders) and
-    ``floor`` the share one more person in those months would make; no row for a month without a published month
-    before it.
+    fewer than two). Returns ``month, crossing_point_id, share, sigma, months, remainder, floor, later``, where
+    ``remainder`` is what the points without a figure share (the route's arrivals at its land borders),
+    ``floor`` the share one more person in those months would make and ``later`` whether the months came after
+    the day.
     """
-    columns = ["month", "crossing_point_id", "share", "sigma", "months", "remainder", "floor"]
+    columns = ["month", "crossing_point_id", "share", "sigma", "months", "remainder", "floor", "later"]
     mine = points[points["route_id"] == route_id]
     if mine.empty:
         return pd.DataFrame(columns=columns)
@@ -261,6 +265,9 @@ def official_point_shares(
     rows = []
     for month in sorted(set(months)):
         before = wide.index < month
+        later = not before.any()
+        if later:  # a day before the first published month: the first months stand for it (a backcast)
+            before = wide.index <= wide.index[min(share_months, len(wide)) - 1]
         used = wide[before].tail(share_months)
         if used.empty:
             continue
@@ -271,7 +278,7 @@ def official_point_shares(
         remainder = max(0.0, 1.0 - float(shares.sum()))
         floor = 1.0 / total if total > 0 else 0.0
         rows += [
-            (month, point, float(shares[point]), float(sigma[point]), len(used), remainder, floor)
+            (month, point, float(shares[point]), float(sigma[point]), len(used), remainder, floor, later)
             for point in wide.columns
         ]
     return pd.DataFrame(rows, columns=columns)
@@ -299,9 +306,12 @@ def _with_official_shares(out: pd.DataFrame, official: pd.DataFrame, arrivals: s
     keyed.loc[published, "share"] = keyed["share_o"]
     keyed.loc[published, "share_sigma"] = keyed["sigma"]
     keyed.loc[published, "share_floor"] = keyed["floor"]
-    keyed.loc[published, "how"] = (
-        f"share of the {sources} published for the last " + keyed["months"].astype("Int64").astype(str) + " month(s)"
-    )
+    months = keyed["months"].astype("Int64").astype(str)
+    keyed.loc[published, "how"] = np.where(
+        keyed["later"].eq(True),
+        f"share of the {sources} published for the first " + months + " month(s), after the day",
+        f"share of the {sources} published for the last " + months + " month(s)",
+    )[published.to_numpy()]
     return keyed[list(out.columns)]
 
 

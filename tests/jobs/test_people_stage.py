@@ -349,10 +349,11 @@ def test_entry_points_take_their_share_of_the_landings_published_before_the_mont
     assert june.loc["dover", "people"] == pytest.approx(flow * 0.7)
     assert june.loc["dungeness", "people"] == pytest.approx(flow * 0.3)
     assert june.loc["dover", "feature"].endswith("share of the landings published for the last 3 month(s)")
-    # April's days: March alone; March's days: no month before, so the segment rule (Dover's segment: 120 of 200).
+    # April's days: March alone. March's days have no month before them: the first three months stand for them (a
+    # backcast, so the series does not change method where the landings start), and the feature says so.
     assert crossing.loc[(dt.date(2025, 4, 20), "dover"), "people"] == pytest.approx(flow * 0.6)
     march = crossing.loc[(dt.date(2025, 3, 20), "dover")]
-    assert march["people"] == pytest.approx(flow * 120 / 200) and march["feature"].endswith("segment share")
+    assert march["people"] == pytest.approx(flow * 0.7) and march["feature"].endswith("3 month(s), after the day")
     # Departure points: an equal part of the landings their boats reach (Calais and Gravelines sail to Dover), or
     # where they reach none, the segment rule (Dunkirk: half of french_coast's 200 of 400).
     assert june.loc["calais", "people"] == pytest.approx(flow * 0.7 / 2)
@@ -399,7 +400,12 @@ def test_official_shares_are_shares_and_leave_the_rest_to_the_points_without_a_f
     )
     asked = pd.date_range("2025-01-01", periods=len(months) + 1, freq="MS")
     shares = people.official_point_shares(points, monthly, "eastern_mediterranean", asked, share_months=3)
-    assert set(shares["month"]) == set(asked[1:])  # the first month has no month before it
+    assert set(shares["month"]) == set(asked)
+    # The first month has no month before it: the first months published stand for it (a backcast, flagged).
+    assert (
+        shares.loc[shares["month"] == asked[0], "later"].all()
+        and not shares.loc[shares["month"] > asked[0], "later"].any()
+    )
     assert shares["share"].between(0, 1).all() and (shares["sigma"] >= 0).all()
     per_month = shares.groupby("month").agg(total=("share", "sum"), rest=("remainder", "first"))
     assert np.allclose(per_month["total"] + per_month["rest"], 1.0)
@@ -447,9 +453,10 @@ def test_departure_points_take_an_equal_part_of_the_landings_their_boats_reach(c
     assert calais_width > math.log(day.loc["dover", "hi80"] / dover)
     # Dunkirk's boats reach no landing (its way on is the road to Gravelines): the segment rule stands.
     assert "segment share" in day.loc["dunkirk", "feature"]
-    # Without a published landing the departure points keep the segment rule.
-    march = _on(result.rows, crossing_point_id="calais", date=dt.date(2025, 3, 20)).iloc[0]
-    assert march["feature"].endswith("segment share")
+    # Without any published landing the departure points keep the segment rule.
+    plain = estimate_people(_signal(), _monthly(), _no_daily(), load_priors(), catalogue)
+    calais = _on(plain.rows, crossing_point_id="calais", date=dt.date(2025, 6, 20)).iloc[0]
+    assert calais["feature"].endswith("segment share")
 
 
 def test_sea_feeders_follow_the_boats_to_the_first_entry_points(catalogue):
