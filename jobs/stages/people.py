@@ -28,8 +28,9 @@ Crossing (a flow)
 
     - an entry point with **monthly landings per place** (``point_sources``: Greece per island, Spain per island and
       city, Italy per region): its share of the route's arrivals over the last ``share_months`` months published
-      before the day's month (before the first one: the first months, flagged); the interval adds the share's month-to-month error to the route's. The entry points
-      without such a figure (land borders) share what the landing places leave;
+      before the day's month (before the first one: the first months, flagged); the interval adds the share's
+      month-to-month error to the route's. The entry points without such a figure (land borders) share what the
+      landing places leave;
     - otherwise **its segment's share** of the route's people over the last ``share_days`` days, split evenly among
       the points of the same kind (arrival or departure) on one segment; where none of a kind's segments is seen,
       the kind's points share evenly, and where some are, a point on a segment nobody is seen on has no figure. The
