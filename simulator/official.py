@@ -24,8 +24,11 @@ __all__ = ["ENTRY_BORDERS", "EXCLUDED_LANDINGS", "entry_points", "route_entry_po
 FRONTEX_FILE = "frontex_monthly_by_route.csv"
 UK_CHANNEL_FILE = "uk_small_boats_daily.csv"
 # Monthly sea arrivals per landing place, as Greece (per island, through UNHCR), Spain (per island and city) and Italy
-# (per region) publish them: every landing entry point of the sea routes. Land border posts publish no such figure.
+# (per region) publish them: the landing entry points of the sea routes. Land border posts publish no such figure,
+# and neither does the UK: the Home Office counts the Channel's small boats per day, not per landing place. The
+# simulated figures are per place everywhere else, finer than Italy's regions: a deployment has coarser ones.
 LANDINGS_FILE = "landings_monthly_by_point.csv"
+LANDINGS_NOT_PUBLISHED = frozenset({"channel"})
 # The `routecast ingest-counts --source` each file is read as.
 FILE_SOURCES = {FRONTEX_FILE: "frontex", UK_CHANNEL_FILE: "uk-channel", LANDINGS_FILE: "landings"}
 
@@ -56,8 +59,8 @@ def official_figures(
     Frontex-like ``date, route, count, n_source_rows`` for every complete calendar month and every route with a
     Frontex name (a month the run covers only in part is not published: Frontex publishes whole months), and
     UK-like ``date, migrants_arrived`` for every day, zeros included, if the catalogue has the Channel route, and
-    landings ``date, route, crossing_point, count`` for every complete month and every landing entry point, zeros
-    included. Counts are the arrivals at each route's entry points (:func:`entry_points`).
+    landings ``date, route, crossing_point, count`` for every complete month and every landing entry point of the
+    routes not in ``LANDINGS_NOT_PUBLISHED``, zeros included. Counts are the arrivals at each route's entry points (:func:`entry_points`).
     """
     daily = entry_arrivals(arrivals, catalogue).set_index(["route_id", "date"])["arrivals"]
     days = pd.date_range(first, last, freq="D")
@@ -78,7 +81,13 @@ def official_figures(
         rows += [(m.start_time.date().isoformat(), name, int(per_month.get(m, 0)), 1) for m in months]
     out[FRONTEX_FILE] = pd.DataFrame(rows, columns=["date", "route", "count", "n_source_rows"])
 
-    landings = [(r.id, p.id) for r in catalogue for p in route_entry_points(r) if p.role == "landing"]
+    landings = [
+        (r.id, p.id)
+        for r in catalogue
+        if r.id not in LANDINGS_NOT_PUBLISHED
+        for p in route_entry_points(r)
+        if p.role == "landing"
+    ]
     at_point = arrivals.assign(date=pd.to_datetime(arrivals["date"]).dt.to_period("M"))
     at_point = at_point.groupby(["route_id", "crossing_point_id", "date"])["arrivals"].sum()
     out[LANDINGS_FILE] = pd.DataFrame(
