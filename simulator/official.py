@@ -60,7 +60,8 @@ def official_figures(
     Frontex name (a month the run covers only in part is not published: Frontex publishes whole months), and
     UK-like ``date, migrants_arrived`` for every day, zeros included, if the catalogue has the Channel route, and
     landings ``date, route, crossing_point, count`` for every complete month and every landing entry point of the
-    routes not in ``LANDINGS_NOT_PUBLISHED``, zeros included. Counts are the arrivals at each route's entry points (:func:`entry_points`).
+    routes not in ``LANDINGS_NOT_PUBLISHED``, zeros included. Counts are the arrivals at each route's entry points
+    (:func:`entry_points`).
     """
     daily = entry_arrivals(arrivals, catalogue).set_index(["route_id", "date"])["arrivals"]
     days = pd.date_range(first, last, freq="D")
