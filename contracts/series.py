@@ -42,3 +42,10 @@ def series_id(
     else:
         raise ValueError(f"unknown level {level!r}; expected {'|'.join(LEVELS)}")
     return key if source == DENSITY_SOURCE else f"{source}/{key}"
+
+
+def crossing_point_of(point_series_id: str) -> str:
+    """The crossing point's id in a point series id (``[<source>/]point:<route>/<crossing point>``)."""
+    if "point:" not in point_series_id:
+        raise ValueError(f"{point_series_id!r} is not a point series id (point:<route>/<crossing point>)")
+    return point_series_id.rsplit("/", 1)[-1]

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from contracts.published import exceedance
+from contracts.series import crossing_point_of
 from forecasting.protocol import PERIOD_NAMES, PERIOD_OFFSETS, check_freq, period_grid
 from forecasting.selection import select
 from jobs.settings import JobSettings
@@ -101,7 +102,7 @@ def adhoc_forecast(
     # A per-point source (landings) has several series per route: each is named route/point.
     keys = batch.series[["series_id", "route_id", "level"]].drop_duplicates()
     names = {
-        sid: route if level == "route" else f"{route}/{sid.rsplit('/', 1)[-1]}"
+        sid: route if level == "route" else f"{route}/{crossing_point_of(sid)}"
         for sid, route, level in keys.itertuples(index=False)
     }
     if target != native:

@@ -38,7 +38,7 @@ from rich.text import Text
 from contracts import tables
 from contracts.published import CURRENT, FORECASTS, HISTORY, MANIFEST, RELEASES, TOTALS
 from contracts.schemas import CROSSING, PRESENT
-from contracts.series import PEOPLE_SOURCE
+from contracts.series import PEOPLE_SOURCE, crossing_point_of
 from jobs.settings import JobSettings
 
 if TYPE_CHECKING:  # imported where used: the command without --mlflow does not load MLflow
@@ -379,7 +379,7 @@ def _series_truth(
         if level == "route":
             true = per_route.loc[route_id] if route_id in per_route.index else pd.Series(dtype="float64")
         else:  # people/point:<route>/<crossing point>
-            point = series_id.rsplit("/", 1)[-1]
+            point = crossing_point_of(series_id)
             role = roles.get((route_id, point))
             name = truth_table_for(role)
             found = (route_id, point) in per_point[name].index

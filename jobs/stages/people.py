@@ -59,6 +59,7 @@ import json
 import math
 import os
 import tomllib
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -71,7 +72,7 @@ from pyspark.sql import functions as F
 
 from contracts import tables
 from contracts.schemas import AHEAD, CROSSING, PRESENT
-from contracts.series import PEOPLE_SOURCE, series_id
+from contracts.series import PEOPLE_SOURCE, crossing_point_of, series_id
 from forecasting.people import UNIT, PeopleModel, PeopleModelConfig, RouteParams
 from geo.catalogue import Catalogue, load_catalogue
 from geo.entry import route_entry_points
@@ -366,10 +367,8 @@ def _departures_from_landings(out: pd.DataFrame, feeders: Mapping[str, tuple[str
     landed = out[official & out["crossing_point_id"].isin({e for es in feeders.values() for e in es})]
     if landed.empty:
         return out
-    fed_by: dict[str, int] = {}
-    for entries in feeders.values():
-        for e in entries:
-            fed_by[e] = fed_by.get(e, 0) + 1
+    fed_by = Counter(e for entries in feeders.values() for e in entries)
+    widen = math.exp(_Z80 * SHARE_PRIOR_SIGMA)
     by_day = landed.set_index(["date", "crossing_point_id"])[["people", "lo80", "hi80"]]
     out = out.copy()
     for point, entries in feeders.items():
@@ -384,7 +383,6 @@ def _departures_from_landings(out: pd.DataFrame, feeders: Mapping[str, tuple[str
         part = pd.concat(parts).groupby(level="date").sum(min_count=1)
         on = rows & out["date"].isin(part.index)
         values = part.reindex(out.loc[on, "date"]).to_numpy()
-        widen = math.exp(_Z80 * SHARE_PRIOR_SIGMA)
         out.loc[on, "people"] = values[:, 0]
         out.loc[on, "lo80"] = values[:, 1] / widen
         out.loc[on, "hi80"] = values[:, 2] * widen
@@ -639,7 +637,7 @@ def point_figures(gold: pd.DataFrame, priors: PeoplePriors, end: dt.date) -> pd.
     gold = gold[(gold["level"] == "point") & gold["source"].isin(priors.point_sources) & (gold["freq"] == "M")]
     gold = gold.assign(ds=pd.to_datetime(gold["ds"]))
     gold = gold[gold["ds"] + pd.offsets.MonthEnd(0) <= pd.Timestamp(end)]
-    point = gold["series_id"].str.rsplit("/", n=1).str[-1]
+    point = gold["series_id"].map(crossing_point_of)
     out = gold.assign(crossing_point_id=point).groupby(["ds", "route_id", "crossing_point_id"], as_index=False)["y"]
     return out.sum().rename(columns={"ds": "month", "y": "arrivals"})[list(POINT_COLUMNS)]
 
