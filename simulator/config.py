@@ -117,6 +117,19 @@ class Closure(_Table):
     route: StrictStr | None = None
 
 
+class Surge(_Table):
+    """More people setting sail for some weeks ([[surges]]): every boat leaving a departure point of ``route`` (or only
+    ``crossing``) between start_day and start_day + 7 * weeks carries ``factor`` times its people. The extra people
+    are copies of those sailing, from that leg on, under new ids: as if more had reached the coast and left with
+    them. Everyone else's journey is unchanged, so two runs with the same seed differ by the surge alone."""
+
+    route: StrictStr
+    crossing: StrictStr | None = None
+    start_day: Whole  # 0 = the first simulated day
+    weeks: Number = Field(ge=0.0)
+    factor: Number = Field(gt=1.0, le=8.0)
+
+
 class Phones(_Table):
     """How phones report ([phones])."""
 
@@ -258,6 +271,7 @@ class SimulatorConfig(_Table):
     travel_modes: dict[str, TravelMode]
     routes: dict[str, RouteParams]
     closures: tuple[Closure, ...] = ()
+    surges: tuple[Surge, ...] = ()
     country_mcc: dict[str, StrictStr]  # Natural Earth country code (ADM0_A3) -> MCC
 
     @field_validator("scales")

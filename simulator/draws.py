@@ -25,6 +25,7 @@ class Stream:
     SLOT_T, KEEP, MISS, PLACE, JITTER, COARSE, ACC, NOISE = range(20, 28)
     HOME, PRESENT, DEVICE_MIGRANT, DEVICE_RESIDENT = range(30, 34)
     NETWORK, ROAD, DEVICE_DRIVER = range(34, 37)
+    SURGE = 37
 
 
 NORMAL_STREAM_GAP = 1000  # a normal pair uses streams s and s + gap

@@ -28,6 +28,7 @@ from simulator.journeys import legs_frame
 from simulator.model import build_model, epoch_seconds
 from simulator.official import write_official_files
 from simulator.pings import driver_pings, line_points_df, migrant_phone_pings, migrant_pings, resident_pings
+from simulator.surges import check_surges, surged_legs
 from simulator.truth import (
     truth_arrivals,
     truth_departures,
@@ -56,7 +57,7 @@ class SimulationReport:
     seconds: float
     pings_path: Path | None
     truth_path: Path
-    skipped_closures: tuple[str, ...] = ()
+    skipped_closures: tuple[str, ...] = ()  # closures and surges not run (their route is not simulated)
     # What the official sources would publish of the run (simulator.official), in the counts layouts
     official_paths: tuple[Path, ...] = ()
 
@@ -96,11 +97,12 @@ def simulate(
     if days < 1:
         raise ValueError(f"days must be >= 1, got {days}")
     catalogue = catalogue or load_catalogue()
+    skipped_surges = check_surges(cfg, catalogue)
     model = build_model(cfg, preset, catalogue, start, days)
-    for note in model.skipped_closures:
-        log.info("closure skipped: %s", note)
+    for note in model.skipped_closures + skipped_surges:
+        log.info("skipped: %s", note)
 
-    legs = legs_frame(spark, model).persist(StorageLevel.MEMORY_AND_DISK)
+    legs = surged_legs(spark, legs_frame(spark, model), model).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         truth = settings.truth_dir
         truth_segment_people(spark, legs, model).write.mode("overwrite").parquet(str(truth / "segment_people"))
@@ -163,6 +165,6 @@ def simulate(
         seconds=time.perf_counter() - began,
         pings_path=pings_path,
         truth_path=truth,
-        skipped_closures=model.skipped_closures,
+        skipped_closures=model.skipped_closures + skipped_surges,
         official_paths=tuple(official),
     )

@@ -27,7 +27,7 @@ def test_the_shipped_config_has_the_three_presets_and_every_catalogue_route(cata
             "seed = 20250601",
             "seed = 20250601\nsede = 1",
             "key 'sede': not a known key; allowed: closures, country_mcc, coverage, drivers, migrant_phones, migrants, "
-            "phones, residents, routes, scales, seed, tourists, travel_modes, warmup_days, weather, workers",
+            "phones, residents, routes, scales, seed, surges, tourists, travel_modes, warmup_days, weather, workers",
         ),
         # A typo: the unknown key is named first, not the key it was meant to be (missing), with the count of the rest.
         ("seed = 20250601", "sede = 20250601", "key 'sede': not a known key; allowed: closures, "),

@@ -32,7 +32,7 @@ from jobs.schemas import (
 from jobs.settings import JobSettings
 from jobs.stages import aggregate, ingest, series
 from jobs.stages.counts import read_counts
-from simulator.config import Closure, Coverage, ScalePreset, SimulatorConfigError, load_config
+from simulator.config import Closure, Coverage, ScalePreset, SimulatorConfigError, Surge, load_config
 from simulator.journeys import legs_frame
 from simulator.model import RESIDENT, TOURIST, WORKER, build_model
 from simulator.official import UK_CHANNEL_FILE, entry_points
@@ -133,6 +133,49 @@ def test_a_closed_crossing_has_no_arrivals_while_closed_and_diverts_its_agents(s
     assert (diverted["route_id"] == "central_mediterranean").all()
     second = journeys[journeys["agent_id"].isin(diverted["agent_id"]) & (journeys["journey"] == 1)]
     assert set(second["route_id"]) == {CLOSURE.to_route}
+
+
+def test_a_surge_puts_more_people_on_the_boats_while_it_lasts_and_changes_nobody_else(spark, tmp_path):
+    base = tiny_config().model_copy(update={"closures": ()})
+    surges = (
+        Surge(route="central_mediterranean", start_day=7, weeks=1, factor=2.0),
+        Surge(route="eastern_mediterranean", crossing="ayvalik", start_day=3, weeks=1, factor=2.5),
+    )
+    worlds = {}
+    for name, cfg in (("as-is", base), ("surge", base.model_copy(update={"surges": surges}))):
+        settings = JobSettings(var_dir=tmp_path / name)
+        simulate(spark, settings, START, scale="tiny", config=cfg, truth_only=True)
+        worlds[name] = spark.read.schema(TRUTH_DEPARTURES).parquet(str(settings.truth_dir / "departures")).toPandas()
+    keys = ["date", "route_id", "crossing_point_id"]
+    both = worlds["as-is"].merge(worlds["surge"], on=keys, suffixes=("", "_surge"), how="outer").fillna(0)
+    day = (pd.to_datetime(both["date"]) - pd.Timestamp(START)).dt.days
+    central = both["route_id"] == "central_mediterranean"
+    ayvalik = both["crossing_point_id"] == "ayvalik"
+    # Factor 2: every boat leaving the central Mediterranean's coast in days 7..13 carries twice its people.
+    in_week = central & day.between(7, 13)
+    assert both.loc[in_week, "departures"].sum() > 0
+    assert (both.loc[in_week, "departures_surge"] == 2 * both.loc[in_week, "departures"]).all()
+    # Factor 2.5 at one point: every one sailing there gets a copy, some a second.
+    at = ayvalik & day.between(3, 9)
+    assert both.loc[at, "departures"].sum() > 0
+    assert (both.loc[at, "departures_surge"] >= 2 * both.loc[at, "departures"]).all()
+    assert (both.loc[at, "departures_surge"] <= 3 * both.loc[at, "departures"]).all()
+    # Nobody else sails differently: other days, other points, other routes.
+    rest = ~in_week & ~at
+    assert (both.loc[rest, "departures_surge"] == both.loc[rest, "departures"]).all()
+
+
+def test_a_surge_of_an_unknown_route_or_a_point_that_is_not_a_departure_point_is_refused(spark, settings):
+    for surge, message in (
+        (Surge(route="atlantis", start_day=0, weeks=1, factor=2.0), "unknown route 'atlantis'"),
+        (
+            Surge(route="central_mediterranean", crossing="lampedusa", start_day=0, weeks=1, factor=2.0),
+            "not a departure",
+        ),
+    ):
+        cfg = tiny_config().model_copy(update={"surges": (surge,)})
+        with pytest.raises(SimulatorConfigError, match=message):
+            simulate(spark, settings, START, scale="tiny", config=cfg, truth_only=True)
 
 
 def test_the_same_seed_gives_the_same_rows_whatever_the_partitioning(spark, tiny_run, tmp_path):
