@@ -15,6 +15,10 @@ people present on the leg that leads there (``people/segment:…``), else an equ
 on unless it has no way on. These are rough: they read "which way do people go" off where people are seen, and a
 leg seen by nobody (a sea crossing without phones) weighs nothing.
 
+**Modes.** Each link carries its leg's mode. A land link out of a departure point (the coast road from Tripoli
+to Sabratha) carries people who pass the point without setting sail there: the engine adds them to the point's
+published crossings when a closure holds everyone passing it (``Network.onward_links``).
+
 **Lags.** Days from one point to the next: the distance along the legs at an assumed pace (``KM_PER_DAY`` by the
 leg's mode) plus an assumed wait before each new leg (``WAIT_DAYS`` by mode): people crossing a departure point are
 leaving on its leg, so the wait comes before it; people crossing a landing wait after it for their next leg.
@@ -25,7 +29,7 @@ engine spreads them (its transit uncertainty).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -142,14 +146,21 @@ def _mean_people(history: pd.DataFrame | None) -> dict[str, float]:
     return people.groupby("series_id")["y"].mean().dropna().to_dict()
 
 
-def build_network(catalogue: Catalogue, history: pd.DataFrame | None, routes: Iterable[str] | None = None) -> Network:
+def build_network(
+    catalogue: Catalogue,
+    history: pd.DataFrame | None,
+    routes: Iterable[str] | None = None,
+    level_sigma: Mapping[str, float] | None = None,
+) -> Network:
     """The network of ``routes`` (default: every route of ``catalogue`` the release has a series of) of
     ``catalogue``: all their crossing points, and the links between them.
 
     ``history``: the release's observed values (``series_id``, ``ds``, ``y``). A route without people series takes
     part too (a scenario may divert people to it; they are counted, and shown where its points have forecasts);
-    the people series (``people/…``) weigh the shares.
+    the people series (``people/…``) weigh the shares. ``level_sigma``: per people series id, the log-scale error
+    of its level (``jobs.stages.forecast.people_level_sigma``), given to its point.
     """
+    level_sigma = level_sigma or {}
     means = _mean_people(history)
     released = set() if history is None else set(history["series_id"].unique())
     wanted = set(routes) if routes is not None else {s.split(":", 1)[1].split("/", 1)[0] for s in released if ":" in s}
@@ -160,7 +171,10 @@ def build_network(catalogue: Catalogue, history: pd.DataFrame | None, routes: It
             continue
         crossing = list(route.crossing_points)
         geometry = _RouteGeometry(route, crossing)
-        points += [NetworkPoint(route.id, p.id, p.role, p.segment_id) for p in crossing]
+        points += [
+            NetworkPoint(route.id, p.id, p.role, p.segment_id, _sigma(level_sigma, f"people/point:{route.id}/{p.id}"))
+            for p in crossing
+        ]
         candidates: list[Link] = []
         for p in crossing:
             ways = geometry.ways(p.id)
@@ -174,8 +188,8 @@ def build_network(catalogue: Catalogue, history: pd.DataFrame | None, routes: It
             if total <= 0:
                 weights, total = [1.0] * len(ways), float(len(ways))
             candidates += [
-                Link(route.id, p.id, q, share=w / total, lag_days=round(lag, 2))
-                for (q, lag, _), w in zip(ways, weights, strict=True)
+                Link(route.id, p.id, q, share=w / total, lag_days=round(lag, 2), mode=geometry.segments[leg].mode)
+                for (q, lag, leg), w in zip(ways, weights, strict=True)
             ]
         links += _without_loops(candidates)
     notes = (
@@ -186,6 +200,11 @@ def build_network(catalogue: Catalogue, history: pd.DataFrame | None, routes: It
         f"{WAIT_DAYS['land']:g} days' wait before a land leg and {WAIT_DAYS['sea']:g} before a sea leg (assumed)",
     )
     return Network(points=tuple(points), links=tuple(links), notes=notes)
+
+
+def _sigma(level_sigma: Mapping[str, float], sid: str) -> float | None:
+    value = level_sigma.get(sid)
+    return float(value) if value is not None and math.isfinite(value) and value >= 0 else None
 
 
 def _without_loops(links: list[Link]) -> list[Link]:
@@ -213,7 +232,7 @@ def _without_loops(links: list[Link]) -> list[Link]:
     for link in kept:
         out[link.from_point] = out.get(link.from_point, 0.0) + link.share
     return [
-        Link(k.route_id, k.from_point, k.to_point, k.share / out[k.from_point], k.lag_days)
+        Link(k.route_id, k.from_point, k.to_point, k.share / out[k.from_point], k.lag_days, k.mode)
         for k in sorted(kept, key=lambda k: (k.from_point, k.to_point))
     ]
 

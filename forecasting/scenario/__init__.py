@@ -5,12 +5,17 @@ and where, when do they land, and what happens when it reopens?". The answer is 
 run on Monte Carlo draws of the published forecasts (people), pure numpy, no Spark.
 
 **The flow model, in plain words.** Each crossing point has its published forecast of people crossing per day (the
-baseline). Links say which share of the people passing one point pass another, and how many days later. The
-interventions act on their target's points, upstream first:
+baseline). Links say which share of the people passing one point pass another, and how many days later. At a
+departure point the published figure counts those who set sail there; where a land link leads on (a town on the
+coast road to the next beach, ``Network.onward_links``), the people passing it also include those on their way to
+the next points: the people passing the next point, a link's lag later, its part being one over the number of
+links into that point. The interventions act on their target's points, upstream first:
 
-- a **surge** multiplies the people crossing there by its factor during its days (below 1: a drop; those people
-  simply do not come); the extra people flow on downstream;
-- a **closure** (or a **capacity cut**, which lets a share of each day's people through) blocks people there. Of
+- a **surge** multiplies the people setting sail there (at any other point: crossing there) by its factor during its
+  days (below 1: a drop; those people simply do not come); the extra people flow on downstream. A route or segment
+  surge acts at every one of its departure points;
+- a **closure** (or a **capacity cut**, which lets a share of each day's people through) blocks everyone passing
+  the point, those on their way along the road included. Of
   the blocked people a share **diverts**: they leave the route and, after a lag, show up at the destination's
   departure points (split by those points' forecasts) and flow on through its links. The rest **wait** at the
   point; from the day after the end, the backlog **leaves** over a few days (Erlang-2 by default, as in the
@@ -25,8 +30,11 @@ Erlang-2 wait of mean ``reopen_spread_days``, or with ``divert_share`` starts ag
 
 **Uncertainty.** Every draw takes one path of each baseline series (from its yhat and intervals, misses correlated
 from day to day) and one value of each parameter (divert shares: Dirichlet/Beta; lags and the release: Gamma means
-with Gamma-spread people; link lags: a Gamma factor). The baseline and the scenario use the same baseline draw, so
-the difference's interval comes from the intervention and its parameters. Draws are reproducible from a seed.
+with Gamma-spread people; link lags: a Gamma factor). A point's level error (``NetworkPoint.level_sigma``: a guessed
+share is wrong for the whole closure, not one day at a time), which its published intervals include, is taken out of
+them and drawn once per draw instead, log-normal with mean 1: the published level is read as right on average. The
+baseline and the scenario use the same baseline draw, so the difference's interval comes from the intervention, its
+parameters and the level it acts on. Draws are reproducible from a seed.
 
 **Conservation.** For every blocked point and draw: blocked = released + diverted + still waiting at the
 horizon's end (``BlockLedger``). Diverted people whose lag ends after the horizon are not seen on any point.
@@ -42,7 +50,11 @@ A route or segment target means its departure points (its entry points on a land
 does a route as a diversion destination: the divert lag must cover the way from being blocked to that coast
 (the simulator's ``lag_days`` plus the journey from the route's start). A capacity cut's share is of each
 day's people, not a fixed number; the backlog leaves only after the end, not through the remaining capacity.
-Series are drawn independently of each other. A diversion may not lead back to where people were blocked.
+Series are drawn independently of each other, their level errors too. Two departure points splitting the same
+landings evenly are wrong in opposite directions in truth; drawn independently, what they add up to is more
+uncertain than it is (with the level as the mean, not more on average). A departure point's onward people are
+split from those setting sail in the baseline's proportions over the horizon, and released in the same proportions.
+A diversion may not lead back to where people were blocked.
 
 Modules: ``spec`` (the scenario a planner writes, ``ScenarioError``), ``network`` (points and links),
 ``parameters`` (distributions with sources, defaults, estimates from samples), ``plan`` (``validate``),

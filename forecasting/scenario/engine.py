@@ -6,7 +6,7 @@ docstring (``forecasting.scenario``) for the model in plain words and its limits
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
 import numpy as np
@@ -28,6 +28,7 @@ __all__ = [
     "point_series_id",
     "route_series_id",
     "simulate_scenario",
+    "without_level",
 ]
 
 # The published forecast's columns the engine reads (contracts.schemas.PUBLISHED_FORECAST has more; they are ignored).
@@ -108,6 +109,26 @@ class ScenarioDraws:
             if (r.kind, r.route_id, r.point_id) == (kind, route_id, point_id):
                 return i
         raise KeyError(f"no {kind} row for {route_id}/{point_id}")
+
+
+def without_level(knots: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Published quantile knots less a level error they include: ``knots`` (series, days, 5) as lo95, lo80, yhat,
+    hi80, hi95 (people), ``sigma`` (series,) the log-scale level error each includes (0: none).
+
+    The inverse of ``forecasting.measured.widen_forecasts``: there each bound's distance from yhat in log1p space is z
+    times sqrt(spread² + sigma²); here the spread comes back as sqrt(distance² / z² - sigma²). A bound narrower than
+    the level error alone comes back as the median."""
+    sigma = np.asarray(sigma, dtype="float64")
+    if not (sigma > 0).any():
+        return knots
+    out = knots.copy()
+    median = np.log1p(np.clip(knots[..., 2], 0.0, None))
+    outer = [0, 1, 3, 4]
+    z = _KNOTS_Z[outer]
+    logs = np.log1p(np.clip(knots[..., outer], 0.0, None))
+    spread = np.sqrt(np.clip(((logs - median[..., None]) / z) ** 2 - sigma[:, None, None] ** 2, 0.0, None))
+    out[..., outer] = np.expm1(median[..., None] + z * spread)
+    return out
 
 
 def draw_baseline(quantiles: np.ndarray, n_draws: int, day_correlation: float, rng: np.random.Generator) -> np.ndarray:
@@ -223,6 +244,7 @@ class _Flows:
     waiting: dict[PointKey, np.ndarray] = field(default_factory=dict)
     passing: dict[PointKey, np.ndarray] = field(default_factory=dict)  # people crossing in the scenario
     delta: dict[PointKey, np.ndarray] = field(default_factory=dict)  # scenario minus baseline crossings
+    exits: dict[PointKey, float] = field(default_factory=dict)  # share of a changed crossing that leaves the route
 
     def zeros(self) -> np.ndarray:
         return np.zeros((self.n_draws, self.n_days))
@@ -263,25 +285,37 @@ def simulate_scenario(
     plan = validate(spec, network, first_day, last_day, parameters)
     seed = seed if seed is not None else spec.seed if spec.seed is not None else 0
     days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
-    rng_baseline, rng_block, rng_transit = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    rng_baseline, rng_block, rng_transit, rng_level = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
+    )
 
     targets = {k for p in plan for k in p.points}
     sources = targets | {k for p in plan for d in p.destinations for k in d.points}
     affected = network.downstream(sources)
     wanted = {point_series_id(*k) for k in affected} | {route_series_id(k[0]) for k in affected}
     published = _forecast_arrays(forecasts, days, wanted)
+    # A point target needs its forecast; a segment or route target acts on its points that have one (a departure
+    # point whose people are not estimated is left alone, and the notes say so), and needs at least one.
+    acting, notes = [], []
     for p in plan:
-        for key in p.points:
-            if point_series_id(*key) not in published:
-                raise ScenarioError(
-                    f"{p.field}.target: no published forecast of people at {point_label(key)} "
-                    f"({point_series_id(*key)}) covers {first_day} to {last_day}"
-                )
+        missing = [key for key in p.points if point_series_id(*key) not in published]
+        if missing and (p.intervention.target.level == "point" or len(missing) == len(p.points)):
+            key = missing[0]
+            raise ScenarioError(
+                f"{p.field}.target: no published forecast of people at {point_label(key)} "
+                f"({point_series_id(*key)}) covers {first_day} to {last_day}"
+            )
+        if missing:
+            names = ", ".join(k[1] for k in missing)
+            notes.append(f"{p.field} ({p.label}): no published forecast of people at {names}; left alone there")
+            p = replace(p, points=tuple(k for k in p.points if k not in missing))
+        acting.append(p)
+    plan = tuple(acting)
     unshown: dict[str, list[str]] = {}
     for k in sorted(affected):
         if point_series_id(*k) not in published:
             unshown.setdefault(k[0], []).append(k[1])
-    notes = [
+    notes += [
         f"route:{r}: no published forecast of people crossing at {', '.join(points)} covers the horizon; changes "
         "flow through these points but they are not shown"
         for r, points in unshown.items()
@@ -293,7 +327,16 @@ def simulate_scenario(
 
     series_ids = [point_series_id(*k) for k in point_rows] + [route_series_id(r) for r in route_rows]
     quantiles = np.stack([published[s] for s in series_ids])
-    paths = draw_baseline(quantiles, n_draws, parameters.day_correlation, rng_baseline)
+    # A point's level error (its share of the route is a guess, the route's scale is fitted) is the same on every day
+    # of a draw; the published intervals include it, so it is taken out before the day-to-day draws and put back
+    # as one factor per draw. The factor's mean is 1: the published level is read as right on average (an equal
+    # part of a route's landings is their expected share), so that what many points add up to is not inflated by
+    # the skew of their independent errors (their median would be: each factor's mean is exp(sigma² / 2)).
+    sigma = np.array([network.point(k).level_sigma or 0.0 for k in point_rows] + [0.0] * len(route_rows))
+    paths = draw_baseline(without_level(quantiles, sigma), n_draws, parameters.day_correlation, rng_baseline)
+    if (sigma > 0).any():
+        z = rng_level.standard_normal((len(series_ids), n_draws, 1))
+        paths = np.clip(np.expm1(np.log1p(paths) + sigma[:, None, None] * z - sigma[:, None, None] ** 2 / 2), 0, None)
     baseline = {k: paths[i] for i, k in enumerate(point_rows)}
     route_baseline = {r: paths[len(point_rows) + i] for i, r in enumerate(route_rows)}
 
@@ -337,7 +380,7 @@ def _route_change(flows: _Flows, network: Network, points: list[PointKey]) -> np
     entering = flows.zeros()
     for k in points:
         entering += flows.surge_extra.get(k, 0.0) + flows.diverted_in.get(k, 0.0) - flows.diverted_away.get(k, 0.0)
-        entering -= network.exit_share(k) * flows.delta[k]
+        entering -= flows.exits.get(k, network.exit_share(k)) * flows.delta[k]
     return np.cumsum(entering, axis=1)
 
 
@@ -389,6 +432,7 @@ def _run_flows(
     edges = [(link.source, link.target) for link in network.links]
     edges += [(a, b) for p in plan for d in p.destinations for a in p.points for b in d.points]
     order = topological_order(sorted(affected), edges)
+    through = _through_flows(network, order, baseline, flows)
     by_point: dict[PointKey, list[PlannedIntervention]] = {}
     for p in sorted(plan, key=lambda p: p.intervention.start):
         for key in p.points:
@@ -396,24 +440,111 @@ def _run_flows(
 
     ledgers = []
     for key in order:
-        demand = (baseline[key] if key in baseline else flows.zeros()) + flows.inflow.get(key, 0.0)
+        own = baseline[key] if key in baseline else flows.zeros()
+        split = through.get(key)
+        passing = own if split is None else split.passing
+        demand = passing + flows.inflow.get(key, 0.0)
+        extra = flows.zeros()
         for p in by_point.get(key, []):
             lo, hi = _window(p, days[0])
             if isinstance(p.intervention, Surge):
-                before = demand[:, lo : hi + 1].copy()
-                demand[:, lo : hi + 1] = np.clip(before, 0.0, None) * p.intervention.factor
-                extra = flows.zeros()
-                extra[:, lo : hi + 1] = demand[:, lo : hi + 1] - before
-                flows.add(flows.surge_extra, key, extra)
+                # A surge of departures: those who set sail here (all who pass, at a point nobody passes on from).
+                sail = 1.0 if split is None else split.sail[:, None]
+                added = np.clip(demand[:, lo : hi + 1], 0.0, None) * sail * (p.intervention.factor - 1.0)
+                added = np.maximum(added, -np.clip(demand[:, lo : hi + 1], 0.0, None))
+                demand[:, lo : hi + 1] += added
+                extra[:, lo : hi + 1] += added
             else:
                 ledgers.append(_block(p, key, demand, lo, hi, block_draws[p.index], flows, published))
-        if key in baseline:
+        if extra.any():
+            flows.add(flows.surge_extra, key, extra)
+        if key in baseline or split is not None:
             demand = _owed_forward(demand)
-        flows.passing[key] = demand
-        flows.delta[key] = demand - baseline.get(key, 0.0)
-        for link in network.links_from(key):
-            flows.add(flows.inflow, link.target, link.share * _delayed(flows.delta[key], link_kernels[link]))
+        change = demand - passing
+        if split is None:
+            flows.passing[key] = demand
+            flows.delta[key] = change
+            for link in network.links_from(key):
+                flows.add(flows.inflow, link.target, link.share * _delayed(change, link_kernels[link]))
+            continue
+        # A departure point others pass on from: its people change as a whole (a closure holds everyone passing);
+        # the change splits between those who set sail (its crossings and sea links) and those passing on, in the
+        # shares of its baseline; a surge's extra people all set sail.
+        rest = change - extra
+        sailing = split.sail[:, None] * rest + extra
+        flows.passing[key] = _owed_forward(own + sailing)
+        flows.delta[key] = flows.passing[key] - own
+        onward = {link.target: link for link in split.onward}
+        sea = [link for link in network.links_from(key) if link.target not in onward]
+        sea_total = sum(link.share for link in sea)
+        flows.exits[key] = 0.0 if sea else 1.0
+        for link in sea:
+            share = link.share / sea_total if sea_total > 0 else 1.0 / len(sea)
+            flows.add(flows.inflow, link.target, share * _delayed(flows.delta[key], link_kernels[link]))
+        for target, link in onward.items():
+            moving = split.onward_share[target][:, None] * rest
+            flows.add(flows.inflow, target, _delayed(moving, link_kernels[link]))
     return ledgers
+
+
+@dataclass(frozen=True)
+class _Through:
+    """A departure point's people in the baseline: ``passing`` (draws, days) = its own crossings (those who set sail
+    there) + those passing on along its onward links; ``sail`` (draws,) and ``onward_share`` (per next point,
+    (draws,)) split them, over the horizon."""
+
+    passing: np.ndarray
+    sail: np.ndarray
+    onward: tuple[Link, ...]
+    onward_share: dict[PointKey, np.ndarray]
+
+
+def _through_flows(
+    network: Network, order: list[PointKey], baseline: dict[PointKey, np.ndarray], flows: _Flows
+) -> dict[PointKey, _Through]:
+    """The people passing each affected departure point that has onward links, per draw and day.
+
+    Downstream first: a point's passing people are its own crossings plus, along each onward link, the people
+    passing the next point ``lag_days`` later, of whom the link's part is 1 / (the number of links into that point)
+    (who comes in which way is not published). The next point's passing people are its crossings, or its own
+    ``_Through`` if it is a departure point with onward links too (the road goes on). Beyond the horizon a point's
+    people stay at their last week's mean."""
+    into: dict[PointKey, int] = {}
+    for link in network.links:
+        into[link.target] = into.get(link.target, 0) + 1
+    passing: dict[PointKey, np.ndarray] = {}
+    out: dict[PointKey, _Through] = {}
+    for key in reversed(order):
+        own = baseline[key] if key in baseline else flows.zeros()
+        onward = network.onward_links(key)
+        if not onward:
+            passing[key] = own
+            continue
+        parts = {}
+        for link in onward:
+            ahead = _ahead(passing.get(link.target, flows.zeros()), link.lag_days)
+            parts[link.target] = ahead / into[link.target]
+        total = own + sum(parts.values())
+        passing[key] = total
+        people = np.maximum(total.sum(axis=1), 1e-12)
+        out[key] = _Through(
+            passing=total,
+            sail=np.where(total.sum(axis=1) > 0, own.sum(axis=1) / people, 1.0),
+            onward=onward,
+            onward_share={k: np.where(total.sum(axis=1) > 0, v.sum(axis=1) / people, 0.0) for k, v in parts.items()},
+        )
+    return out
+
+
+def _ahead(flow: np.ndarray, lag_days: float) -> np.ndarray:
+    """``flow`` (draws, days) as seen ``lag_days`` earlier: day t takes day t + lag (linear between whole days);
+    past the last day, the last 7 days' mean."""
+    n_days = flow.shape[1]
+    tail = flow[:, -7:].mean(axis=1, keepdims=True)
+    whole = int(np.floor(lag_days))
+    longer = np.concatenate([flow, np.repeat(tail, whole + 2, axis=1)], axis=1)
+    frac = lag_days - whole
+    return (1.0 - frac) * longer[:, whole : whole + n_days] + frac * longer[:, whole + 1 : whole + 1 + n_days]
 
 
 def _owed_forward(demand: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from forecasting.scenario.spec import ScenarioError, Target
 __all__ = ["ROLES", "Link", "Network", "NetworkError", "NetworkPoint", "PointKey", "point_label"]
 
 ROLES = ("departure", "border", "landing", "hub")
+MODES = (None, "land", "sea")
 PointKey = tuple[str, str]  # (route_id, point_id)
 _SHARE_TOL = 1e-9
 
@@ -33,12 +34,15 @@ def point_label(key: PointKey) -> str:
 
 @dataclass(frozen=True)
 class NetworkPoint:
-    """A crossing point of a route: ``role`` is departure, border, landing or hub; ``segment_id`` is optional."""
+    """A crossing point of a route: ``role`` is departure, border, landing or hub; ``segment_id`` is optional.
+    ``level_sigma``: the log-scale error of the level of its published people (a measurement error, the same on
+    every day), which its published intervals include; None where unknown."""
 
     route_id: str
     point_id: str
     role: str
     segment_id: str | None = None
+    level_sigma: float | None = None
 
     @property
     def key(self) -> PointKey:
@@ -48,13 +52,16 @@ class NetworkPoint:
 @dataclass(frozen=True)
 class Link:
     """Of the people passing ``from_point`` on ``route_id``, ``share`` (0..1) pass ``to_point`` ``lag_days`` later
-    (on average; the engine spreads people's transit times around it)."""
+    (on average; the engine spreads people's transit times around it). ``mode`` is the leg's (``land`` or ``sea``)
+    where known: a land link out of a departure point carries people who pass it without setting sail there
+    (``Network.onward_links``)."""
 
     route_id: str
     from_point: str
     to_point: str
     share: float
     lag_days: float
+    mode: str | None = None
 
     @property
     def source(self) -> PointKey:
@@ -85,6 +92,8 @@ class Network:
                 raise NetworkError(f"point {point_label(p.key)}: unknown role {p.role!r}; expected {'|'.join(ROLES)}")
             if p.key in seen:
                 raise NetworkError(f"point {point_label(p.key)} is listed twice")
+            if p.level_sigma is not None and not p.level_sigma >= 0:
+                raise NetworkError(f"point {point_label(p.key)}: level_sigma {p.level_sigma} is not >= 0")
             seen.add(p.key)
         out: dict[PointKey, float] = {}
         for link in self.links:
@@ -95,6 +104,8 @@ class Network:
                 raise NetworkError(f"link {link.from_point}->{link.to_point}: share {link.share} outside [0, 1]")
             if link.lag_days < 0:
                 raise NetworkError(f"link {link.from_point}->{link.to_point}: negative lag_days {link.lag_days}")
+            if link.mode not in MODES:
+                raise NetworkError(f"link {link.from_point}->{link.to_point}: unknown mode {link.mode!r}")
             out[link.source] = out.get(link.source, 0.0) + link.share
         for key, total in out.items():
             if total > 1.0 + _SHARE_TOL:
@@ -123,7 +134,13 @@ class Network:
         mappings of their fields, plus ``notes`` (how the network was made; kept, never read by the engine)."""
         return {
             "points": [
-                {"route_id": p.route_id, "point_id": p.point_id, "role": p.role, "segment_id": p.segment_id}
+                {
+                    "route_id": p.route_id,
+                    "point_id": p.point_id,
+                    "role": p.role,
+                    "segment_id": p.segment_id,
+                    "level_sigma": p.level_sigma,
+                }
                 for p in self.points
             ],
             "links": [
@@ -133,6 +150,7 @@ class Network:
                     "to_point": k.to_point,
                     "share": k.share,
                     "lag_days": k.lag_days,
+                    "mode": k.mode,
                 }
                 for k in self.links
             ],
@@ -151,6 +169,7 @@ class Network:
                     to_point=k["to_point"],
                     share=float(k["share"]),
                     lag_days=float(k["lag_days"]),
+                    mode=k.get("mode"),
                 )
                 for k in data.get("links", ())
             )
@@ -172,26 +191,42 @@ class Network:
         """The links out of a point, in the order given."""
         return self._out.get(key, ())
 
+    def onward_links(self, key: PointKey) -> tuple[Link, ...]:
+        """The links out of a departure point along a land leg: the people passing it on their way to the next
+        points without setting sail there (a town on the coast road to the next beach). Its published crossings
+        count only those who set sail; its other links carry them. Empty for any other point, or a link of unknown
+        mode."""
+        if self.point(key).role != "departure":
+            return ()
+        return tuple(link for link in self.links_from(key) if link.mode == "land")
+
     def exit_share(self, key: PointKey) -> float:
         """The share of the people passing ``key`` who leave the route there (1 minus the shares of its links out)."""
         return max(0.0, 1.0 - sum(link.share for link in self.links_from(key)))
 
-    def downstream(self, keys: Iterable[PointKey]) -> set[PointKey]:
-        """``keys`` and every point some of their people reach through links."""
+    def downstream(self, keys: Iterable[PointKey], *, sailing: bool = False) -> set[PointKey]:
+        """``keys`` and every point some of their people reach through links (``sailing``: only the people who set
+        sail, not along a departure point's onward links)."""
         reached, todo = set(keys), list(keys)
         while todo:
-            for link in self.links_from(todo.pop()):
+            key = todo.pop()
+            skip = set(self.onward_links(key)) if sailing else set()
+            for link in self.links_from(key):
+                if link in skip:
+                    continue
                 if link.target not in reached:
                     reached.add(link.target)
                     todo.append(link.target)
         return reached
 
-    def resolve(self, target: Target, field: str) -> tuple[PointKey, ...]:
+    def resolve(self, target: Target, field: str, *, sailing: bool = False) -> tuple[PointKey, ...]:
         """The points a target acts on; ``ScenarioError`` naming ``field`` for an unknown or ambiguous target.
 
         A point target is that point. A segment or route target is its departure points (role ``departure``) or,
         where it has none (a land route), all its points; of those, the ones no other of them leads to through
-        links (so that nobody is blocked or multiplied twice)."""
+        links (so that nobody is blocked or multiplied twice). ``sailing`` (a surge of departures, which acts on
+        those who set sail): a departure point reached only along another's onward links is kept, since the people
+        setting sail at each are different people."""
         if target.point is not None:
             return (self._resolve_point(target, field),)
         if target.route not in self.routes:
@@ -207,7 +242,7 @@ class Network:
             members = [p for p in members if p.segment_id == target.segment]
         departures = [p.key for p in members if p.role == "departure"]
         candidates = departures or [p.key for p in members]
-        below = {o: self.downstream([o]) - {o} for o in candidates}
+        below = {o: self.downstream([o], sailing=sailing) - {o} for o in candidates}
         return tuple(k for k in candidates if not any(k in below[o] for o in candidates if o != k))
 
     def _resolve_point(self, target: Target, field: str) -> PointKey:

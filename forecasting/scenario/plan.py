@@ -84,7 +84,7 @@ def _plan_one(
         day = getattr(iv, name)
         if not first_day <= day <= last_day:
             raise ScenarioError(f"{field}.{name} {day} is outside the forecast horizon {first_day} to {last_day}")
-    points = network.resolve(iv.target, f"{field}.target")
+    points = network.resolve(iv.target, f"{field}.target", sailing=isinstance(iv, Surge))
     if not points:
         raise ScenarioError(f"{field}.target {iv.target} has no crossing point to act on")
     label = _label(points, iv.target)

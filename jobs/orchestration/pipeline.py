@@ -566,7 +566,9 @@ def _scenario_network(catalogue: Catalogue, report: NightlyReport) -> dict | Non
     people series."""
     if not _has_people(report):
         return None
-    return build_network(catalogue, report.forecast.history).to_dict()
+    keys = report.forecast.keys
+    sigma = keys.set_index("series_id")["level_sigma"].dropna().to_dict() if "level_sigma" in keys else {}
+    return build_network(catalogue, report.forecast.history, level_sigma=sigma).to_dict()
 
 
 def _people_model(settings: JobSettings, report: NightlyReport) -> dict | None:

@@ -14,7 +14,9 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from statistics import NormalDist
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -30,9 +32,11 @@ from pyspark.sql.types import (
 )
 
 from contracts import tables
+from contracts.schemas import CROSSING, PRESENT
 from contracts.series import PEOPLE_SOURCE, series_id
 from forecasting.backtest import SCORE_NAMES
 from forecasting.hierarchy import RESIDUAL_COLUMNS, hierarchy_from_keys, reconcile
+from forecasting.measured import widen_forecasts
 from forecasting.people import LEADING_MODEL, lead_forecasts
 from forecasting.plots import route_series_ids
 from forecasting.protocol import FREQS, PERIOD_OFFSETS
@@ -382,6 +386,8 @@ def run(
         series.unpersist()
     forecasts = lead_people(spark, settings, run_date, reconciled[FORECAST_COLUMNS])
     totals = led_totals(totals, forecasts)
+    keys["level_sigma"] = keys["series_id"].map(people_level_sigma(spark, settings, run_date)).astype("float64")
+    forecasts = widen_forecasts(forecasts, keys.set_index("series_id")["level_sigma"])
     totals = measured_totals(totals, keys, people.read_model(settings))
     with_forecast = set(forecasts["series_id"])
     failed = {r.series_id: str(r.error) for r in metrics.itertuples() if r.series_id not in with_forecast}
@@ -464,22 +470,61 @@ def led_totals(totals: pd.DataFrame, forecasts: pd.DataFrame) -> pd.DataFrame:
 
 
 def measured_totals(totals: pd.DataFrame, keys: pd.DataFrame, model: dict | None) -> pd.DataFrame:
-    """``totals`` with those of people series widened by their route's measurement error (the people model's
-    ``sigma_log``: the scale's uncertainty from the coarse fit), which a backtest of the estimated series cannot see
-    (``forecasting.totals.widen_totals``). Without a people model, or for other sources, unchanged."""
+    """``totals`` with those of people series widened by their measurement error, which a backtest of the
+    estimated series cannot see (``forecasting.totals.widen_totals``): the series' own ``level_sigma`` in ``keys``
+    (``people_level_sigma``) where known, else its route's (the people model's ``sigma_log``: the scale's
+    uncertainty from the coarse fit). Without a people model, or for other sources, unchanged."""
     if model is None or totals.empty:
         return totals
     routes = model.get("routes", {})
     people_keys = keys[keys["source"] == PEOPLE_SOURCE]
-    sigma = pd.Series(
-        {
-            r.series_id: float(routes[r.route_id]["sigma_log"])
-            for r in people_keys.itertuples(index=False)
-            if (routes.get(r.route_id) or {}).get("sigma_log") is not None
-        },
-        dtype="float64",
+    own = people_keys.get("level_sigma", pd.Series(float("nan"), index=people_keys.index))
+    sigma = {}
+    for r, level in zip(people_keys.itertuples(index=False), own, strict=True):
+        if pd.notna(level) and level > 0:
+            sigma[r.series_id] = float(level)
+        elif (routes.get(r.route_id) or {}).get("sigma_log") is not None:
+            sigma[r.series_id] = float(routes[r.route_id]["sigma_log"])
+    return widen_totals(totals, pd.Series(sigma, dtype="float64"))
+
+
+LEVEL_DAYS = 28  # the people stage's intervals a series' level error is read from: its last four weeks
+
+
+def people_level_sigma(spark: SparkSession, settings: JobSettings, run_date: dt.date) -> pd.Series:
+    """Per people series id, the log-scale error of the estimate it forecasts, as the people stage states it: the
+    median over its last ``LEVEL_DAYS`` estimated days up to ``run_date`` of its 80 % interval's half-width in logs
+    over z(90 %). It holds the route's scale error and, at a crossing point, the error of its share (large where the
+    share is a guess: a departure point's equal part of the landings its boats reach). A level error: it does not
+    cancel over days. Empty without people estimates."""
+    path = settings.lake(tables.PEOPLE)
+    if not path.exists():
+        return pd.Series(dtype="float64")
+    first = run_date - dt.timedelta(days=LEVEL_DAYS - 1)
+    rows = (
+        lake.read(spark, settings, tables.PEOPLE)
+        .where(
+            F.col("measure").isin(PRESENT, CROSSING)
+            & (F.col("date") >= F.lit(first))
+            & (F.col("date") <= F.lit(run_date))
+            & (F.col("people") > 0)
+            & (F.col("lo80") > 0)
+        )
+        .select("route_id", "segment_id", "crossing_point_id", "measure", "lo80", "hi80")
+        .toPandas()
     )
-    return widen_totals(totals, sigma)
+    if rows.empty:
+        return pd.Series(dtype="float64")
+    rows["sigma"] = (np.log(rows["hi80"]) - np.log(rows["lo80"])) / (2 * NormalDist().inv_cdf(0.9))
+    level = [
+        "point" if m == CROSSING else "segment" if pd.notna(s) else "route"
+        for m, s in zip(rows["measure"], rows["segment_id"], strict=True)
+    ]
+    rows["series_id"] = [
+        series_id(lv, r, s if lv != "route" else None, PEOPLE_SOURCE, crossing_point=c if lv == "point" else None)
+        for lv, r, s, c in zip(level, rows["route_id"], rows["segment_id"], rows["crossing_point_id"], strict=True)
+    ]
+    return rows.groupby("series_id")["sigma"].median()
 
 
 def _published_history(series: DataFrame, run_date: dt.date) -> pd.DataFrame:

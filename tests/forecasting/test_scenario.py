@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts.series import series_id
+from forecasting.measured import widen_forecasts
 from forecasting.scenario import (
     DAILY_COLUMNS,
     DEFAULT_PARAMETERS,
@@ -306,6 +307,118 @@ def test_route_target_acts_on_its_departure_points_not_those_downstream():
     assert net.resolve(Target.model_validate("post"), "target") == (("land", "post"),)
 
 
+def coast_road() -> Network:
+    """Route ``r`` along a coast road: departure t (Tripoli) sails to landing v and is passed on the road to departure
+    s (Sabratha, 2 days on), which sails to landing l and is passed on the road to departure z (Zuwara, a day on),
+    which sails to l too."""
+    return Network(
+        points=(
+            NetworkPoint("r", "t", "departure"),
+            NetworkPoint("r", "s", "departure"),
+            NetworkPoint("r", "z", "departure"),
+            NetworkPoint("r", "v", "landing"),
+            NetworkPoint("r", "l", "landing"),
+        ),
+        links=(
+            Link("r", "t", "v", 0.5, 1.0, "sea"),
+            Link("r", "t", "s", 0.5, 2.0, "land"),
+            Link("r", "s", "l", 0.3, 1.0, "sea"),
+            Link("r", "s", "z", 0.7, 1.0, "land"),
+            Link("r", "z", "l", 1.0, 1.0, "sea"),
+        ),
+    )
+
+
+def coast_forecasts(width: float = 0.0) -> pd.DataFrame:
+    # Published crossings: at a departure point, the people setting sail there.
+    levels = {"t": 4.0, "s": 1.0, "z": 3.0, "v": 4.0, "l": 4.0}
+    return forecasts({point_series_id("r", p): y for p, y in levels.items()}, width=width)
+
+
+def test_a_closed_town_on_the_coast_road_holds_everyone_passing_it_not_only_those_sailing_from_it():
+    draws = simulate_scenario(
+        spec(closure("point:r/s", 5, 9, **NO_DIVERSION)), coast_road(), coast_forecasts(), parameters=EXACT, n_draws=2
+    )
+    (ledger,) = draws.ledgers
+    # Passing s: its 1 sailing a day and the 3 a day who sail from z a day later; five days of 4.
+    assert ledger.blocked[0] == pytest.approx(20.0)
+    s, z, l_ = (series(draws, "point", "r", p) for p in "szl")
+    assert np.allclose(s[5:10], 0.0) and np.allclose(z[6:11], 0.0)
+    assert np.allclose(l_[7:11], 0.0)  # both ways to l closed, a day's sail later
+    assert l_[6] == pytest.approx(3.0)  # z's boats of day 5 had passed s before the closure
+    # Reopened on day 10: the 20 leave at once, in the baseline's shares: 5 sail from s, 15 go on to z.
+    assert s[10] == pytest.approx(1.0 + 5.0)
+    assert z[11] == pytest.approx(3.0 + 15.0)
+    assert series(draws, "waiting", "r", "s")[9] == pytest.approx(20.0)
+    # Upstream of the closure nothing changes, and it is not shown.
+    assert {(r.route_id, r.point_id) for r in draws.rows if r.kind == "point"} == {("r", p) for p in "szl"}
+
+
+def test_closing_a_route_holds_everyone_passing_its_first_departure_point_once():
+    draws = simulate_scenario(
+        spec(closure("route:r", 5, 5, **NO_DIVERSION)), coast_road(), coast_forecasts(), parameters=EXACT, n_draws=2
+    )
+    (ledger,) = draws.ledgers
+    assert (ledger.route_id, ledger.point_id) == ("r", "t")
+    # Everyone passing t on day 5: its own 4 and the 4 passing s two days later (who include z's 3).
+    assert ledger.blocked[0] == pytest.approx(8.0)
+
+
+def test_a_surge_of_departures_multiplies_those_setting_sail_at_every_departure_point_not_those_passing():
+    surge = {"kind": "surge", "factor": 2.0, "target": "route:r", "start": day(3), "end": day(3)}
+    draws = simulate_scenario(spec(surge), coast_road(), coast_forecasts(), parameters=EXACT, n_draws=2)
+    assert [series(draws, "point", "r", p)[3] for p in "tsz"] == pytest.approx([8.0, 2.0, 6.0])
+    assert series(draws, "point", "r", "z")[4] == pytest.approx(3.0)  # s's extra people sailed, none walked on
+    assert series(draws, "point", "r", "l")[4] == pytest.approx(4.0 + 1.0 + 3.0)
+    assert series(draws, "point", "r", "v")[4] == pytest.approx(8.0)
+
+
+def test_a_route_target_leaves_alone_a_point_without_a_forecast_and_says_so():
+    data = coast_forecasts()
+    data = data[data["series_id"] != point_series_id("r", "s")]
+    surge = {"kind": "surge", "factor": 2.0, "target": "route:r", "start": day(3), "end": day(3)}
+    draws = simulate_scenario(spec(surge), coast_road(), data, parameters=EXACT, n_draws=2)
+    assert [series(draws, "point", "r", p)[3] for p in "tz"] == pytest.approx([8.0, 6.0])
+    assert any("interventions[0] (route:r): no published forecast of people at s" in n for n in draws.notes)
+    # Named on its own, the point is refused.
+    with pytest.raises(ScenarioError, match="no published forecast of people at point:r/s"):
+        simulate_scenario(spec(dict(surge, target="point:r/s")), coast_road(), data, parameters=EXACT, n_draws=2)
+
+
+def test_links_without_a_mode_keep_a_departure_points_crossings_as_its_people():
+    # A network published before links had modes: nothing passes on by road, as before.
+    old = Network(points=coast_road().points, links=tuple(Link(*astuple_link(k)[:5]) for k in coast_road().links))
+    draws = simulate_scenario(
+        spec(closure("point:r/s", 5, 9, **NO_DIVERSION)), old, coast_forecasts(), parameters=EXACT, n_draws=2
+    )
+    assert draws.ledgers[0].blocked[0] == pytest.approx(5.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    start=st.integers(0, 10),
+    length=st.integers(1, 5),
+    passing=st.sampled_from([0.0, 0.5]),
+    release=st.integers(0, 3),
+    width=st.sampled_from([0.0, 0.4]),
+    seed=st.integers(0, 2**16),
+)
+def test_everyone_held_on_the_coast_road_sails_from_it_once_released(start, length, passing, release, width, seed):
+    cut = {"kind": "capacity_cut", "share": passing, "target": "point:r/s", "start": day(start),
+           "end": day(start + length - 1),
+           "assumptions": {"divert": [], "release_days": {"mean": release, "sd": 0, "shape": 0}}}  # fmt: skip
+    draws = simulate_scenario(spec(cut), coast_road(), coast_forecasts(width), parameters=EXACT, n_draws=20, seed=seed)
+    (ledger,) = draws.ledgers
+    assert np.allclose(ledger.blocked, ledger.released, atol=1e-6)  # nobody diverts; all leave within the horizon
+    sailed = sum(draws.scenario[draws.row("point", "r", p)] - draws.baseline[draws.row("point", "r", p)] for p in "sz")
+    assert np.allclose(sailed.sum(axis=1), 0.0, atol=1e-6)  # held, not lost: each sails from s or z in the end
+    assert np.all(draws.scenario[draws.row("point", "r", "z")] >= 0.0)
+
+
+def astuple_link(link: Link) -> tuple:
+    return (link.route_id, link.from_point, link.to_point, link.share, link.lag_days, link.mode)
+
+
 # --- uncertainty and reproducibility -----------------------------------------------------------------------------
 
 
@@ -313,6 +426,32 @@ def test_baseline_draws_reproduce_the_published_intervals():
     q = np.array([[[2.0, 5.0, 10.0, 20.0, 40.0]]])  # lo95, lo80, yhat, hi80, hi95 of one series and day
     paths = draw_baseline(q, 40_000, 0.8, np.random.default_rng(1))[0, :, 0]
     assert np.quantile(paths, [0.025, 0.1, 0.5, 0.9, 0.975]) == pytest.approx([2.0, 5.0, 10.0, 20.0, 40.0], rel=0.04)
+
+
+def test_a_points_level_error_is_the_same_on_every_day_of_a_draw():
+    # Published with the level error in its intervals (here all of their width, as widen_forecasts puts it): the
+    # draws take it as one factor per draw, so a total over weeks is as uncertain as a day; never below 0 people.
+    net = Network(
+        points=(NetworkPoint("central", "a", "departure", level_sigma=0.5), *network().points[1:]),
+        links=network().links,
+    )
+    data = widen_forecasts(forecasts(), pd.Series({point_series_id("central", "a"): 0.5}))
+    surge = {"kind": "surge", "factor": 1.0, "target": "point:central/a", "start": day(0), "end": day(0)}
+    draws = simulate_scenario(spec(surge), net, data, parameters=EXACT, n_draws=4000, seed=3)
+    a = draws.baseline[draws.row("point", "central", "a")]
+    assert np.allclose(a, a[:, :1])  # flat within a draw: the forecast itself had no day-to-day error left
+    assert (a >= 0).all()
+    assert np.std(np.log1p(a[:, 0])) == pytest.approx(0.5, rel=0.05)
+    # The published level is read as right on average (a guessed share is the expected share): the mean stays, and
+    # the spread is the published one around a median exp(-sigma² / 2) lower.
+    published = data[data["series_id"] == point_series_id("central", "a")].iloc[0]
+    assert a[:, 0].mean() == pytest.approx(published["yhat"], rel=0.05)
+    bounds = np.log1p(published[["lo80", "hi80"]].to_numpy("float64")) - 0.5**2 / 2
+    assert np.log1p(np.quantile(a[:, 0], [0.1, 0.9])) == pytest.approx(bounds, abs=0.04)
+    # Without a level error the same intervals are day-to-day misses: a four-week total varies far less.
+    plain = simulate_scenario(spec(surge), network(), data, parameters=EXACT, n_draws=4000, seed=3)
+    b = plain.baseline[plain.row("point", "central", "a")]
+    assert np.std(b[:, :28].sum(axis=1)) < 0.7 * np.std(a[:, :28].sum(axis=1))
 
 
 def test_same_seed_same_answer_and_another_seed_another():

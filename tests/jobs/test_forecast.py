@@ -252,6 +252,30 @@ def test_people_totals_are_widened_by_their_routes_measurement_error_and_nothing
     assert forecast.measured_totals(totals, keys, None).equals(totals)
 
 
+def test_a_people_series_own_level_error_widens_its_totals_rather_than_its_routes():
+    from forecasting.totals import TOTAL_PROBS, total_quantiles
+
+    quantiles = list(total_quantiles(100.0, np.linspace(-0.1, 0.1, 21)))
+    ids = ["people/point:channel/dover", "people/route:channel"]
+    totals = pd.DataFrame(
+        {
+            "series_id": ids,
+            "window": 7,
+            "yhat": 100.0,
+            **{b: quantiles[TOTAL_PROBS.index(p)] for b, p in (("lo80", 0.1), ("hi80", 0.9))},
+            **{b: quantiles[TOTAL_PROBS.index(p)] for b, p in (("lo95", 0.025), ("hi95", 0.975))},
+            "quantiles": [quantiles] * 2,
+        }
+    )
+    # Dover's share of the Channel is a guess (0.9 on the log scale); the route has no own figure: its scale's.
+    keys = pd.DataFrame(
+        {"series_id": ids, "route_id": "channel", "source": "people", "level_sigma": [0.9, float("nan")]}
+    )
+    out = forecast.measured_totals(totals, keys, {"routes": {"channel": {"sigma_log": 0.2}}}).set_index("series_id")
+    spread = (np.log1p(out["hi80"]) - np.log1p(100.0)) / NormalDist().inv_cdf(0.9)
+    assert spread["people/point:channel/dover"] > 0.9 > spread["people/route:channel"] > 0.2
+
+
 def test_a_young_people_series_is_forecast_on_a_shorter_holdout_rather_than_left_without_a_forecast(settings):
     """A crossing point measured for 35 days is too short for people:D's 28-day holdout (42 days): its holdout
     shrinks so that 9 origins fit (35 - 14 - 8 = 13 days), which calibrates a 7-day total but not a 28-day one."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -226,6 +227,28 @@ def test_the_stage_writes_people_series_and_the_model_from_published_data_only(s
     assert len(series) == report.series_rows and "people/point:channel/dover" in set(series["series_id"])
     # Frontex's own series is left as it was.
     assert lake.read(spark, stage_settings, tables.SERIES).where("source = 'frontex'").count() == 5
+
+
+def test_each_people_series_level_error_is_what_the_stage_says_of_its_own_recent_figures(
+    spark, stage_settings, catalogue
+):
+    from jobs.stages.forecast import LEVEL_DAYS, people_level_sigma
+
+    assert people_level_sigma(spark, stage_settings, END).empty  # no people yet
+    _frontex(spark, stage_settings, _monthly()[lambda m: m["route_id"] == "channel"])
+    people.run(spark, stage_settings, END, catalogue.subset(["channel"]))
+    sigma = people_level_sigma(spark, stage_settings, END)
+    series = set(lake.read(spark, stage_settings, tables.SERIES).where("source = 'people'").toPandas()["series_id"])
+    assert "people/route:channel" in sigma.index and "people/point:channel/dover" in sigma.index
+    assert set(sigma.index) <= series  # the ids of the series the forecast stage forecasts
+    assert (sigma > 0).all() and np.isfinite(sigma).all()
+    # Dover's: the median over the last four weeks of its 80 % interval's half-width in logs, over z(90 %).
+    rows = lake.read(spark, stage_settings, tables.PEOPLE).toPandas()
+    dover = rows[(rows["crossing_point_id"] == "dover") & (rows["measure"] == "crossing")]
+    recent = dover[pd.to_datetime(dover["date"]) > pd.Timestamp(END - dt.timedelta(days=LEVEL_DAYS))]
+    recent = recent[(recent["people"] > 0) & (recent["lo80"] > 0)]
+    expected = (np.log(recent["hi80"]) - np.log(recent["lo80"])).median() / (2 * NormalDist().inv_cdf(0.9))
+    assert sigma["people/point:channel/dover"] == pytest.approx(expected)
 
 
 def test_counts_for_other_routes_leave_no_stale_people(spark, stage_settings, catalogue):

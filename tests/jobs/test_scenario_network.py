@@ -42,6 +42,15 @@ def test_links_follow_the_legs_people_travel(catalogue):
     assert network.exit_share(("channel", "dover")) == 1.0
 
 
+def test_links_carry_their_legs_mode_so_the_coast_road_is_told_from_the_sea(catalogue):
+    network = build_network(catalogue, _every_route_history(catalogue))
+    modes = {link.to_point: link.mode for link in network.links_from(("central_mediterranean", "sabratha"))}
+    assert modes == {"lampedusa": "sea", "zuwara": "land"}
+    # People pass Sabratha on the road to Zuwara; nobody passes a landing "on" without a boat.
+    assert [k.to_point for k in network.onward_links(("central_mediterranean", "sabratha"))] == ["zuwara"]
+    assert network.onward_links(("central_mediterranean", "lampedusa")) == ()
+
+
 def test_a_way_with_more_people_published_at_its_end_takes_the_larger_share(catalogue):
     # From Bodrum people go on to Kos (by sea) or to Marmaris (by road); three times as many are published at Kos.
     route = "people/point:eastern_mediterranean"
