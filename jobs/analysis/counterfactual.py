@@ -127,9 +127,14 @@ class CheckRow:
 
 
 def compare(simulated: pd.DataFrame, predicted: pd.DataFrame, routes: list[str]) -> tuple[pd.DataFrame, list[CheckRow]]:
-    """The weekly table of both and, per route of ``routes``, the totals over the weeks the prediction covers."""
+    """The weekly table of both and, per route of ``routes``, the totals over the weeks the prediction covers.
+
+    A week is covered when the simulated change lies in the 80 % interval read at the world's resolution, whole
+    people (lower bound rounded down, upper up): a week the world leaves exactly unchanged is inside [0.0001, 0.4]."""
     table = simulated.merge(predicted, on=["route_id", "week"], how="inner")
-    table["covered80"] = (table["lo80"] <= table["simulated"]) & (table["simulated"] <= table["hi80"])
+    table["covered80"] = (np.floor(table["lo80"]) <= table["simulated"]) & (
+        table["simulated"] <= np.ceil(table["hi80"])
+    )
     rows = []
     for route_id in routes:
         t = table[table["route_id"] == route_id]
