@@ -9,7 +9,8 @@ baseline). Links say which share of the people passing one point pass another, a
 departure point the published figure counts those who set sail there; where a land link leads on (a town on the
 coast road to the next beach, ``Network.onward_links``), the people passing it also include those on their way to
 the next points: the people passing the next point, a link's lag later, its part being one over the number of
-links into that point. The interventions act on their target's points, upstream first:
+links into that point (at a point without a published figure, such as a border post nobody estimates, the people
+of the points it leads to). The interventions act on their target's points, upstream first:
 
 - a **surge** multiplies the people setting sail there (at any other point: crossing there) by its factor during its
   days (below 1: a drop; those people simply do not come); the extra people flow on downstream. A route or segment

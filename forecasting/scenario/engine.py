@@ -507,23 +507,30 @@ def _through_flows(
     Downstream first: a point's passing people are its own crossings plus, along each onward link, the people
     passing the next point ``lag_days`` later, of whom the link's part is 1 / (the number of links into that point)
     (who comes in which way is not published). The next point's passing people are its crossings, or its own
-    ``_Through`` if it is a departure point with onward links too (the road goes on). Beyond the horizon a point's
-    people stay at their last week's mean."""
+    ``_Through`` if it is a departure point with onward links too (the road goes on); at a point without a published
+    figure (a border post nobody estimates), those passing the points it leads to, the same way. Beyond the horizon
+    a point's people stay at their last week's mean."""
     into: dict[PointKey, int] = {}
     for link in network.links:
         into[link.target] = into.get(link.target, 0) + 1
     passing: dict[PointKey, np.ndarray] = {}
     out: dict[PointKey, _Through] = {}
+
+    def next_people(link: Link) -> np.ndarray:
+        return _ahead(passing.get(link.target, flows.zeros()), link.lag_days) / into[link.target]
+
     for key in reversed(order):
-        own = baseline[key] if key in baseline else flows.zeros()
         onward = network.onward_links(key)
+        if key not in baseline:
+            # Nobody's figure here: its people are those it passes on (none if it leads nowhere).
+            passing[key] = sum((next_people(link) for link in network.links_from(key)), flows.zeros())
+            if not onward:
+                continue
+        own = baseline[key] if key in baseline else flows.zeros()
         if not onward:
             passing[key] = own
             continue
-        parts = {}
-        for link in onward:
-            ahead = _ahead(passing.get(link.target, flows.zeros()), link.lag_days)
-            parts[link.target] = ahead / into[link.target]
+        parts = {link.target: next_people(link) for link in onward}
         total = own + sum(parts.values())
         passing[key] = total
         people = np.maximum(total.sum(axis=1), 1e-12)

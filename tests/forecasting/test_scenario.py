@@ -354,6 +354,28 @@ def test_a_closed_town_on_the_coast_road_holds_everyone_passing_it_not_only_thos
     assert {(r.route_id, r.point_id) for r in draws.rows if r.kind == "point"} == {("r", p) for p in "szl"}
 
 
+def test_people_passing_a_border_nobody_estimates_count_at_the_town_before_it():
+    # z's road goes on to border post b (no published figure), then to departure point y across it (2 a day).
+    net = Network(
+        points=(
+            NetworkPoint("r", "z", "departure"),
+            NetworkPoint("r", "b", "border"),
+            NetworkPoint("r", "y", "departure"),
+            NetworkPoint("r", "l", "landing"),
+        ),
+        links=(
+            Link("r", "z", "l", 0.5, 1.0, "sea"),
+            Link("r", "z", "b", 0.5, 1.0, "land"),
+            Link("r", "b", "y", 1.0, 1.0, "land"),
+            Link("r", "y", "l", 1.0, 1.0, "sea"),
+        ),
+    )
+    data = forecasts({point_series_id("r", p): y for p, y in {"z": 3.0, "y": 2.0, "l": 5.0}.items()})
+    draws = simulate_scenario(spec(closure("point:r/z", 5, 5, **NO_DIVERSION)), net, data, parameters=EXACT, n_draws=2)
+    assert draws.ledgers[0].blocked[0] == pytest.approx(3.0 + 2.0)
+    assert series(draws, "point", "r", "y")[7] == pytest.approx(0.0)  # two days on, past the border
+
+
 def test_closing_a_route_holds_everyone_passing_its_first_departure_point_once():
     draws = simulate_scenario(
         spec(closure("route:r", 5, 5, **NO_DIVERSION)), coast_road(), coast_forecasts(), parameters=EXACT, n_draws=2
