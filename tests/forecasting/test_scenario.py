@@ -307,25 +307,27 @@ def test_route_target_acts_on_its_departure_points_not_those_downstream():
     assert net.resolve(Target.model_validate("post"), "target") == (("land", "post"),)
 
 
+def road(roles: dict[str, str], links: list[tuple[str, str, float, float, str]]) -> Network:
+    """A network of route ``r``: its points' roles, and links (from, to, share, lag_days, mode)."""
+    return Network(
+        points=tuple(NetworkPoint("r", p, role) for p, role in roles.items()),
+        links=tuple(Link("r", *link) for link in links),
+    )
+
+
 def coast_road() -> Network:
     """Route ``r`` along a coast road: departure t (Tripoli) sails to landing v and is passed on the road to departure
     s (Sabratha, 2 days on), which sails to landing l and is passed on the road to departure z (Zuwara, a day on),
     which sails to l too."""
-    return Network(
-        points=(
-            NetworkPoint("r", "t", "departure"),
-            NetworkPoint("r", "s", "departure"),
-            NetworkPoint("r", "z", "departure"),
-            NetworkPoint("r", "v", "landing"),
-            NetworkPoint("r", "l", "landing"),
-        ),
-        links=(
-            Link("r", "t", "v", 0.5, 1.0, "sea"),
-            Link("r", "t", "s", 0.5, 2.0, "land"),
-            Link("r", "s", "l", 0.3, 1.0, "sea"),
-            Link("r", "s", "z", 0.7, 1.0, "land"),
-            Link("r", "z", "l", 1.0, 1.0, "sea"),
-        ),
+    return road(
+        {"t": "departure", "s": "departure", "z": "departure", "v": "landing", "l": "landing"},
+        [
+            ("t", "v", 0.5, 1.0, "sea"),
+            ("t", "s", 0.5, 2.0, "land"),
+            ("s", "l", 0.3, 1.0, "sea"),
+            ("s", "z", 0.7, 1.0, "land"),
+            ("z", "l", 1.0, 1.0, "sea"),
+        ],
     )
 
 
@@ -356,19 +358,14 @@ def test_a_closed_town_on_the_coast_road_holds_everyone_passing_it_not_only_thos
 
 def test_people_passing_a_border_nobody_estimates_count_at_the_town_before_it():
     # z's road goes on to border post b (no published figure), then to departure point y across it (2 a day).
-    net = Network(
-        points=(
-            NetworkPoint("r", "z", "departure"),
-            NetworkPoint("r", "b", "border"),
-            NetworkPoint("r", "y", "departure"),
-            NetworkPoint("r", "l", "landing"),
-        ),
-        links=(
-            Link("r", "z", "l", 0.5, 1.0, "sea"),
-            Link("r", "z", "b", 0.5, 1.0, "land"),
-            Link("r", "b", "y", 1.0, 1.0, "land"),
-            Link("r", "y", "l", 1.0, 1.0, "sea"),
-        ),
+    net = road(
+        {"z": "departure", "b": "border", "y": "departure", "l": "landing"},
+        [
+            ("z", "l", 0.5, 1.0, "sea"),
+            ("z", "b", 0.5, 1.0, "land"),
+            ("b", "y", 1.0, 1.0, "land"),
+            ("y", "l", 1.0, 1.0, "sea"),
+        ],
     )
     data = forecasts({point_series_id("r", p): y for p, y in {"z": 3.0, "y": 2.0, "l": 5.0}.items()})
     draws = simulate_scenario(spec(closure("point:r/z", 5, 5, **NO_DIVERSION)), net, data, parameters=EXACT, n_draws=2)

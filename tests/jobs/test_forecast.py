@@ -218,21 +218,26 @@ def test_people_series_have_their_own_procedure_with_totals_of_the_next_days(set
     assert short.totals.empty and not short.forecast.empty
 
 
-def test_people_totals_are_widened_by_their_routes_measurement_error_and_nothing_else_is():
+def _totals(ids: list[str]) -> pd.DataFrame:
+    """7-day totals of 100 with the same backtest interval, for each of ``ids``."""
     from forecasting.totals import TOTAL_PROBS, total_quantiles
 
     quantiles = list(total_quantiles(100.0, np.linspace(-0.1, 0.1, 21)))
-    ids = ["people/point:channel/dover", "people/route:western_african", "route:channel"]
-    totals = pd.DataFrame(
+    return pd.DataFrame(
         {
             "series_id": ids,
             "window": 7,
             "yhat": 100.0,
             **{b: quantiles[TOTAL_PROBS.index(p)] for b, p in (("lo80", 0.1), ("hi80", 0.9))},
             **{b: quantiles[TOTAL_PROBS.index(p)] for b, p in (("lo95", 0.025), ("hi95", 0.975))},
-            "quantiles": [quantiles] * 3,
+            "quantiles": [quantiles] * len(ids),
         }
     )
+
+
+def test_people_totals_are_widened_by_their_routes_measurement_error_and_nothing_else_is():
+    ids = ["people/point:channel/dover", "people/route:western_african", "route:channel"]
+    totals = _totals(ids)
     keys = pd.DataFrame(
         {
             "series_id": ids,
@@ -253,20 +258,8 @@ def test_people_totals_are_widened_by_their_routes_measurement_error_and_nothing
 
 
 def test_a_people_series_own_level_error_widens_its_totals_rather_than_its_routes():
-    from forecasting.totals import TOTAL_PROBS, total_quantiles
-
-    quantiles = list(total_quantiles(100.0, np.linspace(-0.1, 0.1, 21)))
     ids = ["people/point:channel/dover", "people/route:channel"]
-    totals = pd.DataFrame(
-        {
-            "series_id": ids,
-            "window": 7,
-            "yhat": 100.0,
-            **{b: quantiles[TOTAL_PROBS.index(p)] for b, p in (("lo80", 0.1), ("hi80", 0.9))},
-            **{b: quantiles[TOTAL_PROBS.index(p)] for b, p in (("lo95", 0.025), ("hi95", 0.975))},
-            "quantiles": [quantiles] * 2,
-        }
-    )
+    totals = _totals(ids)
     # Dover's share of the Channel is a guess (0.9 on the log scale); the route has no own figure: its scale's.
     keys = pd.DataFrame(
         {"series_id": ids, "route_id": "channel", "source": "people", "level_sigma": [0.9, float("nan")]}
