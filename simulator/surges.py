@@ -2,8 +2,8 @@
 
 A surge multiplies the people on every boat leaving a departure point of its route (or of one crossing point) while
 it lasts. The extra people are copies of the agents sailing then: the legs of that journey from the boat on, under
-new agent ids (``copy_id``), with the same times, path and phones. Nobody else changes, so a run with a surge and one
-without, from the same seed, differ by the surge alone (what the scenario engine's surges are checked against,
+new agent ids (``copy_offset``), with the same times, path and phones. Nobody else changes, so a run with a surge and
+one without, from the same seed, differ by the surge alone (what the scenario engine's surges are checked against,
 ``jobs.analysis.counterfactual``). A factor of 2.5 gives every sailing agent one copy and half of them a second; which
 ones is a hash of the agent id (``Stream.SURGE``).
 """
@@ -20,7 +20,7 @@ from simulator.config import SimulatorConfig, SimulatorConfigError
 from simulator.draws import Stream, spark_uniform
 from simulator.model import Model
 
-__all__ = ["COPY_SHIFT", "check_surges", "copy_id", "surged_legs"]
+__all__ = ["COPY_SHIFT", "check_surges", "copy_offset", "surged_legs"]
 
 # Agent ids are route_key << 40 | n with n far below 2**32; the k-th copy of an agent is id + k << COPY_SHIFT, so
 # copies never meet an original or each other (k < 256: at most 8 surges x 31 copies).
@@ -28,9 +28,9 @@ COPY_SHIFT = 32
 _COPIES_PER_SURGE = 32
 
 
-def copy_id(agent_id: int, surge: int, copy: int) -> int:
-    """The id of the ``copy``-th copy (0-based) of ``agent_id`` made by the ``surge``-th surge."""
-    return agent_id + ((surge * _COPIES_PER_SURGE + copy + 1) << COPY_SHIFT)
+def copy_offset(surge: int, copy: int) -> int:
+    """What the ``copy``-th copy (0-based) made by the ``surge``-th surge adds to its agent's id."""
+    return (surge * _COPIES_PER_SURGE + copy + 1) << COPY_SHIFT
 
 
 def check_surges(cfg: SimulatorConfig, catalogue: Catalogue) -> tuple[str, ...]:
@@ -86,10 +86,7 @@ def surged_legs(spark: SparkSession, legs: DataFrame, model: Model) -> DataFrame
                 legs.join(chosen, ["agent_id", "journey"])
                 .where(F.col("leg") >= F.col("boat_leg"))
                 .drop("boat_leg")
-                .withColumn(
-                    "agent_id",
-                    F.col("agent_id") + F.lit((i * _COPIES_PER_SURGE + c + 1) << COPY_SHIFT).cast("long"),
-                )
+                .withColumn("agent_id", F.col("agent_id") + F.lit(copy_offset(i, c)).cast("long"))
             )
             out = out.unionByName(copies)
     return out

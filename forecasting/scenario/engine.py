@@ -451,7 +451,6 @@ def _run_flows(
                 # A surge of departures: those who set sail here (all who pass, at a point nobody passes on from).
                 sail = 1.0 if split is None else split.sail[:, None]
                 added = np.clip(demand[:, lo : hi + 1], 0.0, None) * sail * (p.intervention.factor - 1.0)
-                added = np.maximum(added, -np.clip(demand[:, lo : hi + 1], 0.0, None))
                 demand[:, lo : hi + 1] += added
                 extra[:, lo : hi + 1] += added
             else:
@@ -521,24 +520,24 @@ def _through_flows(
 
     for key in reversed(order):
         onward = network.onward_links(key)
-        if key not in baseline:
-            # Nobody's figure here: its people are those it passes on (none if it leads nowhere).
-            passing[key] = sum((next_people(link) for link in network.links_from(key)), flows.zeros())
-            if not onward:
-                continue
-        own = baseline[key] if key in baseline else flows.zeros()
         if not onward:
-            passing[key] = own
+            # Its crossings; where nobody's figure is published, those it passes on (none if it leads nowhere).
+            passing[key] = baseline.get(key)
+            if passing[key] is None:
+                passing[key] = sum((next_people(link) for link in network.links_from(key)), flows.zeros())
             continue
+        own = baseline[key] if key in baseline else flows.zeros()
         parts = {link.target: next_people(link) for link in onward}
         total = own + sum(parts.values())
         passing[key] = total
-        people = np.maximum(total.sum(axis=1), 1e-12)
+        people = total.sum(axis=1)
+        seen = people > 0
+        per = np.where(seen, people, 1.0)
         out[key] = _Through(
             passing=total,
-            sail=np.where(total.sum(axis=1) > 0, own.sum(axis=1) / people, 1.0),
+            sail=np.where(seen, own.sum(axis=1) / per, 1.0),
             onward=onward,
-            onward_share={k: np.where(total.sum(axis=1) > 0, v.sum(axis=1) / people, 0.0) for k, v in parts.items()},
+            onward_share={k: np.where(seen, v.sum(axis=1) / per, 0.0) for k, v in parts.items()},
         )
     return out
 
