@@ -30,7 +30,7 @@ from forecasting.metrics import seasonal_scale
 from forecasting.models.base import describe_failure
 from forecasting.models.baselines import Drift, Naive, SeasonalNaive, SeasonalWindow, WindowAverage
 from forecasting.models.prophet import ProphetForecaster
-from forecasting.models.statsforecast import StatsForecastModel
+from forecasting.models.statsforecast import IntermittentModel, StatsForecastModel
 from forecasting.protocol import (
     LEVELS,
     PERIOD_NAMES,
@@ -230,6 +230,22 @@ def _auto_arima(cfg: SelectionConfig) -> Forecaster:
     return StatsForecastModel("auto_arima", cfg.season_length, cfg.freq)
 
 
+def _croston(cfg: SelectionConfig) -> Forecaster:
+    return IntermittentModel("croston", cfg.freq)
+
+
+def _adida(cfg: SelectionConfig) -> Forecaster:
+    return IntermittentModel("adida", cfg.freq)
+
+
+def _imapa(cfg: SelectionConfig) -> Forecaster:
+    return IntermittentModel("imapa", cfg.freq)
+
+
+def _tsb(cfg: SelectionConfig) -> Forecaster:
+    return IntermittentModel("tsb", cfg.freq)
+
+
 class _ReadOnlyMapping(Mapping[str, ModelFactory]):
     # MappingProxyType would do, but it cannot be pickled and Spark pickles what the UDF closes over.
     def __init__(self, items: Mapping[str, ModelFactory]) -> None:
@@ -263,6 +279,11 @@ MODEL_FACTORIES: Mapping[str, ModelFactory] = _ReadOnlyMapping(
         "auto_ets": _auto_ets,
         "auto_theta": _auto_theta,
         "auto_arima": _auto_arima,  # slow on weekly data (season 52): not for the nightly fan-out by default
+        # Intermittent-demand models on the raw counts (statsforecast's CrostonOptimized, ADIDA, IMAPA, TSB).
+        "croston": _croston,
+        "adida": _adida,
+        "imapa": _imapa,
+        "tsb": _tsb,
     }
 )
 

@@ -1,7 +1,8 @@
 """The model families routecast selects from, each behind :class:`forecasting.protocol.Forecaster`.
 
 - :mod:`forecasting.models.baselines`: Naive, SeasonalNaive, Drift, WindowAverage (closed form, normal intervals);
-- :mod:`forecasting.models.statsforecast`: StatsForecastModel (statsforecast's AutoETS, AutoTheta, AutoARIMA);
+- :mod:`forecasting.models.statsforecast`: StatsForecastModel (statsforecast's AutoETS, AutoTheta, AutoARIMA) and
+  IntermittentModel (its Croston, ADIDA, IMAPA and TSB, for counts full of zeros);
 - :mod:`forecasting.models.prophet`: ProphetForecaster;
 - :mod:`forecasting.models.base`: what callers do with any of them (fit with a fallback, describe a failure).
 

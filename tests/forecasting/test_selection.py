@@ -136,8 +136,8 @@ def test_a_short_series_is_refused_naming_the_series_and_its_length():
 
 def test_unknown_aliases_are_a_key_error_listing_the_known_ones():
     known = (
-        "auto_arima, auto_ets, auto_theta, drift, naive, prophet, seasonal_naive, seasonal_naive_year, "
-        "seasonal_window, window_mean"
+        "adida, auto_arima, auto_ets, auto_theta, croston, drift, imapa, naive, prophet, seasonal_naive, "
+        "seasonal_naive_year, seasonal_window, tsb, window_mean"
     )
     with pytest.raises(UnknownModelError, match=f"unknown model alias 'arima'; known: {known}"):
         make_model("arima", SelectionConfig())
