@@ -609,6 +609,92 @@ def evaluate_cmd(
     typer.echo(f"written: {result.output_dir}  MLflow run: {result.run_id}")
 
 
+# On the `scenario` group of serving.cli (beside `run`), but here: it reads the simulator's history or official
+# counts, which the API never reads, and writes a file the API then uses.
+@serving_cli.scenario_app.command("estimate")
+def scenario_estimate(
+    counts: Annotated[
+        Path,
+        typer.Argument(
+            help="People passing crossing points per day: the simulator's truth folder (var/truth) or a CSV/parquet "
+            "with date, route_id, crossing_point_id, people."
+        ),
+    ],
+    closed: Annotated[str, typer.Option(help="The target that was closed, e.g. point:central_mediterranean/zuwara.")],
+    start: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="First day of the closure.")],
+    end: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="Last day of the closure (inclusive).")],
+    to: Annotated[
+        list[str] | None, typer.Option(help="Where blocked people may have diverted (a target; repeatable).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="The parameters file to write or update (default: <var_dir>/scenario-parameters.json)."),
+    ] = None,
+    as_default: Annotated[
+        bool, typer.Option("--as-default", help="Use the estimate for closures of any target, not only this one.")
+    ] = False,
+    before_days: Annotated[int, typer.Option(min=7, help="Days before the closure that give the usual level.")] = 28,
+    release_days: Annotated[int, typer.Option(min=1, help="Days after the reopening read as the backlog.")] = 14,
+    divert_days: Annotated[int, typer.Option(min=0, help="Days after the end still read for diversion.")] = 35,
+    release: Annotated[str | None, typer.Option(help="Release whose route network resolves targets.")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="What the counts are, kept with each parameter (default: from the path).")
+    ] = None,
+) -> None:
+    """Estimate what people did when a crossing point was closed before (who diverted where, after how long, how fast
+    the backlog left), from daily counts, and write the parameters scenarios run with.
+
+    Prints each measured quantity with its 90 % interval and writes (or adds to) a parameters file: pass it to
+    `routecast scenario run --parameters`, or set ROUTECAST_SCENARIO_PARAMETERS for the API. How it works and how
+    well it recovers the simulator's behaviour: docs/scenarios.md.
+    """
+    from rich.table import Table
+
+    from forecasting.scenario import DEFAULT_PARAMETERS, ScenarioError, Target, load_parameters
+    from jobs.analysis.behaviour import estimate_closure, read_point_counts, target_key, with_estimate
+    from jobs.analysis.counterfactual import read_release
+
+    settings = JobSettings()
+    out = out or settings.var_dir / "scenario-parameters.json"
+    try:
+        table = read_point_counts(counts)
+        network = read_release(settings.store_dir, release).network
+        closed_target = Target.model_validate(closed)
+        destinations = [Target.model_validate(t) for t in (to or [])]
+        label = source or ("the simulator's history" if (counts / "arrivals").exists() else f"counts in {counts.name}")
+        estimate = estimate_closure(
+            table, network, closed_target, start.date(), end.date(), destinations, source=label,
+            before_days=before_days, release_days=release_days, divert_days=divert_days,
+        )  # fmt: skip
+        base = load_parameters(out) if out.exists() else DEFAULT_PARAMETERS
+        key = target_key(network, closed_target)
+    except (ScenarioError, ValueError, OSError) as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(code=2) from None
+    grid = Table(title=f"{key}, closed {start.date()} to {end.date()}: what the counts show (90 % interval)")
+    for column in ("quantity", "unit", "estimate", "90 % interval", "read with the mean level"):
+        grid.add_column(column, justify="left" if column in ("quantity", "unit") else "right")
+    for row in estimate.table.itertuples(index=False):
+        fmt = "{:,.2f}" if row.unit == "share" else "{:,.1f}"
+        grid.add_row(
+            row.quantity, row.unit, fmt.format(row.estimate), f"[{fmt.format(row.lo90)}, {fmt.format(row.hi90)}]",
+            "" if row.observed != row.observed else fmt.format(row.observed),
+        )  # fmt: skip
+    Console(soft_wrap=False, width=200).print(grid)
+    for note in estimate.notes:
+        console.print(f"[yellow]![/] {note}", highlight=False)
+    updated = with_estimate(base, key, estimate, as_default=as_default)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(updated.model_dump_json(indent=2))
+    tmp.replace(out)
+    console.print(
+        f"written: {out} (closures of {key}{' and, by default, any other' if as_default else ''}); use it with "
+        f"`routecast scenario run --parameters {out}` or ROUTECAST_SCENARIO_PARAMETERS={out}",
+        highlight=False,
+    )
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",

@@ -316,6 +316,13 @@ def scenario_run(
     by: Annotated[
         str | None, typer.Option(help="Who asks (kept with the scenario and audited; default: cli:$USER).")
     ] = None,
+    parameters: Annotated[
+        Path | None,
+        typer.Option(
+            help="Behaviour parameters (JSON, from `routecast scenario estimate`; default: "
+            "ROUTECAST_SCENARIO_PARAMETERS, else the engine's defaults)."
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario on a release's people forecasts and route network, print its summary and keep it (like
     POST /v1/scenarios, readable with GET /v1/scenarios/{id}); the summary is people."""
@@ -327,10 +334,22 @@ def scenario_run(
 
     from forecasting.scenario import ScenarioError
     from serving.audit import AuditKeyError, AuditLog
-    from serving.scenarios import NoScenarioNetwork, ScenarioStore, new_scenario_id, run_on_release, scenario_meta
+    from serving.scenarios import (
+        BadParameters,
+        NoScenarioNetwork,
+        ScenarioStore,
+        configured_parameters,
+        new_scenario_id,
+        run_on_release,
+        scenario_meta,
+    )
     from serving.store import StoreError, load_release
 
     settings = ServingSettings()
+    try:
+        behaviour = configured_parameters(parameters or settings.scenario_parameters)
+    except BadParameters as exc:
+        raise _fail(str(exc), 2) from None
     n_draws = draws or settings.scenario_draws
     if n_draws < 1:
         raise _fail(f"--draws must be at least 1, got {n_draws}", 2)
@@ -342,7 +361,7 @@ def scenario_run(
         raise _fail(str(exc), 1) from None
     began = time.perf_counter()
     try:
-        run = run_on_release(body, chosen, None, n_draws=n_draws, seed=seed)
+        run = run_on_release(body, chosen, None, n_draws=n_draws, seed=seed, parameters=behaviour)
     except ScenarioError as exc:
         raise _fail(f"{file}: {exc}", 2) from None
     except (NoScenarioNetwork, StoreError) as exc:

@@ -35,7 +35,9 @@ from forecasting.scenario import (
     Network,
     NetworkError,
     ScenarioError,
+    ScenarioParameters,
     ScenarioResult,
+    load_parameters,
     simulate_scenario,
     spec_from_json,
     summarise,
@@ -62,6 +64,21 @@ class ScenarioRun:
 
     result: ScenarioResult
     routes: tuple[str, ...]
+
+
+class BadParameters(RuntimeError):
+    """The scenario parameters file the settings name cannot be used (the message says why)."""
+
+
+def configured_parameters(path: Path | None) -> ScenarioParameters | None:
+    """The parameters in ``path`` (``ROUTECAST_SCENARIO_PARAMETERS``), None when unset; ``BadParameters`` for a file
+    that is missing or invalid (read at every scenario, so a new estimate applies without a restart)."""
+    if path is None:
+        return None
+    try:
+        return load_parameters(path)
+    except ValueError as exc:
+        raise BadParameters(str(exc)) from None
 
 
 def release_network(release: Release) -> Network:
@@ -106,9 +123,17 @@ def scoped_network(network: Network, routes: frozenset[str] | None) -> Network:
 
 
 def run_on_release(
-    body: bytes, release: Release, routes: frozenset[str] | None, *, n_draws: int, seed: int | None = None
+    body: bytes,
+    release: Release,
+    routes: frozenset[str] | None,
+    *,
+    n_draws: int,
+    seed: int | None = None,
+    parameters: ScenarioParameters | None = None,
 ) -> ScenarioRun:
-    """Run the scenario ``body`` (JSON) on ``release``, seeing only ``routes`` (a token's scope; None: all).
+    """Run the scenario ``body`` (JSON) on ``release``, seeing only ``routes`` (a token's scope; None: all), with
+    ``parameters`` (None: the engine's defaults). People the parameters divert to a route outside the scope leave
+    the routes shown, and nothing names where they went.
 
     Raises ``ScenarioError`` (one sentence) for a body that is not a valid scenario on what the caller may see,
     ``NoScenarioNetwork`` for a release without a route network, ``StoreError`` for a release whose network or
@@ -128,7 +153,7 @@ def run_on_release(
     people = people_forecasts(release)
     forecasts = people[people["route_id"].isin(network.routes)]
     try:
-        draws = simulate_scenario(spec, network, forecasts, n_draws=n_draws, seed=seed)
+        draws = simulate_scenario(spec, network, forecasts, parameters=parameters, n_draws=n_draws, seed=seed)
     except ScenarioError:
         raise
     except ValueError as exc:  # the release's forecasts cannot carry a scenario (a gap, a duplicate row)

@@ -55,6 +55,9 @@ class ServingSettings(BaseSettings):
     # What-if scenarios (POST /v1/scenarios): where each one asked for is kept, and the Monte Carlo draws it runs.
     scenarios_dir: Path | None = None  # default: <var_dir>/scenarios
     scenario_draws: int = Field(default=1000, ge=100, le=20_000, description="Monte Carlo draws per scenario.")
+    # The behaviour parameters scenarios run with (diversion, lags, release; `routecast scenario estimate` writes
+    # them from a past closure): a ScenarioParameters JSON file. Unset: the engine's defaults.
+    scenario_parameters: Path | None = None
 
     # How often the API looks at store/CURRENT for a newly published release (0: only on POST /v1/admin/reload).
     reload_interval_s: float = Field(default=10.0, ge=0)

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from forecasting.scenario import load_spec
+from forecasting.scenario import load_parameters, load_spec
 from geo.catalogue import load_catalogue
 from jobs.analysis.counterfactual import compare, predicted_weekly, read_release, simulated_weekly
 
@@ -29,6 +29,9 @@ def main() -> None:
     ap.add_argument("--routes", required=True, help="comma-separated: the closed route and the diversion routes")
     ap.add_argument("--weeks", type=int, default=8)
     ap.add_argument("--draws", type=int, default=1000)
+    ap.add_argument(
+        "--parameters", type=Path, help="behaviour parameters (routecast scenario estimate); default: the engine's"
+    )
     args = ap.parse_args()
 
     catalogue = load_catalogue()
@@ -36,7 +39,8 @@ def main() -> None:
     start = min(i.start for i in spec.interventions)
     release = read_release(args.store)
     simulated = simulated_weekly(args.baseline_truth, args.intervened_truth, catalogue, start, args.weeks)
-    predicted = predicted_weekly(release, spec, catalogue, start, args.weeks, n_draws=args.draws)
+    parameters = load_parameters(args.parameters) if args.parameters else None
+    predicted = predicted_weekly(release, spec, catalogue, start, args.weeks, n_draws=args.draws, parameters=parameters)
     routes = args.routes.split(",")
     table, rows = compare(simulated, predicted, routes)
     out = sys.stdout

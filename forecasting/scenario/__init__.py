@@ -58,8 +58,9 @@ split from those setting sail in the baseline's proportions over the horizon, an
 A diversion may not lead back to where people were blocked.
 
 Modules: ``spec`` (the scenario a planner writes, ``ScenarioError``), ``network`` (points and links),
-``parameters`` (distributions with sources, defaults, estimates from samples), ``plan`` (``validate``),
-``engine`` (the Monte Carlo flows), ``results`` (the tables).
+``parameters`` (distributions with sources, defaults, estimates from samples), ``estimate`` (parameters from a past
+closure's marks on daily counts), ``plan`` (``validate``), ``engine`` (the Monte Carlo flows), ``results`` (the
+tables).
 
 Use::
 
@@ -85,6 +86,7 @@ from forecasting.scenario.engine import (
     route_series_id,
     simulate_scenario,
 )
+from forecasting.scenario.estimate import BlockEstimate, estimate_block
 from forecasting.scenario.network import ROLES, Link, Network, NetworkError, NetworkPoint, PointKey
 from forecasting.scenario.parameters import (
     DEFAULT_PARAMETERS,
@@ -95,6 +97,7 @@ from forecasting.scenario.parameters import (
     Transit,
     delay_from_samples,
     diversion_from_counts,
+    load_parameters,
 )
 from forecasting.scenario.plan import Destination, PlannedIntervention, validate
 from forecasting.scenario.results import (
@@ -133,6 +136,7 @@ __all__ = [
     "LEDGER_COLUMNS",
     "ROLES",
     "SUMMARY_COLUMNS",
+    "BlockEstimate",
     "BlockLedger",
     "BlockParameters",
     "CapacityCut",
@@ -164,6 +168,8 @@ __all__ = [
     "delay_kernels",
     "diversion_from_counts",
     "draw_baseline",
+    "estimate_block",
+    "load_parameters",
     "load_spec",
     "parse_spec",
     "point_series_id",

@@ -394,6 +394,8 @@ def _destination_weights(points: tuple[PointKey, ...], published: dict[str, np.n
     totals = np.array(
         [published[point_series_id(*k)][:, 2].sum() if point_series_id(*k) in published else 0.0 for k in points]
     )
+    if not points:
+        return np.zeros(0)
     return totals / totals.sum() if totals.sum() > 0 else np.full(len(points), 1.0 / len(points))
 
 
@@ -585,8 +587,8 @@ def _block(
     demand -= blocked
     diverted = {}
     held = blocked.copy()
-    for j, dest in enumerate(p.destinations):
-        going = blocked * shares[:, j, None]
+    for dest in p.destinations:
+        going = blocked * shares[:, list(dest.columns)].sum(axis=1)[:, None]
         held -= going
         diverted[dest.label] = going.sum(axis=1)
         flows.add(flows.diverted_away, key, going)

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from forecasting.scenario.spec import (
     DelayAssumption,
@@ -29,6 +30,7 @@ from forecasting.scenario.spec import (
     ScenarioSpec,
     Target,
     _Frozen,
+    _one_sentence,
 )
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "Transit",
     "delay_from_samples",
     "diversion_from_counts",
+    "load_parameters",
 ]
 
 PLANNER = "planner"
@@ -203,3 +206,16 @@ def diversion_from_counts(diverted: Mapping[str, int], waited: int, source: str,
     m = sum(d.share for d in to)
     sd = math.sqrt(m * (1.0 - m) / (total_alpha + 1.0)) if 0.0 < m < 1.0 else 0.0
     return Diversion(to=to, sd=sd, source=source)
+
+
+def load_parameters(path: Path) -> ScenarioParameters:
+    """The parameters kept in ``path`` (``ScenarioParameters`` as JSON, e.g. written by ``routecast scenario
+    estimate``); ``ValueError`` in one sentence for a file that is missing or not valid parameters."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ValueError(f"scenario parameters {path}: {exc.strerror or exc}") from None
+    try:
+        return ScenarioParameters.model_validate_json(text)
+    except ValidationError as err:
+        raise ValueError(f"scenario parameters {path}: {_one_sentence(err)}") from None

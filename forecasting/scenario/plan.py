@@ -8,19 +8,24 @@ from datetime import date
 from pydantic import ValidationError
 
 from forecasting.scenario.network import Network, NetworkError, PointKey, point_label, topological_order
-from forecasting.scenario.parameters import DEFAULT_PARAMETERS, BlockParameters, ScenarioParameters
+from forecasting.scenario.parameters import DEFAULT_PARAMETERS, PLANNER, BlockParameters, ScenarioParameters
 from forecasting.scenario.spec import CapacityCut, Closure, ScenarioError, ScenarioSpec, Surge, Target, _one_sentence
 
-__all__ = ["Destination", "PlannedIntervention", "validate"]
+__all__ = ["ELSEWHERE", "Destination", "PlannedIntervention", "validate"]
+
+# The destination of people diverted, by parameters the planner did not write, to a route the network does not show.
+ELSEWHERE = "elsewhere"
 
 
 @dataclass(frozen=True)
 class Destination:
-    """Where a share of the blocked people goes: the target as written and the points it resolves to."""
+    """Where a share of the blocked people goes: the target as written and the points it resolves to (none for
+    ``ELSEWHERE``: they leave the routes shown)."""
 
     label: str
     points: tuple[PointKey, ...]
     share: float  # mean share of the blocked people (0..1)
+    columns: tuple[int, ...]  # which of the diversion's ``to`` it stands for (their shares add up)
 
 
 @dataclass(frozen=True)
@@ -95,13 +100,23 @@ def _plan_one(
     except ValidationError as err:
         raise ScenarioError(f"{field}.assumptions: {_one_sentence(err)}") from None
     destinations = []
+    planner = block.diversion.source == PLANNER
+    elsewhere: list[int] = []
     for j, share in enumerate(block.diversion.to):
-        where = f"{field}.assumptions.divert[{j}].to" if block.diversion.source == "planner" else f"{field} diversion"
+        if not planner and share.to.route is not None and share.to.route not in network.routes:
+            # An estimate or default sends people to a route this network does not show (another caller's scope, a
+            # release without it): they leave the routes shown, and nothing names where they went.
+            elsewhere.append(j)
+            continue
+        where = f"{field}.assumptions.divert[{j}].to" if planner else f"{field} diversion"
         to_points = network.resolve(share.to, where)
         if not to_points:
             raise ScenarioError(f"{where} {share.to} has no crossing point to divert to")
         to_label = _label(to_points, share.to)
-        destinations.append(Destination(to_label, to_points, share.share))
+        destinations.append(Destination(to_label, to_points, share.share, (j,)))
+    if elsewhere:
+        gone = sum(block.diversion.to[j].share for j in elsewhere)
+        destinations.append(Destination(ELSEWHERE, (), gone, tuple(elsewhere)))
     return PlannedIntervention(index, iv, label, points, block, tuple(destinations))
 
 

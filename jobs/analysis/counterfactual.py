@@ -24,7 +24,7 @@ import pandas as pd
 
 from contracts.published import CURRENT, FORECASTS, MANIFEST, RELEASES, SCENARIO_NETWORK
 from contracts.series import PEOPLE_SOURCE
-from forecasting.scenario import Network, ScenarioSpec, simulate_scenario
+from forecasting.scenario import Network, ScenarioParameters, ScenarioSpec, simulate_scenario
 from geo.catalogue import Catalogue
 from geo.entry import entry_points
 
@@ -88,10 +88,14 @@ def predicted_weekly(
     weeks: int,
     n_draws: int = 1000,
     seed: int = 0,
+    parameters: ScenarioParameters | None = None,
 ) -> pd.DataFrame:
     """Per route and week from ``start``: the engine's predicted change in arrivals at the route's entry points,
-    the median and the 80 % and 95 % intervals of the per-draw weekly sums (people)."""
-    draws = simulate_scenario(spec, release.network, release.forecasts, n_draws=n_draws, seed=seed)
+    the median and the 80 % and 95 % intervals of the per-draw weekly sums (people); ``parameters``: the behaviour
+    the engine runs with (None: its defaults)."""
+    draws = simulate_scenario(
+        spec, release.network, release.forecasts, parameters=parameters, n_draws=n_draws, seed=seed
+    )
     entries = entry_points(catalogue)
     days = pd.Series(pd.to_datetime(list(draws.days)))
     week = _weeks(days, start).to_numpy()

@@ -25,8 +25,10 @@ from serving.respond import JSON, ROLE_GUARDED, model_bytes
 from serving.scenarios import (
     ID_PATTERN,
     MAX_SPEC_BYTES,
+    BadParameters,
     NoScenarioNetwork,
     ScenarioStore,
+    configured_parameters,
     new_scenario_id,
     run_on_release,
     scenario_meta,
@@ -145,11 +147,16 @@ async def create_scenario(request: Request, state: StateDep, principal: Planner)
         raise HTTPException(status_code=413, detail=f"the scenario is larger than {MAX_SPEC_BYTES // 1024} KiB")
     settings = state.settings
     try:
-        run = await asyncio.to_thread(run_on_release, body, release, principal.routes, n_draws=settings.scenario_draws)
+        parameters = configured_parameters(settings.scenario_parameters)
+        run = await asyncio.to_thread(
+            run_on_release, body, release, principal.routes, n_draws=settings.scenario_draws, parameters=parameters
+        )
     except ScenarioError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
     except NoScenarioNetwork as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
+    except BadParameters as exc:
+        raise HTTPException(status_code=503, detail=f"scenarios cannot run: {exc}") from None
     scenario_id = new_scenario_id()
     meta = scenario_meta(scenario_id, run, release, principal.subject, dt.datetime.now(dt.UTC))
     await asyncio.to_thread(ScenarioStore(settings.scenarios_path).save, scenario_id, body, meta, run.result)

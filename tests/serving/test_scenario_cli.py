@@ -34,7 +34,10 @@ divert = [{ to = "point:central_mediterranean/sfax", share = 0.4 }]
 
 @pytest.fixture
 def var_dir(tmp_path, monkeypatch, catalogue) -> Path:
-    for name in ("AUDIT_DIR", "AUDIT_KEY", "AUDIT_KEY_FILE", "AUDIT_ANCHOR_FILE", "SCENARIOS_DIR", "SCENARIO_DRAWS"):
+    for name in (
+        "AUDIT_DIR", "AUDIT_KEY", "AUDIT_KEY_FILE", "AUDIT_ANCHOR_FILE", "SCENARIOS_DIR", "SCENARIO_DRAWS",
+        "SCENARIO_PARAMETERS",
+    ):  # fmt: skip
         monkeypatch.delenv(f"ROUTECAST_{name}", raising=False)
     var = tmp_path / "var"
     monkeypatch.setenv("ROUTECAST_VAR_DIR", str(var))
