@@ -84,6 +84,7 @@ class _MemoModel:
         self.y_ = y
         digest = hashlib.blake2b(y.to_numpy(dtype="float64").tobytes(), digest_size=16)
         digest.update(y.index.asi8.tobytes())
+        digest.update(str(y.name).encode())  # the series: a pooled model's forecast depends on which one it is
         self.key_ = (self.alias, digest.hexdigest())
         return self
 
@@ -153,7 +154,8 @@ class SelectionForecaster:
             raise NotFittedError(f"{self.alias}: call fit(y) before predict(h)")
         if tuple(check_levels(levels)) != LEVELS:
             raise ValueError(f"the selection calibrates the {LEVELS} % intervals only; asked for {levels}")
-        frame = pd.DataFrame({"series_id": "y", "ds": self.y_.index, "y": self.y_.to_numpy()})
+        series_id = self.y_.name if isinstance(self.y_.name, str) else "y"  # the series' own id, where it is named
+        frame = pd.DataFrame({"series_id": series_id, "ds": self.y_.index, "y": self.y_.to_numpy()})
         cfg = replace(self.cfg, horizon=check_horizon(h))
         found = select(frame, cfg, self.factories)
         forecast, self.metrics_, self.totals_ = found.forecast, found.metrics, found.totals

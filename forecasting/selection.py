@@ -29,6 +29,7 @@ from forecasting.backtest import (
 from forecasting.metrics import seasonal_scale
 from forecasting.models.base import describe_failure
 from forecasting.models.baselines import Drift, Naive, SeasonalNaive, SeasonalWindow, WindowAverage
+from forecasting.models.pooled import POOLED, PooledForecaster
 from forecasting.models.prophet import ProphetForecaster
 from forecasting.models.statsforecast import IntermittentModel, StatsForecastModel
 from forecasting.protocol import (
@@ -120,6 +121,10 @@ class SelectionConfig:
     # candidates competes as "ensemble" (0 or 1: no ensemble).
     ensemble_top: int = 3
     ensemble_stat: str = "median"
+    # A candidate that weighs as much as all the other members together: the ensemble is then the mean of it and
+    # the ``ensemble_stat`` of the others (when it is a member; otherwise the others' as usual). For a model of
+    # another kind than the rest (a pooled model beside single-series ones: experiments/pooled-monthly).
+    anchor: str | None = None
     # How the champion is picked: "best" = the lowest backtest MAE among the candidates and the ensemble;
     # "ensemble" = the ensemble whenever it could be built (the backtest still scores every candidate, picks the
     # members when ensemble_top < number of candidates, and calibrates the ensemble's intervals). Per-series
@@ -159,6 +164,11 @@ class SelectionConfig:
         if self.ensemble_stat not in (*_COMBINE, WEIGHTED):
             raise ValueError(
                 f"SelectionConfig.ensemble_stat={self.ensemble_stat!r} must be 'median', 'mean' or '{WEIGHTED}'"
+            )
+        if self.anchor is not None and (self.anchor not in self.candidates or self.ensemble_stat == WEIGHTED):
+            raise ValueError(
+                f"SelectionConfig.anchor={self.anchor!r} must be one of the candidates, with ensemble_stat median "
+                "or mean"
             )
         if self.calibration_space not in ("absolute", "log1p"):
             raise ValueError(
@@ -230,6 +240,12 @@ def _auto_arima(cfg: SelectionConfig) -> Forecaster:
     return StatsForecastModel("auto_arima", cfg.season_length, cfg.freq)
 
 
+def _pooled_without_panel(cfg: SelectionConfig) -> Forecaster:
+    # The pooled model learns from a panel of series, which each path gives it (jobs.stages.forecast.pooled_factories);
+    # without one it fails at fit, and a procedure naming it goes on without it.
+    return PooledForecaster(None, cfg.freq)
+
+
 def _croston(cfg: SelectionConfig) -> Forecaster:
     return IntermittentModel("croston", cfg.freq)
 
@@ -284,6 +300,8 @@ MODEL_FACTORIES: Mapping[str, ModelFactory] = _ReadOnlyMapping(
         "adida": _adida,
         "imapa": _imapa,
         "tsb": _tsb,
+        # LightGBM on a panel of monthly series (forecasting.models.pooled); needs the panel: see above.
+        POOLED: _pooled_without_panel,
     }
 )
 
@@ -433,9 +451,10 @@ def select(
         backtests[alias] = backtest
         rows.append(_score_row(series_id, alias, backtest, scale))
     members = _ensemble_members(rows, cfg.ensemble_top)
+    weights = None
     if members:
         weights = _step_weights([backtests[alias] for alias in members]) if cfg.ensemble_stat == WEIGHTED else None
-        backtests[ENSEMBLE] = _combine_frames([backtests[alias] for alias in members], cfg.ensemble_stat, weights)
+        backtests[ENSEMBLE] = _ensemble([backtests[alias] for alias in members], members, cfg, weights)
         rows.append(_score_row(series_id, ENSEMBLE, backtests[ENSEMBLE], scale))
 
     # Stable sort on (MAE, position): ties go to the earlier candidate; failed ones are never refitted. MAE ranks
@@ -451,10 +470,12 @@ def select(
     for i in ranked:
         alias = rows[i]["model"]
         try:
-            fitted = [make_model(a, cfg, factories).fit(y) for a in (members if alias == ENSEMBLE else [alias])]
-            prediction = _combine_frames(
+            chosen = members if alias == ENSEMBLE else [alias]
+            fitted = [make_model(a, cfg, factories).fit(y) for a in chosen]
+            prediction = _ensemble(
                 [checked_prediction(m, cfg.horizon, expected_ds) for m in fitted],
-                cfg.ensemble_stat,
+                chosen,
+                cfg,
                 weights if alias == ENSEMBLE else None,
             )
             if cfg.calibrate:
@@ -492,6 +513,18 @@ def _ensemble_members(rows: list[dict[str, object]], top: int) -> list[str]:
     """The best ``top`` candidates that ran everywhere (none if fewer than two did, or ``top`` < 2)."""
     ok = sorted((r for r in rows if r["error"] is None), key=lambda r: r["mae"])
     return [str(r["model"]) for r in ok[:top]] if top >= 2 and len(ok) >= 2 else []
+
+
+def _ensemble(
+    frames: list[pd.DataFrame], aliases: list[str], cfg: SelectionConfig, weights: dict[int, np.ndarray] | None
+) -> pd.DataFrame:
+    """The members' frames combined: ``cfg.ensemble_stat`` of them, or, with ``cfg.anchor`` among more than two of
+    them, the mean of the anchor's frame and the stat of the others'."""
+    if cfg.anchor in aliases and len(aliases) > 2:
+        i = aliases.index(cfg.anchor)
+        others = _combine_frames(frames[:i] + frames[i + 1 :], cfg.ensemble_stat)
+        return _combine_frames([others, frames[i]], "mean")
+    return _combine_frames(frames, cfg.ensemble_stat, weights)
 
 
 def _step_weights(backtests: list[pd.DataFrame]) -> dict[int, np.ndarray]:
@@ -576,7 +609,8 @@ def _regular_series(series: pd.DataFrame, freq: str) -> tuple[str, pd.Series]:
             f"series {series_id!r}: {len(gaps)} missing {period}(s), first gap at {gaps[0].date()}; "
             "fill the gaps upstream (e.g. explicit zeros) before forecasting"
         )
-    return series_id, pd.Series(frame["y"].to_numpy(dtype="float64"), index=grid, name="y")
+    # Named after its series: a model that learns from many series (forecasting.models.pooled) finds it by name.
+    return series_id, pd.Series(frame["y"].to_numpy(dtype="float64"), index=grid, name=series_id)
 
 
 def _forecast_rows(series_id: str, alias: str, prediction: pd.DataFrame) -> pd.DataFrame:

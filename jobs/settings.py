@@ -96,6 +96,10 @@ class JobSettings(BaseSettings):
     # How the candidates are combined: their median (robust to the one member that is far off after a turn), their
     # plain mean, or a mean weighted per step by 1 / backtest MAE.
     coarse_ensemble: Literal["median", "mean", "inverse_mae"] = "median"
+    # Monthly official counts also take the pooled model (LightGBM on every monthly official series the run reads:
+    # forecasting.models.pooled), weighing as much as the median of the candidates above: chosen on the same earlier
+    # windows (experiments/pooled-monthly). Weekly counts keep the median alone.
+    monthly_pooled: bool = True
     # Daily official counts (e.g. the UK's Channel arrivals; the device and people signals keep the candidates above):
     # the equal-weight mean of the recent level (the last 8 weeks) and the same weeks a year before (±4 weeks),
     # backtested and calibrated on weekly origins over the last year, 4 weeks each. Chosen on the two years before the

@@ -72,6 +72,29 @@ class Freq(StrEnum):
 
 
 DateOpt = Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="Run date (UTC), YYYY-MM-DD.")]
+PoolOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="SOURCE=FILE: another counts file whose series the monthly forecasts' pooled model learns from too "
+        "(repeatable; e.g. iom-dtm=iom_dtm_med_arrivals.csv beside a Frontex file, as the nightly run pools both)."
+    ),
+]
+
+
+def _pool(values: list[str] | None) -> list[tuple[Path, str]]:
+    """``--pool SOURCE=FILE`` values as (path, source); a malformed one ends the command with the reason."""
+    out = []
+    for value in values or []:
+        source, sep, path = value.partition("=")
+        if not sep or source not in {s.value for s in CountsSource} or not Path(path).is_file():
+            console.print(
+                f"[red]error:[/] --pool {value!r}: write SOURCE=FILE, SOURCE one of "
+                f"{', '.join(s.value for s in CountsSource)}, FILE an existing counts file",
+                highlight=False,
+            )
+            raise typer.Exit(code=2)
+        out.append((Path(path), source))
+    return out
 
 
 def _yesterday() -> dt.date:
@@ -526,6 +549,7 @@ def forecast_cmd(
     exceeds: Annotated[
         float | None, typer.Option(min=0, help="Also give the probability that each total is above this number.")
     ] = None,
+    pool: PoolOpt = None,
 ) -> None:
     """Forecast each route of a counts file after --as-of with 80 % and 95 % intervals (no Spark, nothing written).
 
@@ -542,7 +566,7 @@ def forecast_cmd(
 
     try:
         result = adhoc_forecast(
-            file, source.value, as_of.date(), horizon, freq.value if freq else None, exceeds=exceeds
+            file, source.value, as_of.date(), horizon, freq.value if freq else None, exceeds=exceeds, pool=_pool(pool)
         )
     except (CountsFileError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}")
@@ -577,6 +601,7 @@ def evaluate_cmd(
         dt.datetime | None,
         typer.Option(formats=["%Y-%m-%d"], help="Evaluate an earlier window: only periods ended by this date."),
     ] = None,
+    pool: PoolOpt = None,
 ) -> None:
     """Score routecast's forecasts of a counts file over its last origins against naive and seasonal naive.
 
@@ -589,6 +614,7 @@ def evaluate_cmd(
     from jobs.stages.counts import CountsFileError
 
     settings = JobSettings()
+    pooled = _pool(pool)
     try:
         with console.status(f"evaluating {file.name}") as status:
             result = evaluate_file(
@@ -601,6 +627,7 @@ def evaluate_cmd(
                 until=until.date() if until else None,
                 settings=settings,
                 progress=lambda msg: status.update(msg),
+                pool=pooled,
             )
     except (CountsFileError, EvaluationError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}")

@@ -13,6 +13,7 @@ summed; a period with a missing day is not complete and is left out, so it shows
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from forecasting.protocol import PERIOD_NAMES, PERIOD_OFFSETS, check_freq, perio
 from forecasting.selection import select
 from jobs.settings import JobSettings
 from jobs.stages.counts import read_counts
-from jobs.stages.forecast import procedure_key, selection_configs
+from jobs.stages.forecast import pooled_factories, procedure_key, selection_configs
 
 ADHOC_COLUMNS = ["route", "ds", "yhat", "lo80", "hi80", "lo95", "hi95", "model"]
 TOTALS_TABLE_COLUMNS = ["route", "window", "start", "end", "yhat", "lo80", "hi80", "lo95", "hi95", "n_scores", "model"]
@@ -76,6 +77,7 @@ def adhoc_forecast(
     freq: str | None = None,
     settings: JobSettings | None = None,
     exceeds: float | None = None,
+    pool: Sequence[tuple[Path, str]] = (),
 ) -> AdhocForecast:
     """Forecast each route of a counts file for the ``horizon`` periods after the last period ended by ``as_of``.
 
@@ -84,6 +86,8 @@ def adhoc_forecast(
     the ``horizon`` periods after ``as_of`` are returned (noted). Routes that cannot be forecast (too short,
     gaps) are noted, never dropped silently. Totals (the next 7 and 28 days, 1 and 4 weeks, 1 and 3 months, as
     settings say) come with intervals of the total and, given ``exceeds``, the probability that a total is above it.
+    ``pool``: other counts files (path, source) whose series the monthly procedure's pooled model learns from too,
+    beside the file's own (as the nightly run's learns from every monthly source it reads), up to ``as_of`` as well.
     """
     if horizon < 1:
         raise ValueError(f"--horizon {horizon} must be a positive number of periods")
@@ -111,6 +115,13 @@ def adhoc_forecast(
 
     last_period = last_ended_period(as_of, target)
     base = selection_configs(settings)[procedure_key(source, target)]
+    panel = {}
+    if target == "M":
+        for frame in [series, *(_monthly_series(p, s, as_of) for p, s in pool)]:
+            for sid, rows in frame.groupby("series_id", sort=True):
+                y = pd.Series(rows["y"].to_numpy(dtype="float64"), index=pd.DatetimeIndex(rows["ds"]))
+                panel.setdefault(str(sid), y)  # the file's own series first: a pooled file cannot replace one
+    factories = pooled_factories(base, panel)
     notes, tables, totals = [], [], []
     for sid, rows in series.groupby("series_id", sort=True):
         route = names[sid]
@@ -118,7 +129,7 @@ def adhoc_forecast(
         behind = len(period_grid(last, last_period, target)) - 1
         cfg = replace(base, horizon=horizon + behind)
         try:
-            found = select(rows, cfg)
+            found = select(rows, cfg, factories)
         except ValueError as exc:
             notes.append(f"{route}: not forecast: {exc}")
             continue
@@ -140,6 +151,16 @@ def adhoc_forecast(
     table = pd.concat(tables, ignore_index=True)[ADHOC_COLUMNS]
     table["ds"] = pd.to_datetime(table["ds"]).dt.date
     return AdhocForecast(table=table, notes=notes, totals=_totals_table(totals, exceeds))
+
+
+def _monthly_series(path: Path, source: str, as_of: dt.date) -> pd.DataFrame:
+    """``series_id, ds, y``: a counts file's series per month (summed from days where daily), months ended by
+    ``as_of``."""
+    batch = read_counts(Path(path), source, freq="M" if source == "generic" else None)
+    series = batch.series[["series_id", "route_id", "ds", "y"]]
+    if batch.report.freq != "M":
+        series = to_coarser(series, "M")
+    return series[period_end(series["ds"], "M") <= pd.Timestamp(as_of)]
 
 
 def _totals_table(totals: list[pd.DataFrame], exceeds: float | None) -> pd.DataFrame:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,12 +42,13 @@ from forecasting.tracking import experiment_id_for
 from jobs.analysis.adhoc import period_end, to_coarser
 from jobs.settings import JobSettings
 from jobs.stages.counts import read_counts
-from jobs.stages.forecast import procedure_key, selection_configs
+from jobs.stages.forecast import pooled_factories, procedure_key, selection_configs
 
 __all__ = [
     "DEFAULT_HORIZON",
     "DEFAULT_ORIGINS",
     "MLFLOW_EXPERIMENT",
+    "pooled_panel",
     "Evaluation",
     "EvaluationError",
     "evaluate_file",
@@ -116,11 +117,27 @@ def file_series(
         series = to_coarser(series, target)
     out = {}
     for sid, rows in series.groupby("series_id", sort=True):
-        y = rows.set_index(pd.DatetimeIndex(rows["ds"]))["y"].astype("float64").sort_index()
+        y = rows.set_index(pd.DatetimeIndex(rows["ds"]))["y"].astype("float64").sort_index().rename(str(sid))
         out[str(sid)] = y.asfreq({"D": "D", "W": "W-MON", "M": "MS"}[target])
         if out[str(sid)].isna().any():
             raise EvaluationError(f"{sid}: the file has gaps at {target}; a complete series is needed")
     return out, target, notes
+
+
+def pooled_panel(
+    series: dict[str, pd.Series], freq: str, pool: Sequence[tuple[Path, str]] = ()
+) -> dict[str, pd.Series]:
+    """The monthly series a pooled model learns from: ``series`` (a file's) and those of the ``pool`` files (path,
+    source), summed into months where they are daily; none unless ``freq`` is monthly."""
+    if freq != "M":
+        return {}
+    panel = dict(series)
+    for path, source in pool:
+        # A generic file's grid is what it says it is (here months); another source's is its own, summed up.
+        extra, _, _ = file_series(path, source, None, "M") if source == "generic" else file_series(path, source, "M")
+        for sid, y in extra.items():  # the file's own series stay its own, whatever a pooled file calls its
+            panel.setdefault(sid, y)
+    return panel
 
 
 def horizon_groups(freq: str, horizon: int) -> list[tuple[str, int, int]]:
@@ -146,11 +163,15 @@ def evaluate_file(
     settings: JobSettings | None = None,
     progress: Callable[[str], None] | None = None,
     log: bool = True,
+    pool: Sequence[tuple[Path, str]] = (),
 ) -> Evaluation:
     """Roll the product's procedure for ``source`` over the last ``origins`` origins of ``path`` (see the module).
 
     Defaults per freq: DEFAULT_ORIGINS and DEFAULT_HORIZON. ``until``: only periods ended by then are used, so an
-    earlier window can be evaluated. Writes var/evaluate/ and logs to MLflow unless ``log`` is False.
+    earlier window can be evaluated. ``pool``: other counts files (path, source) whose series the pooled model of a
+    monthly procedure learns from too, beside the file's own (as the nightly run's learns from every monthly source
+    it reads); each origin sees none of their later months either. Writes var/evaluate/ and logs to MLflow unless
+    ``log`` is False.
     """
     settings = settings or JobSettings()
     say = progress or (lambda _msg: None)
@@ -166,7 +187,7 @@ def evaluate_file(
     key = procedure_key(source, freq)
     cfg = selection_configs(settings)[key]
     baselines = _BASELINES[freq]
-    memo = MemoFactories(MODEL_FACTORIES)
+    memo = MemoFactories(pooled_factories(cfg, pooled_panel(series, freq, pool), MODEL_FACTORIES))
     frames, totals = [], []
     for sid, y in series.items():
         if until is not None:

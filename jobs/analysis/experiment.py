@@ -43,10 +43,10 @@ from forecasting.evaluation import (
 from forecasting.protocol import LEVELS
 from forecasting.selection import MODEL_FACTORIES, SelectionConfig
 from forecasting.tracking import experiment_id_for
-from jobs.analysis.evaluate import EvaluationError, file_series
+from jobs.analysis.evaluate import EvaluationError, file_series, pooled_panel
 from jobs.settings import JobSettings
 from jobs.stages.counts import SOURCES
-from jobs.stages.forecast import procedure_key, selection_configs
+from jobs.stages.forecast import pooled_factories, procedure_key, selection_configs
 
 # The experiments declared in the repository: experiments/<name>/experiment.toml beside the packages.
 DEFAULT_EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
@@ -190,7 +190,9 @@ def run_experiment(
     memos: dict[tuple[str, int], MemoFactories] = {}
     for variant in spec.variant_names:
         cfg = spec.selection_config(freq, variant, settings)
-        memo = memos.setdefault((cfg.freq, cfg.season_length), MemoFactories(factories or MODEL_FACTORIES))
+        # A pooled model learns from the file's series (its panel), which every variant that names it shares.
+        base = pooled_factories(cfg, pooled_panel(series, freq), factories or MODEL_FACTORIES)
+        memo = memos.setdefault((cfg.freq, cfg.season_length), MemoFactories(base))
         frames = []
         for sid, y in series.items():
             n_origins = ev.origins + (ev.warmup if ev.report == "totals" else 0)

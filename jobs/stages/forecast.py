@@ -37,6 +37,7 @@ from contracts.series import PEOPLE_SOURCE, series_id
 from forecasting.backtest import SCORE_NAMES
 from forecasting.hierarchy import RESIDUAL_COLUMNS, hierarchy_from_keys, reconcile
 from forecasting.measured import widen_forecasts
+from forecasting.models.pooled import POOLED, Panel, PanelFactory
 from forecasting.people import LEADING_MODEL, lead_forecasts
 from forecasting.plots import route_series_ids
 from forecasting.protocol import FREQS, PERIOD_OFFSETS
@@ -109,8 +110,9 @@ def selection_configs(settings: JobSettings) -> dict[str, SelectionConfig]:
       forecast ``people_horizon_days`` ahead.
     - counts:D (daily official counts): the mean of ``counts_daily_candidates`` (recent level and last year's same
       weeks), backtested on ``counts_daily_backtest_origins`` weekly origins of ``counts_daily_holdout_days``.
-    - counts:W and counts:M: the mean of ``coarse_candidates``, backtested on ``coarse_backtest_origins`` origins
-      one period apart, which experiments/frontex-monthly measured.
+    - counts:W and counts:M: the median (``coarse_ensemble``) of ``coarse_candidates``, backtested on
+      ``coarse_backtest_origins`` origins one period apart; for counts:M with ``monthly_pooled``, its mean with the
+      pooled model (the anchor: ``pooled_factories`` gives it the series it learns from).
     Official counts are calibrated on log1p (misses relative to the level) and carry totals (``totals_*``).
     """
     totals = {"D": settings.totals_days, "W": settings.totals_weeks, "M": settings.totals_months}
@@ -151,6 +153,8 @@ def selection_configs(settings: JobSettings) -> dict[str, SelectionConfig]:
                 "champion": settings.coarse_champion,
                 "point": settings.coarse_point,
             }
+        if freq == "M" and settings.monthly_pooled and POOLED not in choice["candidates"]:
+            choice = {**choice, "candidates": (*choice["candidates"], POOLED), "anchor": POOLED}
         configs[f"counts:{freq}"] = SelectionConfig.for_freq(
             freq,
             horizon=horizon,
@@ -161,6 +165,17 @@ def selection_configs(settings: JobSettings) -> dict[str, SelectionConfig]:
             totals=tuple(totals[freq]),
         )
     return configs
+
+
+def pooled_factories(
+    cfg: SelectionConfig, series: Mapping[str, pd.Series], factories: Mapping[str, ModelFactory] = MODEL_FACTORIES
+) -> Mapping[str, ModelFactory]:
+    """``factories`` whose pooled model (``cfg`` naming it) learns from ``series`` ({series_id: y}, monthly); as
+    they are otherwise. Every path gives it the monthly official series it reads: the nightly run all of them, an
+    analyst's command the file's own and those of the files it pools with."""
+    if POOLED not in cfg.candidates or not series:
+        return factories
+    return {**factories, POOLED: PanelFactory(Panel(series))}
 
 
 # A people series begins when the people stage first measured its route (a crossing point's W/2 days later still), so
@@ -188,6 +203,7 @@ def procedures_manifest(settings: JobSettings, keys: pd.DataFrame) -> dict[str, 
     procedures = {procedure_key(s, f) for s, f in used}
     fields = (
         "candidates",
+        "anchor",
         "champion",
         "origins",
         "step",
@@ -380,6 +396,14 @@ def run(
     history = _recent_history(series, keys)
     observed = _published_history(series, run_date)
     inputs = _inputs(series)
+    monthly = configs.get("counts:M")
+    if monthly is not None and POOLED in monthly.candidates:
+        rows = series.where(F.col("freq") == "M").select("series_id", "ds", "y").toPandas()
+        panel = {
+            str(sid): pd.Series(part["y"].to_numpy(dtype="float64"), index=pd.DatetimeIndex(part["ds"])).sort_index()
+            for sid, part in rows.groupby("series_id")
+        }
+        factories = pooled_factories(monthly, panel, factories)
     try:
         reconciled, metrics, totals = transform(series, keys, settings, configs, factories)
     finally:

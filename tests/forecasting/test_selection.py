@@ -136,7 +136,7 @@ def test_a_short_series_is_refused_naming_the_series_and_its_length():
 
 def test_unknown_aliases_are_a_key_error_listing_the_known_ones():
     known = (
-        "adida, auto_arima, auto_ets, auto_theta, croston, drift, imapa, naive, prophet, seasonal_naive, "
+        "adida, auto_arima, auto_ets, auto_theta, croston, drift, imapa, naive, pooled_lgbm, prophet, seasonal_naive, "
         "seasonal_naive_year, seasonal_window, tsb, window_mean"
     )
     with pytest.raises(UnknownModelError, match=f"unknown model alias 'arima'; known: {known}"):

@@ -91,3 +91,55 @@ def test_the_cli_the_nightly_run_and_the_api_give_the_same_forecast_and_totals(s
     earlier = adhoc_forecast(path, "uk-channel", origin, horizon=28, settings=settings)
     rows = evaluation.rows[(evaluation.rows["kind"] == "step") & (evaluation.rows["method"] == "champion")]
     assert rows["mean"].to_numpy() == pytest.approx(earlier.table["yhat"].to_numpy(), rel=1e-9)
+
+
+def _frontex_file(tmp_path):
+    """Monthly detections per route in Frontex's layout: three routes, each with a season and a level of its own."""
+    rng = np.random.default_rng(7)
+    months = pd.date_range("2014-01-01", periods=84, freq="MS")
+    t = np.arange(months.size)
+    lines = ["date,route,count,n_source_rows"]
+    for i, (route, level) in enumerate(
+        {"Central Mediterranean Route": 9000, "Eastern Mediterranean Route": 4000, "Western Balkan Route": 1500}.items()
+    ):
+        y = rng.poisson(level * (1 + 0.6 * np.sin(2 * np.pi * (t - 3 - i) / 12)))
+        lines += [f"{m.date()},{route},{v},1" for m, v in zip(months, y, strict=True)]
+    path = tmp_path / "frontex_ibc_monthly_by_route.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path, (months[-1] + pd.offsets.MonthEnd(0)).date()
+
+
+@pytest.mark.slow
+def test_monthly_counts_get_the_same_pooled_forecast_from_the_cli_the_nightly_run_and_evaluate(
+    spark, tmp_path, catalogue
+):
+    from jobs.settings import JobSettings
+
+    # The product's monthly procedure (the pooled model anchoring the median), with cheap single-series members.
+    settings = JobSettings(var_dir=tmp_path / "var", coarse_candidates=("naive", "seasonal_naive", "window_mean"))
+    path, as_of = _frontex_file(tmp_path)
+    sid = "frontex/route:central_mediterranean"
+
+    cli = adhoc_forecast(path, "frontex", as_of, horizon=settings.horizon_months, settings=settings)
+    ingest_counts(spark, settings, path, "frontex", catalogue)
+    nightly = forecast.run(spark, settings, as_of)  # the pooled model learns on Spark's workers, from the lake
+
+    columns = ["yhat", "lo80", "hi80", "lo95", "hi95"]
+    mine = cli.table[cli.table["route"] == "central_mediterranean"]
+    assert set(mine["model"]) == {"ensemble"} and len(mine) == settings.horizon_months
+    from_nightly = nightly.forecasts.loc[nightly.forecasts["series_id"] == sid, columns].to_numpy()
+    np.testing.assert_allclose(from_nightly, mine[columns].to_numpy(), rtol=1e-9)
+    chosen = nightly.metrics[(nightly.metrics["series_id"] == sid)].set_index("model")
+    assert chosen.loc["pooled_lgbm", "error"] is None or pd.isna(chosen.loc["pooled_lgbm", "error"])
+
+    evaluation = evaluate_file(path, "frontex", origins=1, settings=settings, log=False)
+    origin = dt.date.fromisoformat(evaluation.origins[-1])
+    earlier = adhoc_forecast(
+        path, "frontex", (pd.Timestamp(origin) + pd.offsets.MonthEnd(0)).date(), 3, settings=settings
+    )
+    rows = evaluation.rows[
+        (evaluation.rows["kind"] == "step") & (evaluation.rows["method"] == "champion")
+        & (evaluation.rows["series_id"] == sid)
+    ]  # fmt: skip
+    ours = earlier.table[earlier.table["route"] == "central_mediterranean"]
+    assert rows["mean"].to_numpy() == pytest.approx(ours["yhat"].to_numpy(), rel=1e-9)
