@@ -51,6 +51,7 @@ __all__ = [
     "evaluate_procedure",
     "roll_procedure",
     "skill",
+    "two_sided_conformal",
     "window_totals",
 ]
 
@@ -263,14 +264,14 @@ def conformal_totals(
             base = math.log1p(group.at[i, "mean"])
             for lvl in levels:
                 tail = (100 - lvl) / 200
-                lo, hi = _two_sided_conformal(past, tail)
+                lo, hi = two_sided_conformal(past, tail)
                 bounds[f"lo-{lvl}"][i] = max(math.expm1(base + lo), 0.0)
                 bounds[f"hi-{lvl}"][i] = math.expm1(base + hi)
         out.append(group.assign(**bounds))
     return pd.concat(out, ignore_index=True)
 
 
-def _two_sided_conformal(scores: np.ndarray, tail: float) -> tuple[float, float]:
+def two_sided_conformal(scores: np.ndarray, tail: float) -> tuple[float, float]:
     """Lower and upper finite-sample quantiles leaving ``tail`` on each side (the extreme score when too few)."""
     ordered = np.sort(scores)
     n = len(ordered)

@@ -679,7 +679,7 @@ def scenario_estimate(
 
     from forecasting.scenario import DEFAULT_PARAMETERS, ScenarioError, Target, load_parameters
     from jobs.analysis.behaviour import estimate_closure, read_point_counts, target_key, with_estimate
-    from jobs.analysis.counterfactual import read_release
+    from jobs.analysis.counterfactual import TRUTH_ARRIVALS, read_release
 
     settings = JobSettings()
     out = out or settings.var_dir / "scenario-parameters.json"
@@ -688,7 +688,8 @@ def scenario_estimate(
         network = read_release(settings.store_dir, release).network
         closed_target = Target.model_validate(closed)
         destinations = [Target.model_validate(t) for t in (to or [])]
-        label = source or ("the simulator's history" if (counts / "arrivals").exists() else f"counts in {counts.name}")
+        history = (counts / TRUTH_ARRIVALS).exists()
+        label = source or ("the simulator's history" if history else f"counts in {counts.name}")
         estimate = estimate_closure(
             table, network, closed_target, start.date(), end.date(), destinations, source=label,
             before_days=before_days, release_days=release_days, divert_days=divert_days,

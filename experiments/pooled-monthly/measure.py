@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from forecasting.evaluation import two_sided_conformal
 from forecasting.protocol import LEVELS
 from jobs.analysis.evaluate import evaluate_file, file_series
 from jobs.settings import JobSettings
@@ -206,15 +207,6 @@ def roll_pooled(files: dict[str, FileData], variant: Variant, say: Callable[[str
     return result
 
 
-def _two_sided(scores: np.ndarray, tail: float) -> tuple[float, float]:
-    """Lower and upper finite-sample conformal quantiles leaving ``tail`` on each side (the extremes if too few)."""
-    ordered = np.sort(scores)
-    n = len(ordered)
-    upper = min(math.ceil((n + 1) * (1 - tail)), n)
-    lower = max(math.floor((n + 1) * tail), 1)
-    return float(ordered[lower - 1]), float(ordered[upper - 1])
-
-
 def calibrate(frame: pd.DataFrame) -> pd.DataFrame:
     """Split-conformal intervals on log1p from the variant's own earlier misses (no month after the origin).
 
@@ -238,7 +230,7 @@ def calibrate(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         base = math.log1p(row.mean)
         for lvl in LEVELS:
-            lo, hi = _two_sided(scores, (100 - lvl) / 200)
+            lo, hi = two_sided_conformal(scores, (100 - lvl) / 200)
             bounds[f"lo-{lvl}"][i] = max(math.expm1(base + lo), 0.0)
             bounds[f"hi-{lvl}"][i] = math.expm1(base + hi)
     return frame.assign(**bounds).drop(columns="score")

@@ -237,7 +237,7 @@ def estimate_block(
         # Only where what the destinations show is about the number that did not come back: otherwise their excess
         # is mostly their own rise or fall (a season, a wave), and its centre says nothing of the diverted people.
         implied = np.quantile(blocked - released, [0.05, 0.95])
-        seen_total = float(np.column_stack([r for r in seen_draws]).sum(axis=1).mean())
+        seen_total = float(seen_all.sum(axis=1).mean())
         if implied[0] <= seen_total <= implied[1]:
             lag_draws = np.column_stack(lags)
             weights = np.where(np.isfinite(lag_draws), parts + 1e-12, 0.0)

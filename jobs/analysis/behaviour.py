@@ -18,6 +18,7 @@ import pandas as pd
 
 from forecasting.scenario import Network, ScenarioParameters, Target
 from forecasting.scenario.estimate import BlockEstimate, estimate_block
+from jobs.analysis.counterfactual import TRUTH_ARRIVALS
 
 __all__ = [
     "COUNT_COLUMNS",
@@ -30,7 +31,6 @@ __all__ = [
 ]
 
 COUNT_COLUMNS = ("date", "route_id", "crossing_point_id", "people")
-TRUTH_ARRIVALS = "arrivals"
 
 
 def read_point_counts(path: Path) -> pd.DataFrame:
